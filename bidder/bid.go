@@ -1,0 +1,164 @@
+package bidder
+
+import (
+	"sort"
+	"sync"
+
+	"github.com/bidpulse/bidpulse/models"
+	"github.com/bidpulse/bidpulse/windows"
+)
+
+// answer is the decision for one bid request.
+type answer struct {
+	multiplier float64
+	level      int // -1: no level with data ("none")
+	counts     windows.Counts
+	override   bool
+	res        models.Result
+}
+
+// bidScratch is the per-request working memory of the bid path, pooled so
+// that answering allocates nothing in steady state.
+type bidScratch struct {
+	vals   windows.Values
+	norm   [windows.NumDims][]byte // normalised copies of device and country
+	key    []byte
+	chain  []int
+	counts []windows.Counts
+	out    []byte
+	a      answer
+	args   []byte // a copy of a batch item's values
+}
+
+var bidScratchPool = sync.Pool{New: func() any { return &bidScratch{} }}
+
+func getScratch() *bidScratch {
+	sc := bidScratchPool.Get().(*bidScratch)
+	sc.vals.Reset()
+	return sc
+}
+
+func putScratch(sc *bidScratch) {
+	sc.vals.Reset()
+	bidScratchPool.Put(sc)
+}
+
+// bySpecificity returns the level indexes ordered most specific first (more
+// dimensions), ties in configured order.
+func bySpecificity(r *windows.Rollups) []int {
+	idx := make([]int, len(r.Levels))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool {
+		return len(r.Levels[idx[a]].Dims) > len(r.Levels[idx[b]].Dims)
+	})
+	return idx
+}
+
+// decide computes the multiplier for the dimension values in sc.vals at
+// nowMs into sc.a.
+//
+// The answering level is the most specific configured rollup named by the
+// request that has an override, else the most specific one with at least
+// one impression in the policy window (ties: configured order); with
+// neither, the answer is the neutral 1 at level "none".
+func (s *Service) decide(sc *bidScratch, nowMs int64) {
+	a := &sc.a
+	a.multiplier, a.level, a.counts, a.override = 1, -1, windows.Counts{}, false
+	a.res.Reset()
+	span := s.policy.Window
+	if s.overrides.len() > 0 {
+		for _, lvl := range s.specific {
+			if !s.rollups.Covers(lvl, &sc.vals) {
+				continue
+			}
+			sc.key = windows.AppendKey(sc.key[:0], lvl, s.rollups, &sc.vals)
+			if m, ok := s.overrides.get(sc.key, nowMs); ok {
+				a.level, a.override, a.multiplier = lvl, true, m
+				a.counts, _ = s.store.ReadSpan(sc.key, span, nowMs)
+				a.res.Multiplier, a.res.BeforeClamp = m, m
+				a.res.Min, a.res.Max = m, m
+				return
+			}
+		}
+	}
+	for _, lvl := range s.specific {
+		if !s.rollups.Covers(lvl, &sc.vals) {
+			continue
+		}
+		sc.key = windows.AppendKey(sc.key[:0], lvl, s.rollups, &sc.vals)
+		c, ok := s.store.ReadSpan(sc.key, span, nowMs)
+		if !ok || c.Impressions == 0 {
+			continue
+		}
+		a.level, a.counts = lvl, c
+		break
+	}
+	if a.level < 0 {
+		return
+	}
+	sc.chain = s.rollups.Chain(sc.chain[:0], a.level)
+	sc.counts = sc.counts[:0]
+	for _, lvl := range sc.chain {
+		sc.key = windows.AppendKey(sc.key[:0], lvl, s.rollups, &sc.vals)
+		c, _ := s.store.ReadSpan(sc.key, span, nowMs)
+		sc.counts = append(sc.counts, c)
+	}
+	in := models.Input{Chain: sc.counts}
+	models.Performance(&s.policy, &in, &a.res)
+	a.multiplier = a.res.Multiplier
+}
+
+// appendAnswer appends the JSON answer of /v1/multiplier.
+func (s *Service) appendAnswer(dst []byte, a *answer, explain bool) []byte {
+	dst = append(dst, `{"multiplier":`...)
+	dst = appendRounded(dst, a.multiplier)
+	dst = append(dst, `,"level":`...)
+	if a.level < 0 {
+		dst = appendStr(dst, "none")
+	} else {
+		dst = appendStr(dst, s.rollups.Levels[a.level].Name)
+	}
+	dst = append(dst, `,"window":`...)
+	dst = appendStr(dst, s.policy.Window.String())
+	dst = append(dst, `,"ctr":`...)
+	dst = appendFloat(dst, a.counts.CTR())
+	dst = append(dst, `,"cvr":`...)
+	dst = appendFloat(dst, a.counts.CVR())
+	dst = append(dst, `,"impressions":`...)
+	dst = appendUint(dst, a.counts.Impressions)
+	dst = append(dst, `,"clicks":`...)
+	dst = appendUint(dst, a.counts.Clicks)
+	dst = append(dst, `,"conversions":`...)
+	dst = appendUint(dst, a.counts.Conversions)
+	if explain {
+		dst = append(dst, `,"explain":{"policy":`...)
+		switch {
+		case a.override:
+			dst = appendStr(dst, "override")
+		case a.level < 0:
+			dst = appendStr(dst, "none")
+		default:
+			dst = appendStr(dst, "performance")
+		}
+		dst = append(dst, `,"window":`...)
+		dst = appendStr(dst, s.policy.Window.String())
+		dst = append(dst, `,"factors":`...)
+		dst = a.res.AppendFactorsJSON(dst)
+		dst = append(dst, `,"before_clamp":`...)
+		dst = appendRounded(dst, a.res.BeforeClamp)
+		dst = append(dst, `,"clamp":[`...)
+		dst = appendFloat(dst, s.policy.Min)
+		dst = append(dst, ',')
+		dst = appendFloat(dst, s.policy.Max)
+		dst = append(dst, `],"override":`...)
+		if a.override {
+			dst = appendFloat(dst, a.multiplier)
+		} else {
+			dst = append(dst, "null"...)
+		}
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
+}

@@ -1,0 +1,139 @@
+package bidder
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/bidpulse/bidpulse/models"
+	"github.com/bidpulse/bidpulse/windows"
+)
+
+// Config is the content of the --config YAML file: what is aggregated and how
+// multipliers are computed. Every field is optional; absent fields keep their
+// defaults (DefaultConfig).
+type Config struct {
+	// Rollups are the aggregation levels, e.g. "campaign/placement". Each
+	// starts with campaign and keeps the order campaign, creative, placement,
+	// device, country. The campaign level is required.
+	Rollups []string `yaml:"rollups"`
+	// Resolutions are the rings of every key, finest first. Together they
+	// must serve the spans 1m, 5m, 15m, 1h and 24h.
+	Resolutions []ResolutionConfig `yaml:"resolutions"`
+	// Policy configures the multiplier policy.
+	Policy PolicyConfig `yaml:"policy"`
+}
+
+// ResolutionConfig is one ring: Buckets buckets of Width each.
+type ResolutionConfig struct {
+	Width   time.Duration `yaml:"width"`
+	Buckets int           `yaml:"buckets"`
+}
+
+// PolicyConfig selects and tunes the multiplier policy.
+type PolicyConfig struct {
+	// Name of the policy; only "performance" exists today.
+	Name string `yaml:"name"`
+	// Window is the span the policy reads: 1m, 5m, 15m, 1h or 24h.
+	Window string `yaml:"window"`
+	// Elasticity is the exponent applied to the value lift.
+	Elasticity float64 `yaml:"elasticity"`
+	// CTRPrior is the Beta prior strength for CTR, in pseudo-impressions.
+	CTRPrior float64 `yaml:"ctr_prior"`
+	// CVRPrior is the Beta prior strength for CVR, in pseudo-clicks.
+	CVRPrior float64 `yaml:"cvr_prior"`
+	// Min and Max clamp the multiplier.
+	Min float64 `yaml:"min"`
+	Max float64 `yaml:"max"`
+}
+
+// DefaultConfig returns the configuration used when no --config is given.
+func DefaultConfig() Config {
+	p := models.DefaultPerformance()
+	c := Config{
+		Rollups: windows.DefaultRollupNames(),
+		Policy: PolicyConfig{
+			Name:       "performance",
+			Window:     p.Window.String(),
+			Elasticity: p.Elasticity,
+			CTRPrior:   p.CTRPrior,
+			CVRPrior:   p.CVRPrior,
+			Min:        p.Min,
+			Max:        p.Max,
+		},
+	}
+	for _, r := range windows.DefaultResolutions() {
+		c.Resolutions = append(c.Resolutions, ResolutionConfig{Width: r.Width, Buckets: r.Buckets})
+	}
+	return c
+}
+
+// LoadConfig reads a YAML config file over the defaults. Unknown fields are
+// an error, so a typo does not silently fall back to a default.
+func LoadConfig(path string) (Config, error) {
+	c := DefaultConfig()
+	if path == "" {
+		return c, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("cannot read config: %w", err)
+	}
+	return parseConfig(data)
+}
+
+func parseConfig(data []byte) (Config, error) {
+	c := DefaultConfig()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("cannot parse config: %w", err)
+	}
+	if _, _, _, err := c.build(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// build turns the config into the parts the service uses, validating it.
+func (c *Config) build() (*windows.Rollups, []windows.Resolution, models.PerformanceConfig, error) {
+	var pc models.PerformanceConfig
+	rollups, err := windows.ParseRollups(c.Rollups)
+	if err != nil {
+		return nil, nil, pc, fmt.Errorf("invalid rollups: %w", err)
+	}
+	var res []windows.Resolution
+	for i, r := range c.Resolutions {
+		if r.Width <= 0 || r.Width%time.Millisecond != 0 {
+			return nil, nil, pc, fmt.Errorf("invalid resolutions[%d]: width %s must be a positive whole number of milliseconds", i, r.Width)
+		}
+		if r.Buckets <= 0 || r.Buckets > 100000 {
+			return nil, nil, pc, fmt.Errorf("invalid resolutions[%d]: buckets %d must be in 1..100000", i, r.Buckets)
+		}
+		res = append(res, windows.Resolution{Width: r.Width, Buckets: r.Buckets})
+	}
+	if c.Policy.Name != "performance" {
+		return nil, nil, pc, fmt.Errorf("invalid policy.name %q: the known policies are: performance", c.Policy.Name)
+	}
+	span, ok := windows.ParseSpan(c.Policy.Window)
+	if !ok {
+		return nil, nil, pc, fmt.Errorf("invalid policy.window %q: want one of 1m, 5m, 15m, 1h, 24h", c.Policy.Window)
+	}
+	pc = models.PerformanceConfig{
+		Window:     span,
+		Elasticity: c.Policy.Elasticity,
+		CTRPrior:   c.Policy.CTRPrior,
+		CVRPrior:   c.Policy.CVRPrior,
+		Min:        c.Policy.Min,
+		Max:        c.Policy.Max,
+	}
+	if err := pc.Validate(); err != nil {
+		return nil, nil, pc, fmt.Errorf("invalid policy: %w", err)
+	}
+	return rollups, res, pc, nil
+}

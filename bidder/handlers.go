@@ -1,0 +1,301 @@
+package bidder
+
+import (
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
+
+	"github.com/bidpulse/bidpulse/bidder/event"
+	"github.com/bidpulse/bidpulse/windows"
+)
+
+// maxBatchItems bounds POST /v1/multipliers.
+const maxBatchItems = 1000
+
+// GET /v1/multiplier?campaign=..[&creative=..&placement=..&device=..&country=..][&explain=1]
+func (s *Service) handleMultiplier(ctx *fasthttp.RequestCtx) {
+	sc := getScratch()
+	defer putScratch(sc)
+	explain := false
+	for k, v := range ctx.QueryArgs().All() {
+		if d, ok := dimByName(k); ok {
+			if err := sc.setDim(d, v); err != nil {
+				writeError(ctx, fasthttp.StatusBadRequest, err.Error())
+				return
+			}
+			continue
+		}
+		if string(k) == "explain" {
+			b, ok := parseBool(v)
+			if !ok {
+				writeError(ctx, fasthttp.StatusBadRequest, "explain must be 0 or 1")
+				return
+			}
+			explain = b
+			continue
+		}
+		writeError(ctx, fasthttp.StatusBadRequest, "unknown parameter "+string(k)+"; known: campaign, creative, placement, device, country, explain")
+		return
+	}
+	if len(sc.vals[windows.DimCampaign]) == 0 {
+		writeError(ctx, fasthttp.StatusBadRequest, "missing campaign")
+		return
+	}
+	s.decide(sc, s.clock.NowMs())
+	sc.out = s.appendAnswer(sc.out[:0], &sc.a, explain)
+	writeJSON(ctx, fasthttp.StatusOK, sc.out)
+}
+
+var batchParserPool fastjson.ParserPool
+
+// POST /v1/multipliers: a JSON array of request objects -> an array of
+// answers in the same order; an invalid item gets {"error":..} in its slot.
+func (s *Service) handleMultipliers(ctx *fasthttp.RequestCtx) {
+	p := batchParserPool.Get()
+	defer batchParserPool.Put(p)
+	v, err := p.ParseBytes(ctx.PostBody())
+	if err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, "body is not valid JSON: "+err.Error())
+		return
+	}
+	items, err := v.Array()
+	if err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, "body must be a JSON array of request objects")
+		return
+	}
+	if len(items) > maxBatchItems {
+		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "too many items: the limit is 1000 per request")
+		return
+	}
+	sc := getScratch()
+	defer putScratch(sc)
+	now := s.clock.NowMs()
+	out := append(sc.out[:0], '[')
+	for i, item := range items {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		explain, err := sc.parseItem(item)
+		if err != nil {
+			out = append(out, `{"error":`...)
+			out = appendStr(out, err.Error())
+			out = append(out, '}')
+			continue
+		}
+		s.decide(sc, now)
+		out = s.appendAnswer(out, &sc.a, explain)
+	}
+	out = append(out, ']')
+	sc.out = out
+	writeJSON(ctx, fasthttp.StatusOK, out)
+}
+
+// parseItem reads one batch item into sc.vals.
+func (sc *bidScratch) parseItem(item *fastjson.Value) (explain bool, err error) {
+	sc.vals.Reset()
+	obj, e := item.Object()
+	if e != nil {
+		return false, queryError("item is not a JSON object")
+	}
+	obj.Visit(func(k []byte, v *fastjson.Value) {
+		if err != nil {
+			return
+		}
+		if d, ok := dimByName(k); ok {
+			if v.Type() == fastjson.TypeNull {
+				return
+			}
+			b, e := v.StringBytes()
+			if e != nil {
+				err = queryError(windows.DimNames[d] + " must be a string")
+				return
+			}
+			err = sc.setDim(d, b)
+			return
+		}
+		if string(k) == "explain" {
+			switch v.Type() {
+			case fastjson.TypeTrue:
+				explain = true
+			case fastjson.TypeFalse, fastjson.TypeNull:
+			case fastjson.TypeNumber:
+				explain = v.GetInt() != 0
+			default:
+				err = queryError("explain must be a boolean")
+			}
+			return
+		}
+		err = queryError("unknown field " + string(k) + "; known: campaign, creative, placement, device, country, explain")
+	})
+	if err == nil && len(sc.vals[windows.DimCampaign]) == 0 {
+		err = queryError("missing campaign")
+	}
+	return explain, err
+}
+
+// GET /v1/rates?campaign=..[&...]: every span of the exact rollup formed by
+// the dimensions given.
+func (s *Service) handleRates(ctx *fasthttp.RequestCtx) {
+	sc := getScratch()
+	defer putScratch(sc)
+	for k, v := range ctx.QueryArgs().All() {
+		d, ok := dimByName(k)
+		if !ok {
+			writeError(ctx, fasthttp.StatusBadRequest, "unknown parameter "+string(k)+"; known: campaign, creative, placement, device, country")
+			return
+		}
+		if err := sc.setDim(d, v); err != nil {
+			writeError(ctx, fasthttp.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	if len(sc.vals[windows.DimCampaign]) == 0 {
+		writeError(ctx, fasthttp.StatusBadRequest, "missing campaign")
+		return
+	}
+	lvl, ok := s.rollups.ByMask(sc.vals.Mask())
+	if !ok {
+		writeError(ctx, fasthttp.StatusBadRequest, "no configured rollup for "+maskName(sc.vals.Mask())+"; configured rollups: "+joinNames(s.rollups.Names()))
+		return
+	}
+	sc.key = windows.AppendKey(sc.key[:0], lvl, s.rollups, &sc.vals)
+	var spans [windows.NumSpans]windows.Counts
+	s.store.Read(sc.key, s.clock.NowMs(), &spans)
+	b := append(sc.out[:0], `{"level":`...)
+	b = appendStr(b, s.rollups.Levels[lvl].Name)
+	b = append(b, `,"key":`...)
+	b = s.appendKeyObject(b, lvl, &sc.vals)
+	b = append(b, `,"windows":{`...)
+	for sp := windows.Span(0); sp < windows.NumSpans; sp++ {
+		if sp > 0 {
+			b = append(b, ',')
+		}
+		b = appendKeyField(b, sp.String())
+		b = appendRates(b, &spans[sp])
+	}
+	b = append(b, "}}"...)
+	sc.out = b
+	writeJSON(ctx, fasthttp.StatusOK, b)
+}
+
+// appendKeyObject appends {"campaign":..,...} with the level's dimensions.
+func (s *Service) appendKeyObject(b []byte, lvl int, v *windows.Values) []byte {
+	b = append(b, '{')
+	for i, d := range s.rollups.Levels[lvl].Dims {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendKeyField(b, windows.DimNames[d])
+		b = appendString(b, v[d])
+	}
+	return append(b, '}')
+}
+
+func appendRates(b []byte, c *windows.Counts) []byte {
+	b = append(b, `{"impressions":`...)
+	b = appendUint(b, c.Impressions)
+	b = append(b, `,"clicks":`...)
+	b = appendUint(b, c.Clicks)
+	b = append(b, `,"conversions":`...)
+	b = appendUint(b, c.Conversions)
+	b = append(b, `,"cost":`...)
+	b = appendMoney(b, c.CostMicros)
+	b = append(b, `,"value":`...)
+	b = appendMoney(b, c.ValueMicros)
+	b = append(b, `,"ctr":`...)
+	b = appendFloat(b, c.CTR())
+	b = append(b, `,"cvr":`...)
+	b = appendFloat(b, c.CVR())
+	b = append(b, `,"cpa":`...)
+	if c.Conversions > 0 {
+		b = appendFloat(b, float64(c.CostMicros)/1e6/float64(c.Conversions))
+	} else {
+		b = append(b, '0')
+	}
+	b = append(b, `,"roas":`...)
+	if c.CostMicros > 0 {
+		b = appendFloat(b, float64(c.ValueMicros)/float64(c.CostMicros))
+	} else {
+		b = append(b, '0')
+	}
+	return append(b, '}')
+}
+
+func maskName(mask uint8) string {
+	name := ""
+	for d := windows.Dim(0); d < windows.NumDims; d++ {
+		if mask&(1<<d) != 0 {
+			if name != "" {
+				name += "/"
+			}
+			name += d.String()
+		}
+	}
+	return name
+}
+
+func joinNames(names []string) string {
+	out := ""
+	for i, n := range names {
+		if i > 0 {
+			out += ", "
+		}
+		out += n
+	}
+	return out
+}
+
+// GET /v1/stats
+func (s *Service) handleStats(ctx *fasthttp.RequestCtx) {
+	st := s.stats
+	b := append(make([]byte, 0, 512), `{"received":`...)
+	b = appendUint(b, st.received.Get())
+	b = append(b, `,"counted":`...)
+	b = appendUint(b, st.counted.Get())
+	b = append(b, `,"duplicates":`...)
+	b = appendUint(b, st.duplicates.Get())
+	b = append(b, `,"rejected":{`...)
+	for r := event.Reason(1); r < event.NumReasons; r++ {
+		if r > 1 {
+			b = append(b, ',')
+		}
+		b = appendKeyField(b, event.ReasonNames[r])
+		b = appendUint(b, st.rejected[r].Get())
+	}
+	b = append(b, `},"rejected_total":`...)
+	b = appendUint(b, st.rejectedTotal())
+	b = append(b, `,"late":`...)
+	b = appendUint(b, st.late.Get())
+	b = append(b, `,"future":`...)
+	b = appendUint(b, st.future.Get())
+	b = append(b, `,"overflow":`...)
+	b = appendUint(b, st.overflow.Get())
+	b = append(b, `,"dropped_messages":`...)
+	b = appendUint(b, uint64(s.dropped()))
+	b = append(b, `,"keys":`...)
+	b = appendUint(b, uint64(s.store.Len()))
+	b = append(b, `,"max_keys":`...)
+	b = appendUint(b, uint64(s.store.MaxKeys()))
+	b = append(b, `,"counted_by_type":{`...)
+	for t := event.Type(1); t < event.NumTypes; t++ {
+		if t > 1 {
+			b = append(b, ',')
+		}
+		b = appendKeyField(b, t.String())
+		b = appendUint(b, st.byType[t].Get())
+	}
+	msgs, bytes := s.pending()
+	b = append(b, `},"messages":`...)
+	b = appendUint(b, st.messages.Get())
+	b = append(b, `,"pending_messages":`...)
+	b = appendUint(b, uint64(msgs))
+	b = append(b, `,"pending_bytes":`...)
+	b = appendUint(b, uint64(bytes))
+	b = append(b, `,"keys_evicted":`...)
+	b = appendUint(b, st.evicted.Get())
+	b = append(b, `,"mode":"core","since":`...)
+	b = appendStr(b, st.since.Format(time.RFC3339))
+	b = append(b, '}')
+	writeJSON(ctx, fasthttp.StatusOK, b)
+}

@@ -1,0 +1,177 @@
+package bidder
+
+import (
+	"errors"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+const (
+	// maxBodySize bounds every request body (POST /v1/multipliers, PUT
+	// /v1/overrides); larger bodies get a JSON 413.
+	maxBodySize = 1 << 20
+	// readBufferSize bounds request headers, long query strings included.
+	readBufferSize = 64 << 10
+)
+
+func (s *Service) newHTTPServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:               s.serveHTTP,
+		ErrorHandler:          s.serveHTTPError,
+		Name:                  "bidpulse",
+		ReadBufferSize:        readBufferSize,
+		MaxRequestBodySize:    maxBodySize,
+		ReadTimeout:           10 * time.Second,
+		WriteTimeout:          10 * time.Second,
+		IdleTimeout:           2 * time.Minute,
+		NoDefaultServerHeader: false,
+		NoDefaultContentType:  true,
+		CloseOnShutdown:       true,
+		Logger:                fasthttpLogger{s},
+	}
+}
+
+type fasthttpLogger struct{ s *Service }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.s.log.Debug().Msgf(format, args...)
+}
+
+// serveHTTPError answers requests fasthttp could not parse, as JSON.
+func (s *Service) serveHTTPError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large: the limit is 1 MiB")
+	case errors.As(err, &small):
+		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request headers or query string too large: the limit is 64 KiB")
+	default:
+		var te interface{ Timeout() bool }
+		if errors.As(err, &te) && te.Timeout() {
+			writeError(ctx, fasthttp.StatusRequestTimeout, "request timeout")
+			return
+		}
+		writeError(ctx, fasthttp.StatusBadRequest, "cannot parse request: "+err.Error())
+	}
+	s.http.count(routeOther, ctx.Response.StatusCode())
+}
+
+func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
+	path := ctx.Path()
+	route := routeOther
+	switch string(path) {
+	case "/v1/multiplier":
+		route = routeMultiplier
+		if s.allow(ctx, "GET") {
+			s.handleMultiplier(ctx)
+			s.http.bid.UpdateDuration(ctx.Time())
+		}
+	case "/v1/multipliers":
+		route = routeMultipliers
+		if s.allow(ctx, "POST") {
+			s.handleMultipliers(ctx)
+			s.http.batch.UpdateDuration(ctx.Time())
+		}
+	case "/v1/rates":
+		route = routeRates
+		if s.allow(ctx, "GET") {
+			s.handleRates(ctx)
+		}
+	case "/v1/snapshot":
+		route = routeSnapshot
+		if s.allow(ctx, "GET") {
+			s.handleSnapshot(ctx)
+		}
+	case "/v1/stats":
+		route = routeStats
+		if s.allow(ctx, "GET") {
+			s.handleStats(ctx)
+		}
+	case "/v1/overrides":
+		route = routeOverrides
+		if s.allow(ctx, "GET", "PUT", "DELETE") {
+			s.handleOverrides(ctx)
+		}
+	case "/metrics":
+		route = routeMetrics
+		if s.allow(ctx, "GET") {
+			ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+			s.metrics.WritePrometheus(ctx)
+		}
+	case "/healthz":
+		route = routeHealthz
+		if s.allow(ctx, "GET") {
+			writeJSON(ctx, fasthttp.StatusOK, append(make([]byte, 0, 512), `{"status":"ok"}`...))
+		}
+	case "/readyz":
+		route = routeReadyz
+		if s.allow(ctx, "GET") {
+			s.handleReadyz(ctx)
+		}
+	default:
+		writeError(ctx, fasthttp.StatusNotFound, "not found: "+string(path))
+	}
+	s.http.count(route, ctx.Response.StatusCode())
+}
+
+// allow answers 405 unless the request's method is one of methods (HEAD is
+// allowed where GET is).
+func (s *Service) allow(ctx *fasthttp.RequestCtx, methods ...string) bool {
+	m := ctx.Method()
+	for _, want := range methods {
+		if string(m) == want || (want == "GET" && string(m) == "HEAD") {
+			return true
+		}
+	}
+	allowed := ""
+	for i, want := range methods {
+		if i > 0 {
+			allowed += ", "
+		}
+		allowed += want
+	}
+	ctx.Response.Header.Set("Allow", allowed)
+	writeError(ctx, fasthttp.StatusMethodNotAllowed, "method "+string(m)+" not allowed; use "+allowed)
+	return false
+}
+
+// writeJSON sends body as the JSON answer with the given status.
+func writeJSON(ctx *fasthttp.RequestCtx, status int, body []byte) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body)
+}
+
+// writeError sends {"error":msg} with the given status.
+func writeError(ctx *fasthttp.RequestCtx, status int, msg string) {
+	b := append(make([]byte, 0, 512), `{"error":`...)
+	b = appendStr(b, msg)
+	b = append(b, '}')
+	writeJSON(ctx, status, b)
+}
+
+func (s *Service) handleReadyz(ctx *fasthttp.RequestCtx) {
+	b := []byte(`{"ready":`)
+	status := fasthttp.StatusOK
+	if s.ready.Load() {
+		b = append(b, "true"...)
+	} else {
+		status = fasthttp.StatusServiceUnavailable
+		b = append(b, `false,"reason":`...)
+		if s.stopping.Load() {
+			b = appendStr(b, "shutting down")
+		} else {
+			b = appendStr(b, "starting")
+		}
+	}
+	b = append(b, `,"nats":{"connected":`...)
+	connected := s.nc != nil && s.nc.IsConnected()
+	if connected {
+		b = append(b, "true"...)
+	} else {
+		b = append(b, "false"...)
+	}
+	b = append(b, `,"mode":"core"}}`...)
+	writeJSON(ctx, status, b)
+}

@@ -1,0 +1,147 @@
+package bidder
+
+import (
+	"github.com/nats-io/nats.go"
+
+	"github.com/bidpulse/bidpulse/bidder/event"
+	"github.com/bidpulse/bidpulse/windows"
+)
+
+// futureToleranceMs is how far ahead of the service clock an event time may
+// be before the event is refused as "future". Events inside the tolerance
+// count in the current bucket.
+const futureToleranceMs = 5000
+
+// rejectHeader names the reason on a dead letter.
+const rejectHeader = "Bidpulse-Reject-Reason"
+
+// ingester applies events to the windows. It is driven by one goroutine (the
+// NATS subscription's callback), which serialises the dedup check-then-set and
+// the key-cap check; it is not safe for concurrent use.
+type ingester struct {
+	svc     *Service
+	parser  event.Parser
+	keys    []byte // encoded keys of the current event, back to back
+	offs    []int  // end offset of each key in keys
+	deadBuf []byte // copy of a rejected payload for the DLQ
+	subject string // subject of the current message
+	nowMs   int64  // service time of the current message
+	onEvent func(ev *event.Event, reason event.Reason, raw []byte)
+}
+
+func newIngester(svc *Service) *ingester {
+	in := &ingester{svc: svc}
+	// A method value made once, so parsing a message allocates no closure.
+	in.onEvent = in.handleEvent
+	return in
+}
+
+// handleMsg is the NATS message handler. msg.Data is not kept after return.
+func (in *ingester) handleMsg(msg *nats.Msg) {
+	in.subject = msg.Subject
+	in.svc.stats.messages.Inc()
+	in.apply(msg.Data, in.svc.clock.NowMs())
+}
+
+// apply parses payload and applies each of its events at time nowMs.
+func (in *ingester) apply(payload []byte, nowMs int64) {
+	in.nowMs = nowMs
+	in.parser.Parse(payload, in.onEvent)
+}
+
+func (in *ingester) handleEvent(ev *event.Event, reason event.Reason, raw []byte) {
+	s := in.svc.stats
+	s.received.Inc()
+	if reason != event.OK {
+		s.rejected[reason].Inc()
+		in.deadLetter(raw, reason)
+		return
+	}
+	in.applyEvent(ev, in.nowMs)
+}
+
+func (in *ingester) applyEvent(ev *event.Event, nowMs int64) {
+	svc, s := in.svc, in.svc.stats
+	ts := nowMs
+	if ev.HasTS {
+		ts = ev.TS
+	}
+	if ts < svc.store.Oldest(nowMs) {
+		s.late.Inc()
+		return
+	}
+	if ts > nowMs+futureToleranceMs {
+		s.future.Inc()
+		return
+	}
+	if svc.dedup.seen(ev.Type, ev.ID) {
+		s.duplicates.Inc()
+		return
+	}
+	// Every rollup whose dimensions the event has.
+	in.keys, in.offs = in.keys[:0], in.offs[:0]
+	missing := 0
+	start := 0
+	for lvl := range svc.rollups.Levels {
+		if !svc.rollups.Covers(lvl, &ev.Dims) {
+			continue
+		}
+		in.keys = windows.AppendKey(in.keys, lvl, svc.rollups, &ev.Dims)
+		in.offs = append(in.offs, len(in.keys))
+		if !svc.store.Contains(in.keys[start:]) {
+			missing++
+		}
+		start = len(in.keys)
+	}
+	// The whole event is refused when it needs a new key and the cap is
+	// full, so a child never counts more than its parent.
+	if missing > 0 && svc.store.Len()+missing > svc.store.MaxKeys() {
+		s.overflow.Inc()
+		return
+	}
+	var c windows.Counts
+	switch ev.Type {
+	case event.Impression:
+		c.Impressions = 1
+	case event.Click:
+		c.Clicks = 1
+	case event.Conversion:
+		c.Conversions = 1
+	}
+	c.CostMicros, c.ValueMicros = ev.CostMicros, ev.ValueMicros
+	start = 0
+	for _, end := range in.offs {
+		if !svc.store.Add(in.keys[start:end], ts, nowMs, c) {
+			// Only the applier adds keys, and eviction only removes them,
+			// so the check above cannot be outrun.
+			panic("BUG: windows refused a key after the key-cap check passed")
+		}
+		start = end
+	}
+	svc.dedup.add(ev.Type, ev.ID)
+	s.counted.Inc()
+	s.byType[ev.Type].Inc()
+}
+
+// deadLetter republishes a rejected payload on the DLQ subject with its
+// reason. Rejections are rare, so the allocations here do not matter.
+func (in *ingester) deadLetter(raw []byte, reason event.Reason) {
+	nc := in.svc.nc
+	if nc == nil {
+		return
+	}
+	in.deadBuf = append(in.deadBuf[:0], raw...)
+	m := &nats.Msg{
+		Subject: DLQSubject,
+		Header:  nats.Header{},
+		Data:    in.deadBuf,
+	}
+	m.Header.Set(rejectHeader, event.ReasonNames[reason])
+	if in.subject != "" {
+		m.Header.Set("Bidpulse-Subject", in.subject)
+	}
+	if err := nc.PublishMsg(m); err != nil {
+		in.svc.stats.dlqErrors.Inc()
+		in.svc.throttledLog.warn("dlq", "cannot publish dead letter", err)
+	}
+}

@@ -1,0 +1,308 @@
+package bidder
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
+
+	"github.com/bidpulse/bidpulse/windows"
+)
+
+const (
+	// maxOverrides bounds the override table.
+	maxOverrides = 100_000
+	// maxOverrideMultiplier is the largest multiplier an operator may set.
+	maxOverrideMultiplier = 10
+	// maxOverrideTTL bounds an override's time to live.
+	maxOverrideTTL = 366 * 24 * time.Hour
+)
+
+// override is an operator's fixed multiplier for exactly one key.
+type override struct {
+	level      int
+	key        string // encoded key
+	vals       [windows.NumDims]string
+	multiplier float64
+	expiresMs  int64 // 0: never
+}
+
+// overrides is the table of operator overrides, keyed by encoded key. Safe
+// for concurrent use; the bid path takes only the read lock, and skips even
+// that while the table is empty.
+type overrides struct {
+	rollups *windows.Rollups
+	mu      sync.RWMutex
+	m       map[string]*override
+	n       atomic.Int64
+}
+
+func newOverrides(r *windows.Rollups) *overrides {
+	return &overrides{rollups: r, m: map[string]*override{}}
+}
+
+func (o *overrides) len() int { return int(o.n.Load()) }
+
+// get returns the multiplier overriding key at nowMs.
+func (o *overrides) get(key []byte, nowMs int64) (float64, bool) {
+	o.mu.RLock()
+	ov := o.m[string(key)]
+	o.mu.RUnlock()
+	if ov == nil || (ov.expiresMs != 0 && nowMs >= ov.expiresMs) {
+		return 0, false
+	}
+	return ov.multiplier, true
+}
+
+func (o *overrides) set(ov *override) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.m[ov.key]; !ok && len(o.m) >= maxOverrides {
+		return fmt.Errorf("too many overrides: the limit is %d", maxOverrides)
+	}
+	o.m[ov.key] = ov
+	o.n.Store(int64(len(o.m)))
+	return nil
+}
+
+func (o *overrides) delete(key []byte) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, ok := o.m[string(key)]
+	delete(o.m, string(key))
+	o.n.Store(int64(len(o.m)))
+	return ok
+}
+
+// list returns the live overrides ordered by level, then dimension values.
+func (o *overrides) list(nowMs int64) []override {
+	o.mu.RLock()
+	out := make([]override, 0, len(o.m))
+	for _, ov := range o.m {
+		if ov.expiresMs == 0 || nowMs < ov.expiresMs {
+			out = append(out, *ov)
+		}
+	}
+	o.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].level != out[j].level {
+			return out[i].level < out[j].level
+		}
+		return strings.Join(out[i].vals[:], "\x00") < strings.Join(out[j].vals[:], "\x00")
+	})
+	return out
+}
+
+// expire removes overrides whose time to live has passed.
+func (o *overrides) expire(nowMs int64) {
+	o.mu.Lock()
+	for k, ov := range o.m {
+		if ov.expiresMs != 0 && nowMs >= ov.expiresMs {
+			delete(o.m, k)
+		}
+	}
+	o.n.Store(int64(len(o.m)))
+	o.mu.Unlock()
+}
+
+// checkAdmin answers 403 when the admin API is disabled and 401 when the
+// bearer token is missing or wrong. Tokens are compared in constant time on
+// their SHA-256 hashes, so neither content nor length leaks through timing.
+func (s *Service) checkAdmin(ctx *fasthttp.RequestCtx) bool {
+	if s.opts.AdminToken == "" {
+		writeError(ctx, fasthttp.StatusForbidden, "admin API disabled: start bidpulse with --admin-token")
+		return false
+	}
+	auth := ctx.Request.Header.Peek("Authorization")
+	const prefix = "Bearer "
+	if len(auth) < len(prefix) || !strings.EqualFold(string(auth[:len(prefix)]), prefix) {
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="bidpulse"`)
+		writeError(ctx, fasthttp.StatusUnauthorized, "missing Authorization: Bearer token")
+		return false
+	}
+	got := sha256.Sum256(auth[len(prefix):])
+	want := sha256.Sum256([]byte(s.opts.AdminToken))
+	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="bidpulse", error="invalid_token"`)
+		writeError(ctx, fasthttp.StatusUnauthorized, "invalid admin token")
+		return false
+	}
+	return true
+}
+
+// /v1/overrides: GET lists, PUT sets, DELETE removes.
+func (s *Service) handleOverrides(ctx *fasthttp.RequestCtx) {
+	if !s.checkAdmin(ctx) {
+		return
+	}
+	switch string(ctx.Method()) {
+	case "GET", "HEAD":
+		now := s.clock.NowMs()
+		b := []byte(`{"overrides":[`)
+		for i, ov := range s.overrides.list(now) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = s.appendOverride(b, &ov)
+		}
+		b = append(b, "]}"...)
+		writeJSON(ctx, fasthttp.StatusOK, b)
+	case "PUT":
+		s.putOverride(ctx)
+	case "DELETE":
+		s.deleteOverride(ctx)
+	}
+}
+
+func (s *Service) putOverride(ctx *fasthttp.RequestCtx) {
+	var p fastjson.Parser
+	v, err := p.ParseBytes(ctx.PostBody())
+	if err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, "body is not valid JSON: "+err.Error())
+		return
+	}
+	obj, err := v.Object()
+	if err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, "body must be a JSON object")
+		return
+	}
+	sc := getScratch()
+	defer putScratch(sc)
+	mult, hasMult := math.NaN(), false
+	var ttl time.Duration
+	obj.Visit(func(k []byte, fv *fastjson.Value) {
+		if err != nil {
+			return
+		}
+		if d, ok := dimByName(k); ok {
+			b, e := fv.StringBytes()
+			if e != nil {
+				err = queryError(windows.DimNames[d] + " must be a string")
+				return
+			}
+			err = sc.setDim(d, b)
+			return
+		}
+		switch string(k) {
+		case "multiplier":
+			f, e := fv.Float64()
+			if e != nil || !(f >= 0 && f <= maxOverrideMultiplier) {
+				err = queryError("multiplier must be a number in [0, 10] (0 = do not bid)")
+				return
+			}
+			mult, hasMult = f, true
+		case "ttl":
+			if fv.Type() == fastjson.TypeNull {
+				return
+			}
+			b, e := fv.StringBytes()
+			if e != nil {
+				err = queryError(`ttl must be a duration string such as "2h" or "30m"`)
+				return
+			}
+			d, e := time.ParseDuration(string(b))
+			if e != nil || d <= 0 || d > maxOverrideTTL {
+				err = queryError(`ttl must be a duration string such as "2h", positive and at most 8784h`)
+				return
+			}
+			ttl = d
+		default:
+			err = queryError("unknown field " + string(k) + "; known: campaign, creative, placement, device, country, multiplier, ttl")
+		}
+	})
+	if err == nil && len(sc.vals[windows.DimCampaign]) == 0 {
+		err = queryError("missing campaign")
+	}
+	if err == nil && !hasMult {
+		err = queryError("missing multiplier")
+	}
+	if err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
+		return
+	}
+	lvl, ok := s.rollups.ByMask(sc.vals.Mask())
+	if !ok {
+		writeError(ctx, fasthttp.StatusBadRequest, "no configured rollup for "+maskName(sc.vals.Mask())+"; configured rollups: "+joinNames(s.rollups.Names()))
+		return
+	}
+	ov := &override{level: lvl, multiplier: mult}
+	sc.key = windows.AppendKey(sc.key[:0], lvl, s.rollups, &sc.vals)
+	ov.key = string(sc.key)
+	for _, d := range s.rollups.Levels[lvl].Dims {
+		ov.vals[d] = string(sc.vals[d])
+	}
+	if ttl > 0 {
+		ov.expiresMs = s.clock.NowMs() + ttl.Milliseconds()
+	}
+	if err := s.overrides.set(ov); err != nil {
+		writeError(ctx, fasthttp.StatusInsufficientStorage, err.Error())
+		return
+	}
+	s.log.Info().Str("level", s.rollups.Levels[lvl].Name).Str("campaign", ov.vals[windows.DimCampaign]).
+		Float64("multiplier", mult).Dur("ttl", ttl).Msg("override set")
+	writeJSON(ctx, fasthttp.StatusOK, s.appendOverride(nil, ov))
+}
+
+func (s *Service) deleteOverride(ctx *fasthttp.RequestCtx) {
+	sc := getScratch()
+	defer putScratch(sc)
+	for k, v := range ctx.QueryArgs().All() {
+		d, ok := dimByName(k)
+		if !ok {
+			writeError(ctx, fasthttp.StatusBadRequest, "unknown parameter "+string(k)+"; known: campaign, creative, placement, device, country")
+			return
+		}
+		if err := sc.setDim(d, v); err != nil {
+			writeError(ctx, fasthttp.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	if len(sc.vals[windows.DimCampaign]) == 0 {
+		writeError(ctx, fasthttp.StatusBadRequest, "missing campaign")
+		return
+	}
+	lvl, ok := s.rollups.ByMask(sc.vals.Mask())
+	if !ok {
+		writeError(ctx, fasthttp.StatusBadRequest, "no configured rollup for "+maskName(sc.vals.Mask())+"; configured rollups: "+joinNames(s.rollups.Names()))
+		return
+	}
+	sc.key = windows.AppendKey(sc.key[:0], lvl, s.rollups, &sc.vals)
+	if !s.overrides.delete(sc.key) {
+		writeError(ctx, fasthttp.StatusNotFound, "no override for this "+s.rollups.Levels[lvl].Name)
+		return
+	}
+	s.log.Info().Str("level", s.rollups.Levels[lvl].Name).Msg("override deleted")
+	b := append([]byte(`{"deleted":true,"level":`), appendStr(nil, s.rollups.Levels[lvl].Name)...)
+	b = append(b, `,"key":`...)
+	b = s.appendKeyObject(b, lvl, &sc.vals)
+	writeJSON(ctx, fasthttp.StatusOK, append(b, '}'))
+}
+
+// appendOverride appends {"campaign":..,..,"level":..,"multiplier":..,"expires_at":..}.
+func (s *Service) appendOverride(b []byte, ov *override) []byte {
+	b = append(b, '{')
+	for _, d := range s.rollups.Levels[ov.level].Dims {
+		b = appendKeyField(b, windows.DimNames[d])
+		b = appendStr(b, ov.vals[d])
+		b = append(b, ',')
+	}
+	b = append(b, `"level":`...)
+	b = appendStr(b, s.rollups.Levels[ov.level].Name)
+	b = append(b, `,"multiplier":`...)
+	b = appendFloat(b, ov.multiplier)
+	b = append(b, `,"expires_at":`...)
+	if ov.expiresMs == 0 {
+		b = append(b, "null"...)
+	} else {
+		b = appendStr(b, time.UnixMilli(ov.expiresMs).UTC().Format(time.RFC3339))
+	}
+	return append(b, '}')
+}

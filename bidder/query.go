@@ -1,0 +1,83 @@
+package bidder
+
+import (
+	"unicode/utf8"
+
+	"github.com/bidpulse/bidpulse/bidder/event"
+	"github.com/bidpulse/bidpulse/windows"
+)
+
+// queryError is a client error of a bid or rates request; its text is
+// returned as {"error":...}.
+type queryError string
+
+func (e queryError) Error() string { return string(e) }
+
+// dimByName maps a query parameter or JSON field name to its dimension.
+func dimByName(name []byte) (windows.Dim, bool) {
+	for d, n := range windows.DimNames {
+		if string(name) == n {
+			return windows.Dim(d), true
+		}
+	}
+	return 0, false
+}
+
+// setDim validates value and stores it, normalised (device lower-cased,
+// country upper-cased, as at ingest), into sc.vals[d]. value must stay
+// unchanged while sc.vals is used.
+func (sc *bidScratch) setDim(d windows.Dim, value []byte) error {
+	if len(sc.vals[d]) > 0 {
+		return queryError("duplicate parameter " + windows.DimNames[d])
+	}
+	if len(value) == 0 {
+		return queryError("empty " + windows.DimNames[d])
+	}
+	if len(value) > event.MaxFieldLen {
+		return queryError(windows.DimNames[d] + " longer than 128 bytes")
+	}
+	if !utf8.Valid(value) {
+		return queryError(windows.DimNames[d] + " is not valid UTF-8")
+	}
+	switch d {
+	case windows.DimDevice:
+		sc.norm[d] = appendLower(sc.norm[d][:0], value)
+		value = sc.norm[d]
+	case windows.DimCountry:
+		sc.norm[d] = appendUpper(sc.norm[d][:0], value)
+		value = sc.norm[d]
+	}
+	sc.vals[d] = value
+	return nil
+}
+
+func appendLower(dst, s []byte) []byte {
+	for _, c := range s {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+func appendUpper(dst, s []byte) []byte {
+	for _, c := range s {
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// parseBool reads a flag parameter such as explain=1.
+func parseBool(v []byte) (bool, bool) {
+	switch string(v) {
+	case "", "1", "true", "yes":
+		return true, true
+	case "0", "false", "no":
+		return false, true
+	}
+	return false, false
+}

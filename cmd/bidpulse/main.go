@@ -1,0 +1,59 @@
+// Command bidpulse is the real-time bid adjustment service and its tools.
+//
+//	bidpulse serve     run the service (embedded NATS by default)
+//	bidpulse publish   publish events (from a file, stdin, or synthetic traffic)
+//	bidpulse version   print the version
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime/debug"
+)
+
+const usage = `bidpulse: real-time bid multipliers from live click-through and conversion rates.
+
+Usage:
+  bidpulse serve   [flags]   run the service (embedded NATS unless --nats-url)
+  bidpulse publish [flags]   publish events to NATS (file, stdin or --synthetic)
+  bidpulse version           print the version
+
+Run "bidpulse <command> -h" for the flags of a command.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = runServe(os.Args[2:])
+	case "publish":
+		err = runPublish(os.Args[2:])
+	case "version", "--version", "-version":
+		fmt.Println("bidpulse", version())
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "bidpulse: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bidpulse %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return bi.Main.Version + " " + s.Value[:12]
+			}
+		}
+		return bi.Main.Version
+	}
+	return "unknown"
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/rs/zerolog"
+
+	"github.com/bidpulse/bidpulse/bidder"
+)
+
+func runServe(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.Usage = usageWithEnv(fs, "Usage: bidpulse serve [flags]")
+	var o bidder.Options
+	fs.StringVar(&o.HTTPAddr, "http-addr", ":8080", "HTTP API listen address")
+	fs.StringVar(&o.NATSURL, "nats-url", "", "NATS server or cluster URLs, comma-separated; empty: run an embedded NATS server")
+	fs.StringVar(&o.NATSAddr, "nats-addr", "127.0.0.1:4222", "listen address of the embedded NATS server (port -1: random)")
+	fs.StringVar(&o.DataDir, "data-dir", "./data", "directory for the embedded NATS server's JetStream store")
+	fs.StringVar(&o.Subject, "subject", "bidpulse.events.>", "NATS subject of the events (must not match bidpulse.dlq)")
+	fs.StringVar(&o.Instance, "instance", "", "name of this replica (default: the host name)")
+	configPath := fs.String("config", "", "YAML config file: rollups, resolutions, policy (default: built-in defaults)")
+	fs.StringVar(&o.AdminToken, "admin-token", "", "bearer token of the admin API (overrides); empty: admin API disabled")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	logFormat := fs.String("log-format", "json", "log format: json or console")
+	fs.IntVar(&o.MaxKeys, "max-keys", 1_000_000, "maximum live keys over all rollups; events needing more are refused as overflow")
+	dedupSize := fs.String("dedup-size", "64MiB", "memory of the (type, id) dedup cache, e.g. 64MiB, 1GiB (at least 32MiB)")
+	fs.IntVar(&o.PendingMsgs, "pending-msgs", 1_000_000, "core NATS subscription buffer, in messages; past it messages are dropped and counted")
+	pendingBytes := fs.String("pending-bytes", "1GiB", "core NATS subscription buffer, in bytes")
+	if err := parseFlags(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	log, err := newLogger(*logLevel, *logFormat)
+	if err != nil {
+		return err
+	}
+	if o.DedupSize, err = parseBytes(*dedupSize); err != nil {
+		return fmt.Errorf("invalid --dedup-size: %w", err)
+	}
+	if o.PendingBytes, err = parseBytes(*pendingBytes); err != nil {
+		return fmt.Errorf("invalid --pending-bytes: %w", err)
+	}
+	if o.Config, err = bidder.LoadConfig(*configPath); err != nil {
+		return err
+	}
+	metrics.ExposeMetadata(true)
+	clock := bidder.NewCachedClock(time.Millisecond)
+	defer clock.Stop()
+	o.Clock = clock
+	o.Logger = log
+
+	t0 := time.Now()
+	svc, err := bidder.New(o)
+	if err != nil {
+		return err
+	}
+	if err := svc.Start(); err != nil {
+		return err
+	}
+	log.Info().Str("http", svc.HTTPAddr()).Dur("took", time.Since(t0)).Msg("bidpulse started")
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	sig := <-sigs
+	signal.Stop(sigs)
+	log.Info().Str("signal", sig.String()).Msg("stopping")
+	t0 = time.Now()
+	if err := svc.Stop(context.Background()); err != nil {
+		log.Error().Err(err).Msg("stopped with errors")
+		return err
+	}
+	log.Info().Dur("took", time.Since(t0)).Msg("bidpulse stopped")
+	return nil
+}
+
+func newLogger(level, format string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Logger{}, fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", level)
+	}
+	var log zerolog.Logger
+	switch format {
+	case "json":
+		log = zerolog.New(os.Stderr)
+	case "console":
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly})
+	default:
+		return zerolog.Logger{}, fmt.Errorf("invalid --log-format %q: want json or console", format)
+	}
+	return log.Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// parseBytes reads a size such as 64MiB, 1GiB, 500MB or 1048576.
+func parseBytes(s string) (int, error) {
+	units := []struct {
+		suffix string
+		mult   int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mult := 1
+	for _, u := range units {
+		if len(s) > len(u.suffix) && s[len(s)-len(u.suffix):] == u.suffix {
+			s, mult = s[:len(s)-len(u.suffix)], u.mult
+			break
+		}
+	}
+	var n int
+	if _, err := fmt.Sscanf(s, "%d", &n); err != nil || n < 0 || fmt.Sprint(n) != s {
+		return 0, fmt.Errorf("%q is not a size such as 64MiB", s)
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n * mult, nil
+}

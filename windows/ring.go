@@ -1,0 +1,166 @@
+package windows
+
+import (
+	"fmt"
+	"time"
+)
+
+// Resolution is one ring of every key: Buckets buckets of Width each, so the
+// ring holds Width*Buckets of event time.
+type Resolution struct {
+	Width   time.Duration
+	Buckets int
+}
+
+// DefaultResolutions returns 12 x 5s, 60 x 1m and 24 x 1h: 1m is served by the
+// 5 s ring, 5m, 15m and 1h by the 1 min ring, 24h by the 1 h ring.
+func DefaultResolutions() []Resolution {
+	return []Resolution{
+		{Width: 5 * time.Second, Buckets: 12},
+		{Width: time.Minute, Buckets: 60},
+		{Width: time.Hour, Buckets: 24},
+	}
+}
+
+// maxRingBuckets bounds one ring so a misconfiguration cannot ask for
+// gigabytes per key.
+const maxRingBuckets = 1 << 16
+
+// maxRingWindow bounds Width*Buckets of one ring.
+const maxRingWindow = 366 * 24 * time.Hour
+
+// bucket is one ring slot: the event-time bucket number it holds plus one (0
+// for a slot that never held data) and its counters. 48 bytes, no pointers.
+type bucket struct {
+	tag uint64
+	c   Counts
+}
+
+// ring is a Resolution in the units the hot path uses.
+type ring struct {
+	width   int64 // ms
+	buckets int64
+	off     int // index of the ring's first bucket in a key's block
+}
+
+// spanPlan says which ring serves a span and over how many buckets.
+type spanPlan struct {
+	ring int
+	k    int64
+}
+
+// add adds c to the bucket of event time ts in the ring at time now. ts <= now.
+// The event is dropped for this ring when its bucket has left the ring, or when
+// its slot already holds a newer bucket (a concurrent caller passed a later now).
+func (r *ring) add(block []bucket, ts, now int64, c *Counts) {
+	e := ts / r.width
+	if ts != now && e <= now/r.width-r.buckets {
+		return
+	}
+	b := &block[r.off+int(e%r.buckets)]
+	tag := uint64(e) + 1
+	switch {
+	case b.tag == tag:
+		b.c.Add(*c)
+	case b.tag < tag:
+		// Lazy reset: the slot held an older bucket that has left the ring.
+		b.tag = tag
+		b.c = *c
+	}
+}
+
+// sum returns the counts of the k newest buckets of the ring at time now: the
+// current bucket and the k-1 before it.
+func (r *ring) sum(block []bucket, now, k int64) Counts {
+	var acc Counts
+	cur := now / r.width
+	slot := cur % r.buckets
+	if k > cur+1 {
+		k = cur + 1 // nothing lies before bucket 0
+	}
+	rb := block[r.off : r.off+int(r.buckets)]
+	for i := int64(0); i < k; i++ {
+		if b := &rb[slot]; b.tag == uint64(cur-i)+1 {
+			acc.Add(b.c)
+		}
+		if slot--; slot < 0 {
+			slot = r.buckets - 1
+		}
+	}
+	return acc
+}
+
+// sumSpans fills dst[spans[i]] for spans served by this ring, sorted by k, in
+// one pass over the newest buckets.
+func (r *ring) sumSpans(block []bucket, now int64, spans []Span, plans *[NumSpans]spanPlan, dst *[NumSpans]Counts) {
+	var acc Counts
+	cur := now / r.width
+	slot := cur % r.buckets
+	rb := block[r.off : r.off+int(r.buckets)]
+	j := 0
+	for i := int64(0); i <= cur && j < len(spans); i++ {
+		if b := &rb[slot]; b.tag == uint64(cur-i)+1 {
+			acc.Add(b.c)
+		}
+		for j < len(spans) && plans[spans[j]].k == i+1 {
+			dst[spans[j]] = acc
+			j++
+		}
+		if slot--; slot < 0 {
+			slot = r.buckets - 1
+		}
+	}
+	for ; j < len(spans); j++ {
+		dst[spans[j]] = acc
+	}
+}
+
+// planRings checks the resolutions and picks the ring serving each span: the
+// finest one whose window is at least the span and whose width divides the
+// span evenly (ties: the first configured).
+func planRings(res []Resolution) ([]ring, [NumSpans]spanPlan, error) {
+	var plans [NumSpans]spanPlan
+	rings := make([]ring, len(res))
+	off := 0
+	for i, r := range res {
+		if r.Width <= 0 || r.Width%time.Millisecond != 0 {
+			return nil, plans, fmt.Errorf("cannot use resolution %d (%d x %s): the width must be a positive whole number of milliseconds", i, r.Buckets, r.Width)
+		}
+		if r.Buckets < 1 || r.Buckets > maxRingBuckets {
+			return nil, plans, fmt.Errorf("cannot use resolution %d (%d x %s): buckets must be in 1..%d", i, r.Buckets, r.Width, maxRingBuckets)
+		}
+		if r.Width > maxRingWindow/time.Duration(r.Buckets) {
+			return nil, plans, fmt.Errorf("cannot use resolution %d (%d x %s): the ring may hold at most %s", i, r.Buckets, r.Width, maxRingWindow)
+		}
+		rings[i] = ring{width: r.Width.Milliseconds(), buckets: int64(r.Buckets), off: off}
+		off += r.Buckets
+	}
+	for s := Span(0); s < NumSpans; s++ {
+		d := s.Duration()
+		best := -1
+		for i, r := range res {
+			if r.Width*time.Duration(r.Buckets) < d || d%r.Width != 0 {
+				continue
+			}
+			if best < 0 || r.Width < res[best].Width {
+				best = i
+			}
+		}
+		if best < 0 {
+			return nil, plans, fmt.Errorf("cannot serve span %s with resolutions %s: no ring covers it with a width that divides it evenly", s, formatResolutions(res))
+		}
+		plans[s] = spanPlan{ring: best, k: int64(d / res[best].Width)}
+	}
+	return rings, plans, nil
+}
+
+func formatResolutions(res []Resolution) string {
+	s := ""
+	for i, r := range res {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("%d x %s", r.Buckets, r.Width)
+	}
+	return s
+}

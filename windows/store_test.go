@@ -1,0 +1,438 @@
+package windows
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// t0 is a day boundary (2023-11-14T00:00:00Z), so every bucket starts there.
+const t0 = int64(1_699_920_000_000)
+
+func mustStore(t testing.TB, cfg Config) *Store {
+	t.Helper()
+	s, err := NewStore(cfg)
+	if err != nil {
+		t.Fatalf("unexpected error: %s", err)
+	}
+	return s
+}
+
+func testKey(level int, campaign string) []byte {
+	return append([]byte{byte(level)}, campaign...)
+}
+
+func TestNewStorePlans(t *testing.T) {
+	f := func(res []Resolution, want [NumSpans]string) {
+		t.Helper()
+		s := mustStore(t, Config{Resolutions: res})
+		for sp := Span(0); sp < NumSpans; sp++ {
+			r, k := s.SpanResolution(sp)
+			if got := fmt.Sprintf("%d x %s", k, r.Width); got != want[sp] {
+				t.Fatalf("unexpected plan of %s with %v; got %s; want %s", sp, res, got, want[sp])
+			}
+			if time.Duration(k)*r.Width != sp.Duration() {
+				t.Fatalf("unexpected plan of %s: %d x %s", sp, k, r.Width)
+			}
+		}
+	}
+	f(nil, [NumSpans]string{"12 x 5s", "5 x 1m0s", "15 x 1m0s", "60 x 1m0s", "24 x 1h0m0s"})
+	f(DefaultResolutions(), [NumSpans]string{"12 x 5s", "5 x 1m0s", "15 x 1m0s", "60 x 1m0s", "24 x 1h0m0s"})
+	// Widths need not divide each other; the finest fitting ring wins whatever the order.
+	f([]Resolution{{time.Hour, 24}, {100 * time.Second, 36}, {12 * time.Second, 5}},
+		[NumSpans]string{"5 x 12s", "3 x 1m40s", "9 x 1m40s", "36 x 1m40s", "24 x 1h0m0s"})
+	// One ring may serve everything.
+	f([]Resolution{{time.Minute, 1440}}, [NumSpans]string{"1 x 1m0s", "5 x 1m0s", "15 x 1m0s", "60 x 1m0s", "1440 x 1m0s"})
+	// A ring whose width does not divide a span is skipped for it.
+	f([]Resolution{{7 * time.Second, 100000 / 7}, {time.Minute, 24 * 60}},
+		[NumSpans]string{"1 x 1m0s", "5 x 1m0s", "15 x 1m0s", "60 x 1m0s", "1440 x 1m0s"})
+
+	s := mustStore(t, Config{})
+	if s.MaxKeys() != DefaultMaxKeys {
+		t.Fatalf("unexpected MaxKeys; got %d; want %d", s.MaxKeys(), DefaultMaxKeys)
+	}
+	if got := s.Resolutions(); len(got) != 3 || got[2] != (Resolution{time.Hour, 24}) {
+		t.Fatalf("unexpected resolutions; got %v", got)
+	}
+	// The oldest bucket of the 24 x 1h ring at 10:30 starts at 11:00 the day before.
+	if got, want := s.Oldest(t0+10*hourMs+30*minuteMs), t0-13*hourMs; got != want {
+		t.Fatalf("unexpected Oldest; got %d; want %d", got, want)
+	}
+}
+
+func TestNewStoreErrors(t *testing.T) {
+	f := func(cfg Config, wantSubstr string) {
+		t.Helper()
+		_, err := NewStore(cfg)
+		if err == nil {
+			t.Fatalf("unexpected success for %+v", cfg)
+		}
+		if !strings.Contains(err.Error(), wantSubstr) {
+			t.Fatalf("unexpected error; got %q; want it to contain %q", err, wantSubstr)
+		}
+	}
+	f(Config{Resolutions: []Resolution{{5 * time.Second, 12}, {time.Minute, 60}}}, "cannot serve span 24h")
+	f(Config{Resolutions: []Resolution{{2 * time.Minute, 720}, {time.Hour, 24}}}, "cannot serve span 1m")
+	f(Config{Resolutions: []Resolution{{5 * time.Second, 11}, {2 * time.Minute, 720}}}, "cannot serve span 1m")
+	f(Config{Resolutions: []Resolution{{7 * time.Second, 1000}, {time.Hour, 24}}}, "cannot serve span 1m")
+	f(Config{Resolutions: []Resolution{{1500 * time.Microsecond, 12}}}, "whole number of milliseconds")
+	f(Config{Resolutions: []Resolution{{0, 12}}}, "whole number of milliseconds")
+	f(Config{Resolutions: []Resolution{{-time.Second, 12}}}, "whole number of milliseconds")
+	f(Config{Resolutions: []Resolution{{time.Second, 0}}}, "buckets must be in")
+	f(Config{Resolutions: []Resolution{{time.Second, 1 << 20}}}, "buckets must be in")
+	f(Config{Resolutions: []Resolution{{200 * 24 * time.Hour, 2}}}, "at most")
+	f(Config{MaxKeys: -1}, "MaxKeys")
+}
+
+const (
+	secondMs = int64(1000)
+	minuteMs = 60 * secondMs
+	hourMs   = 60 * minuteMs
+)
+
+func readAll(t *testing.T, s *Store, key []byte, now int64) [NumSpans]uint64 {
+	t.Helper()
+	var dst [NumSpans]Counts
+	if !s.Read(key, now, &dst) {
+		t.Fatalf("unexpected Read miss for %q", key)
+	}
+	var imps [NumSpans]uint64
+	for sp := range dst {
+		imps[sp] = dst[sp].Impressions
+		c, ok := s.ReadSpan(key, Span(sp), now)
+		if !ok || c != dst[sp] {
+			t.Fatalf("unexpected ReadSpan(%s); got %+v, %v; want %+v", Span(sp), c, ok, dst[sp])
+		}
+	}
+	return imps
+}
+
+func TestStoreRotation(t *testing.T) {
+	s := mustStore(t, Config{})
+	key := testKey(0, "c")
+	one := Counts{Impressions: 1}
+	// One impression every 5 s for 2 minutes, checked after each.
+	for i := int64(0); i < 24; i++ {
+		now := t0 + i*5*secondMs
+		if !s.Add(key, now, now, one) {
+			t.Fatalf("unexpected Add failure")
+		}
+		got := readAll(t, s, key, now)
+		want1m := uint64(min(i+1, 12))
+		if got[Span1m] != want1m || got[Span5m] != uint64(i+1) || got[Span24h] != uint64(i+1) {
+			t.Fatalf("unexpected counts after %d adds; got %v; want 1m=%d, 5m=24h=%d", i+1, got, want1m, i+1)
+		}
+		// Mid-bucket reads see the same thing.
+		if got2 := readAll(t, s, key, now+4999); got2 != got {
+			t.Fatalf("unexpected counts at the end of the bucket; got %v; want %v", got2, got)
+		}
+	}
+	now := t0 + 115*secondMs
+	f := func(at int64, want [NumSpans]uint64) {
+		t.Helper()
+		if got := readAll(t, s, key, at); got != want {
+			t.Fatalf("unexpected counts at +%dms; got %v; want %v", at-now, got, want)
+		}
+	}
+	// 1m = current 5 s bucket + 11 before; the minute buckets hold 12 each.
+	f(now+5*secondMs, [NumSpans]uint64{11, 24, 24, 24, 24})
+	f(now+60*secondMs, [NumSpans]uint64{0, 24, 24, 24, 24})
+	f(t0+4*minuteMs+59*secondMs, [NumSpans]uint64{0, 24, 24, 24, 24})
+	f(t0+5*minuteMs, [NumSpans]uint64{0, 12, 24, 24, 24})
+	f(t0+6*minuteMs, [NumSpans]uint64{0, 0, 24, 24, 24})
+	f(t0+hourMs-1, [NumSpans]uint64{0, 0, 0, 24, 24})
+	f(t0+hourMs, [NumSpans]uint64{0, 0, 0, 12, 24})
+	f(t0+hourMs+minuteMs, [NumSpans]uint64{0, 0, 0, 0, 24})
+	f(t0+24*hourMs-1, [NumSpans]uint64{0, 0, 0, 0, 24})
+	f(t0+24*hourMs, [NumSpans]uint64{0, 0, 0, 0, 0})
+	// Reads before the data exist see nothing of it.
+	f(t0-1, [NumSpans]uint64{0, 0, 0, 0, 0})
+	f(0, [NumSpans]uint64{0, 0, 0, 0, 0})
+}
+
+func TestStoreLazyReset(t *testing.T) {
+	s := mustStore(t, Config{})
+	key := testKey(0, "c")
+	s.Add(key, t0, t0, Counts{Impressions: 5, Clicks: 1})
+	// t0+60s lands in t0's 5 s slot: it resets it, and t0's minute slot is untouched.
+	now := t0 + minuteMs
+	s.Add(key, now, now, Counts{Impressions: 2})
+	if c, _ := s.ReadSpan(key, Span1m, now); c != (Counts{Impressions: 2}) {
+		t.Fatalf("unexpected 1m; got %+v; want 2 impressions", c)
+	}
+	if c, _ := s.ReadSpan(key, Span5m, now); c != (Counts{Impressions: 7, Clicks: 1}) {
+		t.Fatalf("unexpected 5m; got %+v; want 7 impressions, 1 click", c)
+	}
+	// A late event whose 5 s bucket has left the ring still counts in the longer rings.
+	s.Add(key, t0+5*secondMs, now+10*secondMs, Counts{Impressions: 1})
+	var dst [NumSpans]Counts
+	s.Read(key, now+10*secondMs, &dst)
+	if dst[Span1m].Impressions != 2 || dst[Span5m].Impressions != 8 || dst[Span24h].Impressions != 8 {
+		t.Fatalf("unexpected counts after a late event; got %+v", dst)
+	}
+	// An event older than every ring changes no count (but it is remembered as the key's newest time only if newer).
+	s.Add(key, t0-25*hourMs, now+10*secondMs, Counts{Impressions: 100})
+	s.Read(key, now+10*secondMs, &dst)
+	if dst[Span24h].Impressions != 8 {
+		t.Fatalf("unexpected 24h after an event older than the rings; got %+v", dst[Span24h])
+	}
+	// A future event is clamped to now.
+	s.Add(key, now+hourMs, now+10*secondMs, Counts{Clicks: 1})
+	s.Read(key, now+10*secondMs, &dst)
+	if dst[Span1m].Clicks != 1 || dst[Span24h].Clicks != 2 {
+		t.Fatalf("unexpected counts after a future event; got %+v", dst)
+	}
+}
+
+func TestStoreEarlierNow(t *testing.T) {
+	// Concurrent callers may pass slightly different nows: an Add with an earlier
+	// now whose slot already holds a newer bucket is dropped for that ring only.
+	s := mustStore(t, Config{})
+	key := testKey(0, "c")
+	s.Add(key, t0+hourMs, t0+hourMs, Counts{Impressions: 1})
+	s.Add(key, t0, t0, Counts{Impressions: 10})
+	f := func(now int64, want [NumSpans]uint64) {
+		t.Helper()
+		if got := readAll(t, s, key, now); got != want {
+			t.Fatalf("unexpected counts at %d; got %v; want %v", now-t0, got, want)
+		}
+	}
+	f(t0+hourMs, [NumSpans]uint64{1, 1, 1, 1, 11})
+	// Read at the earlier time: the newer buckets are not counted, the dropped event is not there.
+	f(t0, [NumSpans]uint64{0, 0, 0, 0, 10})
+	// Times before the Unix epoch are treated as 0.
+	s2 := mustStore(t, Config{})
+	s2.Add(key, -5, -1, Counts{Impressions: 1})
+	if got := readAll(t, s2, key, -100); got != [NumSpans]uint64{1, 1, 1, 1, 1} {
+		t.Fatalf("unexpected counts near the epoch; got %v", got)
+	}
+}
+
+func TestStoreKeyCap(t *testing.T) {
+	s := mustStore(t, Config{MaxKeys: 3})
+	one := Counts{Impressions: 1}
+	for i := 0; i < 3; i++ {
+		if !s.Add(testKey(0, fmt.Sprint(i)), t0, t0, one) {
+			t.Fatalf("unexpected Add failure for key %d", i)
+		}
+	}
+	extra := testKey(0, "extra")
+	if s.Add(extra, t0, t0, one) {
+		t.Fatalf("unexpected Add success past the cap")
+	}
+	if s.Contains(extra) || s.Len() != 3 {
+		t.Fatalf("unexpected state after a refused Add; contains=%v len=%d", s.Contains(extra), s.Len())
+	}
+	var dst [NumSpans]Counts
+	dst[0].Clicks = 9
+	if s.Read(extra, t0, &dst) || dst[0] != (Counts{}) {
+		t.Fatalf("unexpected Read of a refused key: %+v", dst)
+	}
+	if _, ok := s.ReadSpan(extra, Span1h, t0); ok {
+		t.Fatalf("unexpected ReadSpan hit for a refused key")
+	}
+	if !s.Add(testKey(0, "1"), t0+hourMs, t0+hourMs, one) {
+		t.Fatalf("unexpected Add failure on an existing key at the cap")
+	}
+	if n := s.EvictIdle(t0 + 24*hourMs + 1); n != 2 {
+		t.Fatalf("unexpected evictions; got %d; want 2", n)
+	}
+	if !s.Add(extra, t0+24*hourMs, t0+24*hourMs, one) || s.Len() != 2 {
+		t.Fatalf("unexpected Add failure after eviction; len=%d", s.Len())
+	}
+}
+
+func slotsAndBuckets(s *Store) (slots, buckets int) {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		slots += len(sh.metas)
+		for _, ch := range sh.chunks {
+			buckets += cap(ch)
+		}
+	}
+	return slots, buckets
+}
+
+func TestStoreEvictIdle(t *testing.T) {
+	s := mustStore(t, Config{})
+	long := strings.Repeat("k", 200) // big enough keys to trigger arena compaction
+	old := func(i int) []byte { return testKey(1, fmt.Sprintf("old%d%s", i, long)) }
+	young := func(i int) []byte { return testKey(2, fmt.Sprintf("young%d", i)) }
+	for i := 0; i < 3000; i++ {
+		s.Add(old(i), t0, t0, Counts{Impressions: 1})
+	}
+	for i := 0; i < 500; i++ {
+		s.Add(young(i), t0+12*hourMs, t0+12*hourMs, Counts{Impressions: 2})
+	}
+	if s.Len() != 3500 {
+		t.Fatalf("unexpected Len; got %d; want 3500", s.Len())
+	}
+	if n := s.EvictIdle(t0 + 24*hourMs); n != 0 {
+		t.Fatalf("unexpected evictions while the old keys are still in the 24h span; got %d", n)
+	}
+	slots, buckets := slotsAndBuckets(s)
+	mem := s.MemoryBytes()
+	if n := s.EvictIdle(t0 + 24*hourMs + 1); n != 3000 {
+		t.Fatalf("unexpected evictions; got %d; want 3000", n)
+	}
+	if s.Len() != 500 || s.Contains(old(7)) || !s.Contains(young(7)) {
+		t.Fatalf("unexpected state after eviction; len=%d", s.Len())
+	}
+	// The arenas were compacted and the young keys still read right.
+	arena := 0
+	for i := range s.shards {
+		arena += len(s.shards[i].arena)
+		if s.shards[i].arenaDead != 0 {
+			t.Fatalf("unexpected dead arena bytes after compaction: %d", s.shards[i].arenaDead)
+		}
+	}
+	if arena > 500*20 {
+		t.Fatalf("unexpected arena size after compaction; got %d bytes", arena)
+	}
+	for i := 0; i < 500; i++ {
+		if c, ok := s.ReadSpan(young(i), Span24h, t0+24*hourMs+1); !ok || c.Impressions != 2 {
+			t.Fatalf("unexpected young key counts; got %+v, %v", c, ok)
+		}
+	}
+	seen := 0
+	s.Scan(-1, Span24h, t0+24*hourMs+1, func(key []byte, c Counts) bool {
+		if KeyLevel(key) != 2 || c.Impressions != 2 {
+			t.Fatalf("unexpected key in scan: %q %+v", key, c)
+		}
+		seen++
+		return true
+	})
+	if seen != 500 {
+		t.Fatalf("unexpected scanned keys; got %d; want 500", seen)
+	}
+	// Keys added again reuse the evicted slots and buckets (the same key bytes
+	// land in the same shards), and start from zero.
+	now := t0 + 25*hourMs
+	for i := 0; i < 3000; i++ {
+		s.Add(old(i), now, now, Counts{Clicks: 1})
+	}
+	slots2, buckets2 := slotsAndBuckets(s)
+	if slots2 != slots || buckets2 != buckets {
+		t.Fatalf("unexpected growth after reuse; slots %d -> %d, buckets %d -> %d", slots, slots2, buckets, buckets2)
+	}
+	if mem2 := s.MemoryBytes(); mem2 > mem+mem/10 {
+		t.Fatalf("unexpected memory growth after reuse; got %d; want <= %d", mem2, mem+mem/10)
+	}
+	var dst [NumSpans]Counts
+	s.Read(old(42), now, &dst)
+	for sp, c := range dst {
+		if c != (Counts{Clicks: 1}) {
+			t.Fatalf("unexpected counts of a new key in a reused slot in %s; got %+v", Span(sp), c)
+		}
+	}
+}
+
+func TestStoreScan(t *testing.T) {
+	s := mustStore(t, Config{})
+	for i := 0; i < 100; i++ {
+		s.Add(testKey(i%3, fmt.Sprint(i)), t0, t0, Counts{Impressions: uint64(i)})
+	}
+	f := func(level int, want int, wantSum uint64) {
+		t.Helper()
+		n, sum := 0, uint64(0)
+		s.Scan(level, Span1m, t0+30*secondMs, func(key []byte, c Counts) bool {
+			if level >= 0 && KeyLevel(key) != level {
+				t.Fatalf("unexpected level of %q; want %d", key, level)
+			}
+			n++
+			sum += c.Impressions
+			return true
+		})
+		if n != want || sum != wantSum {
+			t.Fatalf("unexpected scan of level %d; got %d keys, %d impressions; want %d, %d", level, n, sum, want, wantSum)
+		}
+	}
+	f(-1, 100, 4950)
+	f(0, 34, 1683)
+	f(2, 33, 1650)
+	f(5, 0, 0)
+	n := 0
+	s.Scan(-1, Span1h, t0, func([]byte, Counts) bool { n++; return n < 10 })
+	if n != 10 {
+		t.Fatalf("unexpected scan length after stop; got %d; want 10", n)
+	}
+}
+
+func TestStoreCollision(t *testing.T) {
+	// Force two keys onto one hash: the second goes to the collision map.
+	s := mustStore(t, Config{})
+	a, b := testKey(0, "a"), testKey(0, "b")
+	sh, h := s.shardOf(a)
+	sh.insert(h, b, s) // b stored under a's hash, as a true collision would
+	s.keys.Add(1)
+	s.Add(a, t0, t0, Counts{Impressions: 1})
+	if len(sh.coll) != 1 {
+		t.Fatalf("unexpected collision map size; got %d; want 1", len(sh.coll))
+	}
+	if _, ok := sh.lookup(h, b); !ok {
+		t.Fatalf("unexpected miss for the first key of the hash")
+	}
+	if c, _ := s.ReadSpan(a, Span1m, t0); c.Impressions != 1 {
+		t.Fatalf("unexpected counts of the colliding key; got %+v", c)
+	}
+	// Evict the index owner; the colliding key stays reachable.
+	slot, _ := sh.lookup(h, b)
+	sh.remove(slot)
+	s.keys.Add(-1)
+	if c, _ := s.ReadSpan(a, Span1m, t0); c.Impressions != 1 || !s.Contains(a) {
+		t.Fatalf("unexpected miss of the colliding key after eviction of the other")
+	}
+	if n := s.EvictIdle(t0 + 25*hourMs); n != 1 || len(sh.coll) != 0 || s.Len() != 0 {
+		t.Fatalf("unexpected eviction of the colliding key; n=%d coll=%d len=%d", n, len(sh.coll), s.Len())
+	}
+}
+
+func TestZeroAllocs(t *testing.T) {
+	r, err := ParseRollups(DefaultRollupNames())
+	if err != nil {
+		t.Fatalf("unexpected error: %s", err)
+	}
+	s := mustStore(t, Config{})
+	var v Values
+	v[DimCampaign] = []byte("c42")
+	v[DimCreative] = []byte("cr7")
+	v[DimPlacement] = []byte("news.example/top")
+	buf := make([]byte, 0, 256)
+	key := AppendKey(buf, 3, r, &v)
+	s.Add(key, t0, t0, Counts{Impressions: 1})
+	now := t0
+	var dst [NumSpans]Counts
+	var sink uint64
+	f := func(name string, fn func()) {
+		t.Helper()
+		if n := testing.AllocsPerRun(1000, fn); n != 0 {
+			t.Fatalf("unexpected allocations in %s; got %v; want 0", name, n)
+		}
+	}
+	f("Add", func() {
+		now += 1500
+		s.Add(key, now-700, now, Counts{Impressions: 1, Clicks: 1})
+	})
+	f("Read", func() { s.Read(key, now, &dst) })
+	f("ReadSpan", func() {
+		c, _ := s.ReadSpan(key, Span1h, now)
+		sink += c.Impressions
+	})
+	f("Contains", func() { s.Contains(key) })
+	f("Scan", func() {
+		s.Scan(3, Span5m, now, func(_ []byte, c Counts) bool { sink += c.Clicks; return true })
+	})
+	f("AppendKey", func() { buf = AppendKey(buf[:0], 3, r, &v) })
+	var out Values
+	f("DecodeKey", func() {
+		if _, err := DecodeKey(key, r, &out); err != nil {
+			panic(err)
+		}
+	})
+	f("Chain", func() { buf2 := [8]int{}; _ = r.Chain(buf2[:0], 3) })
+	f("Covers", func() { r.Covers(3, &v) })
+	if dst[Span24h].Impressions != 1002 || sink == 0 {
+		t.Fatalf("unexpected 24h impressions; got %d; want 1002", dst[Span24h].Impressions)
+	}
+}
