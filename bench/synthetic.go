@@ -128,7 +128,8 @@ type Synthetic struct {
 	names [][3][]byte
 	cum   []float64 // cumulative impression shares of cells
 	index map[[3]string]int
-	seq   uint64
+	seq   uint64 // impressions so far, the last id's sequence number
+	total uint64 // events so far
 	id    []byte
 	ev    event.Event
 }
@@ -242,7 +243,8 @@ func (s *Synthetic) Truth(campaign, creative, placement string) (ctr, cvr float6
 // buying); a conversion is worth 20..80 in whole cents.
 func (s *Synthetic) AppendBatch(dst []byte, n int, nowMs int64) []byte {
 	dst = append(dst, '[')
-	for count := 0; count < n; {
+	count := 0
+	for count < n {
 		cell := pickCum(s.cum, s.rng.Float64())
 		s.seq++
 		s.id = append(s.id[:0], s.runID...)
@@ -278,8 +280,15 @@ func (s *Synthetic) AppendBatch(dst []byte, n int, nowMs int64) []byte {
 		dst = s.appendEvent(dst, count)
 		count++
 	}
+	s.total += uint64(count)
 	s.ev = event.Event{}
 	return append(dst, ']')
+}
+
+// Events returns the number of events appended by AppendBatch so far, clicks and conversions
+// included; the difference around a call is the number of events in that batch.
+func (s *Synthetic) Events() uint64 {
+	return s.total
 }
 
 func (s *Synthetic) appendEvent(dst []byte, count int) []byte {

@@ -108,6 +108,9 @@ func TestSyntheticTraffic(t *testing.T) {
 			t.Fatalf("unexpected batch size; got %d; want %d..%d", k, n, n+2)
 		}
 		events += k
+		if s.Events() != uint64(events) {
+			t.Fatalf("unexpected Events(); got %d; want %d", s.Events(), events)
+		}
 	}
 
 	if got, want := float64(costMicros)/float64(impressions)/1e6, 0.002; math.Abs(got-want) > 0.0001 {

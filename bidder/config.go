@@ -94,8 +94,14 @@ func parseConfig(data []byte) (Config, error) {
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return c, fmt.Errorf("cannot parse config: %w", err)
 	}
-	if _, _, _, err := c.build(); err != nil {
+	_, res, _, err := c.build()
+	if err != nil {
 		return c, err
+	}
+	// The resolutions must serve every span: let the windows say so now,
+	// at load time, rather than at start.
+	if _, err := windows.NewStore(windows.Config{Resolutions: res, MaxKeys: 1}); err != nil {
+		return c, fmt.Errorf("invalid resolutions: %w", err)
 	}
 	return c, nil
 }

@@ -23,7 +23,9 @@ import (
 //     element that is not an object (nested arrays included).
 //  3. id, type, campaign, creative, placement, device, country, ts, cost, value, click_ts, in
 //     this order. A JSON null is the same as an absent field. Unknown fields are ignored; when a
-//     field appears twice the first occurrence counts.
+//     field appears twice the first occurrence counts. Within a string field the checks are:
+//     present and a string, non-empty, length, UTF-8 (an over-long invalid string is
+//     field_too_long). Strings are measured and checked after JSON unescaping.
 //     - id: required string (bad_id), non-empty (bad_id), at most MaxFieldLen bytes after
 //     unescaping (field_too_long), valid UTF-8 (bad_id).
 //     - type: required, exactly "impression", "click" or "conversion" (bad_type).
@@ -79,7 +81,9 @@ var dimFields = [windows.NumDims]int{
 // payload order: for a valid one with reason OK and ev set; for a rejected one with ev == nil,
 // its reason, and raw = the rejected JSON (the whole payload for bad_json, for a rejected single
 // object and for a top-level scalar; the element re-serialised as valid JSON for an element of
-// an array). ev, its slices and raw are valid only during fn; fn must not call p.Parse.
+// an array: same keys in the same order, numbers verbatim, strings re-escaped, no whitespace,
+// invalid UTF-8 as U+FFFD). ev, its slices and raw are valid only during fn; fn must not call
+// p.Parse.
 //
 // Parse returns the number of events seen: an unparsable payload counts 1, an empty array 0.
 // payload is not modified nor retained.

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/valyala/fastjson"
+
+	"github.com/bidpulse/bidpulse/bench"
+)
+
+// maxLine bounds one NDJSON line (and one JSON document read from a file).
+const maxLine = 8 << 20
+
+type publishOptions struct {
+	natsURL   string
+	subject   string
+	file      string
+	batch     int
+	synthetic bool
+	rate      int
+	duration  time.Duration
+	campaigns int
+	creatives int
+	places    int
+	seed      int64
+	runID     string
+}
+
+func runPublish(args []string) error {
+	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
+	fs.Usage = usageWithEnv(fs, `Usage: bidpulse publish [flags]
+
+Publishes events to NATS: JSON (one object or an array) or NDJSON from
+--file (default stdin), or --synthetic traffic at --rate for --duration.`)
+	var o publishOptions
+	fs.StringVar(&o.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated (default: the embedded server of `bidpulse serve`)")
+	fs.StringVar(&o.subject, "subject", "bidpulse.events.publish", "subject to publish on (under bidpulse.events.)")
+	fs.StringVar(&o.file, "file", "-", "file of JSON or NDJSON events; - for stdin")
+	fs.IntVar(&o.batch, "batch", 100, "events per NATS message (a JSON array); 1 sends single objects")
+	fs.BoolVar(&o.synthetic, "synthetic", false, "publish synthetic traffic instead of reading events")
+	fs.IntVar(&o.rate, "rate", 2000, "synthetic events per second")
+	fs.DurationVar(&o.duration, "duration", 60*time.Second, "how long to publish synthetic traffic")
+	fs.IntVar(&o.campaigns, "campaigns", bench.DefaultSyntheticCampaigns, "synthetic campaigns (c1..cN)")
+	fs.IntVar(&o.creatives, "creatives", bench.DefaultSyntheticCreatives, "synthetic creatives per campaign (cr1..crN)")
+	fs.IntVar(&o.places, "placements", bench.DefaultSyntheticPlacements, "synthetic placements")
+	fs.Int64Var(&o.seed, "seed", 1, "seed of the synthetic traffic (same seed: same true rates)")
+	fs.StringVar(&o.runID, "run-id", "", "prefix of synthetic event ids (default: derived from the start time, unique per run)")
+	if err := parseFlags(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if o.batch < 1 || o.batch > 10000 {
+		return fmt.Errorf("invalid --batch %d: must be in 1..10000", o.batch)
+	}
+	if !strings.HasPrefix(o.subject, "bidpulse.events.") {
+		fmt.Fprintf(os.Stderr, "warning: subject %q is outside bidpulse.events.>; the default service subscription will not see it\n", o.subject)
+	}
+	nc, err := nats.Connect(o.natsURL, nats.Name("bidpulse publish"), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("cannot connect to NATS at %s (is `bidpulse serve` running?): %w", o.natsURL, err)
+	}
+	defer nc.Close()
+	if o.synthetic {
+		err = publishSynthetic(nc, &o)
+	} else {
+		err = publishFile(nc, &o)
+	}
+	if err != nil {
+		return err
+	}
+	if err := nc.FlushTimeout(10 * time.Second); err != nil {
+		return fmt.Errorf("cannot flush to NATS: %w", err)
+	}
+	return nil
+}
+
+// publishSynthetic publishes synthetic traffic at o.rate events/s for
+// o.duration, in batches, and prints a progress line every second.
+func publishSynthetic(nc *nats.Conn, o *publishOptions) error {
+	if o.rate < 1 {
+		return fmt.Errorf("invalid --rate %d: must be positive", o.rate)
+	}
+	if o.duration <= 0 {
+		return fmt.Errorf("invalid --duration %s: must be positive", o.duration)
+	}
+	runID := o.runID
+	if runID == "" {
+		runID = "syn" + time.Now().UTC().Format("20060102T150405.000")
+	}
+	syn := bench.NewSynthetic(bench.SyntheticConfig{
+		Campaigns: o.campaigns, Creatives: o.creatives, Placements: o.places,
+		Seed: o.seed, RunID: runID,
+	})
+	fmt.Fprintf(os.Stderr, "publishing synthetic traffic to %s on %s: %d events/s for %s, batches of %d\n",
+		nc.ConnectedUrlRedacted(), o.subject, o.rate, o.duration, o.batch)
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var sent, msgs, lastSent uint64
+	lastReport := start
+	var buf []byte
+	for {
+		now := <-tick.C
+		elapsed := now.Sub(start)
+		if elapsed > o.duration {
+			elapsed = o.duration
+		}
+		target := uint64(elapsed.Seconds() * float64(o.rate))
+		for sent < target {
+			n := min(int(target-sent), o.batch)
+			before := syn.Events()
+			buf = syn.AppendBatch(buf[:0], n, now.UnixMilli())
+			if err := nc.Publish(o.subject, buf); err != nil {
+				return fmt.Errorf("cannot publish: %w", err)
+			}
+			sent += syn.Events() - before
+			msgs++
+		}
+		if now.Sub(lastReport) >= time.Second || elapsed >= o.duration {
+			fmt.Fprintf(os.Stderr, "%6.1fs  %d events (%d/s)  %d messages\n",
+				elapsed.Seconds(), sent, int(float64(sent-lastSent)/now.Sub(lastReport).Seconds()), msgs)
+			lastSent, lastReport = sent, now
+		}
+		if elapsed >= o.duration {
+			break
+		}
+	}
+	if err := nc.FlushTimeout(10 * time.Second); err != nil {
+		return fmt.Errorf("cannot flush to NATS: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "done: %d events in %d messages\n", sent, msgs)
+	fmt.Fprintf(os.Stderr, "try: curl 'localhost:8080/v1/multiplier?campaign=c1&placement=news.example/top&explain=1'\n")
+	fmt.Fprintf(os.Stderr, "     curl 'localhost:8080/v1/snapshot?level=campaign/placement&sort=multiplier'\n")
+	return nil
+}
+
+// publishFile publishes the events of o.file: a JSON document (one object
+// or an array, sent in batches of o.batch) or NDJSON (one object per line,
+// grouped into arrays of o.batch). A line that is not valid JSON is sent
+// alone, as it is, so the service rejects it with a reason and dead-letters
+// it rather than spoiling a whole batch.
+func publishFile(nc *nats.Conn, o *publishOptions) error {
+	var r io.Reader = os.Stdin
+	name := "stdin"
+	if o.file != "-" {
+		f, err := os.Open(o.file)
+		if err != nil {
+			return fmt.Errorf("cannot open events: %w", err)
+		}
+		defer f.Close()
+		r, name = f, o.file
+	}
+	br := bufio.NewReaderSize(r, 64<<10)
+	p := &batcher{nc: nc, subject: o.subject, size: o.batch}
+	first, err := peekNonSpace(br)
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("cannot read %s: %w", name, err)
+	}
+	if first == '[' {
+		// One JSON array: read it whole and send its elements in batches.
+		data, err := io.ReadAll(io.LimitReader(br, 1<<30))
+		if err != nil {
+			return fmt.Errorf("cannot read %s: %w", name, err)
+		}
+		var jp fastjson.Parser
+		v, err := jp.ParseBytes(data)
+		if err != nil {
+			return fmt.Errorf("cannot parse %s as a JSON array: %w", name, err)
+		}
+		for _, el := range v.GetArray() {
+			if err := p.add(el.MarshalTo(nil)); err != nil {
+				return err
+			}
+		}
+	} else {
+		sc := bufio.NewScanner(br)
+		sc.Buffer(make([]byte, 64<<10), maxLine)
+		line := 0
+		for sc.Scan() {
+			line++
+			b := bytes.TrimSpace(sc.Bytes())
+			if len(b) == 0 {
+				continue
+			}
+			if fastjson.ValidateBytes(b) != nil {
+				fmt.Fprintf(os.Stderr, "warning: %s line %d is not valid JSON; sent alone (the service will dead-letter it)\n", name, line)
+				p.events++
+				if err := p.sendRaw(b); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := p.add(b); err != nil {
+				return err
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return fmt.Errorf("cannot read %s at line %d: %w", name, line+1, err)
+		}
+	}
+	if err := p.flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "published %d events in %d messages to %s\n", p.events, p.msgs, o.subject)
+	return nil
+}
+
+func peekNonSpace(br *bufio.Reader) (byte, error) {
+	for {
+		b, err := br.Peek(1)
+		if err != nil {
+			return 0, err
+		}
+		switch b[0] {
+		case ' ', '\t', '\r', '\n':
+			br.ReadByte()
+			continue
+		}
+		return b[0], nil
+	}
+}
+
+// batcher groups JSON values into arrays of size and publishes them.
+type batcher struct {
+	nc      *nats.Conn
+	subject string
+	size    int
+	buf     []byte
+	n       int
+	events  int
+	msgs    int
+}
+
+func (b *batcher) add(v []byte) error {
+	if b.size == 1 {
+		b.events++
+		return b.sendRaw(v)
+	}
+	if b.n == 0 {
+		b.buf = append(b.buf[:0], '[')
+	} else {
+		b.buf = append(b.buf, ',')
+	}
+	b.buf = append(b.buf, v...)
+	b.n++
+	b.events++
+	if b.n >= b.size {
+		return b.flush()
+	}
+	return nil
+}
+
+func (b *batcher) flush() error {
+	if b.n == 0 {
+		return nil
+	}
+	b.buf = append(b.buf, ']')
+	b.n = 0
+	return b.sendRaw(b.buf)
+}
+
+func (b *batcher) sendRaw(data []byte) error {
+	if err := b.nc.Publish(b.subject, data); err != nil {
+		return fmt.Errorf("cannot publish: %w", err)
+	}
+	b.msgs++
+	return nil
+}
