@@ -57,7 +57,7 @@ func startEmbeddedNATS(addr, dataDir, name string, log zerolog.Logger) (*server.
 // natsLogger adapts zerolog to nats-server's Logger interface.
 type natsLogger struct{ log zerolog.Logger }
 
-func (l natsLogger) Noticef(format string, v ...any) { l.log.Info().Msgf(format, v...) }
+func (l natsLogger) Noticef(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
 func (l natsLogger) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
 func (l natsLogger) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
 func (l natsLogger) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
