@@ -1,9 +1,6 @@
 package windows
 
-import (
-	"math"
-	"math/bits"
-)
+import "math/bits"
 
 // Counts holds the counters of one bucket or one span. Money is in integer
 // micros of the account currency. Every counter saturates at math.MaxUint64
@@ -43,10 +40,9 @@ func ratio(num, den uint64) float64 {
 	return float64(num) / float64(den)
 }
 
+// addSat returns a+b, or math.MaxUint64 when it overflows (the carry becomes
+// an all-ones mask, without a branch).
 func addSat(a, b uint64) uint64 {
 	s, carry := bits.Add64(a, b, 0)
-	if carry != 0 {
-		return math.MaxUint64
-	}
-	return s
+	return s | -carry
 }

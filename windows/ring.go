@@ -2,6 +2,7 @@ package windows
 
 import (
 	"fmt"
+	"math/bits"
 	"time"
 )
 
@@ -72,46 +73,78 @@ func (r *ring) add(block []bucket, ts, now int64, c *Counts) {
 // sum returns the counts of the k newest buckets of the ring at time now: the
 // current bucket and the k-1 before it.
 func (r *ring) sum(block []bucket, now, k int64) Counts {
-	var acc Counts
+	var acc accumulator
 	cur := now / r.width
-	slot := cur % r.buckets
-	if k > cur+1 {
-		k = cur + 1 // nothing lies before bucket 0
-	}
-	rb := block[r.off : r.off+int(r.buckets)]
-	for i := int64(0); i < k; i++ {
-		if b := &rb[slot]; b.tag == uint64(cur-i)+1 {
-			acc.Add(b.c)
-		}
-		if slot--; slot < 0 {
-			slot = r.buckets - 1
-		}
-	}
-	return acc
+	acc.walk(block[r.off:r.off+int(r.buckets)], cur, cur%r.buckets, min(k, cur+1))
+	return acc.counts()
 }
 
-// sumSpans fills dst[spans[i]] for spans served by this ring, sorted by k, in
-// one pass over the newest buckets.
+// sumSpans fills dst[sp] for the spans served by this ring, sorted by
+// increasing k, in one pass over the newest buckets.
 func (r *ring) sumSpans(block []bucket, now int64, spans []Span, plans *[NumSpans]spanPlan, dst *[NumSpans]Counts) {
-	var acc Counts
+	var acc accumulator
 	cur := now / r.width
 	slot := cur % r.buckets
 	rb := block[r.off : r.off+int(r.buckets)]
-	j := 0
-	for i := int64(0); i <= cur && j < len(spans); i++ {
-		if b := &rb[slot]; b.tag == uint64(cur-i)+1 {
-			acc.Add(b.c)
+	done := int64(0) // buckets summed so far
+	for _, sp := range spans {
+		// Nothing lies before bucket 0, so at most cur+1 buckets exist.
+		k := min(plans[sp].k, cur+1)
+		if k > done {
+			acc.walk(rb, cur-done, slot, k-done)
+			slot = (slot - (k-done)%r.buckets + r.buckets) % r.buckets
+			done = k
 		}
-		for j < len(spans) && plans[spans[j]].k == i+1 {
-			dst[spans[j]] = acc
-			j++
+		dst[sp] = acc.counts()
+	}
+}
+
+// accumulator sums buckets without branching on overflow: the carries are
+// collected in ov and turned into saturation once, in counts.
+type accumulator struct {
+	imp, clk, conv, cost, val uint64
+	ov                        uint64
+}
+
+// walk adds n buckets of rb, newest first: the bucket of epoch e sits in
+// slot, e-1 in the slot before it (cyclically), and so on. A slot counts only
+// when it holds exactly the expected epoch.
+func (a *accumulator) walk(rb []bucket, e, slot, n int64) {
+	// Locals keep the sums in registers across the loop.
+	imp, clk, conv, cost, val, ov := a.imp, a.clk, a.conv, a.cost, a.val, a.ov
+	tag := uint64(e) + 1
+	for ; n > 0; n-- {
+		b := &rb[slot]
+		if b.tag == tag {
+			var c uint64
+			imp, c = bits.Add64(imp, b.c.Impressions, 0)
+			ov |= c
+			clk, c = bits.Add64(clk, b.c.Clicks, 0)
+			ov |= c << 1
+			conv, c = bits.Add64(conv, b.c.Conversions, 0)
+			ov |= c << 2
+			cost, c = bits.Add64(cost, b.c.CostMicros, 0)
+			ov |= c << 3
+			val, c = bits.Add64(val, b.c.ValueMicros, 0)
+			ov |= c << 4
 		}
+		tag--
 		if slot--; slot < 0 {
-			slot = r.buckets - 1
+			slot = int64(len(rb)) - 1
 		}
 	}
-	for ; j < len(spans); j++ {
-		dst[spans[j]] = acc
+	a.imp, a.clk, a.conv, a.cost, a.val, a.ov = imp, clk, conv, cost, val, ov
+}
+
+// counts returns the sums, each saturated at math.MaxUint64 if it overflowed
+// (a set ov bit becomes an all-ones mask).
+func (a *accumulator) counts() Counts {
+	return Counts{
+		Impressions: a.imp | -(a.ov & 1),
+		Clicks:      a.clk | -(a.ov >> 1 & 1),
+		Conversions: a.conv | -(a.ov >> 2 & 1),
+		CostMicros:  a.cost | -(a.ov >> 3 & 1),
+		ValueMicros: a.val | -(a.ov >> 4 & 1),
 	}
 }
 

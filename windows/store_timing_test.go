@@ -83,16 +83,34 @@ func benchKeys(b *testing.B, n int) [][]byte {
 	return keys
 }
 
-func benchBoth(b *testing.B, fn func(b *testing.B, s benchStore)) {
-	b.Run("Store", func(b *testing.B) { fn(b, mustStore(b, Config{})) })
-	b.Run("map+mutex", func(b *testing.B) { fn(b, newMapStore(b)) })
+// benchBoth runs fn on the Store and on the baseline. setup runs once per
+// implementation, before the first timed run.
+func benchBoth(b *testing.B, setup func(s benchStore), fn func(b *testing.B, s benchStore)) {
+	impls := []struct {
+		name string
+		make func() benchStore
+	}{
+		{"Store", func() benchStore { return mustStore(b, Config{}) }},
+		{"map+mutex", func() benchStore { return newMapStore(b) }},
+	}
+	for _, impl := range impls {
+		var s benchStore
+		b.Run(impl.name, func(b *testing.B) {
+			if s == nil {
+				s = impl.make()
+				setup(s)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			fn(b, s)
+		})
+	}
 }
 
 func BenchmarkAddHotKey(b *testing.B) {
 	key := benchKeys(b, 1)[0]
 	c := Counts{Impressions: 1, Clicks: 1, CostMicros: 2100}
-	benchBoth(b, func(b *testing.B, s benchStore) {
-		b.ReportAllocs()
+	benchBoth(b, func(benchStore) {}, func(b *testing.B, s benchStore) {
 		now := t0
 		for b.Loop() {
 			now += 3 // rotates the 5 s ring every ~1700 adds
@@ -109,12 +127,12 @@ func BenchmarkAddRandomKey100k(b *testing.B) {
 		order[i] = int32(rng.IntN(len(keys)))
 	}
 	c := Counts{Impressions: 1}
-	benchBoth(b, func(b *testing.B, s benchStore) {
+	benchBoth(b, func(s benchStore) {
 		for _, k := range keys {
 			s.Add(k, t0, t0, c)
 		}
-		b.ReportAllocs()
-		now, i := t0, 0
+	}, func(b *testing.B, s benchStore) {
+		now, i := t0+hourMs, 0
 		for b.Loop() {
 			now += 3
 			s.Add(keys[order[i&(len(order)-1)]], now, now, c)
@@ -125,8 +143,8 @@ func BenchmarkAddRandomKey100k(b *testing.B) {
 
 func BenchmarkReadAllSpans(b *testing.B) {
 	keys := benchKeys(b, 1000)
-	benchBoth(b, func(b *testing.B, s benchStore) {
-		// A day of data every 10 s for every key, so every bucket is full.
+	benchBoth(b, func(s benchStore) {
+		// A day of data every 10 s for 10 keys, so every bucket is full.
 		for now := t0; now < t0+24*hourMs; now += 10 * secondMs {
 			for _, k := range keys[:10] {
 				s.Add(k, now, now, Counts{Impressions: 3, Clicks: 1})
@@ -135,7 +153,7 @@ func BenchmarkReadAllSpans(b *testing.B) {
 		for _, k := range keys[10:] {
 			s.Add(k, t0, t0, Counts{Impressions: 1})
 		}
-		b.ReportAllocs()
+	}, func(b *testing.B, s benchStore) {
 		var dst [NumSpans]Counts
 		now := t0 + 24*hourMs - 1
 		i := 0
@@ -151,14 +169,14 @@ func BenchmarkReadAllSpans(b *testing.B) {
 
 func BenchmarkParallel1Write10Reads(b *testing.B) {
 	keys := benchKeys(b, 10_000)
-	benchBoth(b, func(b *testing.B, s benchStore) {
+	benchBoth(b, func(s benchStore) {
 		for _, k := range keys {
 			s.Add(k, t0, t0, Counts{Impressions: 1})
 		}
+	}, func(b *testing.B, s benchStore) {
 		var clock atomic.Int64
-		clock.Store(t0)
+		clock.Store(t0 + hourMs)
 		var seed atomic.Uint64
-		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			rng := rand.New(rand.NewPCG(seed.Add(1), 3))
 			var dst [NumSpans]Counts
