@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
 // AppendKey appends to dst the key of level for the values v and returns the
@@ -23,7 +24,8 @@ func AppendKey(dst []byte, level int, r *Rollups, v *Values) []byte {
 
 // DecodeKey fills v (slices alias key; dims not in the level are set to nil) and returns the level index.
 // It returns an error when key is not exactly one key encoded by AppendKey
-// with the same Rollups.
+// with the same Rollups (overlong lengths included), so a decoded key always
+// re-encodes to the same bytes.
 func DecodeKey(key []byte, r *Rollups, v *Values) (level int, err error) {
 	if len(key) == 0 {
 		return -1, errEmptyKey
@@ -36,7 +38,9 @@ func DecodeKey(key []byte, r *Rollups, v *Values) (level int, err error) {
 	rest := key[1:]
 	for _, d := range r.Levels[level].Dims {
 		n, w := binary.Uvarint(rest)
-		if w <= 0 {
+		if w <= 0 || w != (bits.Len64(n|1)+6)/7 {
+			// Overlong varints are refused too, so one set of values has
+			// exactly one encoding.
 			*v = Values{}
 			return -1, fmt.Errorf("cannot decode key: bad length of %s", d)
 		}

@@ -101,6 +101,8 @@ func TestDecodeKeyErrors(t *testing.T) {
 	f("\x00", "bad length of campaign")
 	f("\x00\x80", "bad length of campaign")
 	f("\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", "bad length of campaign")
+	f("\x00\x80\x00", "bad length of campaign")
+	f("\x00\x81\x00c", "bad length of campaign")
 	f("\x00\x05abc", "campaign needs 5 bytes; 3 left")
 	f("\x00\x01cX", "1 trailing bytes")
 	f("\x01\x01c", "bad length of creative")

@@ -1,6 +1,7 @@
 package windows
 
 import (
+	"encoding/binary"
 	"sync"
 	"unsafe"
 )
@@ -10,25 +11,45 @@ const (
 	numShards = 1 << shardBits
 )
 
-// slotMeta describes one key slot of a shard. A free slot has klen == 0 (a key
-// is at least its level byte).
+// slotMeta describes one key slot of a shard, for the passes over all slots
+// (Scan, EvictIdle). A free slot has klen == 0 (a key is at least its level
+// byte).
 type slotMeta struct {
-	hash   uint64 // seeded hash of the key
-	newest int64  // newest event time added, Unix ms
-	off    uint32 // key offset in the shard's arena
-	klen   uint32 // key length in bytes
+	hash uint64 // seeded hash of the key
+	off  uint32 // offset of the key's record in the shard's arena
+	klen uint32 // key length in bytes
 }
 
-// shardState is one shard of a Store. Every field is guarded by mu. The
-// containers hold no pointers into the Go heap besides their own backing
-// arrays, so the GC scans only the few slice headers here.
-type shardState struct {
-	mu sync.RWMutex
+// An arena record is, little endian: the key length (4 bytes), the newest
+// event time added (Unix ms, 8 bytes), then the key.
+const (
+	recLen    = 0
+	recNewest = 4
+	recHeader = 12
+)
 
-	// index maps a key hash to its slot. A key whose hash is already taken by a
-	// different key (a true 64-bit collision, practically never) lives in coll.
-	index map[uint64]uint32
-	coll  map[string]uint32
+// A ref is what the index maps a key hash to: the slot in the high 32 bits
+// and the arena offset of the key's record in the low 32. With both known
+// from the map entry, the CPU fetches the record (key compare, newest time)
+// and the buckets in parallel for a cold key, instead of one after the other.
+type ref uint64
+
+func makeRef(slot, off uint32) ref { return ref(slot)<<32 | ref(off) }
+func (r ref) slot() uint32         { return uint32(r >> 32) }
+func (r ref) off() uint32          { return uint32(r) }
+
+// shardState is one shard of a Store. Every field is guarded by mu. Apart
+// from coll (nil unless a true hash collision happened), the containers hold
+// no pointers besides their own backing arrays, so the GC scans only the few
+// headers here, not the keys or buckets.
+type shardState struct {
+	mu sync.Mutex
+
+	// index maps a key hash to its ref. A key whose hash is already taken by
+	// a different key (a true 64-bit collision, practically never) lives in
+	// coll.
+	index map[uint64]ref
+	coll  map[string]ref
 
 	metas []slotMeta // by slot
 	// chunks hold the buckets of slot i at chunks[i>>chunkShift][(i&mask)*stride:].
@@ -36,9 +57,8 @@ type shardState struct {
 	chunks [][]bucket
 	free   []uint32 // evicted slots, reused before new ones are made
 
-	arena     []byte // key bytes of the slots
+	arena     []byte // key records of the slots
 	arenaDead int    // arena bytes of evicted keys, reclaimed by compaction
-	live      int    // live keys in this shard
 }
 
 // shard pads shardState to a multiple of 128 bytes so two shards' locks never
@@ -48,25 +68,41 @@ type shard struct {
 	_ [128 - unsafe.Sizeof(shardState{})%128]byte
 }
 
-// lookup returns the slot of key. The caller holds mu (read or write).
-func (sh *shard) lookup(h uint64, key []byte) (uint32, bool) {
-	if slot, ok := sh.index[h]; ok {
-		m := &sh.metas[slot]
-		if string(sh.arena[m.off:m.off+m.klen]) == string(key) {
-			return slot, true
-		}
+// find returns the ref of key. The caller holds mu.
+func (sh *shard) find(h uint64, key []byte) (ref, bool) {
+	if r, ok := sh.index[h]; ok && sh.match(r.off(), key) {
+		return r, true
 	}
 	if len(sh.coll) > 0 {
-		slot, ok := sh.coll[string(key)]
-		return slot, ok
+		r, ok := sh.coll[string(key)]
+		return r, ok
 	}
 	return 0, false
+}
+
+// lookup returns the slot of key. The caller holds mu.
+func (sh *shard) lookup(h uint64, key []byte) (uint32, bool) {
+	r, ok := sh.find(h, key)
+	return r.slot(), ok
+}
+
+// match reports whether the record at off holds key.
+func (sh *shard) match(off uint32, key []byte) bool {
+	rec := sh.arena[off:]
+	n := binary.LittleEndian.Uint32(rec[recLen:])
+	return int(n) == len(key) && string(rec[recHeader:recHeader+int(n)]) == string(key)
+}
+
+// newest returns the newest event time of the record at off.
+func (sh *shard) newest(off uint32) int64 {
+	return int64(binary.LittleEndian.Uint64(sh.arena[off+recNewest:]))
 }
 
 // key returns the bytes of a live slot's key; they are valid while mu is held.
 func (sh *shard) key(slot uint32) []byte {
 	m := &sh.metas[slot]
-	return sh.arena[m.off : m.off+m.klen : m.off+m.klen]
+	start := m.off + recHeader
+	return sh.arena[start : start+m.klen : start+m.klen]
 }
 
 // block returns the buckets of slot. The caller holds mu.
@@ -75,30 +111,32 @@ func (sh *shard) block(slot uint32, s *Store) []bucket {
 	return sh.chunks[slot>>s.chunkShift][i : i+s.stride : i+s.stride]
 }
 
-// insert adds key (copied) in a fresh slot with empty buckets. The caller
-// holds mu for writing and has checked that key is missing.
-func (sh *shard) insert(h uint64, key []byte, s *Store) uint32 {
-	if uint64(len(sh.arena))+uint64(len(key)) > 1<<32-1 {
+// insert adds key (copied) in a fresh slot with empty buckets and returns its
+// ref. The caller holds mu and has checked that key is missing.
+func (sh *shard) insert(h uint64, key []byte, s *Store) ref {
+	if uint64(len(sh.arena))+recHeader+uint64(len(key)) > 1<<32-1 {
 		panic("BUG: windows: a shard's key arena would exceed 4 GiB")
 	}
 	slot := sh.allocSlot(s)
-	off := len(sh.arena)
+	off := uint32(len(sh.arena))
+	sh.arena = binary.LittleEndian.AppendUint32(sh.arena, uint32(len(key)))
+	sh.arena = binary.LittleEndian.AppendUint64(sh.arena, 1<<63) // math.MinInt64: no event yet
 	sh.arena = append(sh.arena, key...)
-	sh.metas[slot] = slotMeta{hash: h, newest: minTime, off: uint32(off), klen: uint32(len(key))}
+	sh.metas[slot] = slotMeta{hash: h, off: off, klen: uint32(len(key))}
+	r := makeRef(slot, off)
 	if _, taken := sh.index[h]; taken {
 		if sh.coll == nil {
-			sh.coll = make(map[string]uint32)
+			sh.coll = make(map[string]ref)
 		}
-		sh.coll[string(key)] = slot
+		sh.coll[string(key)] = r
 	} else {
-		sh.index[h] = slot
+		sh.index[h] = r
 	}
-	sh.live++
-	return slot
+	return r
 }
 
 // allocSlot returns a slot with zeroed buckets, reusing an evicted one when
-// possible. The caller holds mu for writing.
+// possible. The caller holds mu.
 func (sh *shard) allocSlot(s *Store) uint32 {
 	if n := len(sh.free); n > 0 {
 		slot := sh.free[n-1]
@@ -126,26 +164,25 @@ func (sh *shard) allocSlot(s *Store) uint32 {
 	return slot
 }
 
-// remove frees a live slot. The caller holds mu for writing.
+// remove frees a live slot. The caller holds mu.
 func (sh *shard) remove(slot uint32) {
 	m := &sh.metas[slot]
-	if cur, ok := sh.index[m.hash]; ok && cur == slot {
+	if r, ok := sh.index[m.hash]; ok && r.slot() == slot {
 		delete(sh.index, m.hash)
 	} else {
 		delete(sh.coll, string(sh.key(slot)))
 	}
-	sh.arenaDead += int(m.klen)
+	sh.arenaDead += recHeader + int(m.klen)
 	*m = slotMeta{}
 	sh.free = append(sh.free, slot)
-	sh.live--
 }
 
 // evictIdle removes the keys whose newest event is before threshold, then
-// compacts the arena when most of it is dead. The caller holds mu for writing.
+// compacts the arena when most of it is dead. The caller holds mu.
 func (sh *shard) evictIdle(threshold int64) int {
 	n := 0
 	for i := range sh.metas {
-		if m := &sh.metas[i]; m.klen != 0 && m.newest < threshold {
+		if m := &sh.metas[i]; m.klen != 0 && sh.newest(m.off) < threshold {
 			sh.remove(uint32(i))
 			n++
 		}
@@ -167,9 +204,15 @@ func (sh *shard) compactArena() {
 		if m.klen == 0 {
 			continue
 		}
-		off := len(arena)
-		arena = append(arena, sh.arena[m.off:m.off+m.klen]...)
-		m.off = uint32(off)
+		off := uint32(len(arena))
+		arena = append(arena, sh.arena[m.off:m.off+recHeader+m.klen]...)
+		r := makeRef(uint32(i), off)
+		if cur, ok := sh.index[m.hash]; ok && cur.slot() == uint32(i) {
+			sh.index[m.hash] = r
+		} else {
+			sh.coll[string(arena[off+recHeader:])] = r
+		}
+		m.off = off
 	}
 	sh.arena = arena
 	sh.arenaDead = 0

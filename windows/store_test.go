@@ -2,6 +2,7 @@ package windows
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -287,7 +288,7 @@ func TestStoreEvictIdle(t *testing.T) {
 			t.Fatalf("unexpected dead arena bytes after compaction: %d", s.shards[i].arenaDead)
 		}
 	}
-	if arena > 500*20 {
+	if arena > 500*32 {
 		t.Fatalf("unexpected arena size after compaction; got %d bytes", arena)
 	}
 	for i := 0; i < 500; i++ {
@@ -364,7 +365,8 @@ func TestStoreCollision(t *testing.T) {
 	s := mustStore(t, Config{})
 	a, b := testKey(0, "a"), testKey(0, "b")
 	sh, h := s.shardOf(a)
-	sh.insert(h, b, s) // b stored under a's hash, as a true collision would
+	dead := sh.insert(h^1, testKey(0, "dead"), s) // removed below, so compaction moves the others
+	sh.insert(h, b, s)                            // b stored under a's hash, as a true collision would
 	s.keys.Add(1)
 	s.Add(a, t0, t0, Counts{Impressions: 1})
 	if len(sh.coll) != 1 {
@@ -376,8 +378,23 @@ func TestStoreCollision(t *testing.T) {
 	if c, _ := s.ReadSpan(a, Span1m, t0); c.Impressions != 1 {
 		t.Fatalf("unexpected counts of the colliding key; got %+v", c)
 	}
+	// Compaction moves both records and keeps both keys reachable.
+	slotA, _ := sh.lookup(h, a)
+	slotB, _ := sh.lookup(h, b)
+	sh.remove(dead.slot())
+	offA := sh.metas[slotA].off
+	sh.compactArena()
+	if sh.metas[slotA].off == offA {
+		t.Fatalf("unexpected compaction: the record did not move")
+	}
+	if got, ok := sh.lookup(h, a); !ok || got != slotA {
+		t.Fatalf("unexpected slot of the colliding key after compaction; got %d, %v; want %d", got, ok, slotA)
+	}
+	if got, ok := sh.lookup(h, b); !ok || got != slotB {
+		t.Fatalf("unexpected slot of the index owner after compaction; got %d, %v; want %d", got, ok, slotB)
+	}
 	// Evict the index owner; the colliding key stays reachable.
-	slot, _ := sh.lookup(h, b)
+	slot := slotB
 	sh.remove(slot)
 	s.keys.Add(-1)
 	if c, _ := s.ReadSpan(a, Span1m, t0); c.Impressions != 1 || !s.Contains(a) {
@@ -434,5 +451,44 @@ func TestZeroAllocs(t *testing.T) {
 	f("Covers", func() { r.Covers(3, &v) })
 	if dst[Span24h].Impressions != 1002 || sink == 0 {
 		t.Fatalf("unexpected 24h impressions; got %d; want 1002", dst[Span24h].Impressions)
+	}
+}
+
+func TestStoreSaturation(t *testing.T) {
+	s := mustStore(t, Config{})
+	key := testKey(0, "c")
+	big := Counts{Impressions: math.MaxUint64/2 + 1, Clicks: 1, CostMicros: math.MaxUint64, ValueMicros: 7}
+	// Three 5 s buckets (saturating in the read's sum), one minute bucket
+	// (saturating in Add).
+	for i := int64(0); i < 3; i++ {
+		now := t0 + i*10*secondMs
+		s.Add(key, now, now, big)
+	}
+	want := Counts{Impressions: math.MaxUint64, Clicks: 3, CostMicros: math.MaxUint64, ValueMicros: 21}
+	var dst [NumSpans]Counts
+	s.Read(key, t0+20*secondMs, &dst)
+	for sp, c := range dst {
+		if c != want {
+			t.Fatalf("unexpected %s; got %+v; want %+v", Span(sp), c, want)
+		}
+	}
+	// Sums that reach the maximum exactly are not mistaken for overflow.
+	s.Add(testKey(0, "d"), t0, t0, Counts{Impressions: math.MaxUint64 / 2})
+	s.Add(testKey(0, "d"), t0+10*secondMs, t0+10*secondMs, Counts{Impressions: math.MaxUint64/2 + 1})
+	if c, _ := s.ReadSpan(testKey(0, "d"), Span1m, t0+10*secondMs); c.Impressions != math.MaxUint64 {
+		t.Fatalf("unexpected sum at the maximum; got %d; want %d", c.Impressions, uint64(math.MaxUint64))
+	}
+}
+
+func TestStoreMemoryPerKey(t *testing.T) {
+	s := mustStore(t, Config{})
+	const n = 10000
+	for i := 0; i < n; i++ {
+		s.Add(testKey(3, fmt.Sprint("campaign-", i%100, "/creative-", i)), t0, t0, Counts{Impressions: 1})
+	}
+	perKey := s.MemoryBytes() / n
+	// 48*96 bytes of buckets plus headers, key records, index and partly grown chunks.
+	if lo, hi := int64(48*96), int64(48*96*5/4); perKey < lo || perKey > hi {
+		t.Fatalf("unexpected memory per key; got %d bytes; want %d..%d", perKey, lo, hi)
 	}
 }

@@ -3,6 +3,7 @@ package windows
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -99,6 +100,7 @@ func benchBoth(b *testing.B, setup func(s benchStore), fn func(b *testing.B, s b
 			if s == nil {
 				s = impl.make()
 				setup(s)
+				runtime.GC() // no collection of the setup's garbage in the timed loop
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -192,5 +194,21 @@ func BenchmarkParallel1Write10Reads(b *testing.B) {
 				i++
 			}
 		})
+	})
+}
+
+// BenchmarkGC100k measures a full garbage collection with 100k keys live: the
+// Store's pointer-free slabs give the collector nothing to scan.
+func BenchmarkGC100k(b *testing.B) {
+	benchBoth(b, func(s benchStore) {
+		for _, k := range benchKeys(b, 100_000) {
+			s.Add(k, t0, t0, Counts{Impressions: 1})
+		}
+		runtime.GC()
+	}, func(b *testing.B, s benchStore) {
+		for b.Loop() {
+			runtime.GC()
+		}
+		runtime.KeepAlive(s)
 	})
 }
