@@ -18,6 +18,8 @@ run: build
 ## test: the whole suite, with the race detector.
 test: lint
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	@# Allocation tests skip themselves under -race (sync.Pool drops items there): run them again without it.
+	$(GO) test -count=1 -run 'Alloc' $(PKGS)
 
 test-short:
 	$(GO) test -count=1 -short $(PKGS)

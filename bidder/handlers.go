@@ -1,6 +1,7 @@
 package bidder
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -294,7 +295,86 @@ func (s *Service) handleStats(ctx *fasthttp.RequestCtx) {
 	b = appendUint(b, uint64(bytes))
 	b = append(b, `,"keys_evicted":`...)
 	b = appendUint(b, st.evicted.Get())
-	b = append(b, `,"mode":"core","since":`...)
+	b = append(b, `,"ingest_lag_ms":`...)
+	b = appendUint(b, uint64(s.ingestLagMs()))
+	b = append(b, `,"buffer":{"kind":`...)
+	if s.js != nil {
+		b = appendStr(b, "stream")
+		b = append(b, `,"messages":`...)
+		b = appendUint(b, s.js.streamMsgs.Load())
+		b = append(b, `,"bytes":`...)
+		b = appendUint(b, s.js.streamBytes.Load())
+		b = append(b, `,"max_bytes":`...)
+		b = strconv.AppendInt(b, s.opts.StreamMaxBytes, 10)
+	} else {
+		b = appendStr(b, "subscription")
+		b = append(b, `,"messages":`...)
+		b = appendUint(b, uint64(msgs))
+		b = append(b, `,"bytes":`...)
+		b = appendUint(b, uint64(bytes))
+		b = append(b, `,"max_messages":`...)
+		b = strconv.AppendInt(b, int64(s.opts.PendingMsgs), 10)
+		b = append(b, `,"max_bytes":`...)
+		b = strconv.AppendInt(b, int64(s.opts.PendingBytes), 10)
+	}
+	b = append(b, `,"fill":`...)
+	b = appendRounded(b, s.bufferFill())
+	b = append(b, '}')
+	if j := s.js; j != nil {
+		b = append(b, `,"stream":{"name":`...)
+		b = appendStr(b, s.opts.Stream)
+		b = append(b, `,"applied_seq":`...)
+		b = appendUint(b, j.applied.Load())
+		b = append(b, `,"first_seq":`...)
+		b = appendUint(b, j.streamFirst.Load())
+		b = append(b, `,"last_seq":`...)
+		b = appendUint(b, j.streamLast.Load())
+		b = append(b, `,"consumer":`...)
+		b = appendStr(b, j.name)
+		b = append(b, `,"consumer_pending":`...)
+		b = appendUint(b, j.numPending.Load())
+		b = append(b, `,"consumer_ack_pending":`...)
+		b = appendUint(b, uint64(j.numAckPending.Load()))
+		b = append(b, `,"lost_messages":`...)
+		b = appendUint(b, st.streamGap.Get())
+		b = append(b, `,"redelivered_skipped":`...)
+		b = appendUint(b, st.redelivered.Get())
+		b = append(b, `},"replay":`...)
+		b = j.appendReplay(b)
+		c := &s.ckpt
+		b = append(b, `,"checkpoint":{"seq":`...)
+		b = appendUint(b, c.lastSeq.Load())
+		b = append(b, `,"age_s":`...)
+		b = appendRounded(b, s.checkpointAgeSeconds())
+		b = append(b, `,"size_bytes":`...)
+		b = strconv.AppendInt(b, c.lastSize.Load(), 10)
+		b = append(b, `,"duration_ms":`...)
+		b = strconv.AppendInt(b, c.lastWriteMs.Load(), 10)
+		b = append(b, `,"pause_ms":`...)
+		b = strconv.AppendInt(b, c.lastPauseMs.Load(), 10)
+		b = append(b, `,"max_pause_ms":`...)
+		b = strconv.AppendInt(b, c.maxPauseMs.Load(), 10)
+		b = append(b, `,"written":`...)
+		b = appendUint(b, st.ckptWritten.Get())
+		b = append(b, `,"write_errors":`...)
+		b = appendUint(b, st.ckptErrors.Get())
+		b = append(b, `,"loaded":`...)
+		b = strconv.AppendBool(b, c.loaded.Load())
+		b = append(b, `,"load_error":`...)
+		if e, _ := c.loadErr.Load().(string); e != "" {
+			b = appendStr(b, e)
+		} else {
+			b = append(b, "null"...)
+		}
+		b = append(b, '}')
+	}
+	if s.natsSrv != nil {
+		b = append(b, `,"server_slow_consumers":`...)
+		b = appendUint(b, s.natsSrv.NumSlowConsumersClients())
+	}
+	b = append(b, `,"mode":`...)
+	b = appendStr(b, s.Mode())
+	b = append(b, `,"since":`...)
 	b = appendStr(b, st.since.Format(time.RFC3339))
 	b = append(b, '}')
 	writeJSON(ctx, fasthttp.StatusOK, b)

@@ -154,16 +154,23 @@ func writeError(ctx *fasthttp.RequestCtx, status int, msg string) {
 func (s *Service) handleReadyz(ctx *fasthttp.RequestCtx) {
 	b := []byte(`{"ready":`)
 	status := fasthttp.StatusOK
-	if s.ready.Load() {
+	if s.isReady() {
 		b = append(b, "true"...)
 	} else {
 		status = fasthttp.StatusServiceUnavailable
 		b = append(b, `false,"reason":`...)
-		if s.stopping.Load() {
+		switch {
+		case s.stopping.Load():
 			b = appendStr(b, "shutting down")
-		} else {
+		case s.js != nil && s.ready.Load():
+			b = appendStr(b, "catching up with the stream")
+		default:
 			b = appendStr(b, "starting")
 		}
+	}
+	if s.js != nil {
+		b = append(b, `,"replay":`...)
+		b = s.js.appendReplay(b)
 	}
 	b = append(b, `,"nats":{"connected":`...)
 	connected := s.nc != nil && s.nc.IsConnected()
@@ -172,6 +179,8 @@ func (s *Service) handleReadyz(ctx *fasthttp.RequestCtx) {
 	} else {
 		b = append(b, "false"...)
 	}
-	b = append(b, `,"mode":"core"}}`...)
+	b = append(b, `,"mode":`...)
+	b = appendStr(b, s.Mode())
+	b = append(b, "}}"...)
 	writeJSON(ctx, status, b)
 }

@@ -1,6 +1,8 @@
 package bidder
 
 import (
+	"sync/atomic"
+
 	"github.com/nats-io/nats.go"
 
 	"github.com/bidpulse/bidpulse/bidder/event"
@@ -26,7 +28,14 @@ type ingester struct {
 	deadBuf []byte // copy of a rejected payload for the DLQ
 	subject string // subject of the current message
 	nowMs   int64  // service time of the current message
-	onEvent func(ev *event.Event, reason event.Reason, raw []byte)
+	// defaultTs is the event time of events without ts: the JetStream
+	// message time (so a replay puts them back where they were), else the
+	// receive time.
+	defaultTs int64
+	// newestTs is the newest event time applied (Unix ms), for the
+	// ingest lag.
+	newestTs atomic.Int64
+	onEvent  func(ev *event.Event, reason event.Reason, raw []byte)
 }
 
 func newIngester(svc *Service) *ingester {
@@ -38,14 +47,23 @@ func newIngester(svc *Service) *ingester {
 
 // handleMsg is the NATS message handler. msg.Data is not kept after return.
 func (in *ingester) handleMsg(msg *nats.Msg) {
+	if h := in.svc.opts.applyHook; h != nil {
+		h(0)
+	}
 	in.subject = msg.Subject
 	in.svc.stats.messages.Inc()
 	in.apply(msg.Data, in.svc.clock.NowMs())
 }
 
-// apply parses payload and applies each of its events at time nowMs.
+// apply parses payload and applies each of its events at time nowMs;
+// events without ts take nowMs.
 func (in *ingester) apply(payload []byte, nowMs int64) {
-	in.nowMs = nowMs
+	in.applyAt(payload, nowMs, nowMs)
+}
+
+// applyAt is apply with defaultTs as the time of events without ts.
+func (in *ingester) applyAt(payload []byte, nowMs, defaultTs int64) {
+	in.nowMs, in.defaultTs = nowMs, defaultTs
 	in.parser.Parse(payload, in.onEvent)
 }
 
@@ -62,7 +80,7 @@ func (in *ingester) handleEvent(ev *event.Event, reason event.Reason, raw []byte
 
 func (in *ingester) applyEvent(ev *event.Event, nowMs int64) {
 	svc, s := in.svc, in.svc.stats
-	ts := nowMs
+	ts := in.defaultTs
 	if ev.HasTS {
 		ts = ev.TS
 	}
@@ -119,6 +137,9 @@ func (in *ingester) applyEvent(ev *event.Event, nowMs int64) {
 		start = end
 	}
 	svc.dedup.add(ev.Type, ev.ID)
+	if ts > in.newestTs.Load() {
+		in.newestTs.Store(ts)
+	}
 	s.counted.Inc()
 	s.byType[ev.Type].Inc()
 }
@@ -140,7 +161,13 @@ func (in *ingester) deadLetter(raw []byte, reason event.Reason) {
 	if in.subject != "" {
 		m.Header.Set("Bidpulse-Subject", in.subject)
 	}
-	if err := nc.PublishMsg(m); err != nil {
+	var err error
+	if js := in.svc.js; js != nil {
+		err = js.publishDeadLetter(m)
+	} else {
+		err = nc.PublishMsg(m)
+	}
+	if err != nil {
 		in.svc.stats.dlqErrors.Inc()
 		in.svc.throttledLog.warn("dlq", "cannot publish dead letter", err)
 	}

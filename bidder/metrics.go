@@ -9,6 +9,9 @@ import (
 	"github.com/bidpulse/bidpulse/bidder/event"
 )
 
+// metricsCounter is the counter type of the stats.
+type metricsCounter = metrics.Counter
+
 // stats are the ingest counters behind /v1/stats and /metrics. Each is a
 // metrics.Counter (an atomic), so the applier pays one atomic add per
 // outcome and readers never lock.
@@ -25,6 +28,12 @@ type stats struct {
 	byType     [event.NumTypes]*metrics.Counter
 	dlqErrors  *metrics.Counter
 	evicted    *metrics.Counter
+	// JetStream mode.
+	redelivered *metrics.Counter // redeliveries of messages already applied, skipped
+	streamGap   *metrics.Counter // stream messages lost before they were applied
+	ckptWritten *metrics.Counter
+	ckptErrors  *metrics.Counter
+	ckptLoadErr *metrics.Counter
 }
 
 func newStats(set *metrics.Set, since time.Time) *stats {
@@ -39,6 +48,12 @@ func newStats(set *metrics.Set, since time.Time) *stats {
 		overflow:   set.NewCounter(`bidpulse_ingest_events_total{outcome="overflow"}`),
 		dlqErrors:  set.NewCounter(`bidpulse_dlq_publish_errors_total`),
 		evicted:    set.NewCounter(`bidpulse_keys_evicted_total`),
+
+		redelivered: set.NewCounter(`bidpulse_jetstream_redelivered_skipped_total`),
+		streamGap:   set.NewCounter(`bidpulse_jetstream_lost_messages_total`),
+		ckptWritten: set.NewCounter(`bidpulse_checkpoints_written_total`),
+		ckptErrors:  set.NewCounter(`bidpulse_checkpoint_write_errors_total`),
+		ckptLoadErr: set.NewCounter(`bidpulse_checkpoint_load_errors_total`),
 	}
 	for r := event.Reason(1); r < event.NumReasons; r++ {
 		s.rejected[r] = set.NewCounter(fmt.Sprintf(`bidpulse_ingest_events_total{outcome="rejected",reason=%q}`, event.ReasonNames[r]))

@@ -43,6 +43,32 @@ type Options struct {
 	// (default 1,000,000 messages and 1 GiB).
 	PendingMsgs  int
 	PendingBytes int
+	// JetStream selects the ingest mode: "auto" (default: JetStream when
+	// the server offers it, which the embedded one does), "true" or
+	// "false" (a core subscription: at-most-once, lowest latency).
+	JetStream string
+	// Stream is the event stream's name (default BIDPULSE_EVENTS).
+	Stream string
+	// StreamMaxBytes bounds the event stream (default 8 GiB; -1: no
+	// limit). A full stream refuses new events (DiscardNew) instead of
+	// deleting unconsumed ones.
+	StreamMaxBytes int64
+	// StreamMaxAge is how long the stream keeps events (default 26h: the
+	// longest span plus a margin; it may not be less than the longest
+	// span).
+	StreamMaxAge time.Duration
+	// StreamDuplicates is the stream's Nats-Msg-Id dedup window (default 2m).
+	StreamDuplicates time.Duration
+	// DLQMaxBytes bounds the dead-letter stream (default 1 GiB; oldest first out).
+	DLQMaxBytes int64
+	// CheckpointInterval is how often the state is checkpointed in
+	// JetStream mode (default 30s); a checkpoint is also written on Stop.
+	CheckpointInterval time.Duration
+	// FetchBatch is how many messages the consumer asks for at once
+	// (default 1000).
+	FetchBatch int
+	// AckWait is the consumer's redelivery timeout (default 30s).
+	AckWait time.Duration
 	// Config is what is aggregated and how multipliers are computed.
 	Config Config
 	// Logger receives the service's logs.
@@ -52,6 +78,12 @@ type Options struct {
 	// EvictInterval is how often idle keys and expired overrides are
 	// removed (default 1m).
 	EvictInterval time.Duration
+	// applyHook, when set (tests only), is called before each message is
+	// applied, with its stream sequence (0 in core mode).
+	applyHook func(seq uint64)
+	// noFinalCheckpoint (tests only) skips the checkpoint on Stop, as if
+	// the process had been killed.
+	noFinalCheckpoint bool
 	// ShutdownTimeout bounds the wait for in-flight HTTP requests and the
 	// subscription drain on Stop (default 10s).
 	ShutdownTimeout time.Duration
@@ -102,6 +134,40 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.PendingBytes == 0 {
 		o.PendingBytes = 1 << 30
+	}
+	switch o.JetStream {
+	case "":
+		o.JetStream = JetStreamAuto
+	case JetStreamAuto, JetStreamTrue, JetStreamFalse:
+	default:
+		return o, fmt.Errorf("invalid jetstream %q: want auto, true or false", o.JetStream)
+	}
+	if o.Stream == "" {
+		o.Stream = "BIDPULSE_EVENTS"
+	}
+	if o.StreamMaxBytes == 0 {
+		o.StreamMaxBytes = 8 << 30
+	}
+	if o.StreamMaxAge == 0 {
+		o.StreamMaxAge = 26 * time.Hour
+	}
+	if o.StreamDuplicates == 0 {
+		o.StreamDuplicates = 2 * time.Minute
+	}
+	if o.DLQMaxBytes == 0 {
+		o.DLQMaxBytes = 1 << 30
+	}
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = 30 * time.Second
+	}
+	if o.CheckpointInterval < 0 {
+		return o, fmt.Errorf("invalid checkpoint-interval %s: must be positive", o.CheckpointInterval)
+	}
+	if o.FetchBatch <= 0 {
+		o.FetchBatch = 1000
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = 30 * time.Second
 	}
 	if o.EvictInterval <= 0 {
 		o.EvictInterval = time.Minute

@@ -43,7 +43,15 @@ type Service struct {
 
 	natsSrv *server.Server
 	nc      *nats.Conn
-	sub     *nats.Subscription
+	sub     *nats.Subscription // core mode
+	js      *jsIngest          // JetStream mode
+
+	// applyMu is held while a stream message is applied, and by a
+	// checkpoint while it snapshots the state. Lock order: ckptMu, then
+	// applyMu, then the windows' shard locks.
+	applyMu sync.Mutex
+	ckptMu  sync.Mutex
+	ckpt    checkpointState
 
 	httpSrv *fasthttp.Server
 	httpLn  net.Listener
@@ -78,6 +86,13 @@ func New(opts Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid resolutions: %w", err)
 	}
+	var longest time.Duration
+	for _, r := range store.Resolutions() {
+		longest = max(longest, r.Width*time.Duration(r.Buckets))
+	}
+	if opts.StreamMaxAge < longest {
+		return nil, fmt.Errorf("invalid stream-max-age %s: must be at least the longest span kept, %s", opts.StreamMaxAge, longest)
+	}
 	s := &Service{
 		opts:     opts,
 		log:      opts.Logger,
@@ -104,7 +119,23 @@ func (s *Service) registerGauges() {
 	s.metrics.NewGauge(`bidpulse_keys`, func() float64 { return float64(s.store.Len()) })
 	s.metrics.NewGauge(`bidpulse_keys_max`, func() float64 { return float64(s.store.MaxKeys()) })
 	s.metrics.NewGauge(`bidpulse_overrides`, func() float64 { return float64(s.overrides.len()) })
-	s.metrics.NewGauge(`bidpulse_ready`, func() float64 { return b2f(s.ready.Load()) })
+	s.metrics.NewGauge(`bidpulse_ready`, func() float64 { return b2f(s.isReady()) })
+	s.metrics.NewGauge(`bidpulse_ingest_lag_seconds`, func() float64 { return float64(s.ingestLagMs()) / 1e3 })
+	s.metrics.NewGauge(`bidpulse_buffer_fill_ratio`, func() float64 { return s.bufferFill() })
+	s.metrics.NewGauge(`bidpulse_jetstream_applied_seq`, func() float64 { return float64(s.jsUint(func(j *jsIngest) uint64 { return j.applied.Load() })) })
+	s.metrics.NewGauge(`bidpulse_jetstream_consumer_pending`, func() float64 { return float64(s.jsUint(func(j *jsIngest) uint64 { return j.numPending.Load() })) })
+	s.metrics.NewGauge(`bidpulse_jetstream_stream_bytes`, func() float64 { return float64(s.jsUint(func(j *jsIngest) uint64 { return j.streamBytes.Load() })) })
+	s.metrics.NewGauge(`bidpulse_jetstream_stream_max_bytes`, func() float64 { return float64(s.opts.StreamMaxBytes) })
+	s.metrics.NewGauge(`bidpulse_replay_progress_ratio`, func() float64 {
+		if s.js == nil {
+			return 1
+		}
+		return s.js.progress()
+	})
+	s.metrics.NewGauge(`bidpulse_checkpoint_age_seconds`, func() float64 { return s.checkpointAgeSeconds() })
+	s.metrics.NewGauge(`bidpulse_checkpoint_size_bytes`, func() float64 { return float64(s.ckpt.lastSize.Load()) })
+	s.metrics.NewGauge(`bidpulse_checkpoint_pause_seconds`, func() float64 { return float64(s.ckpt.lastPauseMs.Load()) / 1e3 })
+	s.metrics.NewGauge(`bidpulse_checkpoint_duration_seconds`, func() float64 { return float64(s.ckpt.lastWriteMs.Load()) / 1e3 })
 	s.metrics.NewGauge(`bidpulse_nats_connected`, func() float64 {
 		return b2f(s.nc != nil && s.nc.IsConnected())
 	})
@@ -117,6 +148,46 @@ func (s *Service) registerGauges() {
 		return float64(b)
 	})
 	s.metrics.NewGauge(`bidpulse_nats_dropped_messages`, func() float64 { return float64(s.dropped()) })
+}
+
+func (s *Service) jsUint(f func(j *jsIngest) uint64) uint64 {
+	if s.js == nil {
+		return 0
+	}
+	return f(s.js)
+}
+
+// ingestLagMs is now minus the event time of the newest applied event
+// (0 before the first event).
+func (s *Service) ingestLagMs() int64 {
+	newest := s.ingest.newestTs.Load()
+	if newest == 0 {
+		return 0
+	}
+	return max(s.clock.NowMs()-newest, 0)
+}
+
+// bufferFill is how full the spike buffer is, in [0, 1]: the stream's bytes
+// against its limit in JetStream mode, the subscription's pending messages
+// or bytes against its limits in core mode.
+func (s *Service) bufferFill() float64 {
+	if s.js != nil {
+		if s.opts.StreamMaxBytes <= 0 {
+			return 0
+		}
+		return float64(s.js.streamBytes.Load()) / float64(s.opts.StreamMaxBytes)
+	}
+	msgs, bytes := s.pending()
+	return max(float64(msgs)/float64(s.opts.PendingMsgs), float64(bytes)/float64(s.opts.PendingBytes))
+}
+
+// checkpointAgeSeconds is the age of the last checkpoint (0 when none).
+func (s *Service) checkpointAgeSeconds() float64 {
+	at := s.ckpt.lastAtMs.Load()
+	if at == 0 {
+		return 0
+	}
+	return float64(s.clock.NowMs()-at) / 1e3
 }
 
 func b2f(b bool) float64 {
@@ -170,18 +241,43 @@ func (s *Service) Start() (err error) {
 	if err != nil {
 		return fmt.Errorf("cannot connect to NATS at %s: %w", url, err)
 	}
-	s.sub, err = s.nc.Subscribe(s.opts.Subject, s.ingest.handleMsg)
-	if err != nil {
-		return fmt.Errorf("cannot subscribe to %q: %w", s.opts.Subject, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if s.js, err = s.setupJetStream(ctx); err != nil {
+		return err
 	}
-	if err := s.sub.SetPendingLimits(s.opts.PendingMsgs, s.opts.PendingBytes); err != nil {
-		return fmt.Errorf("cannot set pending limits: %w", err)
+	if s.js != nil {
+		from := s.loadCheckpoint()
+		if from > 0 {
+			s.js.applied.Store(from - 1)
+		}
+		err = s.js.start(ctx, from)
+		if errors.Is(err, errStreamReset) {
+			s.checkpointLoadFailed(s.checkpointPath(), err)
+			s.resetState()
+			s.js.applied.Store(0)
+			err = s.js.start(ctx, 0)
+		}
+		if err != nil {
+			return err
+		}
+		s.log.Info().Str("url", s.nc.ConnectedUrlRedacted()).Str("stream", s.opts.Stream).Str("subject", s.opts.Subject).
+			Str("consumer", s.js.name).Uint64("from_seq", s.js.startSeq.Load()).Uint64("to_seq", s.js.targetSeq.Load()).
+			Str("mode", "jetstream").Dur("took", time.Since(t0)).Msg("consuming events")
+	} else {
+		s.sub, err = s.nc.Subscribe(s.opts.Subject, s.ingest.handleMsg)
+		if err != nil {
+			return fmt.Errorf("cannot subscribe to %q: %w", s.opts.Subject, err)
+		}
+		if err := s.sub.SetPendingLimits(s.opts.PendingMsgs, s.opts.PendingBytes); err != nil {
+			return fmt.Errorf("cannot set pending limits: %w", err)
+		}
+		if err := s.nc.Flush(); err != nil {
+			return fmt.Errorf("cannot confirm subscription to %q: %w", s.opts.Subject, err)
+		}
+		s.log.Info().Str("url", s.nc.ConnectedUrlRedacted()).Str("subject", s.opts.Subject).
+			Str("mode", "core").Dur("took", time.Since(t0)).Msg("subscribed to events")
 	}
-	if err := s.nc.Flush(); err != nil {
-		return fmt.Errorf("cannot confirm subscription to %q: %w", s.opts.Subject, err)
-	}
-	s.log.Info().Str("url", s.nc.ConnectedUrlRedacted()).Str("subject", s.opts.Subject).
-		Str("mode", "core").Dur("took", time.Since(t0)).Msg("subscribed to events")
 
 	s.httpLn, err = net.Listen("tcp", s.opts.HTTPAddr)
 	if err != nil {
@@ -194,9 +290,24 @@ func (s *Service) Start() (err error) {
 
 	s.bg.Add(1)
 	go s.housekeeping()
-	// In core mode there is nothing to catch up on: ready at once.
+	// Ready once started; in JetStream mode /readyz also waits for the
+	// catch-up (see isReady).
 	s.ready.Store(true)
 	return nil
+}
+
+// isReady reports whether the service should take bid traffic: started,
+// not stopping, and (JetStream) caught up with the stream.
+func (s *Service) isReady() bool {
+	return s.ready.Load() && (s.js == nil || s.js.caughtUp.Load())
+}
+
+// Mode returns "jetstream" or "core".
+func (s *Service) Mode() string {
+	if s.js != nil {
+		return "jetstream"
+	}
+	return "core"
 }
 
 // HTTPAddr returns the address the API listens on (after Start).
@@ -216,17 +327,31 @@ func (s *Service) NATSURL() string {
 	return s.natsSrv.ClientURL()
 }
 
-// housekeeping evicts idle keys and expired overrides every EvictInterval.
+// housekeeping evicts idle keys and expired overrides every EvictInterval,
+// refreshes the stream figures every second and writes a checkpoint every
+// CheckpointInterval.
 func (s *Service) housekeeping() {
 	defer s.bg.Done()
-	t := time.NewTicker(s.opts.EvictInterval)
-	defer t.Stop()
+	evict := time.NewTicker(s.opts.EvictInterval)
+	defer evict.Stop()
+	refresh := time.NewTicker(time.Second)
+	defer refresh.Stop()
+	ckpt := time.NewTicker(s.opts.CheckpointInterval)
+	defer ckpt.Stop()
 	for {
 		select {
 		case <-s.bgStop:
 			return
-		case <-t.C:
+		case <-evict.C:
 			s.evict()
+		case <-refresh.C:
+			if s.js != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				s.js.refresh(ctx)
+				cancel()
+			}
+		case <-ckpt.C:
+			s.writeCheckpoint()
 		}
 	}
 }
@@ -265,6 +390,17 @@ func (s *Service) Stop(ctx context.Context) error {
 		}
 		close(s.bgStop)
 		s.bg.Wait()
+		if s.js != nil {
+			t0 := time.Now()
+			s.js.stop(ctx)
+			if !s.opts.noFinalCheckpoint {
+				if err := s.writeCheckpoint(); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			s.log.Info().Dur("took", time.Since(t0)).Uint64("seq", s.js.applied.Load()).
+				Uint64("counted", s.stats.counted.Get()).Msg("consumer stopped, checkpoint written")
+		}
 		if s.nc != nil {
 			t0 := time.Now()
 			if err := s.drain(ctx); err != nil {
@@ -286,6 +422,15 @@ func (s *Service) Stop(ctx context.Context) error {
 // drain drains the subscription (its pending messages are applied) and
 // closes the connection.
 func (s *Service) drain(ctx context.Context) error {
+	if !s.nc.IsConnected() {
+		// Nothing can be drained from a server that is not there; in
+		// JetStream mode the unacknowledged messages are redelivered to
+		// the next start and skipped by sequence where already applied.
+		n, _ := s.pending()
+		s.log.Warn().Int("pending_messages", n).Msg("NATS not connected at stop: closing without drain")
+		s.nc.Close()
+		return nil
+	}
 	closed := make(chan struct{})
 	s.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
 	if err := s.nc.Drain(); err != nil {

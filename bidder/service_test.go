@@ -469,7 +469,10 @@ func TestReadyzDuringShutdown(t *testing.T) {
 func TestExternalNATS(t *testing.T) {
 	// A second service using the first one's NATS server as an external one.
 	first := startTestService(t, nil)
-	second := startTestService(t, func(o *Options) { o.NATSURL = first.svc.NATSURL() })
+	second := startTestService(t, func(o *Options) {
+		o.NATSURL = first.svc.NATSURL()
+		o.Instance = "second" // each replica has its own consumer
+	})
 	if second.svc.natsSrv != nil {
 		t.Fatalf("external mode started an embedded server")
 	}

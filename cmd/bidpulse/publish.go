@@ -3,11 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +36,8 @@ type publishOptions struct {
 	places    int
 	seed      int64
 	runID     string
+	jetstream string
+	retryFor  time.Duration
 }
 
 func runPublish(args []string) error {
@@ -54,6 +59,8 @@ Publishes events to NATS: JSON (one object or an array) or NDJSON from
 	fs.IntVar(&o.places, "placements", bench.DefaultSyntheticPlacements, "synthetic placements")
 	fs.Int64Var(&o.seed, "seed", 1, "seed of the synthetic traffic (same seed: same true rates)")
 	fs.StringVar(&o.runID, "run-id", "", "prefix of synthetic event ids (default: derived from the start time, unique per run)")
+	fs.StringVar(&o.jetstream, "jetstream", "auto", "auto: acknowledged JetStream publishes when a stream captures the subject, else core; true; false")
+	fs.DurationVar(&o.retryFor, "retry-for", 2*time.Minute, "how long to retry a JetStream publish that is not acknowledged (e.g. during a NATS restart)")
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -71,23 +78,24 @@ Publishes events to NATS: JSON (one object or an array) or NDJSON from
 		return fmt.Errorf("cannot connect to NATS at %s (is `bidpulse serve` running?): %w", o.natsURL, err)
 	}
 	defer nc.Close()
+	snd, err := newSender(nc, &o)
+	if err != nil {
+		return err
+	}
 	if o.synthetic {
-		err = publishSynthetic(nc, &o)
+		err = publishSynthetic(snd, &o)
 	} else {
-		err = publishFile(nc, &o)
+		err = publishFile(snd, &o)
 	}
 	if err != nil {
 		return err
 	}
-	if err := nc.FlushTimeout(10 * time.Second); err != nil {
-		return fmt.Errorf("cannot flush to NATS: %w", err)
-	}
-	return nil
+	return snd.finish()
 }
 
 // publishSynthetic publishes synthetic traffic at o.rate events/s for
 // o.duration, in batches, and prints a progress line every second.
-func publishSynthetic(nc *nats.Conn, o *publishOptions) error {
+func publishSynthetic(snd *sender, o *publishOptions) error {
 	if o.rate < 1 {
 		return fmt.Errorf("invalid --rate %d: must be positive", o.rate)
 	}
@@ -102,8 +110,8 @@ func publishSynthetic(nc *nats.Conn, o *publishOptions) error {
 		Campaigns: o.campaigns, Creatives: o.creatives, Placements: o.places,
 		Seed: o.seed, RunID: runID,
 	})
-	fmt.Fprintf(os.Stderr, "publishing synthetic traffic to %s on %s: %d events/s for %s, batches of %d\n",
-		nc.ConnectedUrlRedacted(), o.subject, o.rate, o.duration, o.batch)
+	fmt.Fprintf(os.Stderr, "publishing synthetic traffic to %s on %s (%s): %d events/s for %s, batches of %d\n",
+		snd.nc.ConnectedUrlRedacted(), o.subject, snd.mode(), o.rate, o.duration, o.batch)
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -121,25 +129,25 @@ func publishSynthetic(nc *nats.Conn, o *publishOptions) error {
 			n := min(int(target-sent), o.batch)
 			before := syn.Events()
 			buf = syn.AppendBatch(buf[:0], n, now.UnixMilli())
-			if err := nc.Publish(o.subject, buf); err != nil {
-				return fmt.Errorf("cannot publish: %w", err)
+			if err := snd.send(buf, runID+"-"+strconv.FormatUint(msgs, 36)); err != nil {
+				return err
 			}
 			sent += syn.Events() - before
 			msgs++
 		}
 		if now.Sub(lastReport) >= time.Second || elapsed >= o.duration {
-			fmt.Fprintf(os.Stderr, "%6.1fs  %d events (%d/s)  %d messages\n",
-				elapsed.Seconds(), sent, int(float64(sent-lastSent)/now.Sub(lastReport).Seconds()), msgs)
+			fmt.Fprintf(os.Stderr, "%6.1fs  %d events (%d/s)  %d messages  %s\n",
+				elapsed.Seconds(), sent, int(float64(sent-lastSent)/now.Sub(lastReport).Seconds()), msgs, snd.progress())
 			lastSent, lastReport = sent, now
 		}
 		if elapsed >= o.duration {
 			break
 		}
 	}
-	if err := nc.FlushTimeout(10 * time.Second); err != nil {
-		return fmt.Errorf("cannot flush to NATS: %w", err)
+	if err := snd.finish(); err != nil {
+		return err
 	}
-	fmt.Fprintf(os.Stderr, "done: %d events in %d messages\n", sent, msgs)
+	fmt.Fprintf(os.Stderr, "done: %d events in %d messages; %s\n", sent, msgs, snd.progress())
 	fmt.Fprintf(os.Stderr, "try: curl 'localhost:8080/v1/multiplier?campaign=c1&placement=news.example/top&explain=1'\n")
 	fmt.Fprintf(os.Stderr, "     curl 'localhost:8080/v1/snapshot?level=campaign/placement&sort=multiplier'\n")
 	return nil
@@ -150,7 +158,7 @@ func publishSynthetic(nc *nats.Conn, o *publishOptions) error {
 // grouped into arrays of o.batch). A line that is not valid JSON is sent
 // alone, as it is, so the service rejects it with a reason and dead-letters
 // it rather than spoiling a whole batch.
-func publishFile(nc *nats.Conn, o *publishOptions) error {
+func publishFile(snd *sender, o *publishOptions) error {
 	var r io.Reader = os.Stdin
 	name := "stdin"
 	if o.file != "-" {
@@ -162,7 +170,7 @@ func publishFile(nc *nats.Conn, o *publishOptions) error {
 		r, name = f, o.file
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
-	p := &batcher{nc: nc, subject: o.subject, size: o.batch}
+	p := &batcher{snd: snd, size: o.batch}
 	first, err := peekNonSpace(br)
 	if err != nil && err != io.EOF {
 		return fmt.Errorf("cannot read %s: %w", name, err)
@@ -212,7 +220,10 @@ func publishFile(nc *nats.Conn, o *publishOptions) error {
 	if err := p.flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "published %d events in %d messages to %s\n", p.events, p.msgs, o.subject)
+	if err := snd.finish(); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "published %d events in %d messages to %s; %s\n", p.events, p.msgs, o.subject, snd.progress())
 	return nil
 }
 
@@ -233,13 +244,12 @@ func peekNonSpace(br *bufio.Reader) (byte, error) {
 
 // batcher groups JSON values into arrays of size and publishes them.
 type batcher struct {
-	nc      *nats.Conn
-	subject string
-	size    int
-	buf     []byte
-	n       int
-	events  int
-	msgs    int
+	snd    *sender
+	size   int
+	buf    []byte
+	n      int
+	events int
+	msgs   int
 }
 
 func (b *batcher) add(v []byte) error {
@@ -270,9 +280,13 @@ func (b *batcher) flush() error {
 	return b.sendRaw(b.buf)
 }
 
+// sendRaw publishes data with a message id derived from its content, so
+// that publishing the same file again within the stream's duplicate
+// window is recognised by JetStream.
 func (b *batcher) sendRaw(data []byte) error {
-	if err := b.nc.Publish(b.subject, data); err != nil {
-		return fmt.Errorf("cannot publish: %w", err)
+	sum := sha256.Sum256(data)
+	if err := b.snd.send(data, hex.EncodeToString(sum[:16])); err != nil {
+		return err
 	}
 	b.msgs++
 	return nil

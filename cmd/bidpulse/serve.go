@@ -34,6 +34,13 @@ func runServe(args []string) error {
 	dedupSize := fs.String("dedup-size", "64MiB", "memory of the (type, id) dedup cache, e.g. 64MiB, 1GiB (at least 32MiB)")
 	fs.IntVar(&o.PendingMsgs, "pending-msgs", 1_000_000, "core NATS subscription buffer, in messages; past it messages are dropped and counted")
 	pendingBytes := fs.String("pending-bytes", "1GiB", "core NATS subscription buffer, in bytes")
+	fs.StringVar(&o.JetStream, "jetstream", "auto", "ingest mode: auto (JetStream when the server offers it), true, false (core subscription: at-most-once)")
+	fs.StringVar(&o.Stream, "stream", "BIDPULSE_EVENTS", "JetStream stream of the events")
+	streamMaxBytes := fs.String("stream-max-bytes", "8GiB", "event stream size limit; a full stream refuses new events (-1: no limit)")
+	fs.DurationVar(&o.StreamMaxAge, "stream-max-age", 26*time.Hour, "how long the stream keeps events (at least the longest span)")
+	fs.DurationVar(&o.StreamDuplicates, "stream-duplicates", 2*time.Minute, "the stream's Nats-Msg-Id duplicate window")
+	dlqMaxBytes := fs.String("dlq-max-bytes", "1GiB", "dead-letter stream size limit (oldest dropped first)")
+	fs.DurationVar(&o.CheckpointInterval, "checkpoint-interval", 30*time.Second, "how often the state is checkpointed (JetStream mode)")
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -50,6 +57,20 @@ func runServe(args []string) error {
 	if o.PendingBytes, err = parseBytes(*pendingBytes); err != nil {
 		return fmt.Errorf("invalid --pending-bytes: %w", err)
 	}
+	if *streamMaxBytes == "-1" {
+		o.StreamMaxBytes = -1
+	} else {
+		n, err := parseBytes(*streamMaxBytes)
+		if err != nil {
+			return fmt.Errorf("invalid --stream-max-bytes: %w", err)
+		}
+		o.StreamMaxBytes = int64(n)
+	}
+	n, err := parseBytes(*dlqMaxBytes)
+	if err != nil {
+		return fmt.Errorf("invalid --dlq-max-bytes: %w", err)
+	}
+	o.DLQMaxBytes = int64(n)
 	if o.Config, err = bidder.LoadConfig(*configPath); err != nil {
 		return err
 	}

@@ -1,0 +1,360 @@
+package bidder
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/fastcache"
+
+	"github.com/bidpulse/bidpulse/bidder/event"
+	"github.com/bidpulse/bidpulse/windows"
+)
+
+// A checkpoint holds, as of one stream sequence, everything that sequence
+// produced: the windows, the dedup set, the stats counters and the newest
+// event time. It is one file, written to a temporary name, fsynced and
+// renamed, so a reader sees the old checkpoint or the new one, never half.
+// The dedup set is a fastcache directory beside it, named after the
+// sequence and written before the file that names it.
+//
+// File layout (little endian):
+//
+//	magic "BIDPULSE-CKPT\n"
+//	u32 format version
+//	u32 header length, header (JSON, checkpointHeader)
+//	u64 windows length, windows (windows.Store.WriteCheckpoint)
+//	u32 CRC-32C of everything before it
+const (
+	checkpointMagic   = "BIDPULSE-CKPT\n"
+	checkpointVersion = 1
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+type checkpointHeader struct {
+	Version     int                        `json:"version"`
+	Instance    string                     `json:"instance"`
+	Stream      string                     `json:"stream"`
+	Seq         uint64                     `json:"seq"`
+	WrittenAt   time.Time                  `json:"written_at"`
+	Resolutions []checkpointRes            `json:"resolutions"`
+	Rollups     []string                   `json:"rollups"`
+	NewestTs    int64                      `json:"newest_event_ms"`
+	DedupDir    string                     `json:"dedup_dir"`
+	Stats       map[string]uint64          `json:"stats"`
+	Controllers map[string]json.RawMessage `json:"controllers,omitempty"`
+}
+
+type checkpointRes struct {
+	WidthMs int64 `json:"width_ms"`
+	Buckets int   `json:"buckets"`
+}
+
+// checkpointState is what /v1/stats reports about checkpoints.
+type checkpointState struct {
+	lastAtMs    atomic.Int64
+	lastSeq     atomic.Uint64
+	lastSize    atomic.Int64
+	lastWriteMs atomic.Int64 // duration of the whole checkpoint
+	lastPauseMs atomic.Int64 // how long ingest was paused for it
+	maxPauseMs  atomic.Int64
+	loaded      atomic.Bool
+	loadErr     atomic.Value // string
+}
+
+func (s *Service) checkpointDir() string {
+	return filepath.Join(s.opts.DataDir, "checkpoints")
+}
+
+func (s *Service) checkpointPath() string {
+	return filepath.Join(s.checkpointDir(), consumerName(s.opts.Instance)+".ckpt")
+}
+
+// counterStats lists the stats counters saved in a checkpoint.
+func (s *Service) counterStats() map[string]*metricsCounter {
+	st := s.stats
+	m := map[string]*metricsCounter{
+		"messages": st.messages, "received": st.received, "counted": st.counted,
+		"duplicates": st.duplicates, "late": st.late, "future": st.future, "overflow": st.overflow,
+	}
+	for r := event.Reason(1); r < event.NumReasons; r++ {
+		m["rejected."+event.ReasonNames[r]] = st.rejected[r]
+	}
+	for t := event.Type(1); t < event.NumTypes; t++ {
+		m["counted."+t.String()] = st.byType[t]
+	}
+	return m
+}
+
+// writeCheckpoint checkpoints the state as of the last applied sequence.
+// Ingest is paused (applyMu held) only while the windows are serialised to
+// memory and the dedup set is saved; bid answers are never paused. Only one
+// checkpoint is written at a time.
+func (s *Service) writeCheckpoint() error {
+	if s.js == nil {
+		return nil
+	}
+	s.ckptMu.Lock()
+	defer s.ckptMu.Unlock()
+	t0 := time.Now()
+	dir := s.checkpointDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return s.checkpointFailed(fmt.Errorf("cannot create checkpoint dir: %w", err))
+	}
+
+	var win bytes.Buffer
+	s.applyMu.Lock()
+	seq := s.js.applied.Load()
+	if seq == s.ckpt.lastSeq.Load() && s.ckpt.lastAtMs.Load() != 0 {
+		s.applyMu.Unlock()
+		return nil // nothing applied since the last checkpoint
+	}
+	h := checkpointHeader{
+		Version:   checkpointVersion,
+		Instance:  s.opts.Instance,
+		Stream:    s.opts.Stream,
+		Seq:       seq,
+		WrittenAt: time.UnixMilli(s.clock.NowMs()).UTC(),
+		Rollups:   s.rollups.Names(),
+		NewestTs:  s.ingest.newestTs.Load(),
+		DedupDir:  fmt.Sprintf("dedup-%d", seq),
+		Stats:     map[string]uint64{},
+	}
+	for name, c := range s.counterStats() {
+		h.Stats[name] = c.Get()
+	}
+	_, err := s.store.WriteCheckpoint(&win)
+	dedupTmp := filepath.Join(dir, h.DedupDir+".tmp")
+	if err == nil {
+		os.RemoveAll(dedupTmp)
+		err = s.dedup.c.SaveToFileConcurrent(dedupTmp, 2)
+	}
+	pause := time.Since(t0)
+	s.applyMu.Unlock()
+	if err != nil {
+		return s.checkpointFailed(fmt.Errorf("cannot snapshot state at seq %d: %w", seq, err))
+	}
+	for _, r := range s.store.Resolutions() {
+		h.Resolutions = append(h.Resolutions, checkpointRes{WidthMs: r.Width.Milliseconds(), Buckets: r.Buckets})
+	}
+	dedupDir := filepath.Join(dir, h.DedupDir)
+	os.RemoveAll(dedupDir)
+	if err := os.Rename(dedupTmp, dedupDir); err != nil {
+		return s.checkpointFailed(fmt.Errorf("cannot rename dedup snapshot: %w", err))
+	}
+	size, err := writeCheckpointFile(s.checkpointPath(), &h, win.Bytes())
+	if err != nil {
+		return s.checkpointFailed(err)
+	}
+	// Older dedup snapshots are no longer named by any checkpoint.
+	if entries, err := os.ReadDir(dir); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "dedup-") && e.Name() != h.DedupDir {
+				os.RemoveAll(filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	took := time.Since(t0)
+	c := &s.ckpt
+	c.lastAtMs.Store(s.clock.NowMs())
+	c.lastSeq.Store(seq)
+	c.lastSize.Store(size)
+	c.lastWriteMs.Store(took.Milliseconds())
+	c.lastPauseMs.Store(pause.Milliseconds())
+	if pause.Milliseconds() > c.maxPauseMs.Load() {
+		c.maxPauseMs.Store(pause.Milliseconds())
+	}
+	s.stats.ckptWritten.Inc()
+	s.log.Debug().Uint64("seq", seq).Int64("bytes", size).Dur("took", took).Dur("pause", pause).Int("keys", s.store.Len()).Msg("checkpoint written")
+	return nil
+}
+
+func (s *Service) checkpointFailed(err error) error {
+	s.stats.ckptErrors.Inc()
+	s.log.Error().Err(err).Msg("checkpoint failed")
+	return err
+}
+
+// writeCheckpointFile writes the checkpoint atomically: temp file, fsync,
+// rename, fsync of the directory.
+func writeCheckpointFile(path string, h *checkpointHeader, win []byte) (int64, error) {
+	hj, err := json.Marshal(h)
+	if err != nil {
+		return 0, fmt.Errorf("cannot encode checkpoint header: %w", err)
+	}
+	var pre bytes.Buffer
+	pre.WriteString(checkpointMagic)
+	binary.Write(&pre, binary.LittleEndian, uint32(checkpointVersion))
+	binary.Write(&pre, binary.LittleEndian, uint32(len(hj)))
+	pre.Write(hj)
+	binary.Write(&pre, binary.LittleEndian, uint64(len(win)))
+	crc := crc32.Update(crc32.Checksum(pre.Bytes(), crcTable), crcTable, win)
+	var tail [4]byte
+	binary.LittleEndian.PutUint32(tail[:], crc)
+
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return 0, fmt.Errorf("cannot create checkpoint: %w", err)
+	}
+	_, err = f.Write(pre.Bytes())
+	if err == nil {
+		_, err = f.Write(win)
+	}
+	if err == nil {
+		_, err = f.Write(tail[:])
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return 0, fmt.Errorf("cannot write checkpoint: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return 0, fmt.Errorf("cannot rename checkpoint: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return int64(pre.Len() + len(win) + len(tail)), nil
+}
+
+// errNoCheckpoint means there is no checkpoint to load.
+var errNoCheckpoint = errors.New("no checkpoint")
+
+// readCheckpointFile reads and verifies a checkpoint file.
+func readCheckpointFile(path string) (*checkpointHeader, []byte, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, errNoCheckpoint
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot read checkpoint: %w", err)
+	}
+	if len(data) < len(checkpointMagic)+8+8+4 || string(data[:len(checkpointMagic)]) != checkpointMagic {
+		return nil, nil, errors.New("not a bidpulse checkpoint (bad magic)")
+	}
+	body, tail := data[:len(data)-4], data[len(data)-4:]
+	if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(tail) {
+		return nil, nil, errors.New("checksum mismatch (truncated or corrupt)")
+	}
+	p := body[len(checkpointMagic):]
+	if v := binary.LittleEndian.Uint32(p); v != checkpointVersion {
+		return nil, nil, fmt.Errorf("format version %d; this bidpulse reads version %d", v, checkpointVersion)
+	}
+	hl := uint64(binary.LittleEndian.Uint32(p[4:]))
+	p = p[8:]
+	if hl > uint64(len(p)) {
+		return nil, nil, errors.New("header length past the end")
+	}
+	var h checkpointHeader
+	if err := json.Unmarshal(p[:hl], &h); err != nil {
+		return nil, nil, fmt.Errorf("cannot parse header: %w", err)
+	}
+	p = p[hl:]
+	if len(p) < 8 {
+		return nil, nil, errors.New("windows section missing")
+	}
+	wl := binary.LittleEndian.Uint64(p)
+	p = p[8:]
+	if wl != uint64(len(p)) {
+		return nil, nil, errors.New("windows length does not match the file")
+	}
+	return &h, p, nil
+}
+
+// loadCheckpoint restores the state of the last checkpoint and returns the
+// sequence to consume from (0: no usable checkpoint). A missing checkpoint
+// is normal; a corrupt or incompatible one is reported and ignored.
+func (s *Service) loadCheckpoint() uint64 {
+	path := s.checkpointPath()
+	h, win, err := readCheckpointFile(path)
+	if errors.Is(err, errNoCheckpoint) {
+		s.log.Info().Str("path", path).Msg("no checkpoint: consuming the stream from now minus the longest span")
+		return 0
+	}
+	if err == nil {
+		err = s.checkCompatible(h)
+	}
+	if err == nil {
+		if err = s.store.ReadCheckpoint(bytes.NewReader(win)); err != nil {
+			err = fmt.Errorf("cannot load windows: %w", err)
+		}
+	}
+	if err != nil {
+		s.checkpointLoadFailed(path, err)
+		// ReadCheckpoint may have loaded part of the windows.
+		s.resetState()
+		return 0
+	}
+	for name, c := range s.counterStats() {
+		c.Set(h.Stats[name])
+	}
+	s.ingest.newestTs.Store(h.NewestTs)
+	dedupDir := filepath.Join(s.checkpointDir(), h.DedupDir)
+	if c, err := fastcache.LoadFromFile(dedupDir); err != nil {
+		s.checkpointLoadFailed(dedupDir, fmt.Errorf("cannot load the dedup set (duplicates of events counted before the checkpoint will not be recognised): %w", err))
+	} else {
+		s.dedup.c.Reset()
+		s.dedup.c = c
+	}
+	s.ckpt.loaded.Store(true)
+	s.ckpt.lastSeq.Store(h.Seq)
+	s.ckpt.lastAtMs.Store(h.WrittenAt.UnixMilli())
+	s.log.Info().Str("path", path).Uint64("seq", h.Seq).Int("keys", s.store.Len()).
+		Uint64("counted", s.stats.counted.Get()).Time("written_at", h.WrittenAt).Msg("checkpoint loaded")
+	return h.Seq + 1
+}
+
+func (s *Service) checkpointLoadFailed(path string, err error) {
+	s.stats.ckptLoadErr.Inc()
+	s.ckpt.loadErr.Store(err.Error())
+	s.log.Error().Err(err).Str("path", path).Msg("checkpoint ignored")
+}
+
+// checkCompatible refuses a checkpoint written with other resolutions or
+// rollups, or for another stream.
+func (s *Service) checkCompatible(h *checkpointHeader) error {
+	if h.Stream != s.opts.Stream {
+		return fmt.Errorf("checkpoint is of stream %q, not %q", h.Stream, s.opts.Stream)
+	}
+	res := s.store.Resolutions()
+	same := len(res) == len(h.Resolutions)
+	for i := 0; same && i < len(res); i++ {
+		same = res[i].Width.Milliseconds() == h.Resolutions[i].WidthMs && res[i].Buckets == h.Resolutions[i].Buckets
+	}
+	if !same {
+		return fmt.Errorf("checkpoint was written with resolutions %v, the config has %v", h.Resolutions, res)
+	}
+	if strings.Join(h.Rollups, ",") != strings.Join(s.rollups.Names(), ",") {
+		return fmt.Errorf("checkpoint was written with rollups %v, the config has %v", h.Rollups, s.rollups.Names())
+	}
+	return nil
+}
+
+// resetState empties the windows, the dedup set and the counters.
+func (s *Service) resetState() {
+	store, err := windows.NewStore(windows.Config{Resolutions: s.store.Resolutions(), MaxKeys: s.store.MaxKeys()})
+	if err != nil {
+		panic("BUG: cannot rebuild the windows with validated resolutions: " + err.Error())
+	}
+	s.store = store
+	s.dedup.reset()
+	for _, c := range s.counterStats() {
+		c.Set(0)
+	}
+}
