@@ -1,0 +1,256 @@
+package bidder
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// fillKeys applies events until the store holds about keys live keys: each
+// (campaign, creative, placement) cell adds 4 keys by default (the campaign
+// and creative keys are shared by 100 cells).
+func fillKeys(tb testing.TB, svc *Service, keys int) {
+	tb.Helper()
+	cells := keys / 2
+	buf := make([]byte, 0, 64<<10)
+	for i := 0; i < cells; {
+		buf = append(buf[:0], '[')
+		for j := 0; j < 100 && i < cells; j++ {
+			if j > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendCellEvent(buf, "fill", i, i)
+			i++
+		}
+		buf = append(buf, ']')
+		svc.ingest.apply(buf, testNow)
+	}
+	if n := svc.store.Len(); n < keys*9/10 {
+		tb.Fatalf("BUG: filled %d keys; want about %d", n, keys)
+	}
+}
+
+// appendCellEvent appends an impression with a unique id in cell cell of
+// a grid of 100 creatives per campaign.
+func appendCellEvent(b []byte, prefix string, id, cell int) []byte {
+	b = append(b, `{"id":"`...)
+	b = append(b, prefix...)
+	b = strconv.AppendInt(b, int64(id), 36)
+	b = append(b, `","type":"impression","ts":`...)
+	b = strconv.AppendInt(b, testNow, 10)
+	b = append(b, `,"campaign":"c`...)
+	b = strconv.AppendInt(b, int64(cell/100), 10)
+	b = append(b, `","creative":"cr`...)
+	b = strconv.AppendInt(b, int64(cell%100/10), 10)
+	b = append(b, `","placement":"site`...)
+	b = strconv.AppendInt(b, int64(cell), 10)
+	b = append(b, `.example/slot","device":"mobile","country":"FR","cost":0.0021}`...)
+	return b
+}
+
+// benchPayloads builds n messages of size events each, with ids unique
+// under prefix, on cells spread over the existing ones.
+func benchPayloads(prefix string, n, size, cells int) [][]byte {
+	out := make([][]byte, n)
+	id := 0
+	for i := range out {
+		var b []byte
+		if size > 1 {
+			b = append(b, '[')
+		}
+		for j := 0; j < size; j++ {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = appendCellEvent(b, prefix, id, (id*7919)%cells)
+			id++
+		}
+		if size > 1 {
+			b = append(b, ']')
+		}
+		out[i] = b
+	}
+	return out
+}
+
+func newBenchService(b *testing.B, maxKeys int) *Service {
+	b.Helper()
+	svc, err := New(Options{Clock: NewManualClock(testNow), Logger: zerolog.Nop(), DedupSize: 256 << 20, MaxKeys: maxKeys})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return svc
+}
+
+// BenchmarkIngestApply measures parse + validate + dedup + window writes
+// (4 rollup keys per event) of new events on existing keys, by message
+// size and live keys, in events/s on one core (the applier is one
+// goroutine).
+func BenchmarkIngestApply(b *testing.B) {
+	for _, keys := range []int{10_000, 1_000_000} {
+		if keys > 100_000 && testing.Short() {
+			continue
+		}
+		svc := newBenchService(b, 2*keys)
+		fillKeys(b, svc, keys)
+		for _, size := range []int{1, 100} {
+			const events = 100_000
+			b.Run(fmt.Sprintf("keys=%d/batch=%d", keys, size), func(b *testing.B) {
+				b.ReportAllocs()
+				var applied time.Duration
+				for i := 0; i < b.N; i++ {
+					// Every iteration applies new ids (never duplicates).
+					payloads := benchPayloads(fmt.Sprintf("%d-%d-", size, i), events/size, size, keys/2)
+					runtime.GC()
+					t0 := time.Now()
+					for _, p := range payloads {
+						svc.ingest.apply(p, testNow)
+					}
+					applied += time.Since(t0)
+				}
+				b.ReportMetric(float64(b.N*events)/applied.Seconds(), "events/s")
+				b.ReportMetric(float64(applied.Nanoseconds())/float64(b.N*events), "ns/event")
+			})
+		}
+	}
+}
+
+// BenchmarkJetStreamConsume compares, for single-event messages from an
+// embedded server, the raw consume rate of a consumer that does nothing
+// with the rate of a bidpulse instance catching up with the same stream
+// (pull consumer + parse + validate + dedup + window writes).
+func BenchmarkJetStreamConsume(b *testing.B) {
+	const msgs = 50_000
+	e := startBenchService(b)
+	js, _ := jetstream.New(e.nc)
+	for _, p := range benchPayloads("js", msgs, 1, 5000) {
+		if _, err := js.PublishAsync("bidpulse.events.bench", p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(60 * time.Second):
+		b.Fatal("publish not complete")
+	}
+	b.Run("raw", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			cons, err := js.CreateOrUpdateConsumer(context.Background(), "BIDPULSE_EVENTS", jetstream.ConsumerConfig{
+				AckPolicy: jetstream.AckAllPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			done := make(chan struct{})
+			n := 0
+			cc, err := cons.Consume(func(m jetstream.Msg) {
+				n++
+				if n%1000 == 0 {
+					m.Ack()
+				}
+				if n == msgs {
+					close(done)
+				}
+			}, jetstream.PullMaxMessages(1000))
+			if err != nil {
+				b.Fatal(err)
+			}
+			<-done
+			cc.Stop()
+		}
+		b.ReportMetric(float64(b.N*msgs)/b.Elapsed().Seconds(), "events/s")
+	})
+	b.Run("bidpulse", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			svc, err := New(Options{
+				HTTPAddr: "127.0.0.1:0", NATSURL: e.svc.NATSURL(), DataDir: b.TempDir(), Instance: fmt.Sprintf("bench-%d-%d", b.N, i),
+				DedupSize: 64 << 20, Logger: zerolog.Nop(), Clock: NewManualClock(testNow), CheckpointInterval: time.Hour,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := svc.Start(); err != nil {
+				b.Fatal(err)
+			}
+			for svc.stats.received.Get() < msgs {
+				time.Sleep(100 * time.Microsecond)
+			}
+			b.StopTimer()
+			if got := svc.stats.counted.Get(); got != msgs {
+				b.Fatalf("counted %d; want %d", got, msgs)
+			}
+			svc.opts.noFinalCheckpoint = true
+			svc.Stop(context.Background())
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(b.N*msgs)/b.Elapsed().Seconds(), "events/s")
+	})
+}
+
+// startBenchService starts a JetStream-mode service on loopback for a
+// benchmark.
+func startBenchService(b *testing.B) *testEnv {
+	b.Helper()
+	clock := NewManualClock(testNow)
+	svc, err := New(Options{
+		HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:-1", DataDir: b.TempDir(), Instance: "bench",
+		DedupSize: 64 << 20, Logger: zerolog.Nop(), Clock: clock,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := svc.Start(); err != nil {
+		b.Fatal(err)
+	}
+	nc, err := nats.Connect(svc.NATSURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		nc.Close()
+		svc.Stop(context.Background())
+	})
+	return &testEnv{svc: svc, nc: nc, clock: clock}
+}
+
+// BenchmarkCheckpoint measures a checkpoint of keys live keys: its size,
+// its duration and the pause of ingest it causes (bid answers are not
+// paused). Run with -benchtime=1x.
+func BenchmarkCheckpoint(b *testing.B) {
+	for _, keys := range []int{100_000, 1_000_000} {
+		if keys > 100_000 && testing.Short() {
+			continue
+		}
+		b.Run(fmt.Sprintf("keys=%d", keys), func(b *testing.B) {
+			svc := newBenchService(b, 2*keys)
+			svc.opts.DataDir = b.TempDir()
+			svc.js = &jsIngest{}
+			fillKeys(b, svc, keys)
+			var maxPause time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				svc.js.applied.Add(1)
+				if err := svc.writeCheckpoint(); err != nil {
+					b.Fatal(err)
+				}
+				maxPause = max(maxPause, time.Duration(svc.ckpt.lastPauseMs.Load())*time.Millisecond)
+			}
+			b.StopTimer()
+			fi, err := os.Stat(svc.checkpointPath())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(fi.Size())/float64(svc.store.Len()), "file-bytes/key")
+			b.ReportMetric(float64(fi.Size())/(1<<20), "file-MiB")
+			b.ReportMetric(float64(maxPause.Milliseconds()), "pause-ms")
+		})
+	}
+}
