@@ -14,6 +14,7 @@ type answer struct {
 	level      int // -1: no level with data ("none")
 	counts     windows.Counts
 	override   bool
+	killed     bool // the kill switch answered
 	res        models.Result
 }
 
@@ -65,8 +66,12 @@ func bySpecificity(r *windows.Rollups) []int {
 // neither, the answer is the neutral 1 at level "none".
 func (s *Service) decide(sc *bidScratch, nowMs int64) {
 	a := &sc.a
-	a.multiplier, a.level, a.counts, a.override = 1, -1, windows.Counts{}, false
+	a.multiplier, a.level, a.counts, a.override, a.killed = 1, -1, windows.Counts{}, false, false
 	a.res.Reset()
+	if s.control != nil && s.control.kill.Load() {
+		a.killed = true
+		return
+	}
 	span := s.policy.Window
 	if s.overrides.len() > 0 {
 		for _, lvl := range s.specific {
@@ -135,6 +140,8 @@ func (s *Service) appendAnswer(dst []byte, a *answer, explain bool) []byte {
 	if explain {
 		dst = append(dst, `,"explain":{"policy":`...)
 		switch {
+		case a.killed:
+			dst = appendStr(dst, "kill_switch")
 		case a.override:
 			dst = appendStr(dst, "override")
 		case a.level < 0:

@@ -65,13 +65,13 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 		route = routeMultiplier
 		if s.allow(ctx, "GET") {
 			s.handleMultiplier(ctx)
-			s.http.bid.UpdateDuration(ctx.Time())
+			s.observeBid(ctx.Time())
 		}
 	case "/v1/multipliers":
 		route = routeMultipliers
 		if s.allow(ctx, "POST") {
 			s.handleMultipliers(ctx)
-			s.http.batch.UpdateDuration(ctx.Time())
+			s.observeBatch(ctx.Time())
 		}
 	case "/v1/rates":
 		route = routeRates
@@ -83,6 +83,11 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 		if s.allow(ctx, "GET") {
 			s.handleSnapshot(ctx)
 		}
+	case "/v1/snapshot/stream":
+		route = routeSnapshotStream
+		if s.allow(ctx, "GET") {
+			s.handleSnapshotStream(ctx)
+		}
 	case "/v1/stats":
 		route = routeStats
 		if s.allow(ctx, "GET") {
@@ -92,6 +97,16 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 		route = routeOverrides
 		if s.allow(ctx, "GET", "PUT", "DELETE") {
 			s.handleOverrides(ctx)
+		}
+	case "/v1/killswitch":
+		route = routeKillSwitch
+		if s.allow(ctx, "GET", "PUT") {
+			s.handleKillSwitch(ctx)
+		}
+	case "/v1/audit":
+		route = routeAudit
+		if s.allow(ctx, "GET") {
+			s.handleAudit(ctx)
 		}
 	case "/metrics":
 		route = routeMetrics
@@ -110,6 +125,13 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 			s.handleReadyz(ctx)
 		}
 	default:
+		if isDashboardPath(path) {
+			route = routeDashboard
+			if s.allow(ctx, "GET") {
+				s.handleDashboard(ctx, path)
+			}
+			break
+		}
 		writeError(ctx, fasthttp.StatusNotFound, "not found: "+string(path))
 	}
 	s.http.count(route, ctx.Response.StatusCode())

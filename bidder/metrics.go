@@ -80,14 +80,18 @@ const (
 	routeSnapshot
 	routeStats
 	routeOverrides
+	routeKillSwitch
+	routeAudit
 	routeMetrics
 	routeHealthz
 	routeReadyz
+	routeSnapshotStream
+	routeDashboard
 	routeOther
 	numRoutes
 )
 
-var routeNames = [numRoutes]string{"multiplier", "multipliers", "rates", "snapshot", "stats", "overrides", "metrics", "healthz", "readyz", "other"}
+var routeNames = [numRoutes]string{"multiplier", "multipliers", "rates", "snapshot", "stats", "overrides", "killswitch", "audit", "metrics", "healthz", "readyz", "snapshot_stream", "dashboard", "other"}
 
 // commonCodes get their counters made up front, so counting a request
 // allocates nothing; rarer codes are created on first use.

@@ -43,6 +43,12 @@ type Options struct {
 	// (default 1,000,000 messages and 1 GiB).
 	PendingMsgs  int
 	PendingBytes int
+	// SSEInterval is how often GET /v1/snapshot/stream computes and pushes
+	// a frame to the dashboard (default 1s).
+	SSEInterval time.Duration
+	// MaxSSEStreams bounds the open snapshot streams (default 64); past it
+	// a new stream is refused with a 503.
+	MaxSSEStreams int
 	// JetStream selects the ingest mode: "auto" (default: JetStream when
 	// the server offers it, which the embedded one does), "true" or
 	// "false" (a core subscription: at-most-once, lowest latency).

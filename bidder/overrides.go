@@ -1,11 +1,10 @@
 package bidder
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +32,9 @@ type override struct {
 	vals       [windows.NumDims]string
 	multiplier float64
 	expiresMs  int64 // 0: never
+	freeze     bool  // set with "freeze": the value served when it was set
+	setBy      string
+	setAtMs    int64
 }
 
 // overrides is the table of operator overrides, keyed by encoded key. Safe
@@ -71,6 +73,18 @@ func (o *overrides) set(ov *override) error {
 	o.m[ov.key] = ov
 	o.n.Store(int64(len(o.m)))
 	return nil
+}
+
+// lookup returns a copy of the override of key (expired ones included).
+func (o *overrides) lookup(key []byte) (*override, bool) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	ov, ok := o.m[string(key)]
+	if !ok {
+		return nil, false
+	}
+	c := *ov
+	return &c, true
 }
 
 func (o *overrides) delete(key []byte) bool {
@@ -113,34 +127,10 @@ func (o *overrides) expire(nowMs int64) {
 	o.mu.Unlock()
 }
 
-// checkAdmin answers 403 when the admin API is disabled and 401 when the
-// bearer token is missing or wrong. Tokens are compared in constant time on
-// their SHA-256 hashes, so neither content nor length leaks through timing.
-func (s *Service) checkAdmin(ctx *fasthttp.RequestCtx) bool {
-	if s.opts.AdminToken == "" {
-		writeError(ctx, fasthttp.StatusForbidden, "admin API disabled: start bidpulse with --admin-token")
-		return false
-	}
-	auth := ctx.Request.Header.Peek("Authorization")
-	const prefix = "Bearer "
-	if len(auth) < len(prefix) || !strings.EqualFold(string(auth[:len(prefix)]), prefix) {
-		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="bidpulse"`)
-		writeError(ctx, fasthttp.StatusUnauthorized, "missing Authorization: Bearer token")
-		return false
-	}
-	got := sha256.Sum256(auth[len(prefix):])
-	want := sha256.Sum256([]byte(s.opts.AdminToken))
-	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="bidpulse", error="invalid_token"`)
-		writeError(ctx, fasthttp.StatusUnauthorized, "invalid admin token")
-		return false
-	}
-	return true
-}
-
 // /v1/overrides: GET lists, PUT sets, DELETE removes.
 func (s *Service) handleOverrides(ctx *fasthttp.RequestCtx) {
-	if !s.checkAdmin(ctx) {
+	who, ok := s.checkAdmin(ctx)
+	if !ok {
 		return
 	}
 	switch string(ctx.Method()) {
@@ -156,13 +146,13 @@ func (s *Service) handleOverrides(ctx *fasthttp.RequestCtx) {
 		b = append(b, "]}"...)
 		writeJSON(ctx, fasthttp.StatusOK, b)
 	case "PUT":
-		s.putOverride(ctx)
+		s.putOverride(ctx, who)
 	case "DELETE":
-		s.deleteOverride(ctx)
+		s.deleteOverride(ctx, who)
 	}
 }
 
-func (s *Service) putOverride(ctx *fasthttp.RequestCtx) {
+func (s *Service) putOverride(ctx *fasthttp.RequestCtx, who string) {
 	var p fastjson.Parser
 	v, err := p.ParseBytes(ctx.PostBody())
 	if err != nil {
@@ -176,7 +166,7 @@ func (s *Service) putOverride(ctx *fasthttp.RequestCtx) {
 	}
 	sc := getScratch()
 	defer putScratch(sc)
-	mult, hasMult := math.NaN(), false
+	mult, hasMult, freeze := math.NaN(), false, false
 	var ttl time.Duration
 	obj.Visit(func(k []byte, fv *fastjson.Value) {
 		if err != nil {
@@ -199,6 +189,14 @@ func (s *Service) putOverride(ctx *fasthttp.RequestCtx) {
 				return
 			}
 			mult, hasMult = f, true
+		case "freeze":
+			switch fv.Type() {
+			case fastjson.TypeTrue:
+				freeze = true
+			case fastjson.TypeFalse, fastjson.TypeNull:
+			default:
+				err = queryError("freeze must be a boolean")
+			}
 		case "ttl":
 			if fv.Type() == fastjson.TypeNull {
 				return
@@ -215,14 +213,14 @@ func (s *Service) putOverride(ctx *fasthttp.RequestCtx) {
 			}
 			ttl = d
 		default:
-			err = queryError("unknown field " + string(k) + "; known: campaign, creative, placement, device, country, multiplier, ttl")
+			err = queryError("unknown field " + string(k) + "; known: campaign, creative, placement, device, country, multiplier, freeze, ttl")
 		}
 	})
 	if err == nil && len(sc.vals[windows.DimCampaign]) == 0 {
 		err = queryError("missing campaign")
 	}
-	if err == nil && !hasMult {
-		err = queryError("missing multiplier")
+	if err == nil && hasMult == freeze {
+		err = queryError(`give either "multiplier" (0..10) or "freeze":true (hold the value served now)`)
 	}
 	if err != nil {
 		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
@@ -233,25 +231,34 @@ func (s *Service) putOverride(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusBadRequest, "no configured rollup for "+maskName(sc.vals.Mask())+"; configured rollups: "+joinNames(s.rollups.Names()))
 		return
 	}
-	ov := &override{level: lvl, multiplier: mult}
+	now := s.clock.NowMs()
+	if freeze {
+		// The value a request naming exactly these dimensions gets now.
+		s.decide(sc, now)
+		mult = sc.a.multiplier
+	}
+	ov := &override{level: lvl, multiplier: mult, freeze: freeze, setBy: who, setAtMs: now}
 	sc.key = windows.AppendKey(sc.key[:0], lvl, s.rollups, &sc.vals)
 	ov.key = string(sc.key)
 	for _, d := range s.rollups.Levels[lvl].Dims {
 		ov.vals[d] = string(sc.vals[d])
 	}
 	if ttl > 0 {
-		ov.expiresMs = s.clock.NowMs() + ttl.Milliseconds()
+		ov.expiresMs = now + ttl.Milliseconds()
 	}
-	if err := s.overrides.set(ov); err != nil {
-		writeError(ctx, fasthttp.StatusInsufficientStorage, err.Error())
+	old, _ := s.overrides.lookup(sc.key)
+	if old == nil && s.overrides.len() >= maxOverrides {
+		writeError(ctx, fasthttp.StatusInsufficientStorage, fmt.Sprintf("too many overrides: the limit is %d", maxOverrides))
 		return
 	}
-	s.log.Info().Str("level", s.rollups.Levels[lvl].Name).Str("campaign", ov.vals[windows.DimCampaign]).
-		Float64("multiplier", mult).Dur("ttl", ttl).Msg("override set")
+	if err := s.control.putOverride(ov, old); err != nil {
+		writeError(ctx, fasthttp.StatusServiceUnavailable, err.Error())
+		return
+	}
 	writeJSON(ctx, fasthttp.StatusOK, s.appendOverride(nil, ov))
 }
 
-func (s *Service) deleteOverride(ctx *fasthttp.RequestCtx) {
+func (s *Service) deleteOverride(ctx *fasthttp.RequestCtx, who string) {
 	sc := getScratch()
 	defer putScratch(sc)
 	for k, v := range ctx.QueryArgs().All() {
@@ -275,11 +282,15 @@ func (s *Service) deleteOverride(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	sc.key = windows.AppendKey(sc.key[:0], lvl, s.rollups, &sc.vals)
-	if !s.overrides.delete(sc.key) {
+	old, ok := s.overrides.lookup(sc.key)
+	if !ok {
 		writeError(ctx, fasthttp.StatusNotFound, "no override for this "+s.rollups.Levels[lvl].Name)
 		return
 	}
-	s.log.Info().Str("level", s.rollups.Levels[lvl].Name).Msg("override deleted")
+	if err := s.control.deleteOverride(old, who); err != nil {
+		writeError(ctx, fasthttp.StatusServiceUnavailable, err.Error())
+		return
+	}
 	b := append([]byte(`{"deleted":true,"level":`), appendStr(nil, s.rollups.Levels[lvl].Name)...)
 	b = append(b, `,"key":`...)
 	b = s.appendKeyObject(b, lvl, &sc.vals)
@@ -298,6 +309,10 @@ func (s *Service) appendOverride(b []byte, ov *override) []byte {
 	b = appendStr(b, s.rollups.Levels[ov.level].Name)
 	b = append(b, `,"multiplier":`...)
 	b = appendFloat(b, ov.multiplier)
+	b = append(b, `,"freeze":`...)
+	b = strconv.AppendBool(b, ov.freeze)
+	b = append(b, `,"set_by":`...)
+	b = appendStr(b, ov.setBy)
 	b = append(b, `,"expires_at":`...)
 	if ov.expiresMs == 0 {
 		b = append(b, "null"...)

@@ -38,8 +38,11 @@ type Service struct {
 	http         *httpMetrics
 	throttledLog *throttledLog
 	overrides    *overrides
+	control      *control
+	adminTokens  []adminToken
 	snapshots    *snapshotCache
 	ingest       *ingester
+	sse          *sseHub
 
 	natsSrv *server.Server
 	nc      *nats.Conn
@@ -78,6 +81,10 @@ func New(opts Options) (*Service, error) {
 			opts.Instance = "bidpulse"
 		}
 	}
+	tokens, err := parseAdminTokens(opts.AdminToken)
+	if err != nil {
+		return nil, err
+	}
 	rollups, res, policy, err := opts.Config.build()
 	if err != nil {
 		return nil, err
@@ -104,6 +111,8 @@ func New(opts Options) (*Service, error) {
 		specific: bySpecificity(rollups),
 		metrics:  metrics.NewSet(),
 		bgStop:   make(chan struct{}),
+
+		adminTokens: tokens,
 	}
 	s.stats = newStats(s.metrics, time.UnixMilli(s.clock.NowMs()).UTC())
 	s.http = newHTTPMetrics(s.metrics)
@@ -111,6 +120,7 @@ func New(opts Options) (*Service, error) {
 	s.overrides = newOverrides(rollups)
 	s.snapshots = newSnapshotCache()
 	s.ingest = newIngester(s)
+	s.sse = newSSEHub(s)
 	s.registerGauges()
 	return s, nil
 }
@@ -243,6 +253,9 @@ func (s *Service) Start() (err error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if err := s.startControl(ctx); err != nil {
+		return err
+	}
 	if s.js, err = s.setupJetStream(ctx); err != nil {
 		return err
 	}
@@ -283,6 +296,7 @@ func (s *Service) Start() (err error) {
 	if err != nil {
 		return fmt.Errorf("cannot listen on http-addr %s: %w", s.opts.HTTPAddr, err)
 	}
+	s.sse.start()
 	s.httpSrv = s.newHTTPServer()
 	s.httpDone = make(chan error, 1)
 	go func() { s.httpDone <- s.httpSrv.Serve(s.httpLn) }()
@@ -376,6 +390,9 @@ func (s *Service) Stop(ctx context.Context) error {
 		s.ready.Store(false)
 		ctx, cancel := context.WithTimeout(ctx, s.opts.ShutdownTimeout)
 		defer cancel()
+		// Snapshot streams never go idle: end them first, or the HTTP
+		// shutdown would wait out its deadline.
+		s.sse.stop(ctx)
 		if s.httpSrv != nil {
 			t0 := time.Now()
 			if err := s.httpSrv.ShutdownWithContext(ctx); err != nil {
@@ -401,6 +418,7 @@ func (s *Service) Stop(ctx context.Context) error {
 			s.log.Info().Dur("took", time.Since(t0)).Uint64("seq", s.js.applied.Load()).
 				Uint64("counted", s.stats.counted.Get()).Msg("consumer stopped, checkpoint written")
 		}
+		s.control.stop()
 		if s.nc != nil {
 			t0 := time.Now()
 			if err := s.drain(ctx); err != nil {
