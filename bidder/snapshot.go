@@ -3,7 +3,6 @@ package bidder
 import (
 	"bytes"
 	"sort"
-	"strconv"
 	"sync"
 
 	"github.com/valyala/fasthttp"
@@ -75,66 +74,19 @@ func (c *snapshotCache) put(q []byte, nowMs int64, body []byte) {
 
 // GET /v1/snapshot?level=..&window=..&sort=..&limit=..[&campaign=..][&min_impressions=..]
 func (s *Service) handleSnapshot(ctx *fasthttp.RequestCtx) {
-	args := ctx.QueryArgs()
-	level, span, sortBy := s.rollups.Campaign, s.policy.Window, sortImpressions
-	limit, minImpr := defaultSnapshotLimit, uint64(defaultMinImpr)
-	var campaign []byte
-	for k, v := range args.All() {
-		switch string(k) {
-		case "level":
-			l, ok := s.rollups.ByName(string(v))
-			if !ok {
-				writeError(ctx, fasthttp.StatusBadRequest, "unknown level "+strconv.Quote(string(v))+"; configured rollups: "+joinNames(s.rollups.Names()))
-				return
-			}
-			level = l
-		case "window":
-			sp, ok := windows.ParseSpan(string(v))
-			if !ok {
-				writeError(ctx, fasthttp.StatusBadRequest, "unknown window "+strconv.Quote(string(v))+"; known: 1m, 5m, 15m, 1h, 24h")
-				return
-			}
-			span = sp
-		case "sort":
-			i := indexOf(sortNames, string(v))
-			if i < 0 {
-				writeError(ctx, fasthttp.StatusBadRequest, "unknown sort "+strconv.Quote(string(v))+"; known: impressions, clicks, conversions, ctr, cvr, multiplier")
-				return
-			}
-			sortBy = i
-		case "limit":
-			n, err := strconv.Atoi(string(v))
-			if err != nil || n < 1 || n > maxSnapshotLimit {
-				writeError(ctx, fasthttp.StatusBadRequest, "limit must be an integer in 1..1000")
-				return
-			}
-			limit = n
-		case "min_impressions":
-			n, err := strconv.ParseUint(string(v), 10, 64)
-			if err != nil {
-				writeError(ctx, fasthttp.StatusBadRequest, "min_impressions must be a non-negative integer")
-				return
-			}
-			minImpr = n
-		case "campaign":
-			if len(v) == 0 || len(v) > 128 {
-				writeError(ctx, fasthttp.StatusBadRequest, "campaign must be 1..128 bytes")
-				return
-			}
-			campaign = append([]byte(nil), v...)
-		default:
-			writeError(ctx, fasthttp.StatusBadRequest, "unknown parameter "+string(k)+"; known: level, window, sort, limit, campaign, min_impressions")
-			return
-		}
+	q, err := s.parseSnapshotQuery(ctx.QueryArgs())
+	if err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
+		return
 	}
 	now := s.clock.NowMs()
-	q := ctx.URI().QueryString()
-	if body, ok := s.snapshots.get(q, now); ok {
+	ck := q.key()
+	if body, ok := s.snapshots.get([]byte(ck), now); ok {
 		writeJSON(ctx, fasthttp.StatusOK, body)
 		return
 	}
-	body := s.snapshot(level, span, sortBy, limit, minImpr, campaign, now)
-	s.snapshots.put(q, now, body)
+	body := s.computeSnapshot(&q, now)
+	s.snapshots.put([]byte(ck), now, body)
 	writeJSON(ctx, fasthttp.StatusOK, body)
 }
 

@@ -44,9 +44,9 @@ func (s *Service) computeSnapshot(q *snapshotQuery, nowMs int64) []byte {
 	return s.snapshot(q.level, q.span, q.sortBy, q.limit, q.minImpr, q.campaign, nowMs)
 }
 
-// parseSnapshotQuery reads the parameters of GET /v1/snapshot (level, window,
-// sort, limit, campaign, min_impressions) with its defaults and error
-// messages; TestSnapshotStreamMatchesSnapshot keeps the two in step.
+// parseSnapshotQuery reads the parameters of GET /v1/snapshot and of its
+// stream (level, window, sort, limit, campaign, min_impressions) with their
+// defaults and error messages.
 func (s *Service) parseSnapshotQuery(args *fasthttp.Args) (snapshotQuery, error) {
 	q := snapshotQuery{
 		level:   s.rollups.Campaign,
