@@ -41,6 +41,8 @@ func runServe(args []string) error {
 	fs.DurationVar(&o.StreamDuplicates, "stream-duplicates", 2*time.Minute, "the stream's Nats-Msg-Id duplicate window")
 	dlqMaxBytes := fs.String("dlq-max-bytes", "1GiB", "dead-letter stream size limit (oldest dropped first)")
 	fs.DurationVar(&o.CheckpointInterval, "checkpoint-interval", 30*time.Second, "how often the state is checkpointed (JetStream mode)")
+	fs.IntVar(&o.MaxSSEStreams, "sse-max-streams", 64, "most concurrent /v1/snapshot/stream clients (dashboards)")
+	fs.DurationVar(&o.SSEInterval, "sse-interval", time.Second, "how often /v1/snapshot/stream pushes a snapshot")
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
