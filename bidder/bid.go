@@ -2,7 +2,9 @@ package bidder
 
 import (
 	"sort"
+	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/bidpulse/bidpulse/models"
 	"github.com/bidpulse/bidpulse/windows"
@@ -15,6 +17,7 @@ type answer struct {
 	counts     windows.Counts
 	override   bool
 	killed     bool // the kill switch answered
+	cfg        *models.CampaignPolicy
 	res        models.Result
 }
 
@@ -28,7 +31,14 @@ type bidScratch struct {
 	counts []windows.Counts
 	out    []byte
 	a      answer
-	args   []byte // a copy of a batch item's values
+
+	spans     []models.Spans
+	strengths []models.Strength
+	pkey      []byte
+	in        models.Input
+	rng       models.Rand
+	rngSeeded bool
+	args      []byte // a copy of a batch item's values
 }
 
 var bidScratchPool = sync.Pool{New: func() any { return &bidScratch{} }}
@@ -66,13 +76,16 @@ func bySpecificity(r *windows.Rollups) []int {
 // neither, the answer is the neutral 1 at level "none".
 func (s *Service) decide(sc *bidScratch, nowMs int64) {
 	a := &sc.a
-	a.multiplier, a.level, a.counts, a.override, a.killed = 1, -1, windows.Counts{}, false, false
+	a.multiplier, a.level, a.counts, a.override, a.killed, a.cfg = 1, -1, windows.Counts{}, false, false, nil
 	a.res.Reset()
 	if s.control != nil && s.control.kill.Load() {
 		a.killed = true
 		return
 	}
-	span := s.policy.Window
+	pol := s.policies.Load()
+	cfg := pol.For(sc.vals[windows.DimCampaign])
+	a.cfg = cfg
+	span := cfg.Performance.Window
 	if s.overrides.len() > 0 {
 		for _, lvl := range s.specific {
 			if !s.rollups.Covers(lvl, &sc.vals) {
@@ -100,19 +113,35 @@ func (s *Service) decide(sc *bidScratch, nowMs int64) {
 		a.level, a.counts = lvl, c
 		break
 	}
+	cs := s.campaignState(sc.vals[windows.DimCampaign])
+	var ks *models.KeyState
 	if a.level < 0 {
-		return
+		// No data: the goal, pacing and modifier factors still apply.
+		sc.in = models.Input{NowMs: nowMs, Device: sc.vals[windows.DimDevice], Country: sc.vals[windows.DimCountry]}
+	} else {
+		s.buildInput(sc, a.level, cfg, nowMs)
+		sc.key = windows.AppendKey(sc.key[:0], a.level, s.rollups, &sc.vals)
+		if k := s.brain.key(sc.key, a.level, nowMs); k != nil {
+			ks = k.state.Load()
+		}
 	}
-	sc.chain = s.rollups.Chain(sc.chain[:0], a.level)
-	sc.counts = sc.counts[:0]
-	for _, lvl := range sc.chain {
-		sc.key = windows.AppendKey(sc.key[:0], lvl, s.rollups, &sc.vals)
-		c, _ := s.store.ReadSpan(sc.key, span, nowMs)
-		sc.counts = append(sc.counts, c)
+	if !sc.rngSeeded {
+		sc.rng = models.NewRand(rngSeeds.Add(0x9e3779b97f4a7c15))
+		sc.rngSeeded = true
 	}
-	in := models.Input{Chain: sc.counts}
-	models.Performance(&s.policy, &in, &a.res)
+	models.Evaluate(cfg, &sc.in, cs, ks, &sc.rng, &a.res)
 	a.multiplier = a.res.Multiplier
+}
+
+// rngSeeds seeds each scratch's exploration generator differently.
+var rngSeeds atomic.Uint64
+
+// window returns the span the answer's policy read.
+func (a *answer) window() windows.Span {
+	if a.cfg == nil {
+		return models.DefaultPerformance().Window
+	}
+	return a.cfg.Performance.Window
 }
 
 // appendAnswer appends the JSON answer of /v1/multiplier.
@@ -126,7 +155,7 @@ func (s *Service) appendAnswer(dst []byte, a *answer, explain bool) []byte {
 		dst = appendStr(dst, s.rollups.Levels[a.level].Name)
 	}
 	dst = append(dst, `,"window":`...)
-	dst = appendStr(dst, s.policy.Window.String())
+	dst = appendStr(dst, a.window().String())
 	dst = append(dst, `,"ctr":`...)
 	dst = appendFloat(dst, a.counts.CTR())
 	dst = append(dst, `,"cvr":`...)
@@ -146,20 +175,24 @@ func (s *Service) appendAnswer(dst []byte, a *answer, explain bool) []byte {
 			dst = appendStr(dst, "override")
 		case a.level < 0:
 			dst = appendStr(dst, "none")
+		case a.res.Policy != "":
+			dst = appendStr(dst, a.res.Policy)
 		default:
 			dst = appendStr(dst, "performance")
 		}
 		dst = append(dst, `,"window":`...)
-		dst = appendStr(dst, s.policy.Window.String())
+		dst = appendStr(dst, a.window().String())
 		dst = append(dst, `,"factors":`...)
 		dst = a.res.AppendFactorsJSON(dst)
 		dst = append(dst, `,"before_clamp":`...)
 		dst = appendRounded(dst, a.res.BeforeClamp)
 		dst = append(dst, `,"clamp":[`...)
-		dst = appendFloat(dst, s.policy.Min)
+		dst = appendFloat(dst, a.res.Min)
 		dst = append(dst, ',')
-		dst = appendFloat(dst, s.policy.Max)
-		dst = append(dst, `],"override":`...)
+		dst = appendFloat(dst, a.res.Max)
+		dst = append(dst, `],"clamped":`...)
+		dst = strconv.AppendBool(dst, a.res.Clamped)
+		dst = append(dst, `,"override":`...)
 		if a.override {
 			dst = appendFloat(dst, a.multiplier)
 		} else {

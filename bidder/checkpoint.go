@@ -41,17 +41,17 @@ const (
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 type checkpointHeader struct {
-	Version     int                        `json:"version"`
-	Instance    string                     `json:"instance"`
-	Stream      string                     `json:"stream"`
-	Seq         uint64                     `json:"seq"`
-	WrittenAt   time.Time                  `json:"written_at"`
-	Resolutions []checkpointRes            `json:"resolutions"`
-	Rollups     []string                   `json:"rollups"`
-	NewestTs    int64                      `json:"newest_event_ms"`
-	DedupDir    string                     `json:"dedup_dir"`
-	Stats       map[string]uint64          `json:"stats"`
-	Controllers map[string]json.RawMessage `json:"controllers,omitempty"`
+	Version     int               `json:"version"`
+	Instance    string            `json:"instance"`
+	Stream      string            `json:"stream"`
+	Seq         uint64            `json:"seq"`
+	WrittenAt   time.Time         `json:"written_at"`
+	Resolutions []checkpointRes   `json:"resolutions"`
+	Rollups     []string          `json:"rollups"`
+	NewestTs    int64             `json:"newest_event_ms"`
+	DedupDir    string            `json:"dedup_dir"`
+	Stats       map[string]uint64 `json:"stats"`
+	Controllers json.RawMessage   `json:"controllers,omitempty"`
 }
 
 type checkpointRes struct {
@@ -132,6 +132,7 @@ func (s *Service) writeCheckpoint() error {
 	for name, c := range s.counterStats() {
 		h.Stats[name] = c.Get()
 	}
+	h.Controllers = s.snapshotControllers()
 	_, err := s.store.WriteCheckpoint(&win)
 	dedupTmp := filepath.Join(dir, h.DedupDir+".tmp")
 	if err == nil {
@@ -305,6 +306,9 @@ func (s *Service) loadCheckpoint() uint64 {
 		c.Set(h.Stats[name])
 	}
 	s.ingest.newestTs.Store(h.NewestTs)
+	if err := s.restoreControllers(h.Controllers, s.clock.NowMs()); err != nil {
+		s.checkpointLoadFailed(path, fmt.Errorf("cannot load the controller state (controllers start afresh): %w", err))
+	}
 	dedupDir := filepath.Join(s.checkpointDir(), h.DedupDir)
 	if c, err := fastcache.LoadFromFile(dedupDir); err != nil {
 		s.checkpointLoadFailed(dedupDir, fmt.Errorf("cannot load the dedup set (duplicates of events counted before the checkpoint will not be recognised): %w", err))

@@ -25,8 +25,9 @@ type Config struct {
 	// Resolutions are the rings of every key, finest first. Together they
 	// must serve the spans 1m, 5m, 15m, 1h and 24h.
 	Resolutions []ResolutionConfig `yaml:"resolutions"`
-	// Policy configures the multiplier policy.
-	Policy PolicyConfig `yaml:"policy"`
+	// Policies configures the multiplier policies: a default and
+	// per-campaign ones (see docs/MODELS.md).
+	Policies models.Policies `yaml:"policies"`
 }
 
 // ResolutionConfig is one ring: Buckets buckets of Width each.
@@ -35,37 +36,11 @@ type ResolutionConfig struct {
 	Buckets int           `yaml:"buckets"`
 }
 
-// PolicyConfig selects and tunes the multiplier policy.
-type PolicyConfig struct {
-	// Name of the policy; only "performance" exists today.
-	Name string `yaml:"name"`
-	// Window is the span the policy reads: 1m, 5m, 15m, 1h or 24h.
-	Window string `yaml:"window"`
-	// Elasticity is the exponent applied to the value lift.
-	Elasticity float64 `yaml:"elasticity"`
-	// CTRPrior is the Beta prior strength for CTR, in pseudo-impressions.
-	CTRPrior float64 `yaml:"ctr_prior"`
-	// CVRPrior is the Beta prior strength for CVR, in pseudo-clicks.
-	CVRPrior float64 `yaml:"cvr_prior"`
-	// Min and Max clamp the multiplier.
-	Min float64 `yaml:"min"`
-	Max float64 `yaml:"max"`
-}
-
 // DefaultConfig returns the configuration used when no --config is given.
 func DefaultConfig() Config {
-	p := models.DefaultPerformance()
 	c := Config{
-		Rollups: windows.DefaultRollupNames(),
-		Policy: PolicyConfig{
-			Name:       "performance",
-			Window:     p.Window.String(),
-			Elasticity: p.Elasticity,
-			CTRPrior:   p.CTRPrior,
-			CVRPrior:   p.CVRPrior,
-			Min:        p.Min,
-			Max:        p.Max,
-		},
+		Rollups:  windows.DefaultRollupNames(),
+		Policies: models.DefaultPolicies(),
 	}
 	for _, r := range windows.DefaultResolutions() {
 		c.Resolutions = append(c.Resolutions, ResolutionConfig{Width: r.Width, Buckets: r.Buckets})
@@ -107,8 +82,8 @@ func parseConfig(data []byte) (Config, error) {
 }
 
 // build turns the config into the parts the service uses, validating it.
-func (c *Config) build() (*windows.Rollups, []windows.Resolution, models.PerformanceConfig, error) {
-	var pc models.PerformanceConfig
+func (c *Config) build() (*windows.Rollups, []windows.Resolution, *models.Policies, error) {
+	var pc *models.Policies
 	rollups, err := windows.ParseRollups(c.Rollups)
 	if err != nil {
 		return nil, nil, pc, fmt.Errorf("invalid rollups: %w", err)
@@ -123,23 +98,10 @@ func (c *Config) build() (*windows.Rollups, []windows.Resolution, models.Perform
 		}
 		res = append(res, windows.Resolution{Width: r.Width, Buckets: r.Buckets})
 	}
-	if c.Policy.Name != "performance" {
-		return nil, nil, pc, fmt.Errorf("invalid policy.name %q: the known policies are: performance", c.Policy.Name)
+	pol := c.Policies
+	if err := pol.Validate(); err != nil {
+		return nil, nil, pc, fmt.Errorf("invalid policies: %w", err)
 	}
-	span, ok := windows.ParseSpan(c.Policy.Window)
-	if !ok {
-		return nil, nil, pc, fmt.Errorf("invalid policy.window %q: want one of 1m, 5m, 15m, 1h, 24h", c.Policy.Window)
-	}
-	pc = models.PerformanceConfig{
-		Window:     span,
-		Elasticity: c.Policy.Elasticity,
-		CTRPrior:   c.Policy.CTRPrior,
-		CVRPrior:   c.Policy.CVRPrior,
-		Min:        c.Policy.Min,
-		Max:        c.Policy.Max,
-	}
-	if err := pc.Validate(); err != nil {
-		return nil, nil, pc, fmt.Errorf("invalid policy: %w", err)
-	}
+	pc = &pol
 	return rollups, res, pc, nil
 }

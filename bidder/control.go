@@ -182,6 +182,22 @@ func (c *control) apply(e jetstream.KeyValueEntry) {
 			}
 		}
 		c.setKill(&k)
+	case strings.HasPrefix(key, policyPre):
+		name, err := unb64(key[len(policyPre):])
+		if err != nil {
+			s.log.Error().Err(err).Str("key", key).Msg("bad policy key in KV; ignored")
+			return
+		}
+		if deleted {
+			s.applyPolicyRecord(string(name), nil)
+			return
+		}
+		var r policyRecord
+		if err := json.Unmarshal(e.Value(), &r); err != nil {
+			s.log.Error().Err(err).Str("key", key).Msg("bad policy record in KV; ignored")
+			return
+		}
+		s.applyPolicyRecord(string(name), &r)
 	case strings.HasPrefix(key, overridePre):
 		raw, err := base64.RawURLEncoding.DecodeString(key[len(overridePre):])
 		if err != nil {
@@ -248,6 +264,10 @@ func (s *Service) recordOf(ov *override) *overrideRecord {
 	}
 	return r
 }
+
+func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func unb64(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
 
 func overrideKVKey(key string) string {
 	return overridePre + base64.RawURLEncoding.EncodeToString([]byte(key))

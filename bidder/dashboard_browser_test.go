@@ -279,7 +279,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		"policy":       "performance",
 		"window":       "1h",
 		"before clamp": fmt.Sprintf("%.3f", ex["before_clamp"].(float64)),
-		"clamp":        "[0.5, 2]",
+		"clamp":        "[0.1, 10]",
 		"override":     "none",
 		"multiplier":   fmt.Sprintf("%.3f", mult["multiplier"].(float64)),
 		"factors":      strings.Join(factors, ","),

@@ -98,6 +98,11 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 		if s.allow(ctx, "GET", "PUT", "DELETE") {
 			s.handleOverrides(ctx)
 		}
+	case "/v1/policies":
+		route = routePolicies
+		if s.allow(ctx, "GET", "PUT", "DELETE") {
+			s.handlePolicies(ctx)
+		}
 	case "/v1/killswitch":
 		route = routeKillSwitch
 		if s.allow(ctx, "GET", "PUT") {

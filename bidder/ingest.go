@@ -136,6 +136,9 @@ func (in *ingester) applyEvent(ev *event.Event, nowMs int64) {
 		}
 		start = end
 	}
+	if ev.Type == event.Conversion && ev.HasClickTS && ev.ClickTS <= ts {
+		svc.recordDelay(ev.Dims[windows.DimCampaign], ev.ClickTS, ts)
+	}
 	svc.dedup.add(ev.Type, ev.ID)
 	if ts > in.newestTs.Load() {
 		in.newestTs.Store(ts)

@@ -81,6 +81,7 @@ const (
 	routeStats
 	routeOverrides
 	routeKillSwitch
+	routePolicies
 	routeAudit
 	routeMetrics
 	routeHealthz
@@ -91,7 +92,7 @@ const (
 	numRoutes
 )
 
-var routeNames = [numRoutes]string{"multiplier", "multipliers", "rates", "snapshot", "stats", "overrides", "killswitch", "audit", "metrics", "healthz", "readyz", "snapshot_stream", "dashboard", "other"}
+var routeNames = [numRoutes]string{"multiplier", "multipliers", "rates", "snapshot", "stats", "overrides", "killswitch", "policies", "audit", "metrics", "healthz", "readyz", "snapshot_stream", "dashboard", "other"}
 
 // commonCodes get their counters made up front, so counting a request
 // allocates nothing; rarer codes are created on first use.

@@ -81,6 +81,9 @@ type Options struct {
 	Logger zerolog.Logger
 	// Clock gives the time to the windows, the policy and the stats.
 	Clock Clock
+	// ControlInterval is the control tick: how often the controllers
+	// (goal, pacing, guardrails, prior fits) advance (default 1m).
+	ControlInterval time.Duration
 	// EvictInterval is how often idle keys and expired overrides are
 	// removed (default 1m).
 	EvictInterval time.Duration
@@ -181,7 +184,10 @@ func (o Options) withDefaults() (Options, error) {
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 10 * time.Second
 	}
-	if o.Config.Rollups == nil && o.Config.Policy.Name == "" {
+	if o.ControlInterval <= 0 {
+		o.ControlInterval = time.Minute
+	}
+	if o.Config.Rollups == nil {
 		o.Config = DefaultConfig()
 	}
 	if o.Clock == nil {

@@ -45,7 +45,7 @@ func TestOptionsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.HTTPAddr != ":8080" || o.NATSAddr != "127.0.0.1:4222" || o.Subject != "bidpulse.events.>" ||
-		o.MaxKeys != 1_000_000 || o.DedupSize != 64<<20 || o.Config.Policy.Name != "performance" {
+		o.MaxKeys != 1_000_000 || o.DedupSize != 64<<20 || o.Config.Policies.Default.Policy != "performance" {
 		t.Fatalf("unexpected defaults: %+v", o)
 	}
 	if _, err := (Options{Clock: NewManualClock(0), DedupSize: 1 << 20}).withDefaults(); err == nil {
@@ -57,19 +57,25 @@ func TestOptionsDefaults(t *testing.T) {
 }
 
 func TestParseConfig(t *testing.T) {
-	c, err := parseConfig([]byte("rollups: [campaign, campaign/device]\npolicy:\n  window: 15m\n  elasticity: 0.5\n"))
+	c, err := parseConfig([]byte("rollups: [campaign, campaign/device]\npolicies:\n  default:\n    performance: {window: 15m, elasticity: 0.5}\n  campaigns:\n    c1: {policy: target_cpa, goal: {target: 20}}\n"))
 	if err != nil {
 		t.Fatalf("unexpected error: %v", err)
 	}
-	if len(c.Rollups) != 2 || c.Policy.Window != "15m" || c.Policy.Elasticity != 0.5 || c.Policy.Max != 2 {
+	perf := c.Policies.Default.Performance
+	if len(c.Rollups) != 2 || perf.Window.String() != "15m" || perf.Elasticity != 0.5 || perf.Max != 2 {
 		t.Fatalf("unexpected config: %+v", c)
+	}
+	if c1 := c.Policies.For([]byte("c1")); c1.Policy != "target_cpa" || c1.Performance.Elasticity != 0.5 {
+		t.Fatalf("unexpected campaign policy: %+v", c1)
 	}
 	bad := []string{
 		"rollups: [campaign/device]\n",
 		"rollups: [placement]\n",
-		"policy:\n  window: 2h\n",
-		"policy:\n  name: magic\n",
-		"policy:\n  min: 3\n",
+		"policies:\n  default:\n    performance: {window: 2h}\n",
+		"policies:\n  default: {policy: magic}\n",
+		"policies:\n  default: {min: 3}\n",
+		"policies:\n  campaigns:\n    c1: {policy: target_cpa}\n",
+		"policies:\n  default: {time_zone: Mars/Olympus}\n",
 		"resolutions: [{width: 0s, buckets: 3}]\n",
 		"resolutions: [{width: 5s, buckets: 12}]\n",
 		"colour: red\n",

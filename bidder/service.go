@@ -28,8 +28,14 @@ type Service struct {
 	clock   Clock
 	rollups *windows.Rollups
 	store   *windows.Store
-	policy  models.PerformanceConfig
-	dedup   *dedup
+	// policies are the effective multiplier policies: the config file's,
+	// with the per-campaign ones set through the admin API on top;
+	// replaced whole on reload.
+	policies     atomic.Pointer[models.Policies]
+	filePolicies atomic.Pointer[models.Policies]
+	brain        *brain
+	adminPol     adminPolicies
+	dedup        *dedup
 	// specific lists the level indexes most specific first.
 	specific []int
 
@@ -106,7 +112,8 @@ func New(opts Options) (*Service, error) {
 		clock:    opts.Clock,
 		rollups:  rollups,
 		store:    store,
-		policy:   policy,
+		brain:    newBrain(),
+		adminPol: adminPolicies{m: map[string]*policyRecord{}},
 		dedup:    newDedup(opts.DedupSize),
 		specific: bySpecificity(rollups),
 		metrics:  metrics.NewSet(),
@@ -114,6 +121,8 @@ func New(opts Options) (*Service, error) {
 
 		adminTokens: tokens,
 	}
+	s.filePolicies.Store(policy)
+	s.policies.Store(policy)
 	s.stats = newStats(s.metrics, time.UnixMilli(s.clock.NowMs()).UTC())
 	s.http = newHTTPMetrics(s.metrics)
 	s.throttledLog = newThrottledLog(s.log, 10*time.Second)
@@ -302,8 +311,9 @@ func (s *Service) Start() (err error) {
 	go func() { s.httpDone <- s.httpSrv.Serve(s.httpLn) }()
 	s.log.Info().Str("addr", s.httpLn.Addr().String()).Msg("HTTP API listening")
 
-	s.bg.Add(1)
+	s.bg.Add(2)
 	go s.housekeeping()
+	go s.controlLoop()
 	// Ready once started; in JetStream mode /readyz also waits for the
 	// catch-up (see isReady).
 	s.ready.Store(true)

@@ -44,11 +44,23 @@ func (r *Result) AppendFactorsJSON(dst []byte) []byte {
 //
 //	{"multiplier":2,"before_clamp":2.18,"clamp":[0.5,2],"clamped":true,"factors":[...]}
 //
+// A Result of Evaluate also has "policy" first, and "campaign_max" and
+// "hard_max" after "clamp" (Max is the lower of the two):
+//
+//	{"policy":"target_cpa","multiplier":..,"before_clamp":..,"clamp":[0.1,5],
+//	 "campaign_max":10,"hard_max":5,"clamped":false,"factors":[...]}
+//
 // The field names are those of the explain object of /v1/multiplier, which
-// adds the policy, window and override around them. It allocates nothing
-// when dst has room.
+// adds the window and override around them. It allocates nothing when dst
+// has room.
 func (r *Result) AppendJSON(dst []byte) []byte {
-	dst = append(dst, `{"multiplier":`...)
+	dst = append(dst, '{')
+	if r.Policy != "" {
+		dst = append(dst, `"policy":`...)
+		dst = appendJSONString(dst, r.Policy)
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"multiplier":`...)
 	dst = appendJSONFloat(dst, r.Multiplier)
 	dst = append(dst, `,"before_clamp":`...)
 	dst = appendJSONFloat(dst, r.BeforeClamp)
@@ -56,7 +68,16 @@ func (r *Result) AppendJSON(dst []byte) []byte {
 	dst = appendJSONFloat(dst, r.Min)
 	dst = append(dst, ',')
 	dst = appendJSONFloat(dst, r.Max)
-	dst = append(dst, `],"clamped":`...)
+	dst = append(dst, ']')
+	if r.CampaignMax > 0 {
+		dst = append(dst, `,"campaign_max":`...)
+		dst = appendJSONFloat(dst, r.CampaignMax)
+	}
+	if r.HardMax > 0 {
+		dst = append(dst, `,"hard_max":`...)
+		dst = appendJSONFloat(dst, r.HardMax)
+	}
+	dst = append(dst, `,"clamped":`...)
 	dst = strconv.AppendBool(dst, r.Clamped)
 	dst = append(dst, `,"factors":`...)
 	dst = r.AppendFactorsJSON(dst)

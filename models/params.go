@@ -18,9 +18,12 @@ type Param struct {
 type Factor struct {
 	Name    string
 	Value   float64
-	Inputs  [8]Param
+	Inputs  [MaxInputs]Param
 	NInputs int
 }
+
+// MaxInputs is the number of inputs a Factor can hold.
+const MaxInputs = 10
 
 // AddInput appends the input name=value to f.
 //

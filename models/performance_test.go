@@ -153,11 +153,23 @@ func TestPerformanceInputs(t *testing.T) {
 	f("cvr", "prior_cvr", 17.0/300)
 	f("cvr", "smoothed_cvr", 23.0/360)
 	f("cvr", "campaign_cvr", 0.05)
-	if n := res.Factors[0].NInputs; n != 6 {
-		t.Fatalf("unexpected ctr inputs; got %d; want 6", n)
+	// The evidence: the prior strength and a 90% interval around the
+	// smoothed rate, from its n + prior pseudo-trials:
+	//   ctr 34/1500 from 500 + 1000, cvr 23/360 from 10 + 50.
+	f("ctr", "prior_strength", 1000)
+	f("cvr", "prior_strength", 50)
+	ctr, cvr := 34.0/1500, 23.0/360
+	hc := CIZ * math.Sqrt(ctr*(1-ctr)/1501)
+	hv := CIZ * math.Sqrt(cvr*(1-cvr)/61)
+	f("ctr", "ci_low", ctr-hc)
+	f("ctr", "ci_high", ctr+hc)
+	f("cvr", "ci_low", cvr-hv)
+	f("cvr", "ci_high", cvr+hv)
+	if n := res.Factors[0].NInputs; n != 9 {
+		t.Fatalf("unexpected ctr inputs; got %d; want 9", n)
 	}
-	if n := res.Factors[1].NInputs; n != 6 {
-		t.Fatalf("unexpected cvr inputs; got %d; want 6", n)
+	if n := res.Factors[1].NInputs; n != 9 {
+		t.Fatalf("unexpected cvr inputs; got %d; want 9", n)
 	}
 }
 
@@ -301,7 +313,8 @@ func TestPerformanceConfigValidate(t *testing.T) {
 
 func TestDefaultPerformance(t *testing.T) {
 	c := DefaultPerformance()
-	want := PerformanceConfig{Window: windows.Span1h, Elasticity: 1, CTRPrior: 1000, CVRPrior: 50, Min: 0.5, Max: 2}
+	want := PerformanceConfig{Window: windows.Span1h, Elasticity: 1, CTRPrior: 1000, CVRPrior: 50, Min: 0.5, Max: 2,
+		EmpiricalBayes: EBConfig{Enabled: true, MinSiblings: 3, MinCTRPrior: 100, MaxCTRPrior: 100000, MinCVRPrior: 10, MaxCVRPrior: 5000}}
 	if c != want {
 		t.Fatalf("unexpected defaults; got %+v; want %+v", c, want)
 	}

@@ -9,12 +9,13 @@ import (
 // performanceYAML is PerformanceConfig as written in the config file: the
 // window as its name ("1h").
 type performanceYAML struct {
-	Window     string  `yaml:"window"`
-	Elasticity float64 `yaml:"elasticity"`
-	CTRPrior   float64 `yaml:"ctr_prior"`
-	CVRPrior   float64 `yaml:"cvr_prior"`
-	Min        float64 `yaml:"min"`
-	Max        float64 `yaml:"max"`
+	Window     string   `yaml:"window"`
+	Elasticity float64  `yaml:"elasticity"`
+	CTRPrior   float64  `yaml:"ctr_prior"`
+	CVRPrior   float64  `yaml:"cvr_prior"`
+	Min        float64  `yaml:"min"`
+	Max        float64  `yaml:"max"`
+	EB         EBConfig `yaml:"empirical_bayes"`
 }
 
 // UnmarshalYAML reads c from a YAML mapping such as
@@ -25,6 +26,7 @@ type performanceYAML struct {
 //	cvr_prior: 50
 //	min: 0.5
 //	max: 2
+//	empirical_bayes: {enabled: true, min_siblings: 3, min_ctr_prior: 100, ...}
 //
 // Fields absent from the mapping take their DefaultPerformance values. It
 // implements the unmarshal-function form of the interface, which
@@ -39,6 +41,7 @@ func (c *PerformanceConfig) UnmarshalYAML(unmarshal func(any) error) error {
 		CVRPrior:   d.CVRPrior,
 		Min:        d.Min,
 		Max:        d.Max,
+		EB:         d.EmpiricalBayes,
 	}
 	if err := unmarshal(&y); err != nil {
 		return err
@@ -54,6 +57,8 @@ func (c *PerformanceConfig) UnmarshalYAML(unmarshal func(any) error) error {
 		CVRPrior:   y.CVRPrior,
 		Min:        y.Min,
 		Max:        y.Max,
+
+		EmpiricalBayes: y.EB,
 	}
 	return nil
 }
@@ -67,5 +72,6 @@ func (c PerformanceConfig) MarshalYAML() (any, error) {
 		CVRPrior:   c.CVRPrior,
 		Min:        c.Min,
 		Max:        c.Max,
+		EB:         c.EmpiricalBayes,
 	}, nil
 }

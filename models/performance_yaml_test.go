@@ -26,7 +26,13 @@ func TestPerformanceConfigYAML(t *testing.T) {
 	f("{}", def)
 	f("window: 24h\n", func() PerformanceConfig { c := def; c.Window = windows.Span24h; return c }())
 	f("window: 5m\nelasticity: 0.8\nctr_prior: 200\ncvr_prior: 20\nmin: 0.25\nmax: 4\n",
-		PerformanceConfig{Window: windows.Span5m, Elasticity: 0.8, CTRPrior: 200, CVRPrior: 20, Min: 0.25, Max: 4})
+		PerformanceConfig{Window: windows.Span5m, Elasticity: 0.8, CTRPrior: 200, CVRPrior: 20, Min: 0.25, Max: 4, EmpiricalBayes: DefaultEB()})
+	f("empirical_bayes: {min_siblings: 5, max_ctr_prior: 5000}\n", func() PerformanceConfig {
+		c := def
+		c.EmpiricalBayes.MinSiblings, c.EmpiricalBayes.MaxCTRPrior = 5, 5000
+		return c
+	}())
+	f("empirical_bayes: {enabled: false}\n", func() PerformanceConfig { c := def; c.EmpiricalBayes.Enabled = false; return c }())
 
 	// Nested, as in the service's config file.
 	var doc struct {

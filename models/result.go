@@ -21,11 +21,24 @@ type Result struct {
 	Min, Max float64
 	// Clamped reports that the clamp changed the value.
 	Clamped bool
+	// Policy names the policy that produced the Result ("performance",
+	// "target_cpa", "target_roas"); empty for Performance, whose caller
+	// knows it. A constant, so that setting it allocates nothing.
+	Policy string
+	// CampaignMax is the campaign's own upper clamp, and HardMax the global
+	// hard cap; Max is the lower of the two. Both are 0 when the policy set
+	// no such clamp (Performance).
+	CampaignMax, HardMax float64
 	// Factors[:NFactors] are the multiplicative terms, in the order they
 	// were added.
-	Factors  [6]Factor
+	Factors  [MaxFactors]Factor
 	NFactors int
 }
+
+// MaxFactors is the number of factors a Result can hold: ctr, cvr and up
+// to ten more (performance clamp, guard, exploration, goal, pacing, device,
+// country, hour, season, and one spare for the caller).
+const MaxFactors = 12
 
 // Reset empties r: no factors, the neutral multiplier 1, and the widest
 // clamp [0, math.MaxFloat64], so that a Result whose policy set no clamp is
@@ -33,13 +46,15 @@ type Result struct {
 //
 // Reset does not clear the arrays: the slots past NFactors and the inputs
 // past a factor's NInputs keep stale values, which readers must ignore.
-// Clearing all ~1.4 KB of them per bid doubled the cost of Performance.
+// Clearing all ~3 KB of them per bid would double the cost of Performance.
 func (r *Result) Reset() {
 	r.Multiplier = 1
 	r.BeforeClamp = 1
 	r.Min = 0
 	r.Max = math.MaxFloat64
 	r.Clamped = false
+	r.Policy = ""
+	r.CampaignMax, r.HardMax = 0, 0
 	r.NFactors = 0
 }
 

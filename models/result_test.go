@@ -87,7 +87,7 @@ func TestResultReset(t *testing.T) {
 	fa.AddInput("x", 1)
 	r.Reset()
 	// Only the visible state is reset; the arrays keep stale slots.
-	r.Factors = [6]Factor{}
+	r.Factors = [MaxFactors]Factor{}
 	want := Result{Multiplier: 1, BeforeClamp: 1, Min: 0, Max: math.MaxFloat64}
 	if r != want {
 		t.Fatalf("unexpected Result after Reset; got %+v; want %+v", r, want)

@@ -93,8 +93,23 @@ func runServe(args []string) error {
 	log.Info().Str("http", svc.HTTPAddr()).Dur("took", time.Since(t0)).Msg("bidpulse started")
 
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	sig := <-sigs
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	var sig os.Signal
+	for sig = range sigs {
+		if sig != syscall.SIGHUP {
+			break
+		}
+		// SIGHUP reloads the policies; a bad file keeps the running ones.
+		cfg, err := bidder.LoadConfig(*configPath)
+		if err == nil {
+			err = svc.Reload(cfg)
+		}
+		if err != nil {
+			log.Error().Err(err).Str("config", *configPath).Msg("reload refused; the running config stays")
+		} else {
+			log.Info().Str("config", *configPath).Msg("config reloaded")
+		}
+	}
 	signal.Stop(sigs)
 	log.Info().Str("signal", sig.String()).Msg("stopping")
 	t0 = time.Now()

@@ -1,0 +1,329 @@
+package bidder
+
+import (
+	"encoding/json"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bidpulse/bidpulse/models"
+	"github.com/bidpulse/bidpulse/windows"
+)
+
+// maxKeyStates bounds the guardrail states kept for answering keys; a key
+// not answered for keyStateIdle is forgotten.
+const (
+	maxKeyStates = 200_000
+	keyStateIdle = time.Hour
+)
+
+// brain holds the controller state the policies read: per campaign (goal,
+// pacing, delay model, and the learned delay histogram) and per answering
+// key (guardrails), plus the empirical-Bayes prior strengths per parent.
+// Ticks advance a copy of each state and publish it with an atomic pointer
+// swap, so the bid path reads without locks held across Evaluate.
+//
+// Lock order: brain.mu before campaignCtl.mu; neither is held while a
+// windows lock is taken by the same goroutine except through Store calls.
+type brain struct {
+	mu        sync.RWMutex
+	campaigns map[string]*campaignCtl
+	keys      map[string]*keyCtl
+	strengths atomic.Pointer[map[string]models.Strength] // parent key + level byte -> fit
+	ticks     atomic.Uint64
+	lastTick  atomic.Int64
+}
+
+type campaignCtl struct {
+	state atomic.Pointer[models.CampaignState]
+	mu    sync.Mutex // guards hist
+	hist  models.DelayHistogram
+}
+
+type keyCtl struct {
+	level    int
+	state    atomic.Pointer[models.KeyState]
+	lastUsed atomic.Int64
+}
+
+func newBrain() *brain {
+	b := &brain{campaigns: map[string]*campaignCtl{}, keys: map[string]*keyCtl{}}
+	empty := map[string]models.Strength{}
+	b.strengths.Store(&empty)
+	return b
+}
+
+// campaign returns the controller of a campaign, creating it when create.
+func (b *brain) campaign(name []byte, create bool) *campaignCtl {
+	b.mu.RLock()
+	c := b.campaigns[string(name)]
+	b.mu.RUnlock()
+	if c != nil || !create {
+		return c
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if c = b.campaigns[string(name)]; c == nil {
+		c = &campaignCtl{}
+		c.state.Store(&models.CampaignState{})
+		b.campaigns[string(name)] = c
+	}
+	return c
+}
+
+// key returns the guardrail controller of an answering key, creating it
+// while fewer than maxKeyStates exist.
+func (b *brain) key(key []byte, level int, nowMs int64) *keyCtl {
+	b.mu.RLock()
+	k := b.keys[string(key)]
+	b.mu.RUnlock()
+	if k == nil {
+		b.mu.Lock()
+		if k = b.keys[string(key)]; k == nil && len(b.keys) < maxKeyStates {
+			k = &keyCtl{level: level}
+			k.state.Store(&models.KeyState{})
+			b.keys[string(key)] = k
+		}
+		b.mu.Unlock()
+		if k == nil {
+			return nil
+		}
+	}
+	if k.lastUsed.Load() < nowMs {
+		k.lastUsed.Store(nowMs)
+	}
+	return k
+}
+
+// recordDelay learns a conversion's click-to-conversion delay (ingest,
+// conversions with click_ts).
+func (s *Service) recordDelay(campaign []byte, clickMs, convMs int64) {
+	c := s.brain.campaign(campaign, true)
+	w := c.state.Load().ClickWeight(clickMs)
+	c.mu.Lock()
+	c.hist.Add(clickMs, convMs, w)
+	c.mu.Unlock()
+}
+
+// controlLoop advances every controller once per ControlInterval.
+func (s *Service) controlLoop() {
+	defer s.bg.Done()
+	t := time.NewTicker(s.opts.ControlInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.bgStop:
+			return
+		case <-t.C:
+			s.controlTick(s.clock.NowMs())
+		}
+	}
+}
+
+// controlTick advances the campaign states, refits the prior strengths and
+// advances the key states, at nowMs. Ticks are serialised by ckptMu, so a
+// checkpoint sees whole ticks.
+func (s *Service) controlTick(nowMs int64) {
+	s.ckptMu.Lock()
+	defer s.ckptMu.Unlock()
+	pol := s.policies.Load()
+	st := s.store
+	var vals windows.Values
+
+	// Campaign keys first (Scan holds a shard lock: collect, then read).
+	var camps [][]byte
+	st.Scan(s.rollups.Campaign, windows.Span24h, nowMs, func(key []byte, _ windows.Counts) bool {
+		camps = append(camps, append([]byte(nil), key...))
+		return true
+	})
+	hourlyOK := false
+	if r, n := st.SpanResolution(windows.Span24h); r.Width == time.Hour && n == 24 {
+		hourlyOK = true
+	}
+	var in models.TickInput
+	for _, key := range camps {
+		if _, err := windows.DecodeKey(key, s.rollups, &vals); err != nil {
+			continue
+		}
+		name := vals[windows.DimCampaign]
+		cfg := pol.For(name)
+		c := s.brain.campaign(name, true)
+		in = models.TickInput{NowMs: nowMs}
+		st.Read(key, nowMs, (*[windows.NumSpans]windows.Counts)(&in.Campaign))
+		if hourlyOK {
+			in.HourlyKnown = models.ReadBuckets(func(at int64) windows.Counts {
+				cnt, _ := st.ReadSpan(key, windows.Span24h, at)
+				return cnt
+			}, time.Hour.Milliseconds(), nowMs, in.Hourly[:])
+		}
+		c.mu.Lock()
+		h := c.hist
+		c.mu.Unlock()
+		in.Delays = &h
+		next := *c.state.Load()
+		next.Tick(cfg, &in)
+		c.state.Store(&next)
+	}
+
+	s.fitPriors(pol, nowMs)
+
+	// Key states: advance the answered ones, forget the idle ones.
+	s.brain.mu.Lock()
+	type entry struct {
+		key string
+		ctl *keyCtl
+	}
+	keys := make([]entry, 0, len(s.brain.keys))
+	for k, ctl := range s.brain.keys {
+		if nowMs-ctl.lastUsed.Load() > keyStateIdle.Milliseconds() {
+			delete(s.brain.keys, k)
+			continue
+		}
+		keys = append(keys, entry{k, ctl})
+	}
+	s.brain.mu.Unlock()
+	sc := getScratch()
+	defer putScratch(sc)
+	for _, e := range keys {
+		lvl, err := windows.DecodeKey([]byte(e.key), s.rollups, &sc.vals)
+		if err != nil {
+			continue
+		}
+		cfg := pol.For(sc.vals[windows.DimCampaign])
+		s.buildInput(sc, lvl, cfg, nowMs)
+		cs := s.campaignState(sc.vals[windows.DimCampaign])
+		next := *e.ctl.state.Load()
+		next.Tick(cfg, &sc.in, cs)
+		e.ctl.state.Store(&next)
+	}
+	s.brain.ticks.Add(1)
+	s.brain.lastTick.Store(nowMs)
+}
+
+// fitPriors refits, for every level with a parent, the prior strengths of
+// each parent's children from the children's counts (method of moments).
+func (s *Service) fitPriors(pol *models.Policies, nowMs int64) {
+	out := map[string]models.Strength{}
+	var vals windows.Values
+	for lvl, r := range s.rollups.Levels {
+		if r.Parent < 0 {
+			continue
+		}
+		groups := map[string][]windows.Counts{}
+		campaignOf := map[string]string{}
+		span := pol.Default.Performance.Window
+		s.store.Scan(lvl, span, nowMs, func(key []byte, c windows.Counts) bool {
+			if _, err := windows.DecodeKey(key, s.rollups, &vals); err != nil {
+				return true
+			}
+			pk := string(append(windows.AppendKey(nil, r.Parent, s.rollups, &vals), byte(lvl)))
+			groups[pk] = append(groups[pk], c)
+			campaignOf[pk] = string(vals[windows.DimCampaign])
+			return true
+		})
+		for pk, sib := range groups {
+			cfg := pol.For([]byte(campaignOf[pk]))
+			if !cfg.Performance.EmpiricalBayes.Enabled {
+				continue
+			}
+			fit := models.FitPriors(&cfg.Performance, sib)
+			out[pk] = fit.Strength
+		}
+	}
+	s.brain.strengths.Store(&out)
+}
+
+// campaignState returns the published state of a campaign, or nil.
+func (s *Service) campaignState(campaign []byte) *models.CampaignState {
+	if c := s.brain.campaign(campaign, false); c != nil {
+		return c.state.Load()
+	}
+	return nil
+}
+
+// buildInput fills sc.in for the key of level lvl named by sc.vals: the
+// chain's counts in the policy window and all its spans, the fitted prior
+// strengths, the request's device and country.
+func (s *Service) buildInput(sc *bidScratch, lvl int, cfg *models.CampaignPolicy, nowMs int64) {
+	sc.chain = s.rollups.Chain(sc.chain[:0], lvl)
+	sc.counts = sc.counts[:0]
+	sc.spans = sc.spans[:0]
+	sc.strengths = sc.strengths[:0]
+	strengths := *s.brain.strengths.Load()
+	span := cfg.Performance.Window
+	for i, l := range sc.chain {
+		sc.key = windows.AppendKey(sc.key[:0], l, s.rollups, &sc.vals)
+		var sp models.Spans
+		s.store.Read(sc.key, nowMs, (*[windows.NumSpans]windows.Counts)(&sp))
+		sc.spans = append(sc.spans, sp)
+		sc.counts = append(sc.counts, sp[span])
+		var st models.Strength
+		if i > 0 && len(strengths) > 0 {
+			sc.pkey = windows.AppendKey(sc.pkey[:0], sc.chain[i-1], s.rollups, &sc.vals)
+			sc.pkey = append(sc.pkey, byte(l))
+			st = strengths[string(sc.pkey)]
+		}
+		sc.strengths = append(sc.strengths, st)
+	}
+	sc.in = models.Input{
+		Chain: sc.counts, Spans: sc.spans, Strengths: sc.strengths, NowMs: nowMs,
+		Device: sc.vals[windows.DimDevice], Country: sc.vals[windows.DimCountry],
+	}
+}
+
+// controllerSnapshot is the controller state saved in a checkpoint.
+type controllerSnapshot struct {
+	Campaigns map[string]campaignSnapshot `json:"campaigns"`
+	Keys      map[string]models.KeyState  `json:"keys,omitempty"`
+}
+
+type campaignSnapshot struct {
+	State  models.CampaignState  `json:"state"`
+	Delays models.DelayHistogram `json:"delays"`
+}
+
+// snapshotControllers encodes the controller states. Keys are the encoded
+// window keys in base64 (JSON strings must be UTF-8).
+func (s *Service) snapshotControllers() json.RawMessage {
+	snap := controllerSnapshot{Campaigns: map[string]campaignSnapshot{}, Keys: map[string]models.KeyState{}}
+	s.brain.mu.RLock()
+	for name, c := range s.brain.campaigns {
+		c.mu.Lock()
+		snap.Campaigns[name] = campaignSnapshot{State: *c.state.Load(), Delays: c.hist}
+		c.mu.Unlock()
+	}
+	for k, ctl := range s.brain.keys {
+		snap.Keys[b64(k)] = *ctl.state.Load()
+	}
+	s.brain.mu.RUnlock()
+	b, _ := json.Marshal(snap)
+	return b
+}
+
+// restoreControllers loads the controller states of a checkpoint.
+func (s *Service) restoreControllers(raw json.RawMessage, nowMs int64) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	var snap controllerSnapshot
+	if err := json.Unmarshal(raw, &snap); err != nil {
+		return err
+	}
+	for name, cs := range snap.Campaigns {
+		c := s.brain.campaign([]byte(name), true)
+		st := cs.State
+		c.state.Store(&st)
+		c.hist = cs.Delays
+	}
+	for k, ks := range snap.Keys {
+		key, err := unb64(k)
+		if err != nil || len(key) == 0 {
+			continue
+		}
+		if ctl := s.brain.key(key, windows.KeyLevel(key), nowMs); ctl != nil {
+			st := ks
+			ctl.state.Store(&st)
+		}
+	}
+	return nil
+}

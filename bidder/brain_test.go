@@ -1,0 +1,148 @@
+package bidder
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// costEvents returns n impressions of campaign c at testNow, each costing
+// cost, with device d.
+func costEvents(prefix, c, d string, n int, cost float64) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = fmt.Sprintf(`{"id":"%s%d","type":"impression","ts":%d,"campaign":%q,"placement":"p1","device":%q,"cost":%v}`, prefix, i, testNow, c, d, cost)
+	}
+	return "[" + strings.Join(parts, ",") + "]"
+}
+
+func factorNames(t *testing.T, m map[string]any) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, f := range m["explain"].(map[string]any)["factors"].([]any) {
+		fm := f.(map[string]any)
+		out[fm["name"].(string)] = fm["value"].(float64)
+	}
+	return out
+}
+
+func TestPoliciesThroughTheAPI(t *testing.T) {
+	e := startTestService(t, func(o *Options) { o.AdminToken = "tok" })
+	e.publish(t, costEvents("a", "c1", "mobile", 20, 0.5))
+	e.waitReceived(t, 20)
+
+	// Modifiers and a daily budget, set through the API (stored in KV).
+	code, b := e.do(t, "PUT", "/v1/policies", "tok", `{"campaign":"c1","policy":{"modifiers":{"device":{"mobile":1.5}},"pacing":{"daily_budget":100}}}`)
+	if code != 200 {
+		t.Fatalf("unexpected status %d: %s", code, b)
+	}
+	m := e.getJSON(t, "/v1/multiplier?campaign=c1&device=mobile&explain=1", 200)
+	if m["multiplier"] != 1.5 || factorNames(t, m)["device"] != 1.5 {
+		t.Fatalf("device modifier not applied: %v", m)
+	}
+	if m := e.getJSON(t, "/v1/multiplier?campaign=c1&device=desktop", 200); m["multiplier"] != 1.0 {
+		t.Fatalf("modifier applied to another device: %v", m)
+	}
+	pol := e.getJSON(t, "/v1/policies?campaign=c1", 200)
+	if pol["source"] != "admin" {
+		t.Fatalf("unexpected policy source: %v", pol)
+	}
+
+	// A budget smaller than the day's spend (20 x 0.5 = 10): after the
+	// control tick, pacing answers 0 (do not bid), skipping the clamp.
+	if code, b := e.do(t, "PUT", "/v1/policies", "tok", `{"campaign":"c1","policy":{"pacing":{"daily_budget":5}}}`); code != 200 {
+		t.Fatalf("unexpected status %d: %s", code, b)
+	}
+	e.svc.controlTick(testNow)
+	m = e.getJSON(t, "/v1/multiplier?campaign=c1&placement=p1&explain=1", 200)
+	if m["multiplier"] != 0.0 || factorNames(t, m)["pacing"] != 0 {
+		t.Fatalf("spent budget must answer 0: %v", m)
+	}
+	// Another campaign keeps the default policy.
+	e.publish(t, costEvents("b", "c2", "mobile", 5, 0.5))
+	e.waitReceived(t, 25)
+	if m := e.getJSON(t, "/v1/multiplier?campaign=c2&device=mobile", 200); m["multiplier"] != 1.0 {
+		t.Fatalf("policy of c1 leaked to c2: %v", m)
+	}
+	// Invalid policies are refused with the field named.
+	for _, body := range []string{
+		`{"campaign":"c1","policy":{"policy":"magic"}}`,
+		`{"campaign":"c1","policy":{"pacing":{"daily_budget":-1}}}`,
+		`{"campaign":"c1","policy":{"colour":"red"}}`,
+		`{"campaign":"","policy":{}}`,
+		`{"campaign":"c1"}`,
+	} {
+		if code, b := e.do(t, "PUT", "/v1/policies", "tok", body); code != 400 {
+			t.Fatalf("unexpected status for %s: %d %s", body, code, b)
+		}
+	}
+	if code, _ := e.do(t, "PUT", "/v1/policies", "", `{"campaign":"c1","policy":{}}`); code != 401 {
+		t.Fatalf("policy change without a token must be refused; got %d", code)
+	}
+	if code, _ := e.do(t, "DELETE", "/v1/policies?campaign=c1", "tok", ""); code != 200 {
+		t.Fatalf("cannot delete the policy")
+	}
+	if m := e.getJSON(t, "/v1/multiplier?campaign=c1&device=mobile", 200); m["multiplier"] != 1.0 {
+		t.Fatalf("deleted policy still applied: %v", m)
+	}
+	code, b = e.do(t, "GET", "/v1/audit", "tok", "")
+	if code != 200 || strings.Count(string(b), `"policy.set"`) != 2 || !strings.Contains(string(b), `"policy.delete"`) {
+		t.Fatalf("policy changes not audited: %s", b)
+	}
+}
+
+func TestReloadPolicies(t *testing.T) {
+	e := startTestService(t, nil)
+	e.publish(t, costEvents("a", "c1", "mobile", 3, 0))
+	e.waitReceived(t, 3)
+	cfg, err := parseConfig([]byte("policies:\n  default:\n    modifiers: {device: {mobile: 0.5}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if m := e.getJSON(t, "/v1/multiplier?campaign=c1&device=mobile", 200); m["multiplier"] != 0.5 {
+		t.Fatalf("reloaded policy not applied: %v", m)
+	}
+	bad, _ := parseConfig([]byte("rollups: [campaign]\n"))
+	if err := e.svc.Reload(bad); err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("a rollup change must be refused; got %v", err)
+	}
+	if m := e.getJSON(t, "/v1/multiplier?campaign=c1&device=mobile", 200); m["multiplier"] != 0.5 {
+		t.Fatalf("a refused reload changed the policy: %v", m)
+	}
+}
+
+func TestControllerStateCheckpointed(t *testing.T) {
+	dir := t.TempDir()
+	e := startTestService(t, func(o *Options) { o.DataDir = dir })
+	// Conversions with click_ts teach the delay histogram.
+	e.publish(t, fmt.Sprintf(`[{"id":"v1","type":"conversion","ts":%d,"click_ts":%d,"campaign":"c1"},{"id":"v2","type":"conversion","ts":%d,"click_ts":%d,"campaign":"c1"}]`,
+		testNow, testNow-3_600_000, testNow, testNow-60_000))
+	waitCounted(t, e, 2)
+	c := e.svc.brain.campaign([]byte("c1"), false)
+	n := uint64(0)
+	if c != nil {
+		c.mu.Lock()
+		n = c.hist.N
+		c.mu.Unlock()
+	}
+	if n != 2 {
+		t.Fatalf("delays not recorded: %d", n)
+	}
+	e.svc.controlTick(testNow)
+	if c.state.Load().LastTickMs != testNow {
+		t.Fatalf("campaign not ticked: %+v", c.state.Load())
+	}
+	e.nc.Close()
+	if err := e.svc.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e2 := startTestService(t, func(o *Options) { o.DataDir = dir })
+	c2 := e2.svc.brain.campaign([]byte("c1"), false)
+	if c2 == nil || c2.hist.N != 2 || c2.state.Load().LastTickMs != testNow {
+		t.Fatalf("controller state not restored from the checkpoint: %+v", c2)
+	}
+}
