@@ -59,7 +59,11 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return c, fmt.Errorf("cannot read config: %w", err)
 	}
-	return parseConfig(data)
+	c, err = parseConfig(data)
+	if err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
 }
 
 func parseConfig(data []byte) (Config, error) {
