@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // A checkpoint is the whole content of a Store in a versioned,
 // self-describing binary format that does not depend on the in-memory
-// layout (shards, slots, counter widths, hash seed): only the rings'
+// layout (shards, slots, sparse or dense blocks, hash seed): only the rings'
 // resolutions must match. All integers are varints (encoding/binary), "zz"
 // marks a zigzag (signed) varint:
 //
@@ -23,27 +25,35 @@ import (
 //	  uvarint key length L (1..maxCheckpointKeyLen), L key bytes
 //	  zz newest event time added to the key (Unix ms)
 //	  per ring, in configured order:
-//	    uvarint n, the buckets that ever held data (at most the ring's buckets)
-//	    n x (zz base-epoch, mask byte, one uvarint per set mask bit)
+//	    uvarint 0 when the ring never took an event, else 1 + zz(base - head)
+//	    and then uvarint n, the non-zero buckets (at most the ring's buckets),
+//	    n x (uvarint head-epoch (< buckets), mask byte, one uvarint per set mask bit)
 //	uvarint 0 (end of the keys)
 //	uvarint number of keys written
 //	4 bytes CRC-32C (Castagnoli, little endian) of every byte before it
 //
-// epoch is the bucket number (event time / width) and base is
-// max(newest, 0) / width, so the current buckets take one byte. The mask
-// says which counters are non-zero (bit 0 impressions, 1 clicks, 2
-// conversions, 3 cost micros, 4 value micros); the other bits are zero. A
-// bucket that never held data is not written, so a key that saw one event
-// costs a few dozen bytes.
+// epoch is the bucket number (event time / width), head the newest epoch the
+// ring took, base = max(newest, 0) / width; so the current buckets take one
+// byte. The mask says which counters are non-zero (bit 0 impressions, 1
+// clicks, 2 conversions, 3 cost micros, 4 value micros; the other bits are
+// zero), and each counter fits its bucket width. Zero buckets are not written,
+// so a key that saw one event costs a few dozen bytes. A loaded key is sparse
+// when every ring has at most 4 buckets, else dense.
+//
+// Version 1 (the layout before heads) is refused; a caller falls back to
+// replaying events.
 const (
 	ckptMagic   = "BPWINCKP"
-	ckptVersion = 1
+	ckptVersion = 2
 
 	// maxCheckpointKeyLen bounds a key in a checkpoint, so corrupt input
 	// cannot ask for a huge buffer; AppendKey keys are under 1 KiB.
 	maxCheckpointKeyLen = 1 << 20
 
 	ckptFlushAt = 64 << 10
+
+	// ckptAhead is how many keys ahead WriteCheckpoint prefetches.
+	ckptAhead = 8
 )
 
 var ckptCRC = crc32.MakeTable(crc32.Castagnoli)
@@ -51,10 +61,12 @@ var ckptCRC = crc32.MakeTable(crc32.Castagnoli)
 // WriteCheckpoint writes every live key (key bytes, newest event time, and
 // its buckets) to w in a versioned, self-describing binary format that
 // records the resolutions it was written with (see the format above). It
-// takes each shard's lock in turn: for a consistent snapshot the caller
-// pauses Adds (bidder holds its applier lock). Reads go on meanwhile, each
-// waiting at most for one shard's encoding of a 64 KiB chunk. Output is
-// buffered: w gets writes of about 64 KiB. Returns bytes written.
+// goes through the shards in turn as a reader: it takes no lock, and each
+// key is encoded from one consistent state (re-encoded if a write overlapped
+// it), so bid reads never wait for it. For a consistent snapshot of all keys
+// the caller pauses Adds (bidder holds its applier lock); with Adds going
+// on, every key is still whole but keys may be seen at different moments.
+// Output is buffered: w gets writes of about 64 KiB. Returns bytes written.
 func (s *Store) WriteCheckpoint(w io.Writer) (int64, error) {
 	cw := ckptWriter{w: w, buf: make([]byte, 0, ckptFlushAt+4096)}
 	b := append(cw.buf, ckptMagic...)
@@ -69,26 +81,56 @@ func (s *Store) WriteCheckpoint(w io.Writer) (int64, error) {
 	var keys uint64
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.mu.Lock()
-		for slot := range sh.metas {
-			if sh.metas[slot].klen == 0 {
-				continue
+		for id := 0; ; id++ {
+			end, wrote, long := false, false, 0
+			// Blocks are in slot order, not metas order: keep a few loads ahead.
+			if mb := sh.metas.Load(); id+ckptAhead < len(mb.m) {
+				if m := &mb.m[id+ckptAhead]; atomic.LoadUint64(&m.hash) != 0 {
+					prefetch(s.blockOf(ref(atomic.LoadUint64(&m.ref))))
+				}
 			}
-			key := sh.key(uint32(slot))
-			if len(key) > maxCheckpointKeyLen {
-				sh.mu.Unlock()
-				return cw.n, fmt.Errorf("cannot checkpoint a key of %d bytes: at most %d fit", len(key), maxCheckpointKeyLen)
+			for {
+				mark := len(cw.buf)
+				seq := sh.readBegin()
+				ar := sh.arena.Load()
+				mb := sh.metas.Load()
+				end, wrote, long = id >= len(mb.m), false, 0
+				if !end {
+					m := &mb.m[id]
+					if atomic.LoadUint64(&m.hash) != 0 {
+						r := ref(atomic.LoadUint64(&m.ref))
+						key, ok := recKey(ar.b, r.off())
+						p := s.blockOf(r)
+						switch {
+						case !ok || p == nil || len(key) == 0:
+						case len(key) > maxCheckpointKeyLen:
+							long = len(key)
+						default:
+							cw.buf = s.appendKeyRecord(cw.buf, key, p, r.dense())
+							wrote = true
+						}
+					}
+				}
+				if sh.readValid(seq) {
+					break
+				}
+				cw.buf = cw.buf[:mark]
 			}
-			cw.buf = s.appendKeyRecord(cw.buf, sh, uint32(slot))
-			keys++
-			if len(cw.buf) >= ckptFlushAt {
-				if err := cw.flush(); err != nil {
-					sh.mu.Unlock()
-					return cw.n, err
+			if end {
+				break
+			}
+			if long > 0 {
+				return cw.n, fmt.Errorf("cannot checkpoint a key of %d bytes: at most %d fit", long, maxCheckpointKeyLen)
+			}
+			if wrote {
+				keys++
+				if len(cw.buf) >= ckptFlushAt {
+					if err := cw.flush(); err != nil {
+						return cw.n, err
+					}
 				}
 			}
 		}
-		sh.mu.Unlock()
 	}
 	cw.buf = binary.AppendUvarint(cw.buf, 0)
 	cw.buf = binary.AppendUvarint(cw.buf, keys)
@@ -102,40 +144,65 @@ func (s *Store) WriteCheckpoint(w io.Writer) (int64, error) {
 	return cw.n, nil
 }
 
-// appendKeyRecord appends the record of a live slot. The caller holds mu.
-func (s *Store) appendKeyRecord(b []byte, sh *shard, slot uint32) []byte {
-	key := sh.key(slot)
+// appendKeyRecord appends the record of a key whose block is p. A reader
+// calls it between readBegin and readValid: with a block a writer is
+// changing it writes garbage (bounded), which the caller discards.
+func (s *Store) appendKeyRecord(b []byte, key []byte, p unsafe.Pointer, dense bool) []byte {
 	b = binary.AppendUvarint(b, uint64(len(key)))
 	b = append(b, key...)
-	newest := sh.newest(sh.metas[slot].off)
+	newest := *blockNewest(p)
 	b = binary.AppendVarint(b, newest)
-	block := sh.block(slot, s)
-	for i := range s.rings {
-		r := &s.rings[i]
-		rb := block[r.off : r.off+int(r.buckets)]
+	for ri := range s.rings {
+		rg := &s.rings[ri]
+		h := *blockHead(p, ri)
+		if h < 0 {
+			b = append(b, 0)
+			continue
+		}
+		base := uint64(rg.wdiv.div(max(newest, 0)))
+		// Wrapping arithmetic: any head round-trips exactly.
+		b = binary.AppendUvarint(b, zigzag(int64(base-uint64(h)))+1)
+		var c Counts
+		if dense {
+			// Slots below the floor are stale.
+			rb := rg.dense(p)
+			f := *blockFloor(p, len(s.rings), ri)
+			n := 0
+			for j := range rb {
+				if rb[j] != (bucket{}) && rg.epochOf(h, int64(j)) >= f {
+					n++
+				}
+			}
+			b = binary.AppendUvarint(b, uint64(n))
+			for j := range rb {
+				if rb[j] != (bucket{}) && rg.epochOf(h, int64(j)) >= f {
+					b = binary.AppendUvarint(b, uint64(h-rg.epochOf(h, int64(j))))
+					c = (&sums{}).plus(&rb[j])
+					b = appendCounts(b, &c)
+				}
+			}
+			continue
+		}
+		es := rg.sparse(p)
 		n := 0
-		for j := range rb {
-			if rb[j].tag != 0 {
+		for j := range es {
+			if es[j].tag != 0 && es[j].b != (bucket{}) {
 				n++
 			}
 		}
 		b = binary.AppendUvarint(b, uint64(n))
-		if n == 0 {
-			continue
-		}
-		base := uint64(max(newest, 0) / r.width)
-		for j := range rb {
-			bk := &rb[j]
-			if bk.tag == 0 {
-				continue
+		for j := range es {
+			if es[j].tag != 0 && es[j].b != (bucket{}) {
+				b = binary.AppendUvarint(b, uint64(h-rg.epochOf(h, int64(es[j].tag-1))))
+				c = (&sums{}).plus(&es[j].b)
+				b = appendCounts(b, &c)
 			}
-			// Wrapping arithmetic: any epoch round-trips exactly.
-			b = binary.AppendVarint(b, int64(base-(bk.tag-1)))
-			b = appendCounts(b, &bk.c)
 		}
 	}
 	return b
 }
+
+func zigzag(v int64) uint64 { return uint64(v<<1) ^ uint64(v>>63) }
 
 func appendCounts(b []byte, c *Counts) []byte {
 	vals := [5]uint64{c.Impressions, c.Clicks, c.Conversions, c.CostMicros, c.ValueMicros}
@@ -196,10 +263,11 @@ func (s *Store) ReadCheckpoint(r io.Reader) error {
 
 var errCkptTruncated = errors.New("truncated data")
 
-// ckptBucket is one decoded bucket: its index in the key's block.
+// ckptBucket is one decoded bucket: its ring and slot.
 type ckptBucket struct {
-	idx int
-	b   bucket
+	ring int
+	slot int64
+	b    bucket
 }
 
 func (s *Store) readCheckpoint(r io.Reader) error {
@@ -246,7 +314,9 @@ func (s *Store) readCheckpoint(r io.Reader) error {
 
 	var keys uint64
 	var key []byte
-	bks := make([]ckptBucket, 0, s.stride)
+	var heads [maxRings]int64
+	bks := make([]ckptBucket, 0, 64)
+	seen := make([]uint32, s.stride()) // generation stamps per ring slot
 	for {
 		klen := cr.uvarint()
 		if cr.err != nil {
@@ -265,8 +335,26 @@ func (s *Store) readCheckpoint(r io.Reader) error {
 		cr.pos += int(klen)
 		newest := cr.varint()
 		bks = bks[:0]
+		dense := false
+		gen := uint32(keys + 1)
+		off := 0
 		for i := range s.rings {
 			rg := &s.rings[i]
+			heads[i] = -1
+			hc := cr.uvarint()
+			if cr.err != nil {
+				return cr.err
+			}
+			if hc == 0 {
+				off += int(rg.buckets)
+				continue
+			}
+			base := uint64(rg.wdiv.div(max(newest, 0)))
+			h := int64(base - uint64(unzigzag(hc-1)))
+			if h < 0 {
+				return fmt.Errorf("corrupt key %.64q: ring %d head before the epoch", key, i)
+			}
+			heads[i] = h
 			n := cr.uvarint()
 			if cr.err != nil {
 				return cr.err
@@ -274,9 +362,9 @@ func (s *Store) readCheckpoint(r io.Reader) error {
 			if n > uint64(rg.buckets) {
 				return fmt.Errorf("corrupt key %.64q: %d buckets in ring %d of %d", key, n, i, rg.buckets)
 			}
-			base := uint64(max(newest, 0) / rg.width)
+			dense = dense || n > uint64(rg.sparseCap)
 			for j := uint64(0); j < n; j++ {
-				e := int64(base - uint64(cr.varint()))
+				d := cr.uvarint()
 				var c Counts
 				mask := cr.byte()
 				if mask >= 1<<5 {
@@ -290,13 +378,26 @@ func (s *Store) readCheckpoint(r io.Reader) error {
 				if cr.err != nil {
 					return cr.err
 				}
-				if e < 0 {
-					return fmt.Errorf("corrupt key %.64q: bucket before the epoch in ring %d", key, i)
+				if d >= uint64(rg.buckets) || int64(d) > h {
+					return fmt.Errorf("corrupt key %.64q: bucket %d before the head of ring %d", key, d, i)
 				}
-				bks = append(bks, ckptBucket{idx: rg.off + int(e%rg.buckets), b: bucket{tag: uint64(e) + 1, c: c}})
+				if c.Impressions > MaxBucketEvents || c.Clicks > MaxBucketEvents || c.Conversions > MaxBucketEvents ||
+					c.CostMicros > MaxBucketMicros || c.ValueMicros > MaxBucketMicros {
+					return fmt.Errorf("corrupt key %.64q: a counter over its bucket width", key)
+				}
+				slot := rg.bdiv.mod(h - int64(d))
+				if seen[off+int(slot)] == gen {
+					return fmt.Errorf("corrupt key %.64q: two buckets in one slot of ring %d", key, i)
+				}
+				seen[off+int(slot)] = gen
+				var bk bucket
+				var added sums
+				bk.add(&c, &added)
+				bks = append(bks, ckptBucket{ring: i, slot: slot, b: bk})
 			}
+			off += int(rg.buckets)
 		}
-		if err := s.loadKey(key, newest, bks); err != nil {
+		if err := s.loadKey(key, newest, heads[:len(s.rings)], bks, dense); err != nil {
 			return err
 		}
 		keys++
@@ -326,24 +427,39 @@ func (s *Store) readCheckpoint(r io.Reader) error {
 }
 
 // loadKey inserts a key read from a checkpoint with its buckets.
-func (s *Store) loadKey(key []byte, newest int64, bks []ckptBucket) error {
+func (s *Store) loadKey(key []byte, newest int64, heads []int64, bks []ckptBucket, dense bool) error {
 	sh, h := s.shardOf(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if _, ok := sh.find(h, key); ok {
+	sh.lock()
+	defer sh.unlock()
+	if _, _, ok := sh.find(h, key); ok {
 		return fmt.Errorf("corrupt data: key %.64q appears twice", key)
 	}
-	if !s.reserveKey() {
+	_, p, ok := s.insert(sh, h, key, dense)
+	if !ok {
 		return fmt.Errorf("it holds more than MaxKeys (%d) keys", s.maxKeys)
 	}
-	r := sh.insert(h, key, s)
-	binary.LittleEndian.PutUint64(sh.arena[r.off()+recNewest:], uint64(newest))
-	block := sh.block(r.slot(), s)
-	for _, b := range bks {
-		if block[b.idx].tag != 0 {
-			return fmt.Errorf("corrupt key %.64q: two buckets in one ring slot", key)
+	*blockNewest(p) = newest
+	for ri, hd := range heads {
+		*blockHead(p, ri) = hd
+	}
+	if dense {
+		for _, b := range bks {
+			s.rings[b.ring].dense(p)[b.slot] = b.b
 		}
-		block[b.idx] = b.b
+		for ri := range s.rings {
+			s.rings[ri].setTotals(p, ri)
+		}
+		return nil
+	}
+	for _, b := range bks {
+		rg := &s.rings[b.ring]
+		es := rg.sparse(p)
+		for i := range es {
+			if es[i].tag == 0 {
+				es[i] = sparseEntry{tag: uint32(b.slot) + 1, b: b.b}
+				break
+			}
+		}
 	}
 	return nil
 }
@@ -352,29 +468,45 @@ func (s *Store) loadKey(key []byte, newest int64, bks []ckptBucket) error {
 func (s *Store) reset() {
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.mu.Lock()
-		live := len(sh.index) + len(sh.coll)
-		sh.index, sh.coll = make(map[uint64]ref), nil
-		sh.metas, sh.chunks, sh.free = nil, nil, nil
-		sh.arena, sh.arenaDead = nil, 0
+		sh.lock()
+		live := 0
+		for _, m := range sh.metas.Load().m {
+			if m.hash != 0 {
+				s.slabOf(ref(m.ref)).release(ref(m.ref).slot())
+				live++
+			}
+		}
+		sh.init()
+		sh.unlock()
 		s.keys.Add(int64(-live))
-		sh.mu.Unlock()
 	}
 }
 
-// presize sizes the shards' indexes and slot tables of an empty store for n
-// keys.
+// presize sizes the indexes and metas of an empty store for n keys.
 func (s *Store) presize(n int) {
 	per := n/numShards + n/numShards/8 + 1
+	size := minTableSize
+	for size*3 < per*4 {
+		size *= 2
+	}
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.mu.Lock()
-		if len(sh.metas) == 0 {
-			sh.index = make(map[uint64]ref, per)
-			sh.metas = make([]slotMeta, 0, per)
+		sh.lock()
+		if sh.nLocal == 0 {
+			sh.index.Store(newTable(size))
+			sh.metas.Store(&metaBuf{m: make([]meta, per)})
 		}
-		sh.mu.Unlock()
+		sh.unlock()
 	}
+}
+
+// stride returns the buckets of a dense block.
+func (s *Store) stride() int {
+	n := 0
+	for i := range s.rings {
+		n += int(s.rings[i].buckets)
+	}
+	return n
 }
 
 // ckptReader reads a checkpoint through its own buffer (so it knows which
@@ -457,9 +589,10 @@ func (cr *ckptReader) uvarint() uint64 {
 }
 
 func (cr *ckptReader) varint() int64 {
-	u := cr.uvarint()
-	return int64(u>>1) ^ -int64(u&1)
+	return unzigzag(cr.uvarint())
 }
+
+func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
 
 func (cr *ckptReader) byte() byte {
 	if !cr.need(1) {

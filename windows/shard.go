@@ -2,7 +2,7 @@ package windows
 
 import (
 	"encoding/binary"
-	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -11,224 +11,249 @@ const (
 	numShards = 1 << shardBits
 )
 
-// slotMeta describes one key slot of a shard, for the passes over all slots
-// (Scan, EvictIdle). A free slot has klen == 0 (a key is at least its level
-// byte).
-type slotMeta struct {
-	hash uint64 // seeded hash of the key
-	off  uint32 // offset of the key's record in the shard's arena
-	klen uint32 // key length in bytes
+// arenaBuf is a published key arena: the whole backing array (records are
+// only ever appended past every published ref, so a reader may index it up
+// to its capacity).
+type arenaBuf struct{ b []byte }
+
+// metaBuf is a published metas array, indexed by local id.
+type metaBuf struct{ m []meta }
+
+// meta is a key's entry in its shard's metas, by local id: the passes over
+// every key (Scan, EvictIdle, WriteCheckpoint) walk metas, whose positions
+// never move, instead of the index, whose entries shift on deletion. hash 0
+// marks a free local id. Accessed with atomic operations.
+type meta struct {
+	hash uint64
+	ref  uint64
 }
 
-// An arena record is, little endian: the key length (4 bytes), the newest
-// event time added (Unix ms, 8 bytes), then the key.
-const (
-	recLen    = 0
-	recNewest = 4
-	recHeader = 12
-)
-
-// A ref is what the index maps a key hash to: the slot in the high 32 bits
-// and the arena offset of the key's record in the low 32. With both known
-// from the map entry, the CPU fetches the record (key compare, newest time)
-// and the buckets in parallel for a cold key, instead of one after the other.
-type ref uint64
-
-func makeRef(slot, off uint32) ref { return ref(slot)<<32 | ref(off) }
-func (r ref) slot() uint32         { return uint32(r >> 32) }
-func (r ref) off() uint32          { return uint32(r) }
-
-// shardState is one shard of a Store. Every field is guarded by mu. Apart
-// from coll (nil unless a true hash collision happened), the containers hold
-// no pointers besides their own backing arrays, so the GC scans only the few
-// headers here, not the keys or buckets.
+// shardState is one shard of a Store: its keys' index, metas and arena
+// (pointer-free containers on the Go heap) and a seqlock over all of it and
+// over its keys' blocks in the slabs.
+//
+// Readers load the arena before the index or metas, so any ref they find
+// points at record bytes published before it, or (after a compaction) into
+// an older arena that no writer touches any more; then they validate with
+// the seqlock.
 type shardState struct {
-	mu sync.Mutex
+	seqlock
+	index atomic.Pointer[table]
+	arena atomic.Pointer[arenaBuf]
+	metas atomic.Pointer[metaBuf]
 
-	// index maps a key hash to its ref. A key whose hash is already taken by
-	// a different key (a true 64-bit collision, practically never) lives in
-	// coll.
-	index map[uint64]ref
-	coll  map[string]ref
-
-	metas []slotMeta // by slot
-	// chunks hold the buckets of slot i at chunks[i>>chunkShift][(i&mask)*stride:].
-	// Every chunk but the last is full; a full chunk never moves.
-	chunks [][]bucket
-	free   []uint32 // evicted slots, reused before new ones are made
-
-	arena     []byte // key records of the slots
-	arenaDead int    // arena bytes of evicted keys, reclaimed by compaction
+	// Writers only (writer lock held):
+	arenaLen  int      // bytes of the arena in use
+	arenaDead int      // of which belong to removed keys
+	nLocal    uint32   // local ids handed out
+	freeLocal []uint32 // removed keys' local ids
 }
 
-// shard pads shardState to a multiple of 128 bytes so two shards' locks never
-// share a cache line (nor an adjacent-line prefetch pair).
+// shard pads shardState to a multiple of 128 bytes so two shards' sequence
+// words never share a cache line (nor an adjacent-line prefetch pair).
 type shard struct {
 	shardState
 	_ [128 - unsafe.Sizeof(shardState{})%128]byte
 }
 
-// find returns the ref of key. The caller holds mu.
-func (sh *shard) find(h uint64, key []byte) (ref, bool) {
-	if r, ok := sh.index[h]; ok && sh.match(r.off(), key) {
-		return r, true
-	}
-	if len(sh.coll) > 0 {
-		r, ok := sh.coll[string(key)]
-		return r, ok
-	}
-	return 0, false
+func (sh *shard) init() {
+	sh.index.Store(newTable(minTableSize))
+	sh.arena.Store(&arenaBuf{})
+	sh.metas.Store(&metaBuf{})
+	sh.arenaLen, sh.arenaDead, sh.nLocal, sh.freeLocal = 0, 0, 0, nil
 }
 
-// lookup returns the slot of key. The caller holds mu.
-func (sh *shard) lookup(h uint64, key []byte) (uint32, bool) {
-	r, ok := sh.find(h, key)
-	return r.slot(), ok
+// find looks key up. Readers call it between readBegin and readValid;
+// writers with the lock held.
+func (sh *shard) find(h uint64, key []byte) (int, ref, bool) {
+	ar := sh.arena.Load()
+	return sh.index.Load().find(h, key, ar.b)
 }
 
-// match reports whether the record at off holds key.
-func (sh *shard) match(off uint32, key []byte) bool {
-	rec := sh.arena[off:]
-	n := binary.LittleEndian.Uint32(rec[recLen:])
-	return int(n) == len(key) && string(rec[recHeader:recHeader+int(n)]) == string(key)
-}
-
-// newest returns the newest event time of the record at off.
-func (sh *shard) newest(off uint32) int64 {
-	return int64(binary.LittleEndian.Uint64(sh.arena[off+recNewest:]))
-}
-
-// key returns the bytes of a live slot's key; they are valid while mu is held.
-func (sh *shard) key(slot uint32) []byte {
-	m := &sh.metas[slot]
-	start := m.off + recHeader
-	return sh.arena[start : start+m.klen : start+m.klen]
-}
-
-// block returns the buckets of slot. The caller holds mu.
-func (sh *shard) block(slot uint32, s *Store) []bucket {
-	i := int(slot&(1<<s.chunkShift-1)) * s.stride
-	return sh.chunks[slot>>s.chunkShift][i : i+s.stride : i+s.stride]
-}
-
-// insert adds key (copied) in a fresh slot with empty buckets and returns its
-// ref. The caller holds mu and has checked that key is missing.
-func (sh *shard) insert(h uint64, key []byte, s *Store) ref {
-	if uint64(len(sh.arena))+recHeader+uint64(len(key)) > 1<<32-1 {
+// appendRecord appends key's record and returns its offset. The caller holds
+// the writer lock.
+func (sh *shard) appendRecord(key []byte, local uint32) uint32 {
+	need := recHeader + len(key)
+	if uint64(sh.arenaLen)+uint64(need) > 1<<32-1 {
 		panic("BUG: windows: a shard's key arena would exceed 4 GiB")
 	}
-	slot := sh.allocSlot(s)
-	off := uint32(len(sh.arena))
-	sh.arena = binary.LittleEndian.AppendUint32(sh.arena, uint32(len(key)))
-	sh.arena = binary.LittleEndian.AppendUint64(sh.arena, 1<<63) // math.MinInt64: no event yet
-	sh.arena = append(sh.arena, key...)
-	sh.metas[slot] = slotMeta{hash: h, off: off, klen: uint32(len(key))}
-	r := makeRef(slot, off)
-	if _, taken := sh.index[h]; taken {
-		if sh.coll == nil {
-			sh.coll = make(map[string]ref)
+	ar := sh.arena.Load()
+	b := ar.b
+	if sh.arenaLen+need > len(b) {
+		// Grow by 1/4 (not 2x): the arena is a steady part of the memory per key.
+		grown := make([]byte, max(sh.arenaLen+need, len(b)+len(b)/4, 1024))
+		copy(grown, b[:sh.arenaLen])
+		b = grown
+	}
+	off := sh.arenaLen
+	binary.LittleEndian.PutUint32(b[off+recLen:], uint32(len(key)))
+	binary.LittleEndian.PutUint32(b[off+recLocal:], local)
+	copy(b[off+recHeader:], key)
+	sh.arenaLen += need
+	if len(b) != len(ar.b) {
+		sh.arena.Store(&arenaBuf{b: b})
+	}
+	return uint32(off)
+}
+
+// local returns the local id in the record at off. Writers only.
+func (sh *shard) local(off uint32) uint32 {
+	return binary.LittleEndian.Uint32(sh.arena.Load().b[off+recLocal:])
+}
+
+// allocLocal returns a free local id, growing metas when needed. Writers only.
+func (sh *shard) allocLocal() uint32 {
+	if n := len(sh.freeLocal); n > 0 {
+		id := sh.freeLocal[n-1]
+		sh.freeLocal = sh.freeLocal[:n-1]
+		return id
+	}
+	id := sh.nLocal
+	mb := sh.metas.Load()
+	if int(id) == len(mb.m) {
+		grown := make([]meta, max(16, len(mb.m)+len(mb.m)/4))
+		for i := range mb.m {
+			grown[i] = meta{hash: atomic.LoadUint64(&mb.m[i].hash), ref: atomic.LoadUint64(&mb.m[i].ref)}
 		}
-		sh.coll[string(key)] = r
-	} else {
-		sh.index[h] = r
+		sh.metas.Store(&metaBuf{m: grown})
 	}
-	return r
+	sh.nLocal++
+	return id
 }
 
-// allocSlot returns a slot with zeroed buckets, reusing an evicted one when
-// possible. The caller holds mu.
-func (sh *shard) allocSlot(s *Store) uint32 {
-	if n := len(sh.free); n > 0 {
-		slot := sh.free[n-1]
-		sh.free = sh.free[:n-1]
-		clear(sh.block(slot, s))
-		return slot
-	}
-	slot := uint32(len(sh.metas))
-	sh.metas = append(sh.metas, slotMeta{})
-	c := int(slot >> s.chunkShift)
-	if c == len(sh.chunks) {
-		sh.chunks = append(sh.chunks, nil)
-	}
-	ch := sh.chunks[c]
-	need := (int(slot&(1<<s.chunkShift-1)) + 1) * s.stride
-	if need > cap(ch) {
-		// The last chunk grows by doubling up to its full size, so a store with
-		// few keys stays small and a full chunk is allocated exactly once.
-		n := min(max(2*cap(ch), need), s.stride<<s.chunkShift)
-		grown := make([]bucket, len(ch), n)
-		copy(grown, ch)
-		ch = grown
-	}
-	sh.chunks[c] = ch[:need]
-	return slot
+// setMeta stores local's entry. Writers only.
+func (sh *shard) setMeta(local uint32, h uint64, r ref) {
+	m := &sh.metas.Load().m[local]
+	atomic.StoreUint64(&m.ref, uint64(r))
+	atomic.StoreUint64(&m.hash, h)
 }
 
-// remove frees a live slot. The caller holds mu.
-func (sh *shard) remove(slot uint32) {
-	m := &sh.metas[slot]
-	if r, ok := sh.index[m.hash]; ok && r.slot() == slot {
-		delete(sh.index, m.hash)
-	} else {
-		delete(sh.coll, string(sh.key(slot)))
-	}
-	sh.arenaDead += recHeader + int(m.klen)
-	*m = slotMeta{}
-	sh.free = append(sh.free, slot)
+// setRef points key's index entry (at pos) and meta at r. Writers only.
+func (sh *shard) setRef(pos int, h uint64, old, r ref) {
+	sh.index.Load().set(pos, h, r)
+	m := &sh.metas.Load().m[sh.local(old.off())]
+	atomic.StoreUint64(&m.ref, uint64(r))
 }
 
-// evictIdle removes the keys whose newest event is before threshold, then
-// compacts the arena when most of it is dead. The caller holds mu.
-func (sh *shard) evictIdle(threshold int64) int {
+// insert adds key with a fresh block (sparse unless dense is set) and
+// returns its ref and block; false when the store is full. The caller holds
+// the writer lock and has checked that key is missing.
+func (s *Store) insert(sh *shard, h uint64, key []byte, dense bool) (ref, unsafe.Pointer, bool) {
+	if !s.reserveKey() {
+		return 0, nil, false
+	}
+	class := classSparse
+	if dense {
+		class = classDense
+	}
+	slot, p := s.slabs[class].alloc()
+	s.initBlock(p)
+	local := sh.allocLocal()
+	r := makeRef(slot, dense, sh.appendRecord(key, local))
+	sh.setMeta(local, h, r)
+	t := sh.index.Load()
+	if g := t.insert(h, r); g != t {
+		sh.index.Store(g)
+	}
+	return r, p, true
+}
+
+// initBlock sets a zeroed block's header: no event yet, no ring head.
+func (s *Store) initBlock(p unsafe.Pointer) {
+	*blockNewest(p) = noEvent
+	for ri := range s.rings {
+		*blockHead(p, ri) = -1
+	}
+}
+
+// noEvent is the newest event time of a key that has none (a key created by
+// a late Add holds none in its rings but does have a newest time).
+const noEvent = -1 << 63
+
+// remove deletes the key at index position pos. Writers only; the caller
+// then decrements Store.keys.
+func (s *Store) remove(sh *shard, pos int, h uint64, r ref) {
+	sh.index.Load().remove(pos)
+	local := sh.local(r.off())
+	sh.setMeta(local, 0, 0)
+	sh.freeLocal = append(sh.freeLocal, local)
+	k, _ := recKey(sh.arena.Load().b, r.off())
+	sh.arenaDead += recHeader + len(k)
+	s.slabOf(r).release(r.slot())
+}
+
+// promote moves a sparse key to a dense block and returns its new ref and
+// block. Writers only.
+func (s *Store) promote(sh *shard, h uint64, r ref) (ref, unsafe.Pointer) {
+	old := s.slabs[classSparse].block(r.slot())
+	slot, p := s.slabs[classDense].alloc()
+	*blockNewest(p) = *blockNewest(old)
+	for ri := range s.rings {
+		rg := &s.rings[ri]
+		*blockHead(p, ri) = *blockHead(old, ri)
+		rb := rg.dense(p)
+		for _, e := range rg.sparse(old) {
+			if e.tag != 0 {
+				rb[e.tag-1] = e.b
+			}
+		}
+		rg.setTotals(p, ri)
+	}
+	nr := makeRef(slot, true, r.off())
+	sh.setRef(sh.index.Load().findRef(h, r), h, r, nr)
+	s.slabs[classSparse].release(r.slot())
+	return nr, p
+}
+
+func (s *Store) slabOf(r ref) *slab {
+	return &s.slabs[r>>31&1] // classDense when the dense bit is set
+}
+
+// blockOf returns r's block (nil only for a reader that raced a writer).
+func (s *Store) blockOf(r ref) unsafe.Pointer {
+	return s.slabOf(r).block(r.slot())
+}
+
+// compactArena copies the live records into a new arena once most of the
+// arena belongs to removed keys. Writers only.
+func (s *Store) compactArena(sh *shard) {
+	if sh.arenaDead < minArenaCompaction || 2*sh.arenaDead <= sh.arenaLen {
+		return
+	}
+	old := sh.arena.Load().b
+	live := sh.arenaLen - sh.arenaDead
+	b := make([]byte, max(live+live/4, 1024))
 	n := 0
-	for i := range sh.metas {
-		if m := &sh.metas[i]; m.klen != 0 && sh.newest(m.off) < threshold {
-			sh.remove(uint32(i))
-			n++
+	t := sh.index.Load()
+	mb := sh.metas.Load()
+	// Refs are rewritten before the new arena is published: a reader that
+	// loaded the old arena and meets a new offset reads stale bytes of an
+	// arena no writer touches any more, and its validation fails.
+	for i := range t.ents {
+		e := &t.ents[i]
+		if e.hash == 0 {
+			continue
 		}
+		r := ref(e.ref)
+		k, _ := recKey(old, r.off())
+		size := recHeader + len(k)
+		copy(b[n:], old[r.off():int(r.off())+size])
+		nr := makeRef(r.slot(), r.dense(), uint32(n))
+		t.set(i, e.hash, nr)
+		atomic.StoreUint64(&mb.m[binary.LittleEndian.Uint32(old[r.off()+recLocal:])].ref, uint64(nr))
+		n += size
 	}
-	if sh.arenaDead >= minArenaCompaction && 2*sh.arenaDead > len(sh.arena) {
-		sh.compactArena()
-	}
-	return n
+	sh.arenaLen, sh.arenaDead = n, 0
+	sh.arena.Store(&arenaBuf{b: b})
 }
 
 // minArenaCompaction keeps small arenas from being copied on every eviction.
 const minArenaCompaction = 4 << 10
 
-func (sh *shard) compactArena() {
-	live := len(sh.arena) - sh.arenaDead
-	arena := make([]byte, 0, live+live/4)
-	for i := range sh.metas {
-		m := &sh.metas[i]
-		if m.klen == 0 {
-			continue
-		}
-		off := uint32(len(arena))
-		arena = append(arena, sh.arena[m.off:m.off+recHeader+m.klen]...)
-		r := makeRef(uint32(i), off)
-		if cur, ok := sh.index[m.hash]; ok && cur.slot() == uint32(i) {
-			sh.index[m.hash] = r
-		} else {
-			sh.coll[string(arena[off+recHeader:])] = r
-		}
-		m.off = off
-	}
-	sh.arena = arena
-	sh.arenaDead = 0
-}
-
-// memoryBytes estimates the bytes held by the shard. The caller holds mu.
+// memoryBytes estimates the heap bytes of the shard (index, metas, arena).
+// Writers only.
 func (sh *shard) memoryBytes() int64 {
-	n := int64(cap(sh.metas))*int64(unsafe.Sizeof(slotMeta{})) +
-		int64(cap(sh.free))*4 + int64(cap(sh.arena)) +
-		int64(len(sh.index)+len(sh.coll))*indexEntryBytes
-	for _, ch := range sh.chunks {
-		n += int64(cap(ch)) * int64(unsafe.Sizeof(bucket{}))
-	}
-	return n
+	return int64(len(sh.index.Load().ents))*entryBytes +
+		int64(len(sh.metas.Load().m))*int64(unsafe.Sizeof(meta{})) +
+		int64(len(sh.arena.Load().b)) + int64(cap(sh.freeLocal))*4
 }
-
-// indexEntryBytes approximates the cost of one index map entry (8-byte key,
-// 4-byte value, control byte, load-factor slack).
-const indexEntryBytes = 24

@@ -1,11 +1,9 @@
 package windows
 
 import (
-	"encoding/binary"
 	"fmt"
 	"hash/maphash"
-	"math/bits"
-	"sort"
+	"runtime"
 	"sync/atomic"
 	"unsafe"
 )
@@ -19,66 +17,84 @@ type Config struct {
 // DefaultMaxKeys is the key cap of a Store whose Config.MaxKeys is 0.
 const DefaultMaxKeys = 1_000_000
 
-// maxMaxKeys keeps slot numbers within uint32.
+// maxMaxKeys keeps slot numbers within 31 bits.
 const maxMaxKeys = 1 << 31
 
-// chunkTargetBytes is the size a bucket chunk grows to before a new one starts.
-const chunkTargetBytes = 256 << 10
-
 // Store holds the sliding-window counters of every key. All methods are safe
-// for concurrent use; the keys are spread over 64 shards by a seeded hash, and
-// each shard has its own sync.Mutex, held by every Add and read of one of its
-// keys, so a read never sees half of an Add. A plain Mutex rather than an
-// RWMutex: a read holds it for well under a microsecond, and an RWMutex parks
-// a writer that meets a reader (and readers behind a waiting writer) without
-// spinning, which measured about 1.5x slower on a 1 write : 10 reads mix.
+// for concurrent use.
 //
-// Event time: every ring is bucketed by event time (bucket number = ts /
-// width). A ring slot stores the bucket number it holds and is reset lazily
-// when a newer bucket lands in it; a read sums only the slots whose bucket
-// number lies in the span it asks for. A span is the current, partial bucket
-// plus the whole buckets before it, in the finest ring that serves it.
+// Layout: keys are spread over 64 shards by a seeded hash. A shard indexes
+// its keys in an open-addressing table (hash -> slot and arena offset) and
+// keeps their bytes in an append-only arena; a key's counters live in a
+// fixed-size block in a slab (off the Go heap on Linux, on huge pages when
+// large). Nothing per key holds a Go pointer, so garbage collection work does
+// not grow with the number of keys.
 //
-// Times before the Unix epoch are treated as 0.
+// Concurrency: each shard has a seqlock (see seqlock). Adds, evictions and
+// checkpoint loads are writers and exclude each other per shard; Read,
+// ReadSpan, Contains, Scan and WriteCheckpoint are readers that take no lock
+// and retry when a writer ran meanwhile, so they never see half of an Add
+// (no CTR above 1 from a click counted without its impression). Lock order:
+// a shard's writer lock, then a slab's allocation mutex; no code holds two
+// shard locks.
 //
-// Memory per key, in bytes, with B the total number of buckets over all
-// resolutions (96 by default) and K the key length:
+// Event time: every ring is bucketed by event time (epoch = ts / width). A
+// span is the current, partial bucket plus the whole buckets before it, in
+// the finest ring that serves it. Times before the Unix epoch are treated as
+// 0.
 //
-//	48*B + 16 + (12+K) + ~24
+// Storage tiers: a new key gets a sparse block with room for 4 buckets per
+// ring; the first Add that needs a fifth distinct bucket in a ring moves it
+// to a dense block with every bucket and a running total per span (it stays
+// dense until evicted). A long-tail key that saw a handful of events thus
+// costs about a third of a busy one. The sparse slab keeps its high-water
+// mark resident: a store whose keys all start sparse and all become dense
+// holds 488 more bytes per key until later keys reuse the freed slots.
 //
-// that is a 48-byte bucket (bucket number + five uint64 counters) per ring
-// slot, a 16-byte slot header, the key's record in the shard's arena (slot,
-// length, newest event time, bytes) and an index map entry: about 4.7 KiB with the default
-// resolutions (4,608 bytes of buckets), so a full default store of 1,000,000
-// keys needs about 4.7 GB. Bucket memory grows in chunks of about 256 KiB per
-// shard (a full chunk never moves); evicted slots stay allocated and are
-// reused by later keys, and the arena is compacted once most of it belongs to
-// evicted keys. uint64 counters cannot overflow for any realistic key: they
-// saturate at math.MaxUint64 if one ever does.
+// Counters: impressions, clicks and conversions are 32-bit and cost and value
+// 48-bit micros per bucket (see MaxBucketEvents, MaxBucketMicros); a counter
+// that would pass its maximum saturates there and Saturated counts it. Sums
+// of a span and running totals are uint64 and cannot overflow.
+//
+// Memory per key, in bytes, with R rings, B buckets over all rings, S = 5
+// spans, K the key length (defaults: R = 4, B = 63):
+//
+//	block:  dense 8 + 16R + 40S + 24B (1,784); sparse 8 + 8R + 28*sum(min(4, buckets)) (488)
+//	index:  16 per entry at a load of 3/8..3/4 (21..43)
+//	metas:  16 (x1..1.25 as it grows)
+//	arena:  8 + K (x1..1.25 as it grows)
+//
+// so about 1,784 + 70 + K for a busy key and 488 + 70 + K for a sparse one;
+// docs/PERFORMANCE.md has the resident memory measured. Evicted slots are
+// reused by later keys; memory goes back to the system only when the Store
+// is garbage collected.
 type Store struct {
-	seed       maphash.Seed
-	res        []Resolution
-	rings      []ring
-	plans      [NumSpans]spanPlan
-	ringSpans  [][]Span // spans served by each ring, by increasing k
-	stride     int      // buckets per key
-	chunkShift uint     // slots per chunk = 1 << chunkShift
-	longest    int      // ring with the longest window
-	maxKeys    int64
+	seed    maphash.Seed
+	res     []Resolution
+	rings   []ring
+	plans   [NumSpans]spanPlan
+	spanIdx [NumSpans]int // index of each span in its ring's spans
+	longest int           // ring with the longest window
+	finest  int           // ring with the narrowest buckets
+	nested  bool          // every width is a multiple of the finest one
+	maxKeys int64
+	slabs   [numClasses]slab
+	mem     *slabMem
 
-	_    [64]byte
-	keys atomic.Int64 // live keys over all shards
-	_    [64]byte
+	_         [64]byte
+	keys      atomic.Int64 // live keys over all shards
+	saturated atomic.Uint64
+	_         [64]byte
 
 	shards [numShards]shard
 }
 
 // NewStore returns an empty Store. It fails when a resolution is invalid
 // (width not a positive whole number of milliseconds, buckets out of
-// 1..65536, a ring over 366 days) or when a span (1m, 5m, 15m, 1h, 24h)
-// cannot be served: each span is served by the finest resolution whose
-// Width*Buckets >= the span and whose width divides the span evenly. Widths
-// need not divide each other.
+// 1..65536, a ring over 366 days, more than 16 rings) or when a span (1m, 5m,
+// 15m, 1h, 24h) cannot be served: each span is served by the finest
+// resolution whose Width*Buckets >= the span and whose width divides the span
+// evenly. Widths need not divide each other.
 func NewStore(cfg Config) (*Store, error) {
 	res := cfg.Resolutions
 	if len(res) == 0 {
@@ -102,28 +118,32 @@ func NewStore(cfg Config) (*Store, error) {
 		rings:   rings,
 		plans:   plans,
 		maxKeys: int64(maxKeys),
+		mem:     &slabMem{},
 	}
-	s.ringSpans = make([][]Span, len(rings))
-	for sp := Span(0); sp < NumSpans; sp++ {
-		ri := plans[sp].ring
-		s.ringSpans[ri] = append(s.ringSpans[ri], sp)
-	}
-	for _, spans := range s.ringSpans {
-		sort.Slice(spans, func(i, j int) bool { return plans[spans[i]].k < plans[spans[j]].k })
+	for _, r := range rings {
+		for i, sp := range r.spans {
+			s.spanIdx[sp] = i
+		}
 	}
 	for i, r := range rings {
-		s.stride += int(r.buckets)
 		lr := &rings[s.longest]
 		if r.width*r.buckets > lr.width*lr.buckets {
 			s.longest = i
 		}
+		if r.width < rings[s.finest].width {
+			s.finest = i
+		}
 	}
-	perChunk := chunkTargetBytes / (s.stride * int(unsafe.Sizeof(bucket{})))
-	if perChunk > 1 {
-		s.chunkShift = uint(bits.Len(uint(perChunk)) - 1)
+	s.nested = true
+	for _, r := range rings {
+		s.nested = s.nested && r.width%rings[s.finest].width == 0
 	}
+	dense, sparse := blockSizes(rings)
+	s.slabs[classSparse].init(sparse, maxKeys, s.mem)
+	s.slabs[classDense].init(dense, maxKeys, s.mem)
+	runtime.AddCleanup(s, func(m *slabMem) { m.release() }, s.mem)
 	for i := range s.shards {
-		s.shards[i].index = make(map[uint64]ref)
+		s.shards[i].init()
 	}
 	return s, nil
 }
@@ -157,18 +177,27 @@ func (s *Store) Len() int {
 	return int(s.keys.Load())
 }
 
+// Saturated returns how many Adds (or AddBatch events) met a bucket counter
+// at its maximum; the counter then holds the maximum instead of the true sum.
+func (s *Store) Saturated() uint64 {
+	return s.saturated.Load()
+}
+
 func (s *Store) shardOf(key []byte) (*shard, uint64) {
 	h := maphash.Bytes(s.seed, key)
-	return &s.shards[h>>(64-shardBits)], h
+	return &s.shards[h>>(64-shardBits)], hashOf(h)
 }
 
 // Contains reports whether key is live.
 func (s *Store) Contains(key []byte) bool {
 	sh, h := s.shardOf(key)
-	sh.mu.Lock()
-	_, ok := sh.lookup(h, key)
-	sh.mu.Unlock()
-	return ok
+	for {
+		seq := sh.readBegin()
+		_, _, ok := sh.find(h, key)
+		if sh.readValid(seq) {
+			return ok
+		}
+	}
 }
 
 // Add adds c to key's bucket at event time tsMs (ts is clamped to nowMs; a
@@ -178,7 +207,7 @@ func (s *Store) Contains(key []byte) bool {
 // Add returns. A non-empty key is required (AppendKey always makes one).
 // Callers refuse late events (tsMs < Oldest(nowMs)) before calling Add: Add
 // would still create a missing key for one, though no span counts it.
-// Add does not allocate when the key exists.
+// Add does not allocate when the key exists. AddBatch is faster per event.
 func (s *Store) Add(key []byte, tsMs, nowMs int64, c Counts) bool {
 	if len(key) == 0 {
 		panic("BUG: windows: Add with an empty key")
@@ -186,24 +215,93 @@ func (s *Store) Add(key []byte, tsMs, nowMs int64, c Counts) bool {
 	nowMs = max(nowMs, 0)
 	tsMs = min(max(tsMs, 0), nowMs)
 	sh, h := s.shardOf(key)
-	sh.mu.Lock()
-	r, ok := sh.find(h, key)
+	sh.lock()
+	ok := s.addLocked(sh, h, key, tsMs, nowMs, &c, true)
+	sh.unlock()
+	return ok
+}
+
+// addLocked is Add with the shard's writer lock held and times clamped;
+// prefetch is false when the caller prefetched already (AddBatch).
+func (s *Store) addLocked(sh *shard, h uint64, key []byte, tsMs, nowMs int64, c *Counts, prefetch bool) bool {
+	pfTs := int64(-1) // no prefetch
+	if prefetch {
+		pfTs = tsMs
+	}
+	r, p, ok := s.lookup(sh, h, key, true, pfTs)
 	if !ok {
-		if !s.reserveKey() {
-			sh.mu.Unlock()
+		if r, p, ok = s.insert(sh, h, key, false); !ok {
 			return false
 		}
-		r = sh.insert(h, key, s)
 	}
-	block := sh.block(r.slot(), s)
-	if newest := sh.arena[r.off()+recNewest:]; tsMs > int64(binary.LittleEndian.Uint64(newest)) {
-		binary.LittleEndian.PutUint64(newest, uint64(tsMs))
+	if s.apply(sh, h, r, p, tsMs, nowMs, c) {
+		s.saturated.Add(1)
 	}
-	for i := range s.rings {
-		s.rings[i].add(block, tsMs, nowMs, &c)
-	}
-	sh.mu.Unlock()
 	return true
+}
+
+// apply adds c at tsMs to the block p of key ref r; it reports a saturation.
+// The caller holds the writer lock.
+func (s *Store) apply(sh *shard, h uint64, r ref, p unsafe.Pointer, tsMs, nowMs int64, c *Counts) bool {
+	if nw := blockNewest(p); tsMs > *nw {
+		*nw = tsMs
+	}
+	sat := false
+	for ri := range s.rings {
+		rg := &s.rings[ri]
+		e := rg.wdiv.div(tsMs)
+		nowE := e
+		if tsMs != nowMs {
+			nowE = rg.wdiv.div(nowMs)
+		}
+		if !r.dense() {
+			st, full := rg.addSparse(p, ri, e, nowE, c)
+			if !full {
+				sat = sat || st
+				continue
+			}
+			r, p = s.promote(sh, h, r)
+		}
+		sat = rg.addDense(p, ri, e, nowE, c) || sat
+	}
+	return sat
+}
+
+// lookup finds key and returns its ref and block. As soon as the index
+// entry names the block it prefetches the lines the caller will touch (the
+// header and running totals for a read; for an Add also the bucket of tsMs
+// in each ring, unless tsMs < 0), so that they load while the key bytes, compared next, do:
+// two cache misses in parallel instead of one after the other. (Measured at
+// 1M keys: about -60 ns for a read, -200 ns for an Add; a hot key pays a few
+// ns for the hints.) A reader calls it between readBegin and readValid; a
+// writer with the lock held.
+func (s *Store) lookup(sh *shard, h uint64, key []byte, forAdd bool, tsMs int64) (ref, unsafe.Pointer, bool) {
+	ar := sh.arena.Load()
+	t := sh.index.Load()
+	i := h & t.mask
+	for n := uint64(0); n <= t.mask; n++ {
+		e := &t.ents[i]
+		eh := atomic.LoadUint64(&e.hash)
+		if eh == 0 {
+			break
+		}
+		if eh == h {
+			r := ref(atomic.LoadUint64(&e.ref))
+			p := s.blockOf(r)
+			switch {
+			case p == nil:
+			case !forAdd:
+				s.prefetchHeader(p, r.dense())
+			case tsMs >= 0:
+				s.prefetchBlock(p, r.dense(), tsMs)
+			}
+			if k, ok := recKey(ar.b, r.off()); ok && p != nil && string(k) == string(key) {
+				return r, p, true
+			}
+		}
+		i = (i + 1) & t.mask
+	}
+	return 0, nil, false
 }
 
 // reserveKey counts one more live key unless the cap is reached.
@@ -224,22 +322,32 @@ func (s *Store) reserveKey() bool {
 func (s *Store) Read(key []byte, nowMs int64, dst *[NumSpans]Counts) bool {
 	nowMs = max(nowMs, 0)
 	sh, h := s.shardOf(key)
-	sh.mu.Lock()
-	slot, ok := sh.lookup(h, key)
-	if !ok {
-		sh.mu.Unlock()
-		*dst = [NumSpans]Counts{}
-		return false
+	for {
+		// dst is filled in place: a read that a writer overlapped is redone
+		// whole before Read returns.
+		seq := sh.readBegin()
+		r, p, ok := s.lookup(sh, h, key, false, 0)
+		if ok {
+			s.sumSpans(p, r.dense(), nowMs, dst)
+		}
+		if sh.readValid(seq) {
+			if !ok {
+				*dst = [NumSpans]Counts{}
+			}
+			return ok
+		}
 	}
-	s.sumSpans(sh.block(slot, s), nowMs, dst)
-	sh.mu.Unlock()
-	return true
 }
 
-func (s *Store) sumSpans(block []bucket, nowMs int64, dst *[NumSpans]Counts) {
-	for ri, spans := range s.ringSpans {
-		if len(spans) > 0 {
-			s.rings[ri].sumSpans(block, nowMs, spans, &s.plans, dst)
+func (s *Store) sumSpans(p unsafe.Pointer, dense bool, nowMs int64, dst *[NumSpans]Counts) {
+	for ri := range s.rings {
+		rg := &s.rings[ri]
+		if len(rg.spans) == 0 {
+			continue
+		}
+		cur := rg.wdiv.div(nowMs)
+		for i, sp := range rg.spans {
+			rg.span(p, ri, dense, i, cur, &dst[sp])
 		}
 	}
 }
@@ -248,77 +356,139 @@ func (s *Store) sumSpans(block []bucket, nowMs int64, dst *[NumSpans]Counts) {
 // live. It does not allocate.
 func (s *Store) ReadSpan(key []byte, span Span, nowMs int64) (Counts, bool) {
 	nowMs = max(nowMs, 0)
-	p := s.plans[span]
+	pl := s.plans[span]
+	rg := &s.rings[pl.ring]
+	cur := rg.wdiv.div(nowMs)
 	sh, h := s.shardOf(key)
-	sh.mu.Lock()
-	slot, ok := sh.lookup(h, key)
-	if !ok {
-		sh.mu.Unlock()
-		return Counts{}, false
+	var c Counts
+	for {
+		seq := sh.readBegin()
+		r, p, ok := s.lookup(sh, h, key, false, 0)
+		if ok {
+			rg.span(p, pl.ring, r.dense(), s.spanIdx[span], cur, &c)
+		}
+		if sh.readValid(seq) {
+			if !ok {
+				return Counts{}, false
+			}
+			return Counts{c.Impressions, c.Clicks, c.Conversions, c.CostMicros, c.ValueMicros}, true
+		}
 	}
-	c := s.rings[p.ring].sum(sh.block(slot, s), nowMs, p.k)
-	sh.mu.Unlock()
-	return c, true
 }
 
 // Scan calls fn for every live key whose level byte is level (or every key
 // when level < 0) with its counts in span at nowMs, until fn returns false.
-// key is valid only during fn; fn must not call the Store (a shard lock is
-// held). Keys come in no particular order; keys added or evicted during the
-// scan may or may not be seen.
+// key is valid only during fn and must not be modified; fn may call the
+// Store (Scan holds no lock while fn runs). Keys come in no particular
+// order; a key live for the whole scan is seen exactly once; keys added or
+// evicted during the scan may or may not be seen.
 func (s *Store) Scan(level int, span Span, nowMs int64, fn func(key []byte, c Counts) bool) {
 	nowMs = max(nowMs, 0)
-	p := s.plans[span]
-	r := &s.rings[p.ring]
+	pl := s.plans[span]
+	rg := &s.rings[pl.ring]
+	cur := rg.wdiv.div(nowMs)
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.mu.Lock()
-		for slot := range sh.metas {
-			m := &sh.metas[slot]
-			if m.klen == 0 || (level >= 0 && int(sh.arena[m.off+recHeader]) != level) {
-				continue
+		for id := 0; ; id++ {
+			var key []byte
+			var c Counts
+			found, end := false, false
+			for {
+				seq := sh.readBegin()
+				ar := sh.arena.Load()
+				mb := sh.metas.Load()
+				found, end = false, id >= len(mb.m)
+				if !end {
+					m := &mb.m[id]
+					if h := atomic.LoadUint64(&m.hash); h != 0 {
+						r := ref(atomic.LoadUint64(&m.ref))
+						k, ok := recKey(ar.b, r.off())
+						p := s.blockOf(r)
+						if ok && p != nil && len(k) > 0 && (level < 0 || int(k[0]) == level) {
+							key, found = k, true
+							rg.span(p, pl.ring, r.dense(), s.spanIdx[span], cur, &c)
+						}
+					}
+				}
+				if sh.readValid(seq) {
+					break
+				}
 			}
-			c := r.sum(sh.block(uint32(slot), s), nowMs, p.k)
-			if !fn(sh.key(uint32(slot)), c) {
-				sh.mu.Unlock()
+			if end {
+				break
+			}
+			if found && !fn(key, c) {
 				return
 			}
 		}
-		sh.mu.Unlock()
 	}
 }
+
+// evictChunk bounds how many keys EvictIdle examines per writer-lock hold,
+// so bid reads of a shard wait at most for that many.
+const evictChunk = 256
+
+// evictAhead is how many keys ahead EvictIdle prefetches.
+const evictAhead = 8
 
 // EvictIdle removes keys whose newest event time is older than nowMs minus the
 // longest ring's span (Width*Buckets), so no span holds any of their events;
 // it returns how many. Memory of evicted keys is reused by later keys. It
-// locks one shard at a time for a pass over its slots, so run it from a
-// periodic housekeeping task, not per event.
+// takes each shard's writer lock for up to 256 keys at a time, so run it from
+// a periodic housekeeping task, not per event.
 func (s *Store) EvictIdle(nowMs int64) int {
 	r := &s.rings[s.longest]
 	threshold := max(nowMs, 0) - r.width*r.buckets
 	n := 0
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.mu.Lock()
-		k := sh.evictIdle(threshold)
-		sh.mu.Unlock()
-		if k > 0 {
-			s.keys.Add(int64(-k))
-			n += k
+		for start := 0; ; start += evictChunk {
+			sh.lock()
+			mb := sh.metas.Load()
+			if start >= len(mb.m) {
+				s.compactArena(sh)
+				sh.unlock()
+				break
+			}
+			k := 0
+			end := min(start+evictChunk, len(mb.m))
+			for id := start; id < end; id++ {
+				// The newest times live in the blocks: keep a few loads ahead.
+				if ahead := id + evictAhead; ahead < end && mb.m[ahead].hash != 0 {
+					prefetch(s.blockOf(ref(mb.m[ahead].ref)))
+				}
+				m := &mb.m[id]
+				if m.hash == 0 {
+					continue
+				}
+				rf := ref(m.ref)
+				if *blockNewest(s.blockOf(rf)) < threshold {
+					s.remove(sh, sh.index.Load().findRef(m.hash, rf), m.hash, rf)
+					k++
+				}
+			}
+			sh.unlock()
+			if k > 0 {
+				s.keys.Add(int64(-k))
+				n += k
+			}
 		}
 	}
 	return n
 }
 
-// MemoryBytes estimates the bytes held by the store's keys, buckets and
-// indexes (allocated capacity, including free slots).
+// MemoryBytes estimates the bytes held by the store: slab blocks handed out
+// (live and free), indexes, metas and arenas (allocated capacity).
 func (s *Store) MemoryBytes() int64 {
 	n := int64(unsafe.Sizeof(*s))
+	for i := range s.slabs {
+		n += s.slabs[i].usedBytes() + int64(len(s.slabs[i].chunks))*8
+	}
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.mu.Lock()
+		sh.lock()
 		n += sh.memoryBytes()
-		sh.mu.Unlock()
+		sh.unlock()
 	}
 	return n
 }

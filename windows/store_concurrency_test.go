@@ -1,8 +1,11 @@
 package windows
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -110,6 +113,197 @@ func TestStoreConcurrent(t *testing.T) {
 		s.Read(keyOf(k), now, &dst)
 		if dst[Span1h] != want || dst[Span24h] != want {
 			t.Fatalf("unexpected totals of key %d; got 1h %+v, 24h %+v; want %+v", k, dst[Span1h], dst[Span24h], want)
+		}
+	}
+}
+
+// TestStoreConcurrentReference hammers one store from writers (Add and
+// AddBatch, keys moving from sparse to dense blocks), readers, scans,
+// checkpoints and an evictor that recycles slots and arenas under them, and
+// checks every read against the reference: per key, the events whose Add had
+// returned before the read began and those whose Add had begun before it
+// ended bound what the read may see, and no read shows more clicks than
+// impressions (each Add carries its click with its impression). The slab is
+// off the Go heap, where the race detector is blind: this test is what
+// shows the seqlock readers correct.
+func TestStoreConcurrentReference(t *testing.T) {
+	const (
+		writers = 3
+		readers = 3
+		keys    = 200
+	)
+	adds := 30000
+	if testing.Short() {
+		adds = 500
+	}
+	s := mustStore(t, Config{MaxKeys: 100_000})
+	keyOf := func(i int) []byte { return testKey(i%4, fmt.Sprint("stable-", i)) }
+	var clock atomic.Int64
+	clock.Store(t0 + 30*minuteMs)
+	// started[k] counts impressions whose Add began, done[k] those whose Add
+	// returned; both only grow.
+	var started, done [keys]atomic.Uint64
+	for k := 0; k < keys; k++ {
+		s.Add(keyOf(k), clock.Load(), clock.Load(), Counts{})
+	}
+	var wg sync.WaitGroup
+	var stop atomic.Bool
+	var failures atomic.Int64
+	fail := func(format string, args ...any) {
+		if failures.Add(1) == 1 {
+			t.Errorf(format, args...)
+		}
+	}
+	start := make(chan struct{})
+	for w := 0; w < writers; w++ {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 17))
+			<-start
+			batch := make([]Event, 0, 8)
+			for i := 0; i < adds; i++ {
+				now := clock.Add(rng.Int64N(300))
+				if rng.IntN(4) == 0 {
+					batch = batch[:0]
+					for j := 0; j < 1+rng.IntN(8); j++ {
+						k := rng.IntN(keys)
+						ts := now - rng.Int64N(20*minuteMs) // spread over many buckets
+						batch = append(batch, Event{Key: keyOf(k), TsMs: ts, C: Counts{Impressions: 1, Clicks: 1, CostMicros: 10}})
+						started[k].Add(1)
+					}
+					if n := s.AddBatch(batch, now, nil); n != len(batch) {
+						fail("unexpected AddBatch count; got %d; want %d", n, len(batch))
+					}
+					for _, ev := range batch {
+						var k int
+						fmt.Sscanf(string(ev.Key[1:]), "stable-%d", &k)
+						done[k].Add(1)
+					}
+					continue
+				}
+				k := rng.IntN(keys)
+				started[k].Add(1)
+				if !s.Add(keyOf(k), now-rng.Int64N(20*minuteMs), now-rng.Int64N(100), Counts{Impressions: 1, Clicks: 1, CostMicros: 10}) {
+					fail("unexpected Add failure")
+				}
+				done[k].Add(1)
+			}
+		})
+	}
+	for r := 0; r < readers; r++ {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(r), 19))
+			var dst [NumSpans]Counts
+			<-start
+			for !stop.Load() {
+				k := rng.IntN(keys)
+				lo := done[k].Load()
+				ok := s.Read(keyOf(k), clock.Load()+secondMs, &dst)
+				hi := started[k].Load()
+				if !ok {
+					fail("unexpected miss of a stable key")
+					return
+				}
+				for sp, c := range dst {
+					if c.Clicks != c.Impressions || c.CostMicros != 10*c.Impressions {
+						fail("torn read of %s: %+v", Span(sp), c)
+					}
+				}
+				if c := dst[Span24h]; c.Impressions < lo || c.Impressions > hi {
+					fail("unexpected 24h impressions of key %d; got %d; want %d..%d", k, c.Impressions, lo, hi)
+				}
+				if c, ok := s.ReadSpan(keyOf(k), Span(rng.IntN(int(NumSpans))), clock.Load()); !ok || c.Clicks != c.Impressions {
+					fail("torn ReadSpan: %+v, %v", c, ok)
+				}
+			}
+		})
+	}
+	// Churn: short-lived keys with old event times, evicted soon after, so
+	// slots, local ids, index entries and arenas are recycled under the readers.
+	wg.Go(func() {
+		<-start
+		for i := 0; !stop.Load(); i++ {
+			now := clock.Load()
+			for j := 0; j < 50; j++ {
+				key := testKey(j%4, fmt.Sprint("churn-", i, "-", j, "-", strings.Repeat("x", j)))
+				s.Add(key, now-25*hourMs, now, Counts{Impressions: 7})
+				if j%5 == 0 {
+					// A few become dense before they go.
+					for m := int64(0); m < 6; m++ {
+						s.Add(key, now-m*minuteMs, now, Counts{Impressions: 7})
+					}
+				}
+			}
+			// Their newest time is old (or they are dense and recent: they stay a while).
+			s.EvictIdle(now + 24*hourMs - 30*minuteMs)
+		}
+	})
+	// Scans and checkpoints see every stable key exactly once, untorn.
+	wg.Go(func() {
+		<-start
+		for !stop.Load() {
+			seen := map[string]int{}
+			s.Scan(-1, Span1h, clock.Load(), func(key []byte, c Counts) bool {
+				if c.Clicks > c.Impressions {
+					fail("torn scan: %+v", c)
+				}
+				if strings.Contains(string(key), "stable-") {
+					seen[string(key)]++
+				}
+				return true
+			})
+			if len(seen) != keys {
+				fail("unexpected stable keys in a scan; got %d; want %d", len(seen), keys)
+			}
+			for k, n := range seen {
+				if n != 1 {
+					fail("unexpected count of %q in a scan: %d", k, n)
+				}
+			}
+			var buf bytes.Buffer
+			if _, err := s.WriteCheckpoint(&buf); err != nil {
+				fail("unexpected error: %s", err)
+				return
+			}
+			s2 := mustStore(t, Config{MaxKeys: 100_000})
+			if err := s2.ReadCheckpoint(&buf); err != nil {
+				fail("unexpected error loading a checkpoint written under load: %s", err)
+				return
+			}
+			for k := 0; k < keys; k++ {
+				c, ok := s2.ReadSpan(keyOf(k), Span24h, clock.Load())
+				if !ok || c.Clicks != c.Impressions {
+					fail("unexpected checkpointed key %d: %+v, %v", k, c, ok)
+				}
+			}
+		}
+	})
+	close(start)
+	// Readers and the rest run until the writers are done.
+	for {
+		total := uint64(0)
+		for k := range done {
+			total += done[k].Load()
+		}
+		if total >= uint64(writers*adds) || failures.Load() > 0 {
+			break
+		}
+		runtime.Gosched()
+	}
+	stop.Store(true)
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	// Final state: every event is within the last hour.
+	now := clock.Load()
+	for k := 0; k < keys; k++ {
+		want := done[k].Load()
+		var dst [NumSpans]Counts
+		if !s.Read(keyOf(k), now, &dst) {
+			t.Fatalf("unexpected miss of key %d", k)
+		}
+		if c := dst[Span24h]; c.Impressions != want || c.Clicks != want {
+			t.Fatalf("unexpected final 24h of key %d; got %+v; want %d", k, c, want)
 		}
 	}
 }

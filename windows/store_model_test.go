@@ -21,6 +21,7 @@ type model struct {
 	maxKeys int
 	events  map[string][]modelEvent
 	newest  map[string]int64
+	heads   map[string]*[8]int64 // newest epoch each ring took
 	stats   *modelStats
 }
 
@@ -39,11 +40,19 @@ func (m *model) add(key string, ts, now int64, c Counts) bool {
 		}
 		m.events[key] = nil
 		m.newest[key] = math.MinInt64
+		m.heads[key] = &[8]int64{-1, -1, -1, -1, -1, -1, -1, -1}
 	}
+	heads := m.heads[key]
 	ev := modelEvent{ts: ts, c: c}
 	for i, r := range m.res {
 		w := r.Width.Milliseconds()
-		ev.kept[i] = ts/w >= now/w-int64(r.Buckets)+1
+		// A ring takes the event unless its bucket has left the ring at now, or
+		// the ring's slot holds a newer bucket (an earlier Add passed a later now).
+		e := ts / w
+		ev.kept[i] = e > now/w-int64(r.Buckets) && e > heads[i]-int64(r.Buckets)
+		if ev.kept[i] {
+			heads[i] = max(heads[i], e)
+		}
 		if !ev.kept[i] {
 			m.stats.dropped++
 		}
@@ -75,11 +84,27 @@ func (m *model) read(key string, sp Span, now int64) (Counts, bool) {
 	ri, k := m.plan(sp)
 	w := m.res[ri].Width.Milliseconds()
 	cur := now / w
-	var c Counts
+	// Each bucket saturates at its counter widths; the sum of buckets does not.
+	perBucket := map[int64]*Counts{}
 	for _, ev := range evs {
-		if e := ev.ts / w; ev.kept[ri] && e <= cur && e > cur-k {
-			c.Add(ev.c)
+		// A ring keeps its newest buckets: a read before the head does not see
+		// what the head pushed out.
+		if e := ev.ts / w; ev.kept[ri] && e <= cur && e > cur-k && e > m.heads[key][ri]-int64(m.res[ri].Buckets) {
+			if perBucket[e] == nil {
+				perBucket[e] = &Counts{}
+			}
+			perBucket[e].Add(ev.c)
 		}
+	}
+	var c Counts
+	for _, b := range perBucket {
+		c.Add(Counts{
+			Impressions: min(b.Impressions, MaxBucketEvents),
+			Clicks:      min(b.Clicks, MaxBucketEvents),
+			Conversions: min(b.Conversions, MaxBucketEvents),
+			CostMicros:  min(b.CostMicros, MaxBucketMicros),
+			ValueMicros: min(b.ValueMicros, MaxBucketMicros),
+		})
 	}
 	if c == (Counts{}) {
 		m.stats.zero++
@@ -100,6 +125,7 @@ func (m *model) evictIdle(now int64) int {
 		if newest < threshold {
 			delete(m.events, key)
 			delete(m.newest, key)
+			delete(m.heads, key)
 			m.stats.evicted++
 			n++
 		}
@@ -112,6 +138,7 @@ func TestStoreModel(t *testing.T) {
 		DefaultResolutions(),
 		{{10 * time.Second, 6}, {time.Minute, 15}, {15 * time.Minute, 4}, {time.Hour, 24}},
 		{{time.Hour, 26}, {100 * time.Second, 40}, {12 * time.Second, 5}},
+		threeRings,
 	}
 	cases := 2000
 	if testing.Short() {
@@ -139,7 +166,7 @@ func runModelCase(t *testing.T, res []Resolution, seed uint64, stats *modelStats
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	maxKeys := 2 + rng.IntN(6)
 	s := mustStore(t, Config{Resolutions: res, MaxKeys: maxKeys})
-	m := &model{res: res, maxKeys: maxKeys, events: map[string][]modelEvent{}, newest: map[string]int64{}, stats: stats}
+	m := &model{res: res, maxKeys: maxKeys, events: map[string][]modelEvent{}, newest: map[string]int64{}, heads: map[string]*[8]int64{}, stats: stats}
 	var now int64
 	switch rng.IntN(4) {
 	case 0:
@@ -246,13 +273,45 @@ func runModelCase(t *testing.T, res []Resolution, seed uint64, stats *modelStats
 		switch x := rng.IntN(100); {
 		case x < 70:
 			key := keys[rng.IntN(len(keys))]
-			ts := now - lateness()
-			c := counts()
-			if got, want := s.Add(key, ts, now, c), m.add(string(key), ts, now, c); got != want {
-				t.Fatalf("unexpected Add(%q, %d, %d) result; got %v; want %v", key, ts, now, got, want)
+			addNow := now
+			if rng.IntN(8) == 0 {
+				// A caller whose now is behind another's: its event may find its
+				// slot holding a newer bucket.
+				addNow -= rng.Int64N(2 * hourMs)
 			}
-		case x < 85:
+			ts := addNow - lateness()
+			c := counts()
+			if got, want := s.Add(key, ts, addNow, c), m.add(string(key), ts, addNow, c); got != want {
+				t.Fatalf("unexpected Add(%q, %d, %d) result; got %v; want %v", key, ts, addNow, got, want)
+			}
+		case x < 74:
+			// A batch at one now, often with one key several times.
+			batch := make([]Event, 1+rng.IntN(40))
+			for j := range batch {
+				batch[j] = Event{Key: keys[rng.IntN(len(keys))], TsMs: now - lateness(), C: counts()}
+				if j > 0 && rng.IntN(3) == 0 {
+					batch[j].Key, batch[j].TsMs = batch[j-1].Key, batch[j-1].TsMs-rng.Int64N(3*secondMs)
+				}
+			}
+			added := make([]bool, len(batch))
+			n := s.AddBatch(batch, now, added)
+			want := 0
+			for j, ev := range batch {
+				ok := m.add(string(ev.Key), ev.TsMs, now, ev.C)
+				if ok != added[j] {
+					t.Fatalf("unexpected AddBatch result %d (%q); got %v; want %v", j, ev.Key, added[j], ok)
+				}
+				if ok {
+					want++
+				}
+			}
+			if n != want {
+				t.Fatalf("unexpected AddBatch count; got %d; want %d", n, want)
+			}
+		case x < 80:
 			check(now)
+		case x < 85:
+			check(now - rng.Int64N(3*hourMs)) // a read behind the heads
 		default:
 			if got, want := s.EvictIdle(now), m.evictIdle(now); got != want {
 				t.Fatalf("unexpected EvictIdle at %d; got %d; want %d", now, got, want)

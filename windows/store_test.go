@@ -38,8 +38,9 @@ func TestNewStorePlans(t *testing.T) {
 			}
 		}
 	}
-	f(nil, [NumSpans]string{"12 x 5s", "5 x 1m0s", "15 x 1m0s", "60 x 1m0s", "24 x 1h0m0s"})
-	f(DefaultResolutions(), [NumSpans]string{"12 x 5s", "5 x 1m0s", "15 x 1m0s", "60 x 1m0s", "24 x 1h0m0s"})
+	f(nil, [NumSpans]string{"12 x 5s", "5 x 1m0s", "15 x 1m0s", "12 x 5m0s", "24 x 1h0m0s"})
+	f(DefaultResolutions(), [NumSpans]string{"12 x 5s", "5 x 1m0s", "15 x 1m0s", "12 x 5m0s", "24 x 1h0m0s"})
+	f(threeRings, [NumSpans]string{"12 x 5s", "5 x 1m0s", "15 x 1m0s", "60 x 1m0s", "24 x 1h0m0s"})
 	// Widths need not divide each other; the finest fitting ring wins whatever the order.
 	f([]Resolution{{time.Hour, 24}, {100 * time.Second, 36}, {12 * time.Second, 5}},
 		[NumSpans]string{"5 x 12s", "3 x 1m40s", "9 x 1m40s", "36 x 1m40s", "24 x 1h0m0s"})
@@ -53,7 +54,7 @@ func TestNewStorePlans(t *testing.T) {
 	if s.MaxKeys() != DefaultMaxKeys {
 		t.Fatalf("unexpected MaxKeys; got %d; want %d", s.MaxKeys(), DefaultMaxKeys)
 	}
-	if got := s.Resolutions(); len(got) != 3 || got[2] != (Resolution{time.Hour, 24}) {
+	if got := s.Resolutions(); len(got) != 4 || got[3] != (Resolution{time.Hour, 24}) {
 		t.Fatalf("unexpected resolutions; got %v", got)
 	}
 	// The oldest bucket of the 24 x 1h ring at 10:30 starts at 11:00 the day before.
@@ -109,8 +110,11 @@ func readAll(t *testing.T, s *Store, key []byte, now int64) [NumSpans]uint64 {
 	return imps
 }
 
+// threeRings are the resolutions with a 60 x 1 min ring (96 buckets).
+var threeRings = []Resolution{{5 * time.Second, 12}, {time.Minute, 60}, {time.Hour, 24}}
+
 func TestStoreRotation(t *testing.T) {
-	s := mustStore(t, Config{})
+	s := mustStore(t, Config{Resolutions: threeRings})
 	key := testKey(0, "c")
 	one := Counts{Impressions: 1}
 	// One impression every 5 s for 2 minutes, checked after each.
@@ -245,12 +249,10 @@ func TestStoreKeyCap(t *testing.T) {
 }
 
 func slotsAndBuckets(s *Store) (slots, buckets int) {
-	for i := range s.shards {
-		sh := &s.shards[i]
-		slots += len(sh.metas)
-		for _, ch := range sh.chunks {
-			buckets += cap(ch)
-		}
+	for c := range s.slabs {
+		sl := &s.slabs[c]
+		slots += int(sl.next)
+		buckets += int(sl.next) * int(sl.blockBytes)
 	}
 	return slots, buckets
 }
@@ -283,7 +285,7 @@ func TestStoreEvictIdle(t *testing.T) {
 	// The arenas were compacted and the young keys still read right.
 	arena := 0
 	for i := range s.shards {
-		arena += len(s.shards[i].arena)
+		arena += s.shards[i].arenaLen
 		if s.shards[i].arenaDead != 0 {
 			t.Fatalf("unexpected dead arena bytes after compaction: %d", s.shards[i].arenaDead)
 		}
@@ -361,47 +363,63 @@ func TestStoreScan(t *testing.T) {
 }
 
 func TestStoreCollision(t *testing.T) {
-	// Force two keys onto one hash: the second goes to the collision map.
+	// Force two keys onto one hash: both take an entry under it and the key
+	// bytes tell them apart, through compaction and removal.
 	s := mustStore(t, Config{})
 	a, b := testKey(0, "a"), testKey(0, "b")
 	sh, h := s.shardOf(a)
-	dead := sh.insert(h^1, testKey(0, "dead"), s) // removed below, so compaction moves the others
-	sh.insert(h, b, s)                            // b stored under a's hash, as a true collision would
-	s.keys.Add(1)
+	lock := func(fn func()) { sh.lock(); fn(); sh.unlock() }
+	lock(func() {
+		s.insert(sh, h^2, testKey(0, "dead"), false) // removed below, so compaction moves the others
+		s.insert(sh, h, b, false)                    // b stored under a's hash, as a true collision would
+	})
 	s.Add(a, t0, t0, Counts{Impressions: 1})
-	if len(sh.coll) != 1 {
-		t.Fatalf("unexpected collision map size; got %d; want 1", len(sh.coll))
+	s.Add(b, t0, t0, Counts{Impressions: 2}) // hashes to its own value: a new key
+	f := func(key []byte, want uint64) {
+		t.Helper()
+		c, ok := s.ReadSpan(key, Span1m, t0)
+		if !ok || c.Impressions != want {
+			t.Fatalf("unexpected counts of %q; got %+v, %v; want %d impressions", key, c, ok, want)
+		}
 	}
-	if _, ok := sh.lookup(h, b); !ok {
-		t.Fatalf("unexpected miss for the first key of the hash")
+	f(a, 1)
+	n := 0
+	for _, e := range sh.index.Load().ents {
+		if e.hash == h {
+			n++
+		}
 	}
-	if c, _ := s.ReadSpan(a, Span1m, t0); c.Impressions != 1 {
-		t.Fatalf("unexpected counts of the colliding key; got %+v", c)
+	if n != 2 {
+		t.Fatalf("unexpected entries under the shared hash; got %d; want 2", n)
 	}
-	// Compaction moves both records and keeps both keys reachable.
-	slotA, _ := sh.lookup(h, a)
-	slotB, _ := sh.lookup(h, b)
-	sh.remove(dead.slot())
-	offA := sh.metas[slotA].off
-	sh.compactArena()
-	if sh.metas[slotA].off == offA {
-		t.Fatalf("unexpected compaction: the record did not move")
+	_, rb, ok := sh.find(h, b)
+	if !ok {
+		t.Fatalf("unexpected miss for the key stored under the shared hash")
 	}
-	if got, ok := sh.lookup(h, a); !ok || got != slotA {
-		t.Fatalf("unexpected slot of the colliding key after compaction; got %d, %v; want %d", got, ok, slotA)
-	}
-	if got, ok := sh.lookup(h, b); !ok || got != slotB {
-		t.Fatalf("unexpected slot of the index owner after compaction; got %d, %v; want %d", got, ok, slotB)
-	}
-	// Evict the index owner; the colliding key stays reachable.
-	slot := slotB
-	sh.remove(slot)
+	// Compaction moves the records and keeps both keys reachable.
+	lock(func() {
+		pos, r, _ := sh.find(h^2, testKey(0, "dead"))
+		s.remove(sh, pos, h^2, r)
+		sh.arenaDead += minArenaCompaction // force it
+		s.compactArena(sh)
+	})
 	s.keys.Add(-1)
-	if c, _ := s.ReadSpan(a, Span1m, t0); c.Impressions != 1 || !s.Contains(a) {
-		t.Fatalf("unexpected miss of the colliding key after eviction of the other")
+	f(a, 1)
+	if _, rb2, ok := sh.find(h, b); !ok || rb2.off() == rb.off() || rb2.slot() != rb.slot() {
+		t.Fatalf("unexpected ref after compaction; got %x, %v; before %x", rb2, ok, rb)
 	}
-	if n := s.EvictIdle(t0 + 25*hourMs); n != 1 || len(sh.coll) != 0 || s.Len() != 0 {
-		t.Fatalf("unexpected eviction of the colliding key; n=%d coll=%d len=%d", n, len(sh.coll), s.Len())
+	// Remove b's colliding entry; a stays reachable.
+	lock(func() {
+		pos, r, _ := sh.find(h, b)
+		s.remove(sh, pos, h, r)
+	})
+	s.keys.Add(-1)
+	f(a, 1)
+	if _, _, ok := sh.find(h, b); ok {
+		t.Fatalf("unexpected hit for the removed key")
+	}
+	if n := s.EvictIdle(t0 + 25*hourMs); n != 2 || s.Len() != 0 {
+		t.Fatalf("unexpected eviction; n=%d len=%d", n, s.Len())
 	}
 }
 
@@ -431,6 +449,12 @@ func TestZeroAllocs(t *testing.T) {
 		now += 1500
 		s.Add(key, now-700, now, Counts{Impressions: 1, Clicks: 1})
 	})
+	batch := []Event{{Key: key, TsMs: now, C: Counts{Impressions: 1}}, {Key: key, TsMs: now - 7000, C: Counts{Clicks: 1}}}
+	f("AddBatch", func() {
+		now += 1500
+		batch[0].TsMs, batch[1].TsMs = now, now-7000
+		s.AddBatch(batch, now, nil)
+	})
 	f("Read", func() { s.Read(key, now, &dst) })
 	f("ReadSpan", func() {
 		c, _ := s.ReadSpan(key, Span1h, now)
@@ -449,46 +473,77 @@ func TestZeroAllocs(t *testing.T) {
 	})
 	f("Chain", func() { buf2 := [8]int{}; _ = r.Chain(buf2[:0], 3) })
 	f("Covers", func() { r.Covers(3, &v) })
-	if dst[Span24h].Impressions != 1002 || sink == 0 {
-		t.Fatalf("unexpected 24h impressions; got %d; want 1002", dst[Span24h].Impressions)
+	if dst[Span24h].Impressions != 2003 || sink == 0 {
+		t.Fatalf("unexpected 24h impressions; got %d; want 2003", dst[Span24h].Impressions)
 	}
 }
 
 func TestStoreSaturation(t *testing.T) {
 	s := mustStore(t, Config{})
 	key := testKey(0, "c")
-	big := Counts{Impressions: math.MaxUint64/2 + 1, Clicks: 1, CostMicros: math.MaxUint64, ValueMicros: 7}
-	// Three 5 s buckets (saturating in the read's sum), one minute bucket
-	// (saturating in Add).
+	big := Counts{Impressions: math.MaxUint32 - 1, Clicks: 1, CostMicros: MaxBucketMicros - 5, ValueMicros: 7}
+	// Three 5 s buckets (each within the widths), one minute bucket
+	// (saturating on the second and third Add).
 	for i := int64(0); i < 3; i++ {
 		now := t0 + i*10*secondMs
 		s.Add(key, now, now, big)
 	}
-	want := Counts{Impressions: math.MaxUint64, Clicks: 3, CostMicros: math.MaxUint64, ValueMicros: 21}
+	if got := s.Saturated(); got != 2 {
+		t.Fatalf("unexpected saturations; got %d; want 2", got)
+	}
 	var dst [NumSpans]Counts
 	s.Read(key, t0+20*secondMs, &dst)
-	for sp, c := range dst {
-		if c != want {
-			t.Fatalf("unexpected %s; got %+v; want %+v", Span(sp), c, want)
+	want1m := Counts{Impressions: 3 * (math.MaxUint32 - 1), Clicks: 3, CostMicros: 3 * (MaxBucketMicros - 5), ValueMicros: 21}
+	wantMin := Counts{Impressions: math.MaxUint32, Clicks: 3, CostMicros: MaxBucketMicros, ValueMicros: 21}
+	if dst[Span1m] != want1m {
+		t.Fatalf("unexpected 1m; got %+v; want %+v", dst[Span1m], want1m)
+	}
+	for _, sp := range []Span{Span5m, Span15m, Span1h, Span24h} {
+		if dst[sp] != wantMin {
+			t.Fatalf("unexpected %s; got %+v; want %+v", sp, dst[sp], wantMin)
 		}
 	}
-	// Sums that reach the maximum exactly are not mistaken for overflow.
-	s.Add(testKey(0, "d"), t0, t0, Counts{Impressions: math.MaxUint64 / 2})
-	s.Add(testKey(0, "d"), t0+10*secondMs, t0+10*secondMs, Counts{Impressions: math.MaxUint64/2 + 1})
-	if c, _ := s.ReadSpan(testKey(0, "d"), Span1m, t0+10*secondMs); c.Impressions != math.MaxUint64 {
-		t.Fatalf("unexpected sum at the maximum; got %d; want %d", c.Impressions, uint64(math.MaxUint64))
+	// One event can saturate alone (a value of 9e12 currency units is allowed
+	// on the wire); counters that reach the maximum exactly are not saturated.
+	s.Add(testKey(0, "d"), t0, t0, Counts{Impressions: math.MaxUint32, ValueMicros: 9e18})
+	if got := s.Saturated(); got != 3 {
+		t.Fatalf("unexpected saturations; got %d; want 3", got)
+	}
+	if c, _ := s.ReadSpan(testKey(0, "d"), Span1m, t0); c.Impressions != math.MaxUint32 || c.ValueMicros != MaxBucketMicros {
+		t.Fatalf("unexpected saturated counts; got %+v", c)
+	}
+	// The sum of the widest span of full buckets fits a uint64.
+	wide := mustStore(t, Config{Resolutions: []Resolution{{time.Second, maxRingBuckets}, {time.Hour, 24}}})
+	for i := int64(0); i < maxRingBuckets; i++ {
+		now := t0 + i*secondMs
+		wide.Add(key, now, now, Counts{Impressions: math.MaxUint64, CostMicros: math.MaxUint64})
+	}
+	c, _ := wide.ReadSpan(key, Span1m, t0+(maxRingBuckets-1)*secondMs)
+	if c.Impressions != 60*math.MaxUint32 || c.CostMicros != 60*MaxBucketMicros {
+		t.Fatalf("unexpected 1m of full buckets; got %+v", c)
 	}
 }
 
 func TestStoreMemoryPerKey(t *testing.T) {
-	s := mustStore(t, Config{})
-	const n = 10000
-	for i := 0; i < n; i++ {
-		s.Add(testKey(3, fmt.Sprint("campaign-", i%100, "/creative-", i)), t0, t0, Counts{Impressions: 1})
+	f := func(events int, lo, hi int64) {
+		t.Helper()
+		s := mustStore(t, Config{})
+		const n = 10000
+		for i := 0; i < n; i++ {
+			key := testKey(3, fmt.Sprint("campaign-", i%100, "/creative-", i))
+			for j := 0; j < events; j++ {
+				s.Add(key, t0+int64(j)*minuteMs, t0+int64(j)*minuteMs, Counts{Impressions: 1})
+			}
+		}
+		if perKey := s.MemoryBytes() / n; perKey < lo || perKey > hi {
+			t.Fatalf("unexpected memory per key with %d events; got %d bytes; want %d..%d", events, perKey, lo, hi)
+		}
 	}
-	perKey := s.MemoryBytes() / n
-	// 48*96 bytes of buckets plus headers, key records, index and partly grown chunks.
-	if lo, hi := int64(48*96), int64(48*96*5/4); perKey < lo || perKey > hi {
-		t.Fatalf("unexpected memory per key; got %d bytes; want %d..%d", perKey, lo, hi)
+	dense, sparse := blockSizes(mustStore(t, Config{}).rings)
+	if dense != 1784 || sparse != 488 {
+		t.Fatalf("unexpected block sizes; got %d, %d; want 1784, 488", dense, sparse)
 	}
+	// Blocks plus index entries, metas and key records (about 30 bytes here).
+	f(1, 488+60, 488+180)
+	f(6, 1784+60, 1784+180)
 }
