@@ -24,9 +24,19 @@ test: lint
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
 
-## bench: Go micro-benchmarks of every package.
-bench:
-	$(GO) test -run=NONE -bench=. -benchmem -benchtime=1s $(PKGS)
+## bench: Go micro-benchmarks of every package (windows, models, ingest, handlers, bench), then a
+## short steady and spike load test against a spawned service at half its measured capacity.
+## Figures, JSON and self-contained HTML reports go to $(BENCH_OUT)/.
+BENCH_OUT := bin/bench
+bench: build
+	@mkdir -p $(BENCH_OUT)
+	$(GO) test -run=NONE -bench=. -benchmem -benchtime=1s $(PKGS) > $(BENCH_OUT)/micro.txt 2>&1; \
+	s=$$?; cat $(BENCH_OUT)/micro.txt; exit $$s
+	./$(BIN) bench --spawn --scenario steady --bid-rate 50% --duration 10s \
+		--json $(BENCH_OUT)/steady.json --html $(BENCH_OUT)/steady.html
+	./$(BIN) bench --spawn --scenario spike --bid-rate 50% --duration 5s --spike-duration 5s \
+		--json $(BENCH_OUT)/spike.json --html $(BENCH_OUT)/spike.html
+	@echo "reports: $(BENCH_OUT)/steady.html $(BENCH_OUT)/spike.html; figures: $(BENCH_OUT)/micro.txt"
 
 ## fuzz: a short run of every fuzz target.
 fuzz:

@@ -29,6 +29,11 @@ type SyntheticConfig struct {
 	// second run is not taken for duplicates of the first. Default "syn"; cut to 96 bytes so ids
 	// stay within event.MaxFieldLen.
 	RunID string
+	// Skew, when > 0, is the Zipf exponent of the traffic shares: the campaign, creative and
+	// placement of rank r (from 1) get weights 1/r^Skew, and a cell's share is their product.
+	// 0 keeps the built-in profile: campaign c has weight 1/c, creatives random weights
+	// (0.5..1.5), the base placements their fixed shares.
+	Skew float64
 }
 
 // Default sizes of a SyntheticConfig.
@@ -125,19 +130,20 @@ type Synthetic struct {
 	rng   *rand.Rand
 	cells []Cell
 	// names holds each cell's campaign, creative and placement as bytes, for the encoder.
-	names [][3][]byte
-	cum   []float64 // cumulative impression shares of cells
-	index map[[3]string]int
-	seq   uint64 // impressions so far, the last id's sequence number
-	total uint64 // events so far
-	id    []byte
-	ev    event.Event
+	names  [][3][]byte
+	cum    []float64 // cumulative impression shares of cells
+	index  map[[3]string]int
+	seq    uint64 // impressions so far, the last id's sequence number
+	total  uint64 // events so far
+	byType [event.NumTypes]uint64
+	id     []byte
+	ev     event.Event
 }
 
 // NewSynthetic returns a generator for cfg. The true rates are drawn once from cfg.Seed:
 // placement CTRs as in the package table, a mild per-campaign and per-creative factor
 // (0.9..1.1 and 0.85..1.15); CVRs of 3%..8% per campaign, times a creative factor (0.8..1.25)
-// and a placement factor, kept within 2%..10%.
+// and a placement factor, kept within 2%..10%. A negative or non-finite cfg.Skew counts as 0.
 func NewSynthetic(cfg SyntheticConfig) *Synthetic {
 	if cfg.Campaigns <= 0 {
 		cfg.Campaigns = DefaultSyntheticCampaigns
@@ -179,18 +185,40 @@ func NewSynthetic(cfg SyntheticConfig) *Synthetic {
 		}
 	}
 
+	skew := cfg.Skew
+	if !(skew > 0) || math.IsInf(skew, 0) {
+		skew = 0
+	}
+	if skew > 0 {
+		for i := range places {
+			places[i].weight = math.Pow(float64(i+1), -skew)
+		}
+	}
+	// The name bytes are shared by every cell that uses them.
+	placeNames := make([][]byte, len(places))
+	for i, pl := range places {
+		placeNames[i] = []byte(pl.name)
+	}
 	total := 0.0
 	for c := range cfg.Campaigns {
 		campaign := "c" + strconv.Itoa(c+1)
+		campaignB := []byte(campaign)
 		campaignCTR := 0.9 + 0.2*s.rng.Float64()
 		campaignCVR := 0.03 + 0.05*s.rng.Float64()
 		campaignWeight := 1 / float64(c+1) // a few big campaigns, a tail of small ones
+		if skew > 0 {
+			campaignWeight = math.Pow(float64(c+1), -skew)
+		}
 		for k := range cfg.Creatives {
 			creative := "cr" + strconv.Itoa(k+1)
+			creativeB := []byte(creative)
 			creativeCTR := 0.85 + 0.3*s.rng.Float64()
 			creativeCVR := 0.8 + 0.45*s.rng.Float64()
 			creativeWeight := 0.5 + s.rng.Float64()
-			for _, pl := range places {
+			if skew > 0 {
+				creativeWeight = math.Pow(float64(k+1), -skew)
+			}
+			for p, pl := range places {
 				cell := Cell{
 					Campaign:  campaign,
 					Creative:  creative,
@@ -202,7 +230,7 @@ func NewSynthetic(cfg SyntheticConfig) *Synthetic {
 				total += cell.Share
 				s.index[[3]string{campaign, creative, pl.name}] = len(s.cells)
 				s.cells = append(s.cells, cell)
-				s.names = append(s.names, [3][]byte{[]byte(campaign), []byte(creative), []byte(pl.name)})
+				s.names = append(s.names, [3][]byte{campaignB, creativeB, placeNames[p]})
 			}
 		}
 	}
@@ -291,9 +319,15 @@ func (s *Synthetic) Events() uint64 {
 	return s.total
 }
 
+// EventsByType returns the events appended by AppendBatch so far, by type.
+func (s *Synthetic) EventsByType() (impressions, clicks, conversions uint64) {
+	return s.byType[event.Impression], s.byType[event.Click], s.byType[event.Conversion]
+}
+
 func (s *Synthetic) appendEvent(dst []byte, count int) []byte {
 	if count > 0 {
 		dst = append(dst, ',')
 	}
+	s.byType[s.ev.Type]++
 	return event.AppendJSON(dst, &s.ev)
 }

@@ -293,6 +293,8 @@ func (s *Service) handleStats(ctx *fasthttp.RequestCtx) {
 	b = appendUint(b, uint64(msgs))
 	b = append(b, `,"pending_bytes":`...)
 	b = appendUint(b, uint64(bytes))
+	b = append(b, `,"saturated_adds":`...)
+	b = appendUint(b, s.store.Saturated())
 	b = append(b, `,"keys_evicted":`...)
 	b = appendUint(b, st.evicted.Get())
 	b = append(b, `,"ingest_lag_ms":`...)

@@ -136,6 +136,7 @@ func New(opts Options) (*Service, error) {
 
 func (s *Service) registerGauges() {
 	s.metrics.NewGauge(`bidpulse_keys`, func() float64 { return float64(s.store.Len()) })
+	s.metrics.NewGauge(`bidpulse_windows_saturated_adds`, func() float64 { return float64(s.store.Saturated()) })
 	s.metrics.NewGauge(`bidpulse_keys_max`, func() float64 { return float64(s.store.MaxKeys()) })
 	s.metrics.NewGauge(`bidpulse_overrides`, func() float64 { return float64(s.overrides.len()) })
 	s.metrics.NewGauge(`bidpulse_ready`, func() float64 { return b2f(s.isReady()) })

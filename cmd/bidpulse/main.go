@@ -2,6 +2,8 @@
 //
 //	bidpulse serve     run the service (embedded NATS by default)
 //	bidpulse publish   publish events (from a file, stdin, or synthetic traffic)
+//	bidpulse bench     load-test a running or spawned bidpulse
+//	bidpulse simulate  run the policy simulator
 //	bidpulse version   print the version
 package main
 
@@ -16,6 +18,8 @@ const usage = `bidpulse: real-time bid multipliers from live click-through and c
 Usage:
   bidpulse serve   [flags]   run the service (embedded NATS unless --nats-url)
   bidpulse publish [flags]   publish events to NATS (file, stdin or --synthetic)
+  bidpulse bench   [flags]   load-test bidpulse: bids, events, scenarios, reports
+  bidpulse simulate [flags]  run the policy simulator and print its report
   bidpulse version           print the version
 
 Run "bidpulse <command> -h" for the flags of a command.
@@ -32,6 +36,10 @@ func main() {
 		err = runServe(os.Args[2:])
 	case "publish":
 		err = runPublish(os.Args[2:])
+	case "bench":
+		err = runBench(os.Args[2:])
+	case "simulate":
+		err = runSimulate(os.Args[2:])
 	case "version", "--version", "-version":
 		fmt.Println("bidpulse", version())
 	case "help", "-h", "--help":
