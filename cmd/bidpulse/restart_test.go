@@ -272,19 +272,27 @@ func TestKillAndRestartEmbedded(t *testing.T) {
 	c.signal(t, syscall.SIGTERM)
 }
 
-func TestKillAndRestartExternal(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary; skipped in -short mode")
-	}
+// startNATS starts an external nats-server with JetStream on a random
+// loopback port, stopped at the end of the test.
+func startNATS(t *testing.T) *server.Server {
+	t.Helper()
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv.Start()
-	defer srv.Shutdown()
+	t.Cleanup(srv.Shutdown)
 	if !srv.ReadyForConnections(10 * time.Second) {
 		t.Fatal("NATS server not ready")
 	}
+	return srv
+}
+
+func TestKillAndRestartExternal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary; skipped in -short mode")
+	}
+	srv := startNATS(t)
 	args := []string{"--nats-url", srv.ClientURL(), "--data-dir", t.TempDir(), "--instance", "kill-ext", "--checkpoint-interval", "1s"}
 	c := runKillRestart(t, syscall.SIGKILL, srv.ClientURL(), args)
 	c.signal(t, syscall.SIGTERM)
@@ -294,15 +302,7 @@ func TestTermAndRestartUsesCheckpoint(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary; skipped in -short mode")
 	}
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	defer srv.Shutdown()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server not ready")
-	}
+	srv := startNATS(t)
 	args := []string{"--nats-url", srv.ClientURL(), "--data-dir", t.TempDir(), "--instance", "term", "--checkpoint-interval", "1h"}
 	c := runKillRestart(t, syscall.SIGTERM, srv.ClientURL(), args)
 	st := c.stats(t)
