@@ -1,0 +1,329 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// ReportVersion is the version of the JSON report's layout.
+const ReportVersion = 1
+
+// Report is everything a run measured: what the text report prints, WriteJSON writes and
+// WriteHTML draws. Latencies are in milliseconds, rates per second, CPU in percent of one core.
+type Report struct {
+	Version  int       `json:"version"`
+	RunID    string    `json:"run_id"`
+	Scenario string    `json:"scenario"`
+	Started  time.Time `json:"started"`
+	// DurationS is the measured run's length (capacity, preload and drain excluded).
+	DurationS float64 `json:"duration_s"`
+	Target    string  `json:"target"`
+	NATSURL   string  `json:"nats_url"`
+	// Publish is the event publish mode used: jetstream or core.
+	Publish string `json:"publish"`
+	// ServiceMode is the ingest mode /v1/stats reported ("core", "jetstream" or "").
+	ServiceMode string  `json:"service_mode"`
+	Spawned     bool    `json:"spawned"`
+	Machine     Machine `json:"machine"`
+	// Pinning says which CPUs the service and the load generator ran on.
+	Pinning string `json:"pinning"`
+	// Settings are the effective options, for reproducing the run.
+	Settings       map[string]any  `json:"settings"`
+	Capacity       *CapacityResult `json:"capacity,omitempty"`
+	Phases         []PhaseReport   `json:"phases"`
+	Series         []Second        `json:"series"`
+	Ramp           *RampResult     `json:"ramp,omitempty"`
+	Restart        *RestartResult  `json:"restart,omitempty"`
+	Reconciliation *Reconciliation `json:"reconciliation,omitempty"`
+	Service        *ServiceReport  `json:"service,omitempty"`
+	// Notes are warnings about the run's validity (the generator saturated, the in-flight cap
+	// reached, events behind schedule).
+	Notes []string `json:"notes"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPUs       int    `json:"cpus"`
+	CPUModel   string `json:"cpu_model"`
+	OS         string `json:"os"`
+	Arch       string `json:"arch"`
+	Go         string `json:"go"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+}
+
+// Latency holds the percentiles of a latency histogram, in ms.
+type Latency struct {
+	Count int64   `json:"count"`
+	Mean  float64 `json:"mean"`
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	P999  float64 `json:"p99_9"`
+	Max   float64 `json:"max"`
+}
+
+// CurvePoint is one point of a percentile distribution: the latency (ms) at percentile P.
+type CurvePoint struct {
+	P  float64 `json:"p"`
+	Ms float64 `json:"ms"`
+}
+
+// PhaseReport is one phase's bid and event figures.
+type PhaseReport struct {
+	Name      string  `json:"name"`
+	StartS    float64 `json:"start_s"`
+	DurationS float64 `json:"duration_s"`
+	// BidTarget is the mean intended rate; BidRate the rate of finished requests.
+	BidTarget float64           `json:"bid_target"`
+	BidRate   float64           `json:"bid_rate"`
+	Requests  uint64            `json:"requests"`
+	Latency   Latency           `json:"latency"`
+	Outcomes  map[string]uint64 `json:"outcomes"`
+	// CapWaits counts requests that were due while every connection was busy.
+	CapWaits uint64 `json:"cap_waits"`
+	// SendLag is the generator's own delay from intended to actual send.
+	SendLag     Latency      `json:"send_lag"`
+	Curve       []CurvePoint `json:"curve"`
+	EventTarget float64      `json:"event_target"`
+	Events      uint64       `json:"events"`
+	EventRate   float64      `json:"event_rate"`
+	GenCPU      float64      `json:"gen_cpu"`
+	SvcCPU      float64      `json:"svc_cpu"`
+	// OtherCPU is what the machine's other processes used (a disturbance indicator).
+	OtherCPU float64 `json:"other_cpu"`
+}
+
+// Second is one second of the run (the live line and the charts).
+type Second struct {
+	T         float64  `json:"t"`
+	Phase     string   `json:"phase"`
+	BidTarget float64  `json:"bid_target"`
+	Bids      uint64   `json:"bids"`
+	OK        uint64   `json:"ok"`
+	Timeouts  uint64   `json:"timeouts"`
+	Errors    uint64   `json:"errors"`
+	CapWaits  uint64   `json:"cap_waits"`
+	P50       float64  `json:"p50"`
+	P99       float64  `json:"p99"`
+	Max       float64  `json:"max"`
+	Events    uint64   `json:"events"`
+	Acked     uint64   `json:"acked"`
+	Received  int64    `json:"received"`
+	Backlog   int64    `json:"backlog"`
+	LagMs     *float64 `json:"lag_ms"`
+	GenCPU    float64  `json:"gen_cpu"`
+	SvcCPU    float64  `json:"svc_cpu"`
+	OtherCPU  float64  `json:"other_cpu"`
+}
+
+// Throughput is one closed-loop measurement.
+type Throughput struct {
+	Name      string            `json:"name"`
+	Requests  uint64            `json:"requests"`
+	OK        uint64            `json:"ok"`
+	RPS       float64           `json:"rps"`
+	Latency   Latency           `json:"latency"`
+	Outcomes  map[string]uint64 `json:"outcomes"`
+	GenCPU    float64           `json:"gen_cpu"`
+	ServerCPU float64           `json:"server_cpu"`
+	// OtherCPU is what the machine's other processes used meanwhile (percent of one core).
+	OtherCPU float64 `json:"other_cpu"`
+}
+
+// CapacityRound is one baseline + service pair of a capacity measurement.
+type CapacityRound struct {
+	Baseline float64 `json:"baseline_rps"`
+	Service  float64 `json:"service_rps"`
+	OtherCPU float64 `json:"other_cpu"`
+}
+
+// CapacityResult is the closed-loop throughput of GET /v1/multiplier, and of the baseline.
+type CapacityResult struct {
+	Conns     int         `json:"conns"`
+	DurationS float64     `json:"duration_s"`
+	BodyBytes int         `json:"body_bytes"`
+	Service   Throughput  `json:"service"`
+	Baseline  *Throughput `json:"baseline,omitempty"`
+	// Rounds is the number of measurements of each; Service and Baseline sum them.
+	Rounds int `json:"rounds"`
+	// Ratio is the median of the rounds' service/baseline rate ratios (0 without a baseline);
+	// Ratios are the rounds' ratios, sorted.
+	Ratio  float64   `json:"ratio"`
+	Ratios []float64 `json:"ratios,omitempty"`
+	// RatioPerCPU compares requests per server CPU-second (service over baseline): the
+	// ratio of the work per request, which holds when the load generator, not the server,
+	// limited a rate (a server under 90% CPU).
+	RatioPerCPU float64 `json:"ratio_per_cpu,omitempty"`
+	// RoundFigures are the rounds in the order run.
+	RoundFigures []CapacityRound `json:"round_figures,omitempty"`
+}
+
+// RampResult is the outcome of a ramp.
+type RampResult struct {
+	ThresholdMs float64 `json:"threshold_ms"`
+	// Capacity is the highest step rate whose p99 stayed under the threshold with under 1% of
+	// errors and timeouts (0 if none did).
+	Capacity float64 `json:"capacity"`
+	// Crossed names the first step over the threshold ("" if none was).
+	Crossed string `json:"crossed"`
+}
+
+// RestartResult is what the restart scenario did.
+type RestartResult struct {
+	Signal string `json:"signal"`
+	// DownS is from the signal to the service's /readyz answering 200 again.
+	DownS float64 `json:"down_s"`
+	Error string  `json:"error,omitempty"`
+}
+
+// ServiceReport holds the spawned service's process figures over the measured run.
+type ServiceReport struct {
+	GC        GCReport `json:"gc"`
+	RSSMB     float64  `json:"rss_mb"`
+	PeakRSSMB float64  `json:"peak_rss_mb"`
+	Keys      uint64   `json:"keys"`
+}
+
+func usToMs(us int64) float64 { return float64(us) / 1000 }
+
+func latencyOf(h *hdr.Histogram) Latency {
+	if h.TotalCount() == 0 {
+		return Latency{}
+	}
+	return Latency{
+		Count: h.TotalCount(),
+		Mean:  h.Mean() / 1000,
+		P50:   usToMs(h.ValueAtQuantile(50)),
+		P90:   usToMs(h.ValueAtQuantile(90)),
+		P99:   usToMs(h.ValueAtQuantile(99)),
+		P999:  usToMs(h.ValueAtQuantile(99.9)),
+		Max:   usToMs(h.Max()),
+	}
+}
+
+// curveOf samples the percentile distribution at 0, 90, 99, 99.9, ... (four points per nine).
+func curveOf(h *hdr.Histogram) []CurvePoint {
+	if h.TotalCount() == 0 {
+		return nil
+	}
+	var pts []CurvePoint
+	for k := 0; k <= 20; k++ {
+		p := 100 * (1 - math.Pow(10, -float64(k)/4))
+		pts = append(pts, CurvePoint{P: math.Round(p*1e4) / 1e4, Ms: usToMs(h.ValueAtQuantile(p))})
+	}
+	pts = append(pts, CurvePoint{P: 100, Ms: usToMs(h.Max())})
+	return pts
+}
+
+func outcomesOf(c [numOutcomes]uint64) map[string]uint64 {
+	m := map[string]uint64{}
+	for o, n := range c {
+		if n > 0 {
+			m[Outcome(o).String()] = n
+		}
+	}
+	return m
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// ms formats a latency in ms with 3 significant-ish digits.
+func ms(v float64) string {
+	switch {
+	case v == 0:
+		return "-"
+	case v < 10:
+		return fmt.Sprintf("%.3f", v)
+	case v < 100:
+		return fmt.Sprintf("%.2f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func fmtRatios(r []float64) string {
+	var b strings.Builder
+	for i, x := range r {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "%.3f", x)
+	}
+	return b.String()
+}
+
+// WriteText writes the final text report: the capacity, a table per phase, the ramp or restart
+// outcome, the reconciliation verdicts, the service's figures and the notes.
+func (r *Report) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "\nbidpulse bench: scenario %s, run %s, %s publish, %s\n", r.Scenario, r.RunID, r.Publish, r.Target)
+	fmt.Fprintf(w, "machine: %d CPUs (%s), %s/%s, %s; pinning: %s\n", r.Machine.CPUs, r.Machine.CPUModel, r.Machine.OS, r.Machine.Arch, r.Machine.Go, r.Pinning)
+	if c := r.Capacity; c != nil {
+		fmt.Fprintf(w, "\ncapacity (closed loop, %d connections, %d x %.0fs each, GET /v1/multiplier answers of %d bytes):\n", c.Conns, c.Rounds, c.DurationS, c.BodyBytes)
+		line := func(t *Throughput) {
+			fmt.Fprintf(w, "  %-9s %10.0f req/s  p50 %s ms  p99 %s ms  errors %d  server cpu %.0f%%  generator cpu %.0f%%  other processes %.0f%%\n",
+				t.Name, t.RPS, ms(t.Latency.P50), ms(t.Latency.P99), t.Requests-t.OK, t.ServerCPU, t.GenCPU, t.OtherCPU)
+		}
+		if c.Baseline != nil {
+			line(c.Baseline)
+		}
+		line(&c.Service)
+		if c.Baseline != nil {
+			fmt.Fprintf(w, "  ratio     %.3f (service / bare fasthttp handler; median of %d rounds: %s)\n", c.Ratio, len(c.Ratios), fmtRatios(c.Ratios))
+			if c.RatioPerCPU > 0 {
+				fmt.Fprintf(w, "  ratio per server CPU %.3f (requests per CPU-second of the server, service / baseline)\n", c.RatioPerCPU)
+			}
+		}
+	}
+	if len(r.Phases) > 0 {
+		fmt.Fprintf(w, "\nbids (latency in ms from the intended send time; timeouts = answers later than %v, none, or not sent in time; all count in the percentiles):\n", r.Settings["timeout"])
+		fmt.Fprintf(w, "  %-14s %5s %9s %9s %9s %7s %7s %7s %7s %7s %8s %7s %6s %9s %5s %5s %6s\n",
+			"phase", "secs", "target/s", "done/s", "requests", "p50", "p90", "p99", "p99.9", "max", "timeouts", "errors", "capw", "events/s", "gen%", "svc%", "other%")
+		for i := range r.Phases {
+			p := &r.Phases[i]
+			to := p.Outcomes["late"] + p.Outcomes["timeout"] + p.Outcomes["expired"]
+			errs := p.Requests - p.Outcomes["ok"] - to
+			fmt.Fprintf(w, "  %-14s %5.1f %9.0f %9.0f %9d %7s %7s %7s %7s %7s %8d %7d %6d %9.0f %5.0f %5.0f %6.0f\n",
+				p.Name, p.DurationS, p.BidTarget, p.BidRate, p.Requests, ms(p.Latency.P50), ms(p.Latency.P90),
+				ms(p.Latency.P99), ms(p.Latency.P999), ms(p.Latency.Max), to, errs, p.CapWaits, p.EventRate, p.GenCPU, p.SvcCPU, p.OtherCPU)
+		}
+	}
+	if rr := r.Ramp; rr != nil {
+		if rr.Capacity > 0 {
+			fmt.Fprintf(w, "\nramp: capacity %.0f req/s (the highest step with p99 <= %s ms and < 1%% errors)", rr.Capacity, ms(rr.ThresholdMs))
+		} else {
+			fmt.Fprintf(w, "\nramp: no step kept p99 <= %s ms", ms(rr.ThresholdMs))
+		}
+		if rr.Crossed != "" {
+			fmt.Fprintf(w, "; crossed at %s", rr.Crossed)
+		}
+		fmt.Fprintln(w)
+	}
+	if rs := r.Restart; rs != nil {
+		fmt.Fprintf(w, "\nrestart: SIG%s, service ready again after %.2fs", strings.ToUpper(rs.Signal), rs.DownS)
+		if rs.Error != "" {
+			fmt.Fprintf(w, " (%s)", rs.Error)
+		}
+		fmt.Fprintln(w)
+	}
+	if r.Reconciliation != nil {
+		fmt.Fprintln(w)
+		r.Reconciliation.WriteText(w)
+	}
+	if s := r.Service; s != nil {
+		fmt.Fprintf(w, "\nservice: %d keys, RSS %.0f MB (peak %.0f MB); GC: %d cycles, stop-the-world max %.3f ms, p99 %.3f ms, total %.1f ms\n",
+			s.Keys, s.RSSMB, s.PeakRSSMB, s.GC.Cycles, s.GC.MaxPauseMs, s.GC.P99PauseMs, s.GC.TotalPauseMs)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+}

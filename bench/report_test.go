@@ -1,0 +1,159 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testReport returns a report with every section filled, from a small recorded run.
+func testReport() *Report {
+	rec := NewRecorder(2)
+	t0 := time.Unix(1764345600, 0)
+	for i := range 1000 {
+		lat := time.Duration(100+i%50) * time.Microsecond
+		if i%100 == 0 {
+			lat = 2 * time.Millisecond
+		}
+		rec.Record(i%2, t0, t0, t0.Add(lat), OK)
+	}
+	rec.Record(1, t0, t0, t0.Add(10*time.Millisecond), Timeout)
+	r := &Report{
+		Version: ReportVersion, RunID: "bench-test", Scenario: ScenarioSpike, Started: t0.UTC(),
+		Target: "http://127.0.0.1:8080", Publish: PublishJetStream, Pinning: "service on CPU 1, load generator on CPU 0 (taskset)",
+		Machine:  Machine{CPUs: 2, OS: "linux", Arch: "amd64", Go: "go1.26"},
+		Settings: map[string]any{"timeout": "10ms", "timeout_ms": 10.0, "bid_rate": 5000.0},
+		Capacity: &CapacityResult{Conns: 32, DurationS: 5, BodyBytes: 150,
+			Service:  Throughput{Name: "service", Requests: 100, OK: 100, RPS: 20000},
+			Baseline: &Throughput{Name: "baseline", Requests: 110, OK: 110, RPS: 22000}, Rounds: 1, Ratio: 0.909, Ratios: []float64{0.909}},
+		Notes: []string{"a note"},
+	}
+	for i, name := range []string{"before", "during"} {
+		p := rec.Phase(i)
+		r.Phases = append(r.Phases, PhaseReport{Name: name, StartS: float64(i), DurationS: 1, BidTarget: 500, BidRate: 500,
+			Requests: p.Requests(), Latency: latencyOf(p.Latency), Outcomes: outcomesOf(p.Counts), SendLag: latencyOf(p.SendLag),
+			Curve: curveOf(p.Latency), EventTarget: 100, Events: 100, EventRate: 100})
+	}
+	for i := range 2 {
+		lag := 3.0
+		r.Series = append(r.Series, Second{T: float64(i + 1), Phase: r.Phases[i].Name, BidTarget: 500, Bids: 500, OK: 500, P50: 0.12, P99: 2, Max: 10, Events: 100, Acked: 100, Received: 100, LagMs: &lag})
+	}
+	sent := testTally()
+	rc := reconcile(PublishJetStream, sent, Tally{}, ServiceStats{}, statsAfter(ServiceStats{}, sent), true)
+	r.Reconciliation = &rc
+	r.Service = &ServiceReport{GC: GCReport{Cycles: 3, MaxPauseMs: 0.2}, RSSMB: 60, PeakRSSMB: 70, Keys: 1300}
+	r.Restart = &RestartResult{Signal: "kill", DownS: 1.5}
+	return r
+}
+
+func TestReportJSON(t *testing.T) {
+	r := testReport()
+	var b bytes.Buffer
+	if err := r.WriteJSON(&b); err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b.Bytes(), &m); err != nil {
+		t.Fatalf("unexpected invalid JSON: %v", err)
+	}
+	for _, k := range []string{"version", "run_id", "scenario", "machine", "pinning", "settings", "capacity", "phases", "series", "reconciliation", "service", "restart", "notes"} {
+		if _, ok := m[k]; !ok {
+			t.Fatalf("unexpected report without %q: %s", k, b.String())
+		}
+	}
+	phases := m["phases"].([]any)
+	p0 := phases[0].(map[string]any)
+	lat := p0["latency"].(map[string]any)
+	for _, k := range []string{"p50", "p90", "p99", "p99_9", "max", "mean", "count"} {
+		if _, ok := lat[k].(float64); !ok {
+			t.Fatalf("unexpected latency without %q: %v", k, lat)
+		}
+	}
+	if got := lat["p99"].(float64); got < 1.9 || got > 2.1 {
+		t.Fatalf("unexpected p99 of the first phase; got %v ms; want about 2", got)
+	}
+	if got := p0["curve"].([]any); len(got) != 22 {
+		t.Fatalf("unexpected curve points; got %d; want 22", len(got))
+	}
+	rec := m["reconciliation"].(map[string]any)
+	if rec["ok"] != true || len(rec["checks"].([]any)) == 0 {
+		t.Fatalf("unexpected reconciliation %v", rec)
+	}
+	if got := rec["published"].(map[string]any)["rejected"].(map[string]any)["bad_type"]; got != 5.0 {
+		t.Fatalf("unexpected published rejections; got %v; want 5", got)
+	}
+}
+
+func TestReportHTML(t *testing.T) {
+	r := testReport()
+	r.RunID = `</script><script>alert("x")</script>`
+	r.Notes = append(r.Notes, `<img src=x onerror=alert(1)>`)
+	var b bytes.Buffer
+	if err := r.WriteHTML(&b); err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	page := b.String()
+	if !strings.HasPrefix(page, "<!DOCTYPE html>") || !strings.HasSuffix(strings.TrimSpace(page), "</html>") {
+		t.Fatalf("unexpected page shape: %.100s ... %.100s", page, page[len(page)-100:])
+	}
+	// The data is inlined and cannot escape its script element.
+	if n := strings.Count(page, "<script"); n != 2 {
+		t.Fatalf("unexpected number of script elements; got %d; want 2 (data and code)", n)
+	}
+	m := regexp.MustCompile(`(?s)<script id="report-data" type="application/json">(.*?)</script>`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("unexpected page without the report data")
+	}
+	// Self-contained: no external script, style, image or font; the only URL of the page
+	// (the data aside) is the SVG namespace.
+	code := strings.Replace(page, m[1], "", 1)
+	for _, bad := range []string{"<link", " src=", "@import", "url("} {
+		if strings.Contains(code, bad) {
+			t.Fatalf("unexpected external reference %q in the page", bad)
+		}
+	}
+	for _, u := range regexp.MustCompile(`https?://[^"'\s)]+`).FindAllString(code, -1) {
+		if u != "http://www.w3.org/2000/svg" {
+			t.Fatalf("unexpected URL %q in the page", u)
+		}
+	}
+	var back Report
+	if err := json.Unmarshal([]byte(m[1]), &back); err != nil {
+		t.Fatalf("unexpected invalid inlined data: %v", err)
+	}
+	if back.RunID != r.RunID || len(back.Phases) != 2 || len(back.Series) != 2 || back.Capacity.Ratio != 0.909 {
+		t.Fatalf("unexpected inlined report %+v", back)
+	}
+	// The charts and tables the page draws.
+	for _, want := range []string{`id="latency-chart"`, `id="bids-chart"`, `id="events-chart"`, `id="curve-chart"`, `id="phases"`,
+		`id="reconcile"`, `id="capacity"`, "createElementNS", "<title>bidpulse bench: spike &lt;/script&gt;"} {
+		if !strings.Contains(page, want) {
+			t.Fatalf("unexpected page without %q", want)
+		}
+	}
+}
+
+func TestReportText(t *testing.T) {
+	var b bytes.Buffer
+	testReport().WriteText(&b)
+	out := b.String()
+	for _, want := range []string{
+		"scenario spike, run bench-test, jetstream publish",
+		"pinning: service on CPU 1, load generator on CPU 0 (taskset)",
+		"ratio     0.909",
+		"phase           secs  target/s",
+		"  before",
+		"  during",
+		"PASS: every published event",
+		"GC: 3 cycles",
+		"restart: SIGKILL, service ready again after 1.50s",
+		"note: a note",
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("unexpected text report without %q:\n%s", want, out)
+		}
+	}
+}

@@ -1,0 +1,108 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// ServiceStats is the part of GET /v1/stats the bench reads: the ingest outcomes it
+// reconciles, and the ingest progress it shows. Fields a service version does not have stay
+// zero (the optional ones nil).
+type ServiceStats struct {
+	Received        uint64            `json:"received"`
+	Counted         uint64            `json:"counted"`
+	Duplicates      uint64            `json:"duplicates"`
+	Rejected        map[string]uint64 `json:"rejected"`
+	Late            uint64            `json:"late"`
+	Future          uint64            `json:"future"`
+	Overflow        uint64            `json:"overflow"`
+	DroppedMessages uint64            `json:"dropped_messages"`
+	Keys            uint64            `json:"keys"`
+	CountedByType   map[string]uint64 `json:"counted_by_type"`
+	PendingMessages uint64            `json:"pending_messages"`
+	// Mode is "core" or "jetstream" (empty before the service reported it).
+	Mode string `json:"mode"`
+	// IngestLagMs is now minus the event time of the newest applied event, when reported.
+	IngestLagMs *float64 `json:"ingest_lag_ms"`
+	Since       string   `json:"since"`
+}
+
+// parseStats decodes a /v1/stats body.
+func parseStats(b []byte) (ServiceStats, error) {
+	var s ServiceStats
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("cannot parse /v1/stats: %w", err)
+	}
+	return s, nil
+}
+
+// statsClient reads /v1/stats of the target.
+type statsClient struct {
+	hc *fasthttp.HostClient
+}
+
+func newStatsClient(target string) (*statsClient, error) {
+	addr, tls, err := parseTarget(target)
+	if err != nil {
+		return nil, err
+	}
+	return &statsClient{hc: &fasthttp.HostClient{Addr: addr, IsTLS: tls, Name: "bidpulse-bench", MaxConns: 4}}, nil
+}
+
+func (c *statsClient) get() (ServiceStats, error) {
+	code, body, err := getBody(c.hc, "/v1/stats", 2*time.Second)
+	if err != nil {
+		return ServiceStats{}, fmt.Errorf("cannot GET /v1/stats: %w", err)
+	}
+	if code != fasthttp.StatusOK {
+		return ServiceStats{}, fmt.Errorf("cannot GET /v1/stats: status %d: %.200s", code, body)
+	}
+	return parseStats(body)
+}
+
+// waitDrained polls /v1/stats until the service has received want events since base, then
+// confirms the figure holds for a moment (so nothing beyond it is still arriving). It gives up
+// after quiet without any progress (events were lost: the caller's checks say which) or when
+// ctx ends, and returns the last stats read and whether want was reached.
+func (c *statsClient) waitDrained(ctx context.Context, base ServiceStats, want uint64, quiet time.Duration) (ServiceStats, bool, error) {
+	const step = 100 * time.Millisecond
+	var last ServiceStats
+	var lastErr error
+	lastProgress := time.Now()
+	for {
+		st, err := c.get()
+		switch {
+		case err != nil:
+			lastErr = err // the service may be restarting: keep polling until ctx ends
+		default:
+			lastErr = nil
+			if st.Received != last.Received {
+				lastProgress = time.Now()
+			}
+			last = st
+			if int64(st.Received)-int64(base.Received) >= int64(want) {
+				// Reached: one more read after a pause, so late extras show.
+				select {
+				case <-ctx.Done():
+				case <-time.After(300 * time.Millisecond):
+				}
+				if st2, err := c.get(); err == nil {
+					last = st2
+				}
+				return last, true, nil
+			}
+			if time.Since(lastProgress) > quiet && st.PendingMessages == 0 {
+				return last, false, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return last, false, lastErr
+		case <-time.After(step):
+		}
+	}
+}

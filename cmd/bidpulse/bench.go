@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/bidpulse/bidpulse/bench"
+)
+
+const benchSynopsis = `Usage: bidpulse bench [flags]
+
+Load-tests bidpulse: open-loop bid requests over HTTP (latency from the intended
+send time, HDR percentiles), events over NATS, a scenario (steady, spike, ramp,
+restart, mixed, capacity), and a reconciliation of what was published against
+the /v1/stats deltas. Drive a running service (--target, --nats-url) or --spawn
+one for the run.
+
+Examples:
+  bidpulse bench --spawn --scenario spike --bid-rate 50% --html spike.html
+  bidpulse bench --target http://127.0.0.1:8080 --nats-url nats://127.0.0.1:4222 --bid-rate 2000
+  bidpulse bench --spawn --scenario capacity --baseline`
+
+// benchFlags are the command's flags that are not fields of bench.Options as they are.
+type benchFlags struct {
+	spawn     bool
+	spawnArgs string
+	jetstream string
+	keep      bool
+	bidRate   string
+	jsonPath  string
+	htmlPath  string
+	baseAddr  string
+	baseSize  int
+}
+
+func runBench(args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.Usage = usageWithEnv(fs, benchSynopsis)
+	var o bench.Options
+	var f benchFlags
+	fs.StringVar(&o.Scenario, "scenario", bench.ScenarioSteady, "scenario: "+strings.Join(bench.Scenarios, ", "))
+	fs.StringVar(&o.Target, "target", "http://127.0.0.1:8080", "base URL of a running bidpulse (ignored with --spawn)")
+	fs.StringVar(&o.NATSURL, "nats-url", "", "NATS server of the service (default: the spawned service's, or nats://127.0.0.1:4222); with --spawn, the service uses it too")
+	fs.StringVar(&o.Subject, "subject", "bidpulse.events.bench", "subject to publish events on")
+	fs.StringVar(&o.Publish, "publish", bench.PublishAuto, "event publishing: auto (JetStream when a stream captures the subject), jetstream (acknowledged, Nats-Msg-Id) or core")
+	fs.BoolVar(&f.spawn, "spawn", false, "start a bidpulse serve child process on free loopback ports with a temporary data dir, and stop it after")
+	fs.StringVar(&f.spawnArgs, "spawn-args", "", "extra flags of the spawned `bidpulse serve`, space-separated")
+	fs.StringVar(&f.jetstream, "jetstream", "", "--jetstream value of the spawned service (default: its own default; restart sets true)")
+	fs.BoolVar(&f.keep, "keep", false, "keep the spawned service's directory (data and log) after the run")
+	fs.StringVar(&o.Pin, "pin", bench.PinAuto, "CPU pinning with taskset: auto (with --spawn: service on the upper half of the CPUs, generator on the lower), off, or SERVICE_CPUS:GENERATOR_CPUS such as 1:0")
+	fs.BoolVar(&o.Baseline, "baseline", false, "also measure a bare fasthttp handler serving a body of the same size, for the throughput ratio")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "length of each phase (steady, each side of a spike or restart, each ramp step, each capacity measurement)")
+	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "a first phase at the run's rates, reported apart; 0 for none")
+	fs.StringVar(&f.bidRate, "bid-rate", "1000", "open-loop bid requests/s, or a percentage of the closed-loop capacity measured first, such as 50%")
+	fs.StringVar(&o.Endpoint, "endpoint", "", "bid endpoint: single (GET /v1/multiplier), batch (POST /v1/multipliers) or mix (default: single; mix for the mixed scenario)")
+	fs.IntVar(&o.BatchSize, "batch-size", 10, "keys per POST /v1/multipliers")
+	fs.IntVar(&o.Conns, "conns", 256, "cap on open-loop requests in flight (one connection each); reported when reached")
+	fs.DurationVar(&o.Timeout, "timeout", 10*time.Millisecond, "bid request timeout, from the intended send time (an ad server gives up)")
+	fs.IntVar(&o.CapacityConns, "capacity-conns", 32, "concurrency of the closed-loop capacity measurement")
+	fs.IntVar(&o.CapacityRounds, "capacity-rounds", 1, "capacity measurements of each target; with --baseline they alternate and the ratio is the median")
+	fs.DurationVar(&o.CapacityDuration, "capacity-duration", 5*time.Second, "length of the capacity measurement made for --bid-rate N% and ramps")
+	fs.Float64Var(&o.EventRate, "event-rate", 2000, "events/s published during the run (0: none)")
+	fs.IntVar(&o.EventBatch, "event-batch", 100, "events per NATS message")
+	fs.IntVar(&o.Preload, "preload", 20000, "events published and drained before measuring, so bids find data")
+	fs.Float64Var(&o.SpikeFactor, "spike-factor", 10, "event rate multiplier during a spike")
+	fs.DurationVar(&o.SpikeDuration, "spike-duration", 0, "length of the spike (default --duration)")
+	fs.Float64Var(&o.RampFrom, "ramp-from", 0, "first ramp step, req/s (default 10% of the measured capacity)")
+	fs.Float64Var(&o.RampTo, "ramp-to", 0, "last ramp step, req/s (default 100% of the measured capacity)")
+	fs.IntVar(&o.RampSteps, "ramp-steps", 10, "ramp steps")
+	fs.DurationVar(&o.P99Threshold, "p99-threshold", time.Millisecond, "the p99 that ends a ramp")
+	fs.Float64Var(&o.DupRate, "dup-rate", 0, "duplicate events, as a fraction of the synthetic events (mixed: 0.01)")
+	fs.Float64Var(&o.BadRate, "bad-rate", 0, "malformed events, as a fraction of the synthetic events (mixed: 0.005)")
+	fs.IntVar(&o.Campaigns, "campaigns", 20, "campaigns of the key space (c1..cN)")
+	fs.IntVar(&o.Creatives, "creatives", 5, "creatives per campaign")
+	fs.IntVar(&o.Placements, "placements", 10, "placements")
+	fs.Float64Var(&o.Skew, "skew", 1, "Zipf exponent of campaign, creative and placement popularity, shared by bids and events (0: the synthetic profile)")
+	fs.Int64Var(&o.Seed, "seed", 1, "seed of keys, traffic and true rates")
+	fs.StringVar(&o.RunID, "run-id", "", "prefix of event and message ids (default: bench- and the start time, unique per run)")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 60*time.Second, "how long to wait for ingest to catch up after the run")
+	fs.DurationVar(&o.RestartDown, "restart-down", time.Second, "restart scenario: how long the service stays down")
+	fs.StringVar(&o.RestartSignal, "restart-signal", "kill", "restart scenario: kill (SIGKILL) or term (SIGTERM)")
+	fs.StringVar(&f.jsonPath, "json", "", "write the report as JSON to this file")
+	fs.StringVar(&f.htmlPath, "html", "", "write the report as a self-contained HTML page to this file")
+	fs.StringVar(&f.baseAddr, bench.BaselineFlag, "", "internal: serve the baseline handler on this address instead of running a bench")
+	fs.IntVar(&f.baseSize, bench.BaselineSizeFlag, 128, "internal: body size of --"+bench.BaselineFlag)
+	if err := parseFlags(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if f.baseAddr != "" {
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+		return bench.ServeBaseline(f.baseAddr, f.baseSize, sigs)
+	}
+	if err := f.apply(&o); err != nil {
+		return err
+	}
+	o.Out = os.Stdout
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	if f.jsonPath != "" {
+		if err := writeReport(f.jsonPath, rep.WriteJSON); err != nil {
+			return err
+		}
+		fmt.Printf("wrote %s\n", f.jsonPath)
+	}
+	if f.htmlPath != "" {
+		if err := writeReport(f.htmlPath, rep.WriteHTML); err != nil {
+			return err
+		}
+		fmt.Printf("wrote %s\n", f.htmlPath)
+	}
+	if rep.Reconciliation != nil && !rep.Reconciliation.OK {
+		return errors.New("reconciliation failed: the service did not count exactly what was published")
+	}
+	return nil
+}
+
+// apply moves the command-only flags into o.
+func (f *benchFlags) apply(o *bench.Options) error {
+	rate := strings.TrimSpace(f.bidRate)
+	if pct, ok := strings.CutSuffix(rate, "%"); ok {
+		v, err := strconv.ParseFloat(pct, 64)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("invalid --bid-rate %q: want requests/s or a positive percentage such as 50%%", f.bidRate)
+		}
+		o.BidCapacityPercent = v
+	} else {
+		v, err := strconv.ParseFloat(rate, 64)
+		if err != nil || v < 0 {
+			return fmt.Errorf("invalid --bid-rate %q: want requests/s or a percentage such as 50%%", f.bidRate)
+		}
+		o.BidRate = v
+	}
+	if f.spawn {
+		o.Spawn = &bench.SpawnOptions{Args: strings.Fields(f.spawnArgs), JetStream: f.jetstream, NATSURL: o.NATSURL, Keep: f.keep}
+	} else if f.spawnArgs != "" || f.jetstream != "" || f.keep {
+		return errors.New("--spawn-args, --jetstream and --keep need --spawn")
+	}
+	return nil
+}
+
+// writeReport writes a report file through write.
+func writeReport(path string, write func(w io.Writer) error) error {
+	fh, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("cannot create the report: %w", err)
+	}
+	if err := write(fh); err != nil {
+		fh.Close()
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	if err := fh.Close(); err != nil {
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	return nil
+}

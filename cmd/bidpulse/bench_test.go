@@ -1,0 +1,129 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// benchExecMainEnv makes the test binary run main() instead of the tests: `bidpulse bench
+// --spawn` starts its own executable (os.Executable) as `serve`, which in a test is this
+// binary.
+const benchExecMainEnv = "BIDPULSE_TEST_EXEC_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(benchExecMainEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// benchReport reads a JSON report into a map.
+func benchReport(t *testing.T, path string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("cannot read the report: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("invalid JSON report: %v", err)
+	}
+	return m
+}
+
+// TestBenchSpawnSteady is the bench's end-to-end check: `bidpulse bench --spawn` starts a
+// service, runs a short low-rate steady scenario with duplicates and malformed events, writes
+// the JSON and HTML reports, and the run must reconcile exactly (runBench fails otherwise).
+func TestBenchSpawnSteady(t *testing.T) {
+	t.Setenv(benchExecMainEnv, "1")
+	dir := t.TempDir()
+	jsonPath, htmlPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.html")
+	err := runBench([]string{"--spawn", "--pin", "off", "--jetstream", "true",
+		"--scenario", "steady", "--duration", "1500ms", "--warmup", "0",
+		"--bid-rate", "200", "--timeout", "100ms", "--conns", "16",
+		"--event-rate", "1000", "--event-batch", "50", "--preload", "500", "--dup-rate", "0.02", "--bad-rate", "0.01",
+		"--campaigns", "5", "--creatives", "2", "--placements", "4",
+		"--drain-timeout", "30s", "--json", jsonPath, "--html", htmlPath})
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	rep := benchReport(t, jsonPath)
+	if rep["spawned"] != true || rep["publish"] != "jetstream" || rep["service_mode"] != "jetstream" {
+		t.Fatalf("unexpected run: spawned %v, publish %v, service mode %v", rep["spawned"], rep["publish"], rep["service_mode"])
+	}
+	rec := rep["reconciliation"].(map[string]any)
+	if rec["ok"] != true {
+		t.Fatalf("unexpected reconciliation %v", rec)
+	}
+	phases := rep["phases"].([]any)
+	if p := phases[0].(map[string]any); p["requests"] != 300.0 {
+		t.Fatalf("unexpected phase %v", p)
+	}
+	html, err := os.ReadFile(htmlPath)
+	if err != nil || !strings.Contains(string(html), `<script id="report-data" type="application/json">`) {
+		t.Fatalf("unexpected HTML report (%v)", err)
+	}
+}
+
+// TestBenchSpawnCapacity measures the closed-loop throughput against the spawned service and
+// the spawned baseline server (the same executable with --serve-baseline).
+func TestBenchSpawnCapacity(t *testing.T) {
+	t.Setenv(benchExecMainEnv, "1")
+	jsonPath := filepath.Join(t.TempDir(), "c.json")
+	err := runBench([]string{"--spawn", "--pin", "off", "--scenario", "capacity", "--baseline",
+		"--duration", "500ms", "--capacity-conns", "4", "--preload", "200", "--event-rate", "0", "--json", jsonPath})
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	c := benchReport(t, jsonPath)["capacity"].(map[string]any)
+	svc, base := c["service"].(map[string]any), c["baseline"].(map[string]any)
+	if svc["rps"].(float64) <= 0 || base["rps"].(float64) <= 0 || c["ratio"].(float64) <= 0 || c["body_bytes"].(float64) < 50 {
+		t.Fatalf("unexpected capacity %v", c)
+	}
+	if base["ok"] != base["requests"] || svc["ok"] != svc["requests"] {
+		t.Fatalf("unexpected failed requests in the capacity runs: %v", c)
+	}
+}
+
+func TestBenchFlags(t *testing.T) {
+	f := func(args []string, want string) {
+		t.Helper()
+		err := runBench(args)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("unexpected error of %q; got %v; want one containing %q", args, err, want)
+		}
+	}
+	f([]string{"--bid-rate", "fast"}, "invalid --bid-rate")
+	f([]string{"--bid-rate", "-5%"}, "invalid --bid-rate")
+	f([]string{"--keep"}, "need --spawn")
+	f([]string{"--scenario", "soak"}, "unknown scenario")
+	f([]string{"--scenario", "restart"}, "needs --spawn")
+	f([]string{"extra"}, "unexpected argument")
+}
+
+// TestBenchSpawnRestart kills the spawned service with SIGKILL mid-run and restarts it:
+// every acknowledged event must still be counted exactly once (JetStream replay from the
+// checkpoint), which runBench checks.
+func TestBenchSpawnRestart(t *testing.T) {
+	t.Setenv(benchExecMainEnv, "1")
+	jsonPath := filepath.Join(t.TempDir(), "restart.json")
+	err := runBench([]string{"--spawn", "--pin", "off", "--scenario", "restart", "--restart-down", "200ms",
+		"--duration", "1s", "--warmup", "0", "--bid-rate", "100", "--timeout", "100ms", "--conns", "16",
+		"--event-rate", "1000", "--event-batch", "50", "--preload", "200", "--dup-rate", "0.01",
+		"--campaigns", "5", "--creatives", "2", "--placements", "4", "--drain-timeout", "30s", "--json", jsonPath})
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	rep := benchReport(t, jsonPath)
+	rs := rep["restart"].(map[string]any)
+	if rs["signal"] != "kill" || rs["down_s"].(float64) <= 0 || rs["error"] != nil {
+		t.Fatalf("unexpected restart %v", rs)
+	}
+	if rep["reconciliation"].(map[string]any)["ok"] != true {
+		t.Fatalf("unexpected reconciliation %v", rep["reconciliation"])
+	}
+}
