@@ -314,6 +314,8 @@ func (c *control) deleteOverride(old *override, who string) error {
 
 // setKillSwitch stores the kill switch and audits the change.
 func (c *control) setKillSwitch(k *killRecord) error {
+	// Read before the put: the KV watcher may apply the new value first.
+	old := c.killInfo.Load()
 	if c.kv != nil {
 		b, _ := json.Marshal(k)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -322,7 +324,6 @@ func (c *control) setKillSwitch(k *killRecord) error {
 			return fmt.Errorf("cannot store the kill switch: %w", err)
 		}
 	}
-	old := c.killInfo.Load()
 	c.setKill(k)
 	c.audit(k.SetBy, "killswitch.set", "global", old, k)
 	return nil

@@ -3,6 +3,7 @@ package bidder
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -105,6 +106,12 @@ func TestKillSwitchAndFreeze(t *testing.T) {
 	}
 	if code, _ := e.do(t, "PUT", "/v1/killswitch", "tok", `{"enabled":false}`); code != 200 {
 		t.Fatalf("cannot clear the kill switch; got %d", code)
+	}
+	code, b = e.do(t, "GET", "/v1/audit?limit=1", "tok", "")
+	var audit struct{ Entries []auditEntry }
+	if err := json.Unmarshal(b, &audit); code != 200 || err != nil || len(audit.Entries) != 1 ||
+		!strings.Contains(string(audit.Entries[0].Old), `"enabled":true`) || !strings.Contains(string(audit.Entries[0].New), `"enabled":false`) {
+		t.Fatalf("unexpected audit of the kill switch: %s", b)
 	}
 	if m := e.getJSON(t, "/v1/multiplier?campaign=c1&placement=good", 200); m["multiplier"] != before {
 		t.Fatalf("frozen override not back after the kill switch: %v", m)
