@@ -25,6 +25,11 @@ type ingester struct {
 	parser  event.Parser
 	keys    []byte // encoded keys of the current event, back to back
 	offs    []int  // end offset of each key in keys
+	// Window writes of the current message on existing keys, applied
+	// together by flush (Store.AddBatch overlaps their cache misses).
+	pendKeys []byte
+	pend     []pendingAdd
+	batch    []windows.Event
 	deadBuf []byte // copy of a rejected payload for the DLQ
 	subject string // subject of the current message
 	nowMs   int64  // service time of the current message
@@ -38,6 +43,17 @@ type ingester struct {
 	onEvent  func(ev *event.Event, reason event.Reason, raw []byte)
 }
 
+// pendingAdd is one window write waiting for flush; its key is
+// pendKeys[start:end].
+type pendingAdd struct {
+	start, end int
+	ts         int64
+	c          windows.Counts
+}
+
+// maxPending bounds the writes held before a flush.
+const maxPending = 512
+
 func newIngester(svc *Service) *ingester {
 	in := &ingester{svc: svc}
 	// A method value made once, so parsing a message allocates no closure.
@@ -50,9 +66,11 @@ func (in *ingester) handleMsg(msg *nats.Msg) {
 	if h := in.svc.opts.applyHook; h != nil {
 		h(0)
 	}
+	in.svc.applyMu.Lock()
 	in.subject = msg.Subject
 	in.svc.stats.messages.Inc()
 	in.apply(msg.Data, in.svc.clock.NowMs())
+	in.svc.applyMu.Unlock()
 }
 
 // apply parses payload and applies each of its events at time nowMs;
@@ -65,6 +83,25 @@ func (in *ingester) apply(payload []byte, nowMs int64) {
 func (in *ingester) applyAt(payload []byte, nowMs, defaultTs int64) {
 	in.nowMs, in.defaultTs = nowMs, defaultTs
 	in.parser.Parse(payload, in.onEvent)
+	in.flush()
+}
+
+// flush applies the pending window writes. They only touch keys that
+// exist, and only the applier adds or (through evict, under the same lock)
+// removes keys, so none can be refused.
+func (in *ingester) flush() {
+	if len(in.pend) == 0 {
+		return
+	}
+	in.batch = in.batch[:0]
+	for i := range in.pend {
+		p := &in.pend[i]
+		in.batch = append(in.batch, windows.Event{Key: in.pendKeys[p.start:p.end], TsMs: p.ts, C: p.c})
+	}
+	if n := in.svc.store.AddBatch(in.batch, in.nowMs, nil); n != len(in.batch) {
+		panic("BUG: windows refused an existing key")
+	}
+	in.pend, in.pendKeys = in.pend[:0], in.pendKeys[:0]
 }
 
 func (in *ingester) handleEvent(ev *event.Event, reason event.Reason, raw []byte) {
@@ -128,13 +165,28 @@ func (in *ingester) applyEvent(ev *event.Event, nowMs int64) {
 	}
 	c.CostMicros, c.ValueMicros = ev.CostMicros, ev.ValueMicros
 	start = 0
-	for _, end := range in.offs {
-		if !svc.store.Add(in.keys[start:end], ts, nowMs, c) {
-			// Only the applier adds keys, and eviction only removes them,
-			// so the check above cannot be outrun.
-			panic("BUG: windows refused a key after the key-cap check passed")
+	if missing > 0 {
+		// New keys: write now, in order with the pending writes, so the
+		// key-cap check of the next event sees them.
+		in.flush()
+		for _, end := range in.offs {
+			if !svc.store.Add(in.keys[start:end], ts, nowMs, c) {
+				// Only the applier adds keys, and eviction runs under the
+				// applier's lock, so the check above cannot be outrun.
+				panic("BUG: windows refused a key after the key-cap check passed")
+			}
+			start = end
 		}
-		start = end
+	} else {
+		for _, end := range in.offs {
+			off := len(in.pendKeys)
+			in.pendKeys = append(in.pendKeys, in.keys[start:end]...)
+			in.pend = append(in.pend, pendingAdd{start: off, end: len(in.pendKeys), ts: ts, c: c})
+			start = end
+		}
+		if len(in.pend) >= maxPending {
+			in.flush()
+		}
 	}
 	if ev.Type == event.Conversion && ev.HasClickTS && ev.ClickTS <= ts {
 		svc.recordDelay(ev.Dims[windows.DimCampaign], ev.ClickTS, ts)

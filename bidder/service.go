@@ -383,7 +383,12 @@ func (s *Service) housekeeping() {
 
 func (s *Service) evict() {
 	now := s.clock.NowMs()
-	if n := s.store.EvictIdle(now); n > 0 {
+	// Under the applier's lock: the key-cap check of ingest relies on
+	// nobody else changing the key set between its check and its writes.
+	s.applyMu.Lock()
+	n := s.store.EvictIdle(now)
+	s.applyMu.Unlock()
+	if n > 0 {
 		s.stats.evicted.Add(n)
 		s.log.Info().Int("keys", n).Int("live", s.store.Len()).Msg("evicted idle keys")
 	}
