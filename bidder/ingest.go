@@ -21,18 +21,18 @@ const rejectHeader = "Bidpulse-Reject-Reason"
 // NATS subscription's callback), which serialises the dedup check-then-set and
 // the key-cap check; it is not safe for concurrent use.
 type ingester struct {
-	svc     *Service
-	parser  event.Parser
-	keys    []byte // encoded keys of the current event, back to back
-	offs    []int  // end offset of each key in keys
+	svc    *Service
+	parser event.Parser
+	keys   []byte // encoded keys of the current event, back to back
+	offs   []int  // end offset of each key in keys
 	// Window writes of the current message on existing keys, applied
 	// together by flush (Store.AddBatch overlaps their cache misses).
 	pendKeys []byte
 	pend     []pendingAdd
 	batch    []windows.Event
-	deadBuf []byte // copy of a rejected payload for the DLQ
-	subject string // subject of the current message
-	nowMs   int64  // service time of the current message
+	deadBuf  []byte // copy of a rejected payload for the DLQ
+	subject  string // subject of the current message
+	nowMs    int64  // service time of the current message
 	// defaultTs is the event time of events without ts: the JetStream
 	// message time (so a replay puts them back where they were), else the
 	// receive time.
