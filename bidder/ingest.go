@@ -30,9 +30,14 @@ type ingester struct {
 	pendKeys []byte
 	pend     []pendingAdd
 	batch    []windows.Event
-	deadBuf  []byte // copy of a rejected payload for the DLQ
-	subject  string // subject of the current message
-	nowMs    int64  // service time of the current message
+	// Counted events not yet published in the stats: they are added by
+	// flush, after the windows hold them, so a reader that sees an event
+	// counted also sees it in /v1/rates.
+	pendCounted uint64
+	pendByType  [event.NumTypes]uint64
+	deadBuf     []byte // copy of a rejected payload for the DLQ
+	subject     string // subject of the current message
+	nowMs       int64  // service time of the current message
 	// defaultTs is the event time of events without ts: the JetStream
 	// message time (so a replay puts them back where they were), else the
 	// receive time.
@@ -90,9 +95,23 @@ func (in *ingester) applyAt(payload []byte, nowMs, defaultTs int64) {
 // exist, and only the applier adds or (through evict, under the same lock)
 // removes keys, so none can be refused.
 func (in *ingester) flush() {
-	if len(in.pend) == 0 {
-		return
+	if len(in.pend) > 0 {
+		in.flushWrites()
 	}
+	if in.pendCounted > 0 {
+		s := in.svc.stats
+		s.counted.Add(int(in.pendCounted))
+		for t := range in.pendByType {
+			if n := in.pendByType[t]; n > 0 {
+				s.byType[t].Add(int(n))
+				in.pendByType[t] = 0
+			}
+		}
+		in.pendCounted = 0
+	}
+}
+
+func (in *ingester) flushWrites() {
 	in.batch = in.batch[:0]
 	for i := range in.pend {
 		p := &in.pend[i]
@@ -195,8 +214,8 @@ func (in *ingester) applyEvent(ev *event.Event, nowMs int64) {
 	if ts > in.newestTs.Load() {
 		in.newestTs.Store(ts)
 	}
-	s.counted.Inc()
-	s.byType[ev.Type].Inc()
+	in.pendCounted++
+	in.pendByType[ev.Type]++
 }
 
 // deadLetter republishes a rejected payload on the DLQ subject with its
