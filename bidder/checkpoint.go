@@ -50,6 +50,7 @@ type checkpointHeader struct {
 	Rollups     []string          `json:"rollups"`
 	NewestTs    int64             `json:"newest_event_ms"`
 	DedupDir    string            `json:"dedup_dir"`
+	DedupGen    uint64            `json:"dedup_gen"`
 	Stats       map[string]uint64 `json:"stats"`
 	Controllers json.RawMessage   `json:"controllers,omitempty"`
 }
@@ -127,6 +128,7 @@ func (s *Service) writeCheckpoint() error {
 		Rollups:   s.rollups.Names(),
 		NewestTs:  s.ingest.newestTs.Load(),
 		DedupDir:  fmt.Sprintf("dedup-%d", seq),
+		DedupGen:  s.dedup.gen,
 		Stats:     map[string]uint64{},
 	}
 	for name, c := range s.counterStats() {
@@ -134,15 +136,17 @@ func (s *Service) writeCheckpoint() error {
 	}
 	h.Controllers = s.snapshotControllers()
 	_, err := s.store.WriteCheckpoint(&win)
-	dedupTmp := filepath.Join(dir, h.DedupDir+".tmp")
-	if err == nil {
-		os.RemoveAll(dedupTmp)
-		err = s.dedup.c.SaveToFileConcurrent(dedupTmp, 2)
-	}
 	pause := time.Since(t0)
 	s.applyMu.Unlock()
 	if err != nil {
-		return s.checkpointFailed(fmt.Errorf("cannot snapshot state at seq %d: %w", seq, err))
+		return s.checkpointFailed(fmt.Errorf("cannot snapshot the windows at seq %d: %w", seq, err))
+	}
+	// The dedup set is saved while ingest goes on: entries added after
+	// seq carry a later sequence and are ignored when it is loaded.
+	dedupTmp := filepath.Join(dir, h.DedupDir+".tmp")
+	os.RemoveAll(dedupTmp)
+	if err := s.dedup.c.SaveToFileConcurrent(dedupTmp, 2); err != nil {
+		return s.checkpointFailed(fmt.Errorf("cannot save the dedup set at seq %d: %w", seq, err))
 	}
 	for _, r := range s.store.Resolutions() {
 		h.Resolutions = append(h.Resolutions, checkpointRes{WidthMs: r.Width.Milliseconds(), Buckets: r.Buckets})
@@ -313,8 +317,7 @@ func (s *Service) loadCheckpoint() uint64 {
 	if c, err := fastcache.LoadFromFile(dedupDir); err != nil {
 		s.checkpointLoadFailed(dedupDir, fmt.Errorf("cannot load the dedup set (duplicates of events counted before the checkpoint will not be recognised): %w", err))
 	} else {
-		s.dedup.c.Reset()
-		s.dedup.c = c
+		s.dedup.restored(c, h.DedupGen, h.Seq)
 	}
 	s.ckpt.loaded.Store(true)
 	s.ckpt.lastSeq.Store(h.Seq)

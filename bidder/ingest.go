@@ -38,6 +38,7 @@ type ingester struct {
 	deadBuf     []byte // copy of a rejected payload for the DLQ
 	subject     string // subject of the current message
 	nowMs       int64  // service time of the current message
+	seq         uint64 // stream sequence of the current message (0: core mode)
 	// defaultTs is the event time of events without ts: the JetStream
 	// message time (so a replay puts them back where they were), else the
 	// receive time.
@@ -210,7 +211,7 @@ func (in *ingester) applyEvent(ev *event.Event, nowMs int64) {
 	if ev.Type == event.Conversion && ev.HasClickTS && ev.ClickTS <= ts {
 		svc.recordDelay(ev.Dims[windows.DimCampaign], ev.ClickTS, ts)
 	}
-	svc.dedup.add(ev.Type, ev.ID)
+	svc.dedup.add(ev.Type, ev.ID, in.seq)
 	if ts > in.newestTs.Load() {
 		in.newestTs.Store(ts)
 	}

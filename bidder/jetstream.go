@@ -238,6 +238,7 @@ func (j *jsIngest) handle(msg jetstream.Msg) {
 	s.applyMu.Lock()
 	s.stats.messages.Inc()
 	s.ingest.subject = msg.Subject()
+	s.ingest.seq = seq
 	now := s.clock.NowMs()
 	s.ingest.applyAt(msg.Data(), now, tsNs/1e6)
 	j.applied.Store(seq)
