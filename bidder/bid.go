@@ -38,6 +38,9 @@ type bidScratch struct {
 	in        models.Input
 	rng       models.Rand
 	rngSeeded bool
+	// noTrack: the answer is for a listing (the snapshot), not a bid
+	// request; it must not create or keep alive a key's guardrail state.
+	noTrack bool
 	args      []byte // a copy of a batch item's values
 }
 
@@ -121,7 +124,7 @@ func (s *Service) decide(sc *bidScratch, nowMs int64) {
 	} else {
 		s.buildInput(sc, a.level, cfg, nowMs)
 		sc.key = windows.AppendKey(sc.key[:0], a.level, s.rollups, &sc.vals)
-		if k := s.brain.key(sc.key, a.level, nowMs); k != nil {
+		if k := s.brain.key(sc.key, a.level, nowMs, !sc.noTrack); k != nil {
 			ks = k.state.Load()
 		}
 	}

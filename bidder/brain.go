@@ -71,12 +71,16 @@ func (b *brain) campaign(name []byte, create bool) *campaignCtl {
 	return c
 }
 
-// key returns the guardrail controller of an answering key, creating it
-// while fewer than maxKeyStates exist.
-func (b *brain) key(key []byte, level int, nowMs int64) *keyCtl {
+// key returns the guardrail controller of an answering key. With track,
+// it creates it (while fewer than maxKeyStates exist) and marks it used, so
+// the control tick advances it; without, it only looks it up.
+func (b *brain) key(key []byte, level int, nowMs int64, track bool) *keyCtl {
 	b.mu.RLock()
 	k := b.keys[string(key)]
 	b.mu.RUnlock()
+	if !track {
+		return k
+	}
 	if k == nil {
 		b.mu.Lock()
 		if k = b.keys[string(key)]; k == nil && len(b.keys) < maxKeyStates {
@@ -320,7 +324,7 @@ func (s *Service) restoreControllers(raw json.RawMessage, nowMs int64) error {
 		if err != nil || len(key) == 0 {
 			continue
 		}
-		if ctl := s.brain.key(key, windows.KeyLevel(key), nowMs); ctl != nil {
+		if ctl := s.brain.key(key, windows.KeyLevel(key), nowMs, true); ctl != nil {
 			st := ks
 			ctl.state.Store(&st)
 		}

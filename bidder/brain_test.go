@@ -146,3 +146,21 @@ func TestControllerStateCheckpointed(t *testing.T) {
 		t.Fatalf("controller state not restored from the checkpoint: %+v", c2)
 	}
 }
+
+func TestSnapshotDoesNotTrackKeys(t *testing.T) {
+	svc, _ := newTestService(t)
+	svc.ingest.apply(batchPayload("s", 100, 10), testNow)
+	ctx := requestCtx("/v1/snapshot?level=campaign/placement&sort=multiplier")
+	svc.serveHTTP(ctx)
+	if ctx.Response.StatusCode() != 200 {
+		t.Fatalf("unexpected status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	if n := len(svc.brain.keys); n != 0 {
+		t.Fatalf("a snapshot created %d key states; want 0 (only bid requests do)", n)
+	}
+	ctx = requestCtx("/v1/multiplier?campaign=c1&placement=p1")
+	svc.serveHTTP(ctx)
+	if n := len(svc.brain.keys); n != 1 {
+		t.Fatalf("unexpected key states after one bid request; got %d; want 1", n)
+	}
+}

@@ -123,6 +123,8 @@ func (s *Service) snapshot(level int, span windows.Span, sortBy, limit int, minI
 	}
 	sc := getScratch()
 	defer putScratch(sc)
+	sc.noTrack = true
+	defer func() { sc.noTrack = false }()
 	multiplierOf := func(e *snapshotEntry) {
 		if _, err := windows.DecodeKey(e.key, s.rollups, &sc.vals); err != nil {
 			e.multiplier = 1
