@@ -41,7 +41,7 @@ type bidScratch struct {
 	// noTrack: the answer is for a listing (the snapshot), not a bid
 	// request; it must not create or keep alive a key's guardrail state.
 	noTrack bool
-	args      []byte // a copy of a batch item's values
+	args    []byte // a copy of a batch item's values
 }
 
 var bidScratchPool = sync.Pool{New: func() any { return &bidScratch{} }}
