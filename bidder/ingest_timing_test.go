@@ -223,7 +223,7 @@ func startBenchService(b *testing.B) *testEnv {
 
 // BenchmarkCheckpoint measures a checkpoint of keys live keys: its size,
 // its duration and the pause of ingest it causes (bid answers are not
-// paused). Run with -benchtime=1x.
+// paused). Run with a small -benchtime, e.g. -benchtime=3x.
 func BenchmarkCheckpoint(b *testing.B) {
 	for _, keys := range []int{100_000, 1_000_000} {
 		if keys > 100_000 && testing.Short() {
