@@ -41,7 +41,6 @@ type bidScratch struct {
 	// noTrack: the answer is for a listing (the snapshot), not a bid
 	// request; it must not create or keep alive a key's guardrail state.
 	noTrack bool
-	args    []byte // a copy of a batch item's values
 }
 
 var bidScratchPool = sync.Pool{New: func() any { return &bidScratch{} }}
@@ -122,9 +121,11 @@ func (s *Service) decide(sc *bidScratch, nowMs int64) {
 		// No data: the goal, pacing and modifier factors still apply.
 		sc.in = models.Input{NowMs: nowMs, Device: sc.vals[windows.DimDevice], Country: sc.vals[windows.DimCountry]}
 	} else {
+		// buildInput leaves the answering key in sc.key, and reads all
+		// its spans once: the answer reports the counts Evaluate used.
 		s.buildInput(sc, a.level, cfg, nowMs)
-		sc.key = windows.AppendKey(sc.key[:0], a.level, s.rollups, &sc.vals)
-		if k := s.brain.key(sc.key, a.level, nowMs, !sc.noTrack); k != nil {
+		a.counts = sc.counts[len(sc.counts)-1]
+		if k := s.brain.key(sc.key, nowMs, !sc.noTrack); k != nil {
 			ks = k.state.Load()
 		}
 	}

@@ -2,6 +2,7 @@ package bidder
 
 import (
 	"encoding/json"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,8 +31,6 @@ type brain struct {
 	campaigns map[string]*campaignCtl
 	keys      map[string]*keyCtl
 	strengths atomic.Pointer[map[string]models.Strength] // parent key + level byte -> fit
-	ticks     atomic.Uint64
-	lastTick  atomic.Int64
 }
 
 type campaignCtl struct {
@@ -41,7 +40,6 @@ type campaignCtl struct {
 }
 
 type keyCtl struct {
-	level    int
 	state    atomic.Pointer[models.KeyState]
 	lastUsed atomic.Int64
 }
@@ -74,7 +72,7 @@ func (b *brain) campaign(name []byte, create bool) *campaignCtl {
 // key returns the guardrail controller of an answering key. With track,
 // it creates it (while fewer than maxKeyStates exist) and marks it used, so
 // the control tick advances it; without, it only looks it up.
-func (b *brain) key(key []byte, level int, nowMs int64, track bool) *keyCtl {
+func (b *brain) key(key []byte, nowMs int64, track bool) *keyCtl {
 	b.mu.RLock()
 	k := b.keys[string(key)]
 	b.mu.RUnlock()
@@ -84,7 +82,7 @@ func (b *brain) key(key []byte, level int, nowMs int64, track bool) *keyCtl {
 	if k == nil {
 		b.mu.Lock()
 		if k = b.keys[string(key)]; k == nil && len(b.keys) < maxKeyStates {
-			k = &keyCtl{level: level}
+			k = &keyCtl{}
 			k.state.Store(&models.KeyState{})
 			b.keys[string(key)] = k
 		}
@@ -134,7 +132,7 @@ func (s *Service) controlTick(nowMs int64) {
 	st := s.store
 	var vals windows.Values
 
-	// Campaign keys first (Scan holds a shard lock: collect, then read).
+	// Campaign keys first: collect them, then read each one's spans.
 	var camps [][]byte
 	st.Scan(s.rollups.Campaign, windows.Span24h, nowMs, func(key []byte, _ windows.Counts) bool {
 		camps = append(camps, append([]byte(nil), key...))
@@ -171,21 +169,33 @@ func (s *Service) controlTick(nowMs int64) {
 
 	s.fitPriors(pol, nowMs)
 
-	// Key states: advance the answered ones, forget the idle ones.
-	s.brain.mu.Lock()
+	// Key states: advance the answered ones, forget the idle ones. The
+	// bid path reads the table under the read lock: hold the write lock
+	// only for the deletions.
 	type entry struct {
 		key string
 		ctl *keyCtl
 	}
-	keys := make([]entry, 0, len(s.brain.keys))
+	var keys []entry
+	var idle []string
+	s.brain.mu.RLock()
 	for k, ctl := range s.brain.keys {
 		if nowMs-ctl.lastUsed.Load() > keyStateIdle.Milliseconds() {
-			delete(s.brain.keys, k)
+			idle = append(idle, k)
 			continue
 		}
 		keys = append(keys, entry{k, ctl})
 	}
-	s.brain.mu.Unlock()
+	s.brain.mu.RUnlock()
+	if len(idle) > 0 {
+		s.brain.mu.Lock()
+		for _, k := range idle {
+			if ctl := s.brain.keys[k]; ctl != nil && nowMs-ctl.lastUsed.Load() > keyStateIdle.Milliseconds() {
+				delete(s.brain.keys, k)
+			}
+		}
+		s.brain.mu.Unlock()
+	}
 	sc := getScratch()
 	defer putScratch(sc)
 	for _, e := range keys {
@@ -195,13 +205,23 @@ func (s *Service) controlTick(nowMs int64) {
 		}
 		cfg := pol.For(sc.vals[windows.DimCampaign])
 		s.buildInput(sc, lvl, cfg, nowMs)
+		if hourlyOK {
+			// The key's hourly buckets tell the delay correction the age
+			// of its older clicks.
+			var hourly [24]windows.Counts
+			key := []byte(e.key)
+			if models.ReadBuckets(func(at int64) windows.Counts {
+				cnt, _ := st.ReadSpan(key, windows.Span24h, at)
+				return cnt
+			}, time.Hour.Milliseconds(), nowMs, hourly[:]) {
+				sc.in.Hourly = &hourly
+			}
+		}
 		cs := s.campaignState(sc.vals[windows.DimCampaign])
 		next := *e.ctl.state.Load()
 		next.Tick(cfg, &sc.in, cs)
 		e.ctl.state.Store(&next)
 	}
-	s.brain.ticks.Add(1)
-	s.brain.lastTick.Store(nowMs)
 }
 
 // fitPriors refits, for every level with a parent, the prior strengths of
@@ -209,29 +229,36 @@ func (s *Service) controlTick(nowMs int64) {
 func (s *Service) fitPriors(pol *models.Policies, nowMs int64) {
 	out := map[string]models.Strength{}
 	var vals windows.Values
+	// Each campaign's siblings are fitted on its own policy window.
+	spans := []windows.Span{pol.Default.Performance.Window}
+	for _, c := range pol.Campaigns {
+		if !slices.Contains(spans, c.Performance.Window) {
+			spans = append(spans, c.Performance.Window)
+		}
+	}
 	for lvl, r := range s.rollups.Levels {
 		if r.Parent < 0 {
 			continue
 		}
-		groups := map[string][]windows.Counts{}
-		campaignOf := map[string]string{}
-		span := pol.Default.Performance.Window
-		s.store.Scan(lvl, span, nowMs, func(key []byte, c windows.Counts) bool {
-			if _, err := windows.DecodeKey(key, s.rollups, &vals); err != nil {
+		for _, span := range spans {
+			groups := map[string][]windows.Counts{}
+			campaignOf := map[string]string{}
+			s.store.Scan(lvl, span, nowMs, func(key []byte, c windows.Counts) bool {
+				if _, err := windows.DecodeKey(key, s.rollups, &vals); err != nil {
+					return true
+				}
+				pk := string(append(windows.AppendKey(nil, r.Parent, s.rollups, &vals), byte(lvl)))
+				groups[pk] = append(groups[pk], c)
+				campaignOf[pk] = string(vals[windows.DimCampaign])
 				return true
+			})
+			for pk, sib := range groups {
+				cfg := pol.For([]byte(campaignOf[pk]))
+				if cfg.Performance.Window != span || !cfg.Performance.EmpiricalBayes.Enabled {
+					continue
+				}
+				out[pk] = models.FitPriors(&cfg.Performance, sib).Strength
 			}
-			pk := string(append(windows.AppendKey(nil, r.Parent, s.rollups, &vals), byte(lvl)))
-			groups[pk] = append(groups[pk], c)
-			campaignOf[pk] = string(vals[windows.DimCampaign])
-			return true
-		})
-		for pk, sib := range groups {
-			cfg := pol.For([]byte(campaignOf[pk]))
-			if !cfg.Performance.EmpiricalBayes.Enabled {
-				continue
-			}
-			fit := models.FitPriors(&cfg.Performance, sib)
-			out[pk] = fit.Strength
 		}
 	}
 	s.brain.strengths.Store(&out)
@@ -247,7 +274,8 @@ func (s *Service) campaignState(campaign []byte) *models.CampaignState {
 
 // buildInput fills sc.in for the key of level lvl named by sc.vals: the
 // chain's counts in the policy window and all its spans, the fitted prior
-// strengths, the request's device and country.
+// strengths, the request's device and country. It leaves the key of level
+// lvl (the last of the chain) in sc.key.
 func (s *Service) buildInput(sc *bidScratch, lvl int, cfg *models.CampaignPolicy, nowMs int64) {
 	sc.chain = s.rollups.Chain(sc.chain[:0], lvl)
 	sc.counts = sc.counts[:0]
@@ -324,7 +352,7 @@ func (s *Service) restoreControllers(raw json.RawMessage, nowMs int64) error {
 		if err != nil || len(key) == 0 {
 			continue
 		}
-		if ctl := s.brain.key(key, windows.KeyLevel(key), nowMs, true); ctl != nil {
+		if ctl := s.brain.key(key, nowMs, true); ctl != nil {
 			st := ks
 			ctl.state.Store(&st)
 		}

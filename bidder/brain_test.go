@@ -164,3 +164,28 @@ func TestSnapshotDoesNotTrackKeys(t *testing.T) {
 		t.Fatalf("unexpected key states after one bid request; got %d; want 1", n)
 	}
 }
+
+func TestControlTickFitsPriors(t *testing.T) {
+	svc, _ := newTestService(t)
+	// Ten placements under c1/cr1 with different CTRs: siblings to fit.
+	var parts []string
+	for p := 0; p < 10; p++ {
+		for i := 0; i < 200; i++ {
+			id := fmt.Sprintf("p%d-%d", p, i)
+			parts = append(parts, ev(id, "impression", testNow, "c1", "cr1", fmt.Sprintf("p%d", p)))
+			if i < 2+p*3 {
+				parts = append(parts, ev(id, "click", testNow, "c1", "cr1", fmt.Sprintf("p%d", p)))
+			}
+		}
+	}
+	svc.ingest.apply([]byte("["+strings.Join(parts, ",")+"]"), testNow)
+	svc.controlTick(testNow)
+	if n := len(*svc.brain.strengths.Load()); n == 0 {
+		t.Fatalf("the control tick fitted no prior strengths")
+	}
+	ctx := requestCtx("/v1/multiplier?campaign=c1&creative=cr1&placement=p9&explain=1")
+	svc.serveHTTP(ctx)
+	if !strings.Contains(string(ctx.Response.Body()), `"prior_strength"`) || strings.Contains(string(ctx.Response.Body()), `"prior_strength":1000,`) {
+		t.Fatalf("explain lacks a fitted prior strength (the configured one is 1000): %s", ctx.Response.Body())
+	}
+}

@@ -364,4 +364,10 @@ func (s *Service) resetState() {
 	for _, c := range s.counterStats() {
 		c.Set(0)
 	}
+	// Everything a discarded checkpoint may have restored goes too.
+	s.brain = newBrain()
+	s.ingest.newestTs.Store(0)
+	s.ckpt.loaded.Store(false)
+	s.ckpt.lastSeq.Store(0)
+	s.ckpt.lastAtMs.Store(0)
 }

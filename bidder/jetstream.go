@@ -342,9 +342,10 @@ func (j *jsIngest) progress() float64 {
 	return float64(applied-start+1) / float64(target-start+1)
 }
 
-// publishDeadLetter stores a dead letter in the DLQ stream and waits for
-// the acknowledgement, so a poison message is acknowledged only once its
-// dead letter is stored.
+// publishDeadLetter stores a dead letter in the DLQ stream and waits (at
+// most 5 s, the applier waiting with it) for the acknowledgement. The caller
+// acknowledges the poison message afterwards either way: a dead letter that
+// could not be stored is counted and logged, never retried in a loop.
 func (j *jsIngest) publishDeadLetter(m *nats.Msg) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -46,7 +46,6 @@ var (
 
 // sseFrame is one event as written on the wire; immutable once published.
 type sseFrame struct {
-	seq  uint64
 	data []byte
 }
 
@@ -290,7 +289,7 @@ func (h *sseHub) buildFrame(seq uint64, g *sseGroup, common []byte) *sseFrame {
 	b = append(b, `,"snapshot":`...)
 	b = append(b, snap...)
 	b = append(b, "}\n\n"...)
-	return &sseFrame{seq: seq, data: b}
+	return &sseFrame{data: b}
 }
 
 // current returns the latest frame of st's query and the channel closed on
