@@ -1,21 +1,22 @@
 package bidder
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/VictoriaMetrics/fastcache"
-
 	"github.com/bidpulse/bidpulse/bidder/event"
+	"github.com/bidpulse/bidpulse/bidder/idset"
 	"github.com/bidpulse/bidpulse/windows"
 )
 
@@ -23,8 +24,8 @@ import (
 // produced: the windows, the dedup set, the stats counters and the newest
 // event time. It is one file, written to a temporary name, fsynced and
 // renamed, so a reader sees the old checkpoint or the new one, never half.
-// The dedup set is a fastcache directory beside it, named after the
-// sequence and written before the file that names it.
+// The dedup set is an idset file beside it (dedup-<seq>.idset), named after
+// the sequence and written before the file that names it.
 //
 // File layout (little endian):
 //
@@ -49,7 +50,7 @@ type checkpointHeader struct {
 	Resolutions []checkpointRes   `json:"resolutions"`
 	Rollups     []string          `json:"rollups"`
 	NewestTs    int64             `json:"newest_event_ms"`
-	DedupDir    string            `json:"dedup_dir"`
+	DedupFile   string            `json:"dedup_file"`
 	DedupGen    uint64            `json:"dedup_gen"`
 	Stats       map[string]uint64 `json:"stats"`
 	Controllers json.RawMessage   `json:"controllers,omitempty"`
@@ -127,7 +128,7 @@ func (s *Service) writeCheckpoint() error {
 		WrittenAt: time.UnixMilli(s.clock.NowMs()).UTC(),
 		Rollups:   s.rollups.Names(),
 		NewestTs:  s.ingest.newestTs.Load(),
-		DedupDir:  fmt.Sprintf("dedup-%d", seq),
+		DedupFile: fmt.Sprintf("dedup-%d.idset", seq),
 		DedupGen:  s.dedup.gen,
 		Stats:     map[string]uint64{},
 	}
@@ -135,26 +136,21 @@ func (s *Service) writeCheckpoint() error {
 		h.Stats[name] = c.Get()
 	}
 	h.Controllers = s.snapshotControllers()
+	dedupSnap := s.dedup.set.Snapshot()
 	_, err := s.store.WriteCheckpoint(&win)
 	pause := time.Since(t0)
 	s.applyMu.Unlock()
+	// The dedup set is written while ingest goes on: entries added after
+	// seq carry a later sequence and are ignored when it is loaded.
+	dedupErr := writeFileAtomic(filepath.Join(dir, h.DedupFile), dedupSnap.WriteTo)
 	if err != nil {
 		return s.checkpointFailed(fmt.Errorf("cannot snapshot the windows at seq %d: %w", seq, err))
 	}
-	// The dedup set is saved while ingest goes on: entries added after
-	// seq carry a later sequence and are ignored when it is loaded.
-	dedupTmp := filepath.Join(dir, h.DedupDir+".tmp")
-	os.RemoveAll(dedupTmp)
-	if err := s.dedup.c.SaveToFileConcurrent(dedupTmp, 2); err != nil {
-		return s.checkpointFailed(fmt.Errorf("cannot save the dedup set at seq %d: %w", seq, err))
+	if dedupErr != nil {
+		return s.checkpointFailed(fmt.Errorf("cannot save the dedup set at seq %d: %w", seq, dedupErr))
 	}
 	for _, r := range s.store.Resolutions() {
 		h.Resolutions = append(h.Resolutions, checkpointRes{WidthMs: r.Width.Milliseconds(), Buckets: r.Buckets})
-	}
-	dedupDir := filepath.Join(dir, h.DedupDir)
-	os.RemoveAll(dedupDir)
-	if err := os.Rename(dedupTmp, dedupDir); err != nil {
-		return s.checkpointFailed(fmt.Errorf("cannot rename dedup snapshot: %w", err))
 	}
 	size, err := writeCheckpointFile(s.checkpointPath(), &h, win.Bytes())
 	if err != nil {
@@ -163,7 +159,7 @@ func (s *Service) writeCheckpoint() error {
 	// Older dedup snapshots are no longer named by any checkpoint.
 	if entries, err := os.ReadDir(dir); err == nil {
 		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), "dedup-") && e.Name() != h.DedupDir {
+			if strings.HasPrefix(e.Name(), "dedup-") && e.Name() != h.DedupFile {
 				os.RemoveAll(filepath.Join(dir, e.Name()))
 			}
 		}
@@ -206,17 +202,33 @@ func writeCheckpointFile(path string, h *checkpointHeader, win []byte) (int64, e
 	var tail [4]byte
 	binary.LittleEndian.PutUint32(tail[:], crc)
 
+	err = writeFileAtomic(path, func(w io.Writer) (int64, error) {
+		for _, b := range [][]byte{pre.Bytes(), win, tail[:]} {
+			if _, err := w.Write(b); err != nil {
+				return 0, err
+			}
+		}
+		return 0, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cannot write checkpoint: %w", err)
+	}
+	return int64(pre.Len() + len(win) + len(tail)), nil
+}
+
+// writeFileAtomic writes path through write into a temporary file, syncs
+// it and renames it over path, then syncs the directory: a reader sees the
+// old file or the new one, never part of one.
+func writeFileAtomic(path string, write func(w io.Writer) (int64, error)) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
-		return 0, fmt.Errorf("cannot create checkpoint: %w", err)
+		return err
 	}
-	_, err = f.Write(pre.Bytes())
+	bw := bufio.NewWriterSize(f, 1<<20)
+	_, err = write(bw)
 	if err == nil {
-		_, err = f.Write(win)
-	}
-	if err == nil {
-		_, err = f.Write(tail[:])
+		err = bw.Flush()
 	}
 	if err == nil {
 		err = f.Sync()
@@ -224,18 +236,18 @@ func writeCheckpointFile(path string, h *checkpointHeader, win []byte) (int64, e
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
 	if err != nil {
 		os.Remove(tmp)
-		return 0, fmt.Errorf("cannot write checkpoint: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return 0, fmt.Errorf("cannot rename checkpoint: %w", err)
+		return err
 	}
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		d.Sync()
 		d.Close()
 	}
-	return int64(pre.Len() + len(win) + len(tail)), nil
+	return nil
 }
 
 // errNoCheckpoint means there is no checkpoint to load.
@@ -313,11 +325,11 @@ func (s *Service) loadCheckpoint() uint64 {
 	if err := s.restoreControllers(h.Controllers, s.clock.NowMs()); err != nil {
 		s.checkpointLoadFailed(path, fmt.Errorf("cannot load the controller state (controllers start afresh): %w", err))
 	}
-	dedupDir := filepath.Join(s.checkpointDir(), h.DedupDir)
-	if c, err := fastcache.LoadFromFile(dedupDir); err != nil {
-		s.checkpointLoadFailed(dedupDir, fmt.Errorf("cannot load the dedup set (duplicates of events counted before the checkpoint will not be recognised): %w", err))
+	dedupPath := filepath.Join(s.checkpointDir(), h.DedupFile)
+	if set, err := readDedup(dedupPath, s.opts.DedupSize); err != nil {
+		s.checkpointLoadFailed(dedupPath, fmt.Errorf("cannot load the dedup set (duplicates of events counted before the checkpoint will not be recognised): %w", err))
 	} else {
-		s.dedup.restored(c, h.DedupGen, h.Seq)
+		s.dedup.restored(set, h.DedupGen, h.Seq)
 	}
 	s.ckpt.loaded.Store(true)
 	s.ckpt.lastSeq.Store(h.Seq)
@@ -370,4 +382,17 @@ func (s *Service) resetState() {
 	s.ckpt.loaded.Store(false)
 	s.ckpt.lastSeq.Store(0)
 	s.ckpt.lastAtMs.Store(0)
+}
+
+// readDedup reads a dedup set saved by a checkpoint.
+func readDedup(path string, maxBytes int) (*idset.Set, error) {
+	if filepath.Base(path) == "." || !strings.HasPrefix(filepath.Base(path), "dedup-") {
+		return nil, fmt.Errorf("checkpoint names no dedup file")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return idset.Read(f, maxBytes)
 }

@@ -92,9 +92,10 @@ func (in *ingester) applyAt(payload []byte, nowMs, defaultTs int64) {
 	in.flush()
 }
 
-// flush applies the pending window writes. They only touch keys that
-// exist, and only the applier adds or (through evict, under the same lock)
-// removes keys, so none can be refused.
+// flush applies the pending window writes. They touch keys that exist, or
+// new keys queued while the store had room for all of them; only the
+// applier adds or (through evict, under the same lock) removes keys, so none
+// can be refused.
 func (in *ingester) flush() {
 	if len(in.pend) > 0 {
 		in.flushWrites()
@@ -119,7 +120,7 @@ func (in *ingester) flushWrites() {
 		in.batch = append(in.batch, windows.Event{Key: in.pendKeys[p.start:p.end], TsMs: p.ts, C: p.c})
 	}
 	if n := in.svc.store.AddBatch(in.batch, in.nowMs, nil); n != len(in.batch) {
-		panic("BUG: windows refused an existing key")
+		panic("BUG: windows refused a write the key-cap check let through")
 	}
 	in.pend, in.pendKeys = in.pend[:0], in.pendKeys[:0]
 }
@@ -149,11 +150,16 @@ func (in *ingester) applyEvent(ev *event.Event, nowMs int64) {
 		s.future.Inc()
 		return
 	}
-	if svc.dedup.seen(ev.Type, ev.ID) {
+	fp := svc.dedup.hash(ev.Type, ev.ID)
+	if svc.dedup.seen(fp) {
 		s.duplicates.Inc()
 		return
 	}
-	// Every rollup whose dimensions the event has.
+	// Every rollup whose dimensions the event has. Far from the key cap
+	// (room for every pending write and every level of this event to be a
+	// new key) the keys need no look-up here: AddBatch creates the missing
+	// ones when flush runs, and none can be refused.
+	room := svc.store.Len()+len(in.pend)+len(svc.rollups.Levels) <= svc.store.MaxKeys()
 	in.keys, in.offs = in.keys[:0], in.offs[:0]
 	missing := 0
 	start := 0
@@ -163,7 +169,7 @@ func (in *ingester) applyEvent(ev *event.Event, nowMs int64) {
 		}
 		in.keys = windows.AppendKey(in.keys, lvl, svc.rollups, &ev.Dims)
 		in.offs = append(in.offs, len(in.keys))
-		if !svc.store.Contains(in.keys[start:]) {
+		if !room && !svc.store.Contains(in.keys[start:]) {
 			missing++
 		}
 		start = len(in.keys)
@@ -211,7 +217,7 @@ func (in *ingester) applyEvent(ev *event.Event, nowMs int64) {
 	if ev.Type == event.Conversion && ev.HasClickTS && ev.ClickTS <= ts {
 		svc.recordDelay(ev.Dims[windows.DimCampaign], ev.ClickTS, ts)
 	}
-	svc.dedup.add(ev.Type, ev.ID, in.seq)
+	svc.dedup.add(fp, in.seq)
 	if ts > in.newestTs.Load() {
 		in.newestTs.Store(ts)
 	}

@@ -21,6 +21,8 @@ func FuzzParse(f *testing.F) {
 		`{"id":"a","type":"click","campaign":"c","cost":NaN}`,
 		`{"id":"a","type":"click","campaign":"c","cost":9000000000000.0000001,"ts":-0}`,
 		"[{\"id\":\"\xff\",\"type\":\"click\",\"campaign\":\"c\"}]",
+		` [ {"id":"a","type":"conversion","campaign":"c","device":null,"x":true,"y":false,"z":-1.5E+3,"click_ts":9,"value":0.5} ] `,
+		`{"id":"a","type":"click","campaign":"c","country":"fr","device":"TV","ts":01}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -58,6 +60,7 @@ func FuzzParse(f *testing.F) {
 		if n != calls {
 			t.Fatalf("unexpected count; got %d; want %d callbacks", n, calls)
 		}
+		checkFastPath(t, payload)
 		for _, ev := range evs {
 			checkEvent(t, ev)
 			out := AppendJSON(nil, ev)
@@ -73,6 +76,29 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkFastPath checks that when the fast path accepts payload, the general path accepts every
+// event of it too and yields the same events.
+func checkFastPath(t *testing.T, payload []byte) {
+	t.Helper()
+	var p Parser
+	n, ok := p.fastParse(payload)
+	if !ok {
+		return
+	}
+	var fast, general []*Event
+	p.emitFast(n, func(ev *Event, reason Reason, raw []byte) { fast = append(fast, cloneEvent(ev)) })
+	var g Parser
+	gn := g.parseGeneral(payload, func(ev *Event, reason Reason, raw []byte) {
+		if reason != OK {
+			t.Fatalf("unexpected fast-path acceptance of %q; the general path rejects an event: %s", payload, reason)
+		}
+		general = append(general, cloneEvent(ev))
+	})
+	if gn != n || !reflect.DeepEqual(fast, general) {
+		t.Fatalf("unexpected fast-path events for %q; got %d: %+v; the general path gives %d: %+v", payload, n, fast, gn, general)
+	}
 }
 
 // checkEvent checks the invariants of a valid event.

@@ -8,7 +8,10 @@ import (
 	"github.com/valyala/fastjson"
 )
 
-// Parser parses event payloads without reflection (github.com/valyala/fastjson).
+// Parser parses event payloads without reflection. The payloads trackers send (an event object
+// or an array of them, with plain ASCII strings) take a single-pass fast path (fast.go); any
+// other payload, and every payload with a rejection, takes the general path built on
+// github.com/valyala/fastjson, which decides. Both give the same events (FuzzParse checks it).
 //
 // A Parser is not safe for concurrent use; reuse one per goroutine. Steady state allocates
 // nothing per event: buffers grow to the largest payload seen and are kept. Rejections may
@@ -41,6 +44,8 @@ import (
 type Parser struct {
 	jp fastjson.Parser
 	ev Event
+	// evs holds the events of the payload on the fast path (see fastParse).
+	evs []Event
 
 	// fields holds the values of the known keys of the object being checked (nil = absent).
 	fields [numFields]*fastjson.Value
@@ -88,6 +93,15 @@ var dimFields = [windows.NumDims]int{
 // Parse returns the number of events seen: an unparsable payload counts 1, an empty array 0.
 // payload is not modified nor retained.
 func (p *Parser) Parse(payload []byte, fn func(ev *Event, reason Reason, raw []byte)) int {
+	if n, ok := p.fastParse(payload); ok {
+		p.emitFast(n, fn)
+		return n
+	}
+	return p.parseGeneral(payload, fn)
+}
+
+// parseGeneral is Parse without the fast path.
+func (p *Parser) parseGeneral(payload []byte, fn func(ev *Event, reason Reason, raw []byte)) int {
 	// fastjson's Parser bounds the nesting depth; its Validate does not, so it runs second, on a
 	// document already known to be shallow, to reject what the lax Parser accepts.
 	v, err := p.jp.ParseBytes(payload)

@@ -1,0 +1,87 @@
+package event
+
+import (
+	"reflect"
+	"testing"
+)
+
+// TestFastPath checks which payloads take the fast path, and that those that do give the events
+// of the general path.
+func TestFastPath(t *testing.T) {
+	for _, tc := range []struct {
+		payload string
+		fast    bool
+	}{
+		{string(benchSingle), true},
+		{string(benchBatch), true},
+		{" \n[ {\"id\" : \"a\" ,\"type\":\"conversion\",\"campaign\":\"c\",\"click_ts\":5, \"value\":1e2} ]\t", true},
+		{`{"id":"a","type":"click","campaign":"c","device":null,"x":true,"y":false,"z":-1.5E+3,"w":null}`, true},
+		{`{"id":"a","type":"click","campaign":"c","click_ts":7}`, true}, // click_ts dropped: not a conversion
+		{`{"x":"","id":"a","type":"impression","campaign":"c","country":"fr","device":"TV"}`, true},
+		// Everything below takes the general path.
+		{`[]`, false},
+		{`{}`, false},
+		{`{"id":"a","type":"click","campaign":"c",}`, false},
+		{`{"id":"a","type":"click","campaign":"c"} x`, false},
+		{`{"id":"a","type":"click","campaign":"c"`, false},
+		{`{"id":"a","id":"b","type":"click","campaign":"c"}`, false},
+		{`{"id":"a","type":"click","campaign":"c","cost":-1}`, false},
+		{`{"id":"a","type":"click","campaign":"c","ts":01}`, false},
+		{`{"id":"a","type":"click","campaign":"c","ts":1.5}`, false},
+		{`{"id":"a","type":"click","campaign":"c","ts":"1"}`, false},
+		{`{"id":"a","type":"click","campaign":"c","creative":""}`, false},
+		{`{"id":"a","type":"click","campaign":"c","creative":1}`, false},
+		{`{"id":"a\u0062","type":"click","campaign":"c"}`, false},
+		{`{"id":"é","type":"click","campaign":"c"}`, false},
+		{`{"id":"a","type":"click","campaign":"c","x":{"y":1}}`, false},
+		{`{"id":"a","type":"click","campaign":"c","x":[1]}`, false},
+		{`{"id":"a","type":"click","campaign":"c","x":tru}`, false},
+		{`{"id":"a","type":"click","campaign":"c","device":true}`, false},
+		{`{"id":"a","type":"Click","campaign":"c"}`, false},
+		{`{"id":"a","type":"click"}`, false},
+		{`[{"id":"a","type":"click","campaign":"c"},1]`, false},
+		{`[{"id":"a","type":"click","campaign":"c"}`, false},
+		{`{"id":"a","type":"click","campaign":"c","cost":1.}`, false},
+		{`{"id":"a","type":"click","campaign":"c","cost":1e}`, false},
+		{`{"id":"a","type":"click","campaign":"c","cost":-}`, false},
+		{"{\"id\":\"a\tb\",\"type\":\"click\",\"campaign\":\"c\"}", false},
+	} {
+		var p Parser
+		_, fast := p.fastParse([]byte(tc.payload))
+		if fast != tc.fast {
+			t.Errorf("unexpected path for %q; got fast %v; want %v", tc.payload, fast, tc.fast)
+		}
+		checkFastPath(t, []byte(tc.payload))
+	}
+}
+
+// TestFastPathLimit checks that an array of more than maxFastEvents events takes the general path
+// and still yields every event, and that the Parser drops its references to the payload.
+func TestFastPathLimit(t *testing.T) {
+	b := []byte{'['}
+	for i := range maxFastEvents + 1 {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"id":"a","type":"click","campaign":"c"}`...)
+	}
+	b = append(b, ']')
+	var p Parser
+	if _, fast := p.fastParse(b); fast {
+		t.Fatalf("unexpected fast path for %d events", maxFastEvents+1)
+	}
+	n := p.Parse(b, func(ev *Event, reason Reason, raw []byte) {
+		if reason != OK {
+			t.Fatalf("unexpected rejection %s", reason)
+		}
+	})
+	if n != maxFastEvents+1 {
+		t.Fatalf("unexpected count; got %d; want %d", n, maxFastEvents+1)
+	}
+	p.Parse(benchBatch, func(*Event, Reason, []byte) {})
+	for i := range p.evs {
+		if !reflect.DeepEqual(p.evs[i], Event{}) {
+			t.Fatalf("unexpected event %d kept after Parse: %+v", i, p.evs[i])
+		}
+	}
+}

@@ -1,0 +1,181 @@
+// Package idset is the bidder's memory of counted event ids: a bounded set of 128-bit
+// fingerprints, each with a 64-bit tag, that remembers at least the last Horizon ids put in it.
+//
+// It is two open-addressing tables of equal size: new ids go into the current one; when that holds
+// Horizon ids, the previous table is dropped, the current one becomes the previous, and an empty
+// table becomes current. A look-up checks both, so every one of the last Horizon ids (and up to
+// 2*Horizon) is found. Tables are pointer-free slices: the garbage collector does not scan them.
+//
+// Cost: a look-up of a new id touches one cache line in each table (about two at the highest
+// load), and Put writes the line Get just read. Prefetch starts those loads early, so a caller
+// holding several ids (a batch message) overlaps their cache misses.
+//
+// Fingerprints are two independent seeded 64-bit xxhash sums of the id: two ids collide with a
+// probability of 2^-128 per pair, so a false "seen" (an event counted as a duplicate) needs about
+// 2^64 ids. The seed is random per Set and saved with it.
+//
+// Concurrency: one writer (Get, Put, Reset) at a time; Snapshot may be taken by the writer and
+// written out by another goroutine while the writer goes on.
+package idset
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"math/bits"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// EntryBytes is the memory of one slot: the two fingerprint halves and the tag.
+const EntryBytes = 24
+
+// maxLoad is the fill, in percent, at which the current table is rotated: linear probing stays
+// within a cache line or two up to there.
+const maxLoad = 70
+
+// FP is the fingerprint of an id. The zero FP is never produced.
+type FP struct{ h1, h2 uint64 }
+
+// Set is a bounded set of id fingerprints with tags. The zero Set is not usable; call New.
+type Set struct {
+	seed1, seed2 uint64
+	slots        uint64 // per table
+	horizon      int    // ids per table before rotation
+	tabs         atomic.Pointer[tables]
+	n, nPrev     int // ids in the current and the previous table
+	// spare is a dropped table kept for reuse, unless a snapshot may still read it.
+	spare     []uint64
+	snapshots atomic.Int32 // snapshots not yet written out
+	digest    xxhash.Digest
+}
+
+// tables is the current and the previous table, swapped together so a snapshot sees a pair that
+// existed.
+type tables struct{ cur, prev []uint64 }
+
+// New returns a Set using about maxBytes for its two tables (at least 2 slots each).
+func New(maxBytes int) *Set {
+	var b [16]byte
+	rand.Read(b[:])
+	return newSet(maxBytes, binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:]))
+}
+
+func newSet(maxBytes int, seed1, seed2 uint64) *Set {
+	slots := uint64(max(maxBytes/2/EntryBytes, 2))
+	s := &Set{seed1: seed1, seed2: seed2, slots: slots, horizon: int(max(slots*maxLoad/100, 1))}
+	s.tabs.Store(&tables{cur: make([]uint64, 3*slots), prev: make([]uint64, 3*slots)})
+	return s
+}
+
+// Horizon returns how many of the most recent ids the Set is sure to remember.
+func (s *Set) Horizon() int { return s.horizon }
+
+// Len returns the number of ids held (at most 2*Horizon). Writer only.
+func (s *Set) Len() int { return s.n + s.nPrev }
+
+// Bytes returns the memory of the tables.
+func (s *Set) Bytes() int64 { return int64(2 * 3 * 8 * s.slots) }
+
+// Hash returns the fingerprint of id. It does not allocate.
+func (s *Set) Hash(id []byte) FP {
+	s.digest.ResetWithSeed(s.seed1)
+	s.digest.Write(id)
+	h1 := s.digest.Sum64() | 1 // 0 marks an empty slot
+	s.digest.ResetWithSeed(s.seed2)
+	s.digest.Write(id)
+	return FP{h1, s.digest.Sum64()}
+}
+
+// home returns the first slot of fp in a table.
+func (s *Set) home(fp FP) uint64 {
+	hi, _ := bits.Mul64(fp.h1, s.slots)
+	return hi
+}
+
+// Prefetch starts loading the lines a Get or Put of fp will read.
+func (s *Set) Prefetch(fp FP) {
+	t := s.tabs.Load()
+	i := 3 * s.home(fp)
+	prefetch(unsafe.Pointer(&t.cur[i]))
+	prefetch(unsafe.Pointer(&t.prev[i]))
+}
+
+// Get returns the tag of fp; false when fp is not held.
+func (s *Set) Get(fp FP) (uint64, bool) {
+	t := s.tabs.Load()
+	if i, ok := s.find(t.cur, fp); ok {
+		return atomic.LoadUint64(&t.cur[i+2]), true
+	}
+	if i, ok := s.find(t.prev, fp); ok {
+		return atomic.LoadUint64(&t.prev[i+2]), true
+	}
+	return 0, false
+}
+
+// find returns the index of fp's slot in t, or of the empty slot that ends its probe.
+func (s *Set) find(t []uint64, fp FP) (uint64, bool) {
+	i := 3 * s.home(fp)
+	end := uint64(len(t))
+	for {
+		h := atomic.LoadUint64(&t[i])
+		if h == 0 {
+			return i, false
+		}
+		if h == fp.h1 && t[i+1] == fp.h2 {
+			return i, true
+		}
+		if i += 3; i == end {
+			i = 0
+		}
+	}
+}
+
+// Put records fp with tag: it updates the tag when fp is held in the current table, else adds fp
+// to the current table (rotating first when it is full).
+func (s *Set) Put(fp FP, tag uint64) {
+	t := s.tabs.Load()
+	i, ok := s.find(t.cur, fp)
+	if ok {
+		atomic.StoreUint64(&t.cur[i+2], tag)
+		return
+	}
+	if s.n >= s.horizon {
+		t = s.rotate(t)
+		i, _ = s.find(t.cur, fp)
+	}
+	t.cur[i+1], t.cur[i+2] = fp.h2, tag
+	atomic.StoreUint64(&t.cur[i], fp.h1) // publishes the slot to a concurrent snapshot
+	s.n++
+}
+
+// rotate drops the previous table and starts an empty current one.
+func (s *Set) rotate(t *tables) *tables {
+	fresh := s.spare
+	s.spare = nil
+	if fresh == nil {
+		fresh = make([]uint64, 3*s.slots)
+	} else {
+		clear(fresh)
+	}
+	nt := &tables{cur: fresh, prev: t.cur}
+	s.tabs.Store(nt)
+	if s.snapshots.Load() == 0 {
+		s.spare = t.prev
+	}
+	s.n, s.nPrev = 0, s.n
+	return nt
+}
+
+// Reset forgets every id.
+func (s *Set) Reset() {
+	t := s.tabs.Load()
+	s.n, s.nPrev = 0, 0
+	if s.snapshots.Load() == 0 {
+		clear(t.cur)
+		clear(t.prev)
+		return
+	}
+	s.tabs.Store(&tables{cur: make([]uint64, 3*s.slots), prev: make([]uint64, 3*s.slots)})
+}
