@@ -6,6 +6,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/bidpulse/bidpulse/bidder/event"
+	"github.com/bidpulse/bidpulse/bidder/idset"
 	"github.com/bidpulse/bidpulse/windows"
 )
 
@@ -47,6 +48,11 @@ type ingester struct {
 	// ingest lag.
 	newestTs atomic.Int64
 	onEvent  func(ev *event.Event, reason event.Reason, raw []byte)
+	// fps holds the dedup fingerprints of the events of a batch message,
+	// computed (and their slots prefetched) before the first is applied;
+	// next is the index of the next event to apply.
+	fps  []idset.FP
+	next int
 }
 
 // pendingAdd is one window write waiting for flush; its key is
@@ -64,7 +70,20 @@ func newIngester(svc *Service) *ingester {
 	in := &ingester{svc: svc}
 	// A method value made once, so parsing a message allocates no closure.
 	in.onEvent = in.handleEvent
+	in.parser.BeforeEvents = in.prefetch
 	return in
+}
+
+// prefetch computes the dedup fingerprints of a batch's events and starts
+// loading their slots, so the set's cache misses overlap.
+func (in *ingester) prefetch(evs []event.Event) {
+	d := in.svc.dedup
+	in.fps = in.fps[:0]
+	for i := range evs {
+		fp := d.hash(evs[i].Type, evs[i].ID)
+		d.set.Prefetch(fp)
+		in.fps = append(in.fps, fp)
+	}
 }
 
 // handleMsg is the NATS message handler. msg.Data is not kept after return.
@@ -88,7 +107,9 @@ func (in *ingester) apply(payload []byte, nowMs int64) {
 // applyAt is apply with defaultTs as the time of events without ts.
 func (in *ingester) applyAt(payload []byte, nowMs, defaultTs int64) {
 	in.nowMs, in.defaultTs = nowMs, defaultTs
+	in.fps, in.next = in.fps[:0], 0
 	in.parser.Parse(payload, in.onEvent)
+	in.fps = in.fps[:0]
 	in.flush()
 }
 
@@ -128,15 +149,23 @@ func (in *ingester) flushWrites() {
 func (in *ingester) handleEvent(ev *event.Event, reason event.Reason, raw []byte) {
 	s := in.svc.stats
 	s.received.Inc()
+	k := in.next
+	in.next++
 	if reason != event.OK {
 		s.rejected[reason].Inc()
 		in.deadLetter(raw, reason)
 		return
 	}
-	in.applyEvent(ev, in.nowMs)
+	var fp idset.FP
+	if k < len(in.fps) {
+		fp = in.fps[k]
+	} else {
+		fp = in.svc.dedup.hash(ev.Type, ev.ID)
+	}
+	in.applyEvent(ev, fp, in.nowMs)
 }
 
-func (in *ingester) applyEvent(ev *event.Event, nowMs int64) {
+func (in *ingester) applyEvent(ev *event.Event, fp idset.FP, nowMs int64) {
 	svc, s := in.svc, in.svc.stats
 	ts := in.defaultTs
 	if ev.HasTS {
@@ -150,34 +179,8 @@ func (in *ingester) applyEvent(ev *event.Event, nowMs int64) {
 		s.future.Inc()
 		return
 	}
-	fp := svc.dedup.hash(ev.Type, ev.ID)
 	if svc.dedup.seen(fp) {
 		s.duplicates.Inc()
-		return
-	}
-	// Every rollup whose dimensions the event has. Far from the key cap
-	// (room for every pending write and every level of this event to be a
-	// new key) the keys need no look-up here: AddBatch creates the missing
-	// ones when flush runs, and none can be refused.
-	room := svc.store.Len()+len(in.pend)+len(svc.rollups.Levels) <= svc.store.MaxKeys()
-	in.keys, in.offs = in.keys[:0], in.offs[:0]
-	missing := 0
-	start := 0
-	for lvl := range svc.rollups.Levels {
-		if !svc.rollups.Covers(lvl, &ev.Dims) {
-			continue
-		}
-		in.keys = windows.AppendKey(in.keys, lvl, svc.rollups, &ev.Dims)
-		in.offs = append(in.offs, len(in.keys))
-		if !room && !svc.store.Contains(in.keys[start:]) {
-			missing++
-		}
-		start = len(in.keys)
-	}
-	// The whole event is refused when it needs a new key and the cap is
-	// full, so a child never counts more than its parent.
-	if missing > 0 && svc.store.Len()+missing > svc.store.MaxKeys() {
-		s.overflow.Inc()
 		return
 	}
 	var c windows.Counts
@@ -190,6 +193,58 @@ func (in *ingester) applyEvent(ev *event.Event, nowMs int64) {
 		c.Conversions = 1
 	}
 	c.CostMicros, c.ValueMicros = ev.CostMicros, ev.ValueMicros
+	// A write for every rollup whose dimensions the event has. Far from the
+	// key cap (room for every pending write and every level of this event to
+	// be a new key) the keys need no look-up here: they are queued, AddBatch
+	// creates the missing ones when flush runs, and none can be refused.
+	if svc.store.Len()+len(in.pend)+len(svc.rollups.Levels) <= svc.store.MaxKeys() {
+		for lvl := range svc.rollups.Levels {
+			if svc.rollups.Covers(lvl, &ev.Dims) {
+				off := len(in.pendKeys)
+				in.pendKeys = windows.AppendKey(in.pendKeys, lvl, svc.rollups, &ev.Dims)
+				in.pend = append(in.pend, pendingAdd{start: off, end: len(in.pendKeys), ts: ts, c: c})
+			}
+		}
+		if len(in.pend) >= maxPending {
+			in.flush()
+		}
+	} else if !in.addNearCap(ev, ts, nowMs, c) {
+		s.overflow.Inc()
+		return
+	}
+	if ev.Type == event.Conversion && ev.HasClickTS && ev.ClickTS <= ts {
+		svc.recordDelay(ev.Dims[windows.DimCampaign], ev.ClickTS, ts)
+	}
+	svc.dedup.add(fp, in.seq)
+	if ts > in.newestTs.Load() {
+		in.newestTs.Store(ts)
+	}
+	in.pendCounted++
+	in.pendByType[ev.Type]++
+}
+
+// addNearCap writes the event's keys when the store may not have room for
+// all of them: the whole event is refused (false) when it needs a new key
+// and the cap is full, so a child never counts more than its parent.
+func (in *ingester) addNearCap(ev *event.Event, ts, nowMs int64, c windows.Counts) bool {
+	svc := in.svc
+	in.keys, in.offs = in.keys[:0], in.offs[:0]
+	missing := 0
+	start := 0
+	for lvl := range svc.rollups.Levels {
+		if !svc.rollups.Covers(lvl, &ev.Dims) {
+			continue
+		}
+		in.keys = windows.AppendKey(in.keys, lvl, svc.rollups, &ev.Dims)
+		in.offs = append(in.offs, len(in.keys))
+		if !svc.store.Contains(in.keys[start:]) {
+			missing++
+		}
+		start = len(in.keys)
+	}
+	if missing > 0 && svc.store.Len()+missing > svc.store.MaxKeys() {
+		return false
+	}
 	start = 0
 	if missing > 0 {
 		// New keys: write now, in order with the pending writes, so the
@@ -203,26 +258,18 @@ func (in *ingester) applyEvent(ev *event.Event, nowMs int64) {
 			}
 			start = end
 		}
-	} else {
-		for _, end := range in.offs {
-			off := len(in.pendKeys)
-			in.pendKeys = append(in.pendKeys, in.keys[start:end]...)
-			in.pend = append(in.pend, pendingAdd{start: off, end: len(in.pendKeys), ts: ts, c: c})
-			start = end
-		}
-		if len(in.pend) >= maxPending {
-			in.flush()
-		}
+		return true
 	}
-	if ev.Type == event.Conversion && ev.HasClickTS && ev.ClickTS <= ts {
-		svc.recordDelay(ev.Dims[windows.DimCampaign], ev.ClickTS, ts)
+	for _, end := range in.offs {
+		off := len(in.pendKeys)
+		in.pendKeys = append(in.pendKeys, in.keys[start:end]...)
+		in.pend = append(in.pend, pendingAdd{start: off, end: len(in.pendKeys), ts: ts, c: c})
+		start = end
 	}
-	svc.dedup.add(fp, in.seq)
-	if ts > in.newestTs.Load() {
-		in.newestTs.Store(ts)
+	if len(in.pend) >= maxPending {
+		in.flush()
 	}
-	in.pendCounted++
-	in.pendByType[ev.Type]++
+	return true
 }
 
 // deadLetter republishes a rejected payload on the DLQ subject with its

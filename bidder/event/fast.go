@@ -79,6 +79,9 @@ func (p *Parser) fastParse(b []byte) (int, bool) {
 
 // emitFast hands out the n events fastParse left in p.evs.
 func (p *Parser) emitFast(n int, fn func(ev *Event, reason Reason, raw []byte)) {
+	if p.BeforeEvents != nil && n > 1 {
+		p.BeforeEvents(p.evs[:n])
+	}
 	for k := range p.evs[:n] {
 		ev := &p.evs[k]
 		ev.Dims[windows.DimDevice] = lowerASCII(p.device[:0], ev.Dims[windows.DimDevice])

@@ -47,6 +47,14 @@ type Parser struct {
 	// evs holds the events of the payload on the fast path (see fastParse).
 	evs []Event
 
+	// BeforeEvents, when set, is called with every event of a payload that
+	// took the fast path and holds more than one, before fn is called for
+	// the first: a consumer can start the memory loads the events will need
+	// (a batch's cache misses then overlap). The events are not normalised
+	// yet (device and country keep their case); evs is valid only during the
+	// call.
+	BeforeEvents func(evs []Event)
+
 	// fields holds the values of the known keys of the object being checked (nil = absent).
 	fields [numFields]*fastjson.Value
 	// num receives a number's text; raw receives a re-serialised rejected element.
