@@ -115,6 +115,7 @@ func (s *Service) writeCheckpoint() error {
 
 	var win bytes.Buffer
 	s.applyMu.Lock()
+	s.ingest.flush() // writes held back for the next message
 	seq := s.js.applied.Load()
 	if seq == s.ckpt.lastSeq.Load() && s.ckpt.lastAtMs.Load() != 0 {
 		s.applyMu.Unlock()

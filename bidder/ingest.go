@@ -2,6 +2,7 @@ package bidder
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -53,7 +54,15 @@ type ingester struct {
 	// next is the index of the next event to apply.
 	fps  []idset.FP
 	next int
+	// flushTimer flushes writes held back by applyMsg when no message
+	// follows soon; armed says it is set. Both under the service's applyMu.
+	flushTimer *time.Timer
+	armed      bool
 }
+
+// flushDelay bounds how long applyMsg holds writes back waiting for the
+// next message.
+const flushDelay = 2 * time.Millisecond
 
 // pendingAdd is one window write waiting for flush; its key is
 // pendKeys[start:end].
@@ -71,6 +80,13 @@ func newIngester(svc *Service) *ingester {
 	// A method value made once, so parsing a message allocates no closure.
 	in.onEvent = in.handleEvent
 	in.parser.BeforeEvents = in.prefetch
+	in.flushTimer = time.AfterFunc(time.Hour, func() {
+		svc.applyMu.Lock()
+		in.armed = false
+		in.flush()
+		svc.applyMu.Unlock()
+	})
+	in.flushTimer.Stop()
 	return in
 }
 
@@ -91,11 +107,38 @@ func (in *ingester) handleMsg(msg *nats.Msg) {
 	if h := in.svc.opts.applyHook; h != nil {
 		h(0)
 	}
+	more := false
+	if msg.Sub != nil {
+		n, _, _ := msg.Sub.Pending()
+		more = n > 0
+	}
+	now := in.svc.clock.NowMs()
 	in.svc.applyMu.Lock()
 	in.subject = msg.Subject
 	in.svc.stats.messages.Inc()
-	in.apply(msg.Data, in.svc.clock.NowMs())
+	in.applyMsg(msg.Data, now, now, more)
 	in.svc.applyMu.Unlock()
+}
+
+// applyMsg is applyAt for a message of a stream of them: when more says
+// another message is already waiting, the window writes are held back to
+// be applied with its own (bigger batches overlap more cache misses), for
+// at most flushDelay and maxPending writes. Events count in the stats when
+// their writes are applied. Whoever needs every applied message in the
+// windows (a checkpoint, eviction) calls flush under applyMu.
+func (in *ingester) applyMsg(payload []byte, nowMs, defaultTs int64, more bool) {
+	in.nowMs, in.defaultTs = nowMs, defaultTs
+	in.fps, in.next = in.fps[:0], 0
+	in.parser.Parse(payload, in.onEvent)
+	in.fps = in.fps[:0]
+	if !more {
+		in.flush()
+		return
+	}
+	if (len(in.pend) > 0 || in.pendCounted > 0) && !in.armed {
+		in.armed = true
+		in.flushTimer.Reset(flushDelay)
+	}
 }
 
 // apply parses payload and applies each of its events at time nowMs;
@@ -106,11 +149,7 @@ func (in *ingester) apply(payload []byte, nowMs int64) {
 
 // applyAt is apply with defaultTs as the time of events without ts.
 func (in *ingester) applyAt(payload []byte, nowMs, defaultTs int64) {
-	in.nowMs, in.defaultTs = nowMs, defaultTs
-	in.fps, in.next = in.fps[:0], 0
-	in.parser.Parse(payload, in.onEvent)
-	in.fps = in.fps[:0]
-	in.flush()
+	in.applyMsg(payload, nowMs, defaultTs, false)
 }
 
 // flush applies the pending window writes. They touch keys that exist, or

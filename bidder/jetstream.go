@@ -213,7 +213,7 @@ var errStreamReset = errors.New("stream reset")
 // goroutine, so messages are applied one at a time, in order.
 func (j *jsIngest) handle(msg jetstream.Msg) {
 	s := j.svc
-	seq, _, tsNs, ok := parseAckReply(msg.Reply())
+	seq, _, tsNs, pending, ok := parseAckReply(msg.Reply())
 	if !ok {
 		s.throttledLog.warn("jetstream-reply", "JetStream message without a valid reply subject; skipped", errors.New(msg.Reply()))
 		return
@@ -240,7 +240,7 @@ func (j *jsIngest) handle(msg jetstream.Msg) {
 	s.ingest.subject = msg.Subject()
 	s.ingest.seq = seq
 	now := s.clock.NowMs()
-	s.ingest.applyAt(msg.Data(), now, tsNs/1e6)
+	s.ingest.applyMsg(msg.Data(), now, tsNs/1e6, pending > 0)
 	j.applied.Store(seq)
 	s.applyMu.Unlock()
 	if !j.caughtUp.Load() && seq >= j.targetSeq.Load() {

@@ -1,15 +1,16 @@
 package bidder
 
-// parseAckReply reads the stream sequence, the delivery count and the
-// message time (Unix ns) from a JetStream message's reply subject without
+// parseAckReply reads the stream sequence, the delivery count, the
+// message time (Unix ns) and the consumer's pending count (messages not yet
+// delivered when this one was sent; 0 when absent or unreadable) from a JetStream message's reply subject without
 // allocating. Both forms are understood:
 //
 //	$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
 //	$JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>[.<token>...]
-func parseAckReply(reply string) (seq, delivered uint64, tsNs int64, ok bool) {
+func parseAckReply(reply string) (seq, delivered uint64, tsNs int64, pending uint64, ok bool) {
 	const prefix = "$JS.ACK."
 	if len(reply) <= len(prefix) || reply[:len(prefix)] != prefix {
-		return 0, 0, 0, false
+		return 0, 0, 0, 0, false
 	}
 	var tok [12]string
 	n := 2 // "$JS" and "ACK"
@@ -30,15 +31,16 @@ func parseAckReply(reply string) (seq, delivered uint64, tsNs int64, ok bool) {
 	case n >= 12:
 		base = 4
 	default:
-		return 0, 0, 0, false
+		return 0, 0, 0, 0, false
 	}
 	delivered, ok1 := parseUint(tok[base+2])
 	seq, ok2 := parseUint(tok[base+3])
 	ts, ok3 := parseUint(tok[base+5])
 	if !ok1 || !ok2 || !ok3 {
-		return 0, 0, 0, false
+		return 0, 0, 0, 0, false
 	}
-	return seq, delivered, int64(ts), true
+	pending, _ = parseUint(tok[base+6])
+	return seq, delivered, int64(ts), pending, true
 }
 
 func parseUint(s string) (uint64, bool) {

@@ -386,6 +386,7 @@ func (s *Service) evict() {
 	// Under the applier's lock: the key-cap check of ingest relies on
 	// nobody else changing the key set between its check and its writes.
 	s.applyMu.Lock()
+	s.ingest.flush() // held-back writes may re-create a key evicted here
 	n := s.store.EvictIdle(now)
 	s.applyMu.Unlock()
 	if n > 0 {
@@ -448,7 +449,7 @@ func (s *Service) Stop(ctx context.Context) error {
 			s.natsSrv.WaitForShutdown()
 			s.log.Info().Dur("took", time.Since(t0)).Msg("embedded NATS server stopped")
 		}
-		s.dedup.reset()
+		s.dedup.set.Release()
 	})
 	return errors.Join(errs...)
 }

@@ -65,8 +65,26 @@ func New(maxBytes int) *Set {
 func newSet(maxBytes int, seed1, seed2 uint64) *Set {
 	slots := uint64(max(maxBytes/2/EntryBytes, 2))
 	s := &Set{seed1: seed1, seed2: seed2, slots: slots, horizon: int(max(slots*maxLoad/100, 1))}
-	s.tabs.Store(&tables{cur: make([]uint64, 3*slots), prev: make([]uint64, 3*slots)})
+	s.tabs.Store(&tables{cur: newTable(slots), prev: newTable(slots)})
 	return s
+}
+
+// newTable returns an empty table of slots slots, its pages already
+// faulted in: the first Puts would otherwise each pay a page fault (a
+// fresh table is touched at random), on the applier's path.
+func newTable(slots uint64) []uint64 {
+	t := make([]uint64, 3*slots)
+	for i := 0; i < len(t); i += 4096 / 8 {
+		t[i] = 0
+	}
+	return t
+}
+
+// Release drops the tables, keeping an empty Set of two slots: for a
+// writer that is done, so the memory can go back before the Set does.
+func (s *Set) Release() {
+	s.slots, s.horizon, s.n, s.nPrev, s.spare = 2, 1, 0, 0, nil
+	s.tabs.Store(&tables{cur: make([]uint64, 6), prev: make([]uint64, 6)})
 }
 
 // Horizon returns how many of the most recent ids the Set is sure to remember.
@@ -155,7 +173,7 @@ func (s *Set) rotate(t *tables) *tables {
 	fresh := s.spare
 	s.spare = nil
 	if fresh == nil {
-		fresh = make([]uint64, 3*s.slots)
+		fresh = newTable(s.slots)
 	} else {
 		clear(fresh)
 	}
@@ -177,5 +195,5 @@ func (s *Set) Reset() {
 		clear(t.prev)
 		return
 	}
-	s.tabs.Store(&tables{cur: make([]uint64, 3*s.slots), prev: make([]uint64, 3*s.slots)})
+	s.tabs.Store(&tables{cur: newTable(s.slots), prev: newTable(s.slots)})
 }
