@@ -2,10 +2,12 @@ package bidder
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -350,6 +352,103 @@ func TestCoreModeCountsDrops(t *testing.T) {
 	if num(t, st, "dropped_messages") == 0 || num(t, st, "dropped_messages")+num(t, st, "counted") != n || st["mode"] != "core" {
 		t.Fatalf("unexpected stats: %v", st)
 	}
+}
+
+// pausableConn is a real in-process connection to the embedded server
+// whose reads can be held: the client then stops reading, as a starved
+// process would, and the server's outbound buffer for it backs up.
+type pausableConn struct {
+	net.Conn
+	gate atomic.Pointer[chan struct{}] // closed: reads flow
+}
+
+func (c *pausableConn) Read(b []byte) (int, error) {
+	<-*c.gate.Load()
+	return c.Conn.Read(b)
+}
+
+// TestCoreModeCountsServerDrops stalls the service's connection to the
+// embedded server until the server closes it as a slow consumer (write
+// deadline), and checks that dropped_messages holds what the server
+// dropped: received + dropped equals published, and the service keeps
+// answering and reconnects.
+func TestCoreModeCountsServerDrops(t *testing.T) {
+	var mu sync.Mutex
+	var conns []*pausableConn
+	e := startTestService(t, func(o *Options) {
+		o.JetStream = JetStreamFalse
+		o.natsServerHook = func(so *server.Options) { so.WriteDeadline = 300 * time.Millisecond }
+		o.wrapNATSConn = func(c net.Conn) net.Conn {
+			pc := &pausableConn{Conn: c}
+			open := make(chan struct{})
+			close(open)
+			pc.gate.Store(&open)
+			mu.Lock()
+			conns = append(conns, pc)
+			mu.Unlock()
+			return pc
+		}
+	})
+	publish := func(prefix string, n int) {
+		for i := 0; i < n; i++ {
+			if err := e.nc.Publish("bidpulse.events.x", []byte(ev(fmt.Sprintf("%s%d", prefix, i), "impression", testNow, "c1", "", ""))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("a", 100)
+	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if got := e.svc.stats.counted.Get(); got != 100 {
+			return fmt.Errorf("counted %d; want 100", got)
+		}
+		return nil
+	})
+	// Stall the service's reads, then publish: the server queues for it
+	// until the write deadline passes and closes the connection.
+	mu.Lock()
+	stalled := conns[len(conns)-1]
+	mu.Unlock()
+	gate := make(chan struct{})
+	stalled.gate.Store(&gate)
+	slow := e.svc.natsSrv.NumSlowConsumersClients()
+	const burst = 5000
+	publish("b", burst)
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if e.svc.natsSrv.NumSlowConsumersClients() == slow {
+			return errors.New("no slow consumer yet")
+		}
+		return nil
+	})
+	// The service keeps answering while its connection is down.
+	if m := e.getJSON(t, "/v1/multiplier?campaign=c1", 200); m["level"] == nil {
+		t.Fatalf("unexpected answer: %v", m)
+	}
+	close(gate)
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if !e.svc.nc.IsConnected() {
+			return errors.New("not reconnected")
+		}
+		got, dropped := e.svc.stats.received.Get(), uint64(e.svc.dropped())
+		if dropped == 0 || got+dropped != 100+burst {
+			return fmt.Errorf("received %d + dropped %d != %d", got, dropped, 100+burst)
+		}
+		return nil
+	})
+	st := e.getJSON(t, "/v1/stats", 200)
+	if d := num(t, st, "dropped_messages"); d == 0 || d+num(t, st, "counted") != 100+burst {
+		t.Fatalf("unexpected stats: %v", st)
+	}
+	// After the reconnection events flow again.
+	publish("c", 10)
+	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if got, d := e.svc.stats.counted.Get(), uint64(e.svc.dropped()); got+d != 110+burst {
+			return fmt.Errorf("counted %d + dropped %d != %d", got, d, 110+burst)
+		}
+		return nil
+	})
 }
 
 // startExternalNATS starts a nats-server with JetStream on a fixed port and

@@ -14,7 +14,7 @@ import (
 // startEmbeddedNATS starts an in-process nats-server listening on addr with
 // JetStream on and its store under dataDir/nats. Port 0 means 4222 to
 // nats-server; -1 picks a free port.
-func startEmbeddedNATS(addr, dataDir, name string, log zerolog.Logger) (*server.Server, error) {
+func startEmbeddedNATS(addr, dataDir, name string, log zerolog.Logger, edit func(*server.Options)) (*server.Server, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("invalid nats-addr %q: %w", addr, err)
@@ -40,6 +40,9 @@ func startEmbeddedNATS(addr, dataDir, name string, log zerolog.Logger) (*server.
 		StoreDir:   filepath.Join(dataDir, "nats"),
 		NoSigs:     true,
 		MaxPayload: 8 << 20,
+	}
+	if edit != nil {
+		edit(opts)
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

@@ -3,7 +3,10 @@ package bidder
 import (
 	"errors"
 	"fmt"
+	"net"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/rs/zerolog"
 )
@@ -90,6 +93,10 @@ type Options struct {
 	// applyHook, when set (tests only), is called before each message is
 	// applied, with its stream sequence (0 in core mode).
 	applyHook func(seq uint64)
+	// natsServerHook (tests only) edits the embedded server's options;
+	// wrapNATSConn (tests only) wraps the in-process connections to it.
+	natsServerHook func(*server.Options)
+	wrapNATSConn   func(net.Conn) net.Conn
 	// noFinalCheckpoint (tests only) skips the checkpoint on Stop, as if
 	// the process had been killed.
 	noFinalCheckpoint bool

@@ -51,6 +51,9 @@ type Service struct {
 	sse          *sseHub
 
 	natsSrv *server.Server
+	// srvDrops counts what the embedded server dropped for the service's
+	// connection (nil with an external server).
+	srvDrops *serverDrops
 	nc      *nats.Conn
 	sub     *nats.Subscription // core mode
 	js      *jsIngest          // JetStream mode
@@ -230,12 +233,13 @@ func (s *Service) Start() (err error) {
 	var connOpts []nats.Option
 	if url == "" {
 		t0 := time.Now()
-		s.natsSrv, err = startEmbeddedNATS(s.opts.NATSAddr, s.opts.DataDir, s.opts.Instance, s.log)
+		s.natsSrv, err = startEmbeddedNATS(s.opts.NATSAddr, s.opts.DataDir, s.opts.Instance, s.log, s.opts.natsServerHook)
 		if err != nil {
 			return err
 		}
 		url = s.natsSrv.ClientURL()
-		connOpts = append(connOpts, nats.InProcessServer(s.natsSrv))
+		connOpts = append(connOpts, nats.InProcessServer(inProcessProvider{srv: s.natsSrv, wrap: s.opts.wrapNATSConn}))
+		s.srvDrops = &serverDrops{srv: s.natsSrv}
 		s.log.Info().Str("addr", s.natsSrv.Addr().String()).Str("store", s.opts.DataDir).
 			Dur("took", time.Since(t0)).Msg("embedded NATS server started")
 	}
@@ -243,13 +247,19 @@ func (s *Service) Start() (err error) {
 		nats.Name("bidpulse "+s.opts.Instance),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500*time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if s.srvDrops != nil {
+				s.srvDrops.disconnected(nc)
+			}
 			if s.stopping.Load() {
 				return
 			}
 			s.log.Warn().Err(err).Msg("NATS disconnected; bid answers continue from the windows held")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			if s.srvDrops != nil {
+				s.srvDrops.connected(nc)
+			}
 			s.log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("NATS reconnected")
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
@@ -260,6 +270,9 @@ func (s *Service) Start() (err error) {
 	s.nc, err = nats.Connect(url, connOpts...)
 	if err != nil {
 		return fmt.Errorf("cannot connect to NATS at %s: %w", url, err)
+	}
+	if s.srvDrops != nil {
+		s.srvDrops.connected(s.nc)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -493,12 +506,23 @@ func (s *Service) pending() (int, int) {
 	return n, b
 }
 
-// dropped returns the messages the NATS client dropped because the
-// subscription's pending limits were reached (a slow consumer).
+// dropped returns the event messages lost to a slow consumer in core mode:
+// those the NATS client dropped because the subscription's pending limits
+// were reached, plus, with the embedded server, those the server dropped
+// for this service's connection.
 func (s *Service) dropped() int {
 	if s.sub == nil {
 		return 0
 	}
+	n := s.clientDropped()
+	if s.srvDrops != nil {
+		n += int(s.srvDrops.update())
+	}
+	return n
+}
+
+// clientDropped returns the messages the NATS client dropped.
+func (s *Service) clientDropped() int {
 	// A closed subscription no longer reports: keep the last figure.
 	n, err := s.sub.Dropped()
 	if err != nil {
