@@ -54,9 +54,9 @@ type Service struct {
 	// srvDrops counts what the embedded server dropped for the service's
 	// connection (nil with an external server).
 	srvDrops *serverDrops
-	nc      *nats.Conn
-	sub     *nats.Subscription // core mode
-	js      *jsIngest          // JetStream mode
+	nc       *nats.Conn
+	sub      *nats.Subscription // core mode
+	js       *jsIngest          // JetStream mode
 
 	// applyMu is held while a stream message is applied, and by a
 	// checkpoint while it snapshots the state. Lock order: ckptMu, then
