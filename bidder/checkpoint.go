@@ -32,11 +32,13 @@ import (
 //	magic "BIDPULSE-CKPT\n"
 //	u32 format version
 //	u32 header length, header (JSON, checkpointHeader)
-//	u64 windows length, windows (windows.Store.WriteCheckpoint)
+//	windows (windows.Snapshot.WriteTo), up to the CRC
 //	u32 CRC-32C of everything before it
+//
+// Version 1 (a windows length before the windows) is refused.
 const (
 	checkpointMagic   = "BIDPULSE-CKPT\n"
-	checkpointVersion = 1
+	checkpointVersion = 2
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -67,8 +69,8 @@ type checkpointState struct {
 	lastSeq     atomic.Uint64
 	lastSize    atomic.Int64
 	lastWriteMs atomic.Int64 // duration of the whole checkpoint
-	lastPauseMs atomic.Int64 // how long ingest was paused for it
-	maxPauseMs  atomic.Int64
+	lastPauseUs atomic.Int64 // how long ingest was paused for it
+	maxPauseUs  atomic.Int64
 	loaded      atomic.Bool
 	loadErr     atomic.Value // string
 }
@@ -98,9 +100,10 @@ func (s *Service) counterStats() map[string]*metricsCounter {
 }
 
 // writeCheckpoint checkpoints the state as of the last applied sequence.
-// Ingest is paused (applyMu held) only while the windows are serialised to
-// memory and the dedup set is saved; bid answers are never paused. Only one
-// checkpoint is written at a time.
+// Ingest is paused (applyMu held) only while the stats and controller
+// state are copied and the windows and dedup snapshots begin; both are
+// written out after, while ingest goes on. Bid answers are never paused.
+// Only one checkpoint is written at a time.
 func (s *Service) writeCheckpoint() error {
 	if s.js == nil {
 		return nil
@@ -113,8 +116,8 @@ func (s *Service) writeCheckpoint() error {
 		return s.checkpointFailed(fmt.Errorf("cannot create checkpoint dir: %w", err))
 	}
 
-	var win bytes.Buffer
 	s.applyMu.Lock()
+	tPause := time.Now()
 	s.ingest.flush() // writes held back for the next message
 	seq := s.js.applied.Load()
 	if seq == s.ckpt.lastSeq.Load() && s.ckpt.lastAtMs.Load() != 0 {
@@ -138,25 +141,35 @@ func (s *Service) writeCheckpoint() error {
 	}
 	h.Controllers = s.snapshotControllers()
 	dedupSnap := s.dedup.set.Snapshot()
-	_, err := s.store.WriteCheckpoint(&win)
-	pause := time.Since(t0)
+	winSnap, err := s.store.BeginSnapshot()
+	pause := time.Since(tPause)
 	s.applyMu.Unlock()
-	// The dedup set is written while ingest goes on: entries added after
-	// seq carry a later sequence and are ignored when it is loaded.
-	dedupErr := writeFileAtomic(filepath.Join(dir, h.DedupFile), dedupSnap.WriteTo)
+	defer dedupSnap.Discard()
 	if err != nil {
 		return s.checkpointFailed(fmt.Errorf("cannot snapshot the windows at seq %d: %w", seq, err))
-	}
-	if dedupErr != nil {
-		return s.checkpointFailed(fmt.Errorf("cannot save the dedup set at seq %d: %w", seq, dedupErr))
 	}
 	for _, r := range s.store.Resolutions() {
 		h.Resolutions = append(h.Resolutions, checkpointRes{WidthMs: r.Width.Milliseconds(), Buckets: r.Buckets})
 	}
-	size, err := writeCheckpointFile(s.checkpointPath(), &h, win.Bytes())
+	// Both snapshots are written while ingest goes on. The windows one is
+	// copy-on-write by key: it holds each key as it was at seq. Dedup
+	// entries added after seq carry a later sequence and are ignored when
+	// the set is loaded. The dedup file goes first under its final name;
+	// the checkpoint that names it is renamed into place last.
+	path := s.checkpointPath()
+	size, err := writeCheckpointTemp(path+".tmp", &h, winSnap)
 	if err != nil {
-		return s.checkpointFailed(err)
+		return s.checkpointFailed(fmt.Errorf("cannot write the checkpoint at seq %d: %w", seq, err))
 	}
+	if err := writeFileAtomic(filepath.Join(dir, h.DedupFile), dedupSnap.WriteTo); err != nil {
+		os.Remove(path + ".tmp")
+		return s.checkpointFailed(fmt.Errorf("cannot save the dedup set at seq %d: %w", seq, err))
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		os.Remove(path + ".tmp")
+		return s.checkpointFailed(fmt.Errorf("cannot rename the checkpoint: %w", err))
+	}
+	syncDir(dir)
 	// Older dedup snapshots are no longer named by any checkpoint.
 	if entries, err := os.ReadDir(dir); err == nil {
 		for _, e := range entries {
@@ -171,9 +184,9 @@ func (s *Service) writeCheckpoint() error {
 	c.lastSeq.Store(seq)
 	c.lastSize.Store(size)
 	c.lastWriteMs.Store(took.Milliseconds())
-	c.lastPauseMs.Store(pause.Milliseconds())
-	if pause.Milliseconds() > c.maxPauseMs.Load() {
-		c.maxPauseMs.Store(pause.Milliseconds())
+	c.lastPauseUs.Store(pause.Microseconds())
+	if pause.Microseconds() > c.maxPauseUs.Load() {
+		c.maxPauseUs.Store(pause.Microseconds())
 	}
 	s.stats.ckptWritten.Inc()
 	s.log.Debug().Uint64("seq", seq).Int64("bytes", size).Dur("took", took).Dur("pause", pause).Int("keys", s.store.Len()).Msg("checkpoint written")
@@ -186,11 +199,13 @@ func (s *Service) checkpointFailed(err error) error {
 	return err
 }
 
-// writeCheckpointFile writes the checkpoint atomically: temp file, fsync,
-// rename, fsync of the directory.
-func writeCheckpointFile(path string, h *checkpointHeader, win []byte) (int64, error) {
+// writeCheckpointTemp writes a checkpoint with header h and the windows
+// of snap (which it ends, on success or not) to tmp, synced, and returns
+// its size.
+func writeCheckpointTemp(tmp string, h *checkpointHeader, snap *windows.Snapshot) (int64, error) {
 	hj, err := json.Marshal(h)
 	if err != nil {
+		snap.Abort()
 		return 0, fmt.Errorf("cannot encode checkpoint header: %w", err)
 	}
 	var pre bytes.Buffer
@@ -198,23 +213,40 @@ func writeCheckpointFile(path string, h *checkpointHeader, win []byte) (int64, e
 	binary.Write(&pre, binary.LittleEndian, uint32(checkpointVersion))
 	binary.Write(&pre, binary.LittleEndian, uint32(len(hj)))
 	pre.Write(hj)
-	binary.Write(&pre, binary.LittleEndian, uint64(len(win)))
-	crc := crc32.Update(crc32.Checksum(pre.Bytes(), crcTable), crcTable, win)
-	var tail [4]byte
-	binary.LittleEndian.PutUint32(tail[:], crc)
-
-	err = writeFileAtomic(path, func(w io.Writer) (int64, error) {
-		for _, b := range [][]byte{pre.Bytes(), win, tail[:]} {
-			if _, err := w.Write(b); err != nil {
-				return 0, err
-			}
+	var size int64
+	err = writeFileSynced(tmp, func(w io.Writer) error {
+		cw := &crcWriter{w: w}
+		if _, err := cw.Write(pre.Bytes()); err != nil {
+			snap.Abort()
+			return err
 		}
-		return 0, nil
+		if _, err := snap.WriteTo(cw); err != nil {
+			return err
+		}
+		var tail [4]byte
+		binary.LittleEndian.PutUint32(tail[:], cw.crc)
+		_, err := w.Write(tail[:])
+		size = cw.n + 4
+		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("cannot write checkpoint: %w", err)
+		snap.Abort()
 	}
-	return int64(pre.Len() + len(win) + len(tail)), nil
+	return size, err
+}
+
+// crcWriter passes writes on and keeps their CRC-32C and size.
+type crcWriter struct {
+	w   io.Writer
+	crc uint32
+	n   int64
+}
+
+func (c *crcWriter) Write(p []byte) (int, error) {
+	c.crc = crc32.Update(c.crc, crcTable, p)
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // writeFileAtomic writes path through write into a temporary file, syncs
@@ -222,12 +254,30 @@ func writeCheckpointFile(path string, h *checkpointHeader, win []byte) (int64, e
 // old file or the new one, never part of one.
 func writeFileAtomic(path string, write func(w io.Writer) (int64, error)) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	err := writeFileSynced(tmp, func(w io.Writer) error {
+		_, err := write(w)
+		return err
+	})
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	syncDir(filepath.Dir(path))
+	return nil
+}
+
+// writeFileSynced writes path through a buffer and syncs it; on error the
+// file is removed.
+func writeFileSynced(path string, write func(w io.Writer) error) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
 	}
 	bw := bufio.NewWriterSize(f, 1<<20)
-	_, err = write(bw)
+	err = write(bw)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -237,18 +287,18 @@ func writeFileAtomic(path string, write func(w io.Writer) (int64, error)) error 
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
 	if err != nil {
-		os.Remove(tmp)
-		return err
+		os.Remove(path)
 	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
+	return err
+}
+
+// syncDir syncs a directory, so a rename in it is durable.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
 	}
-	return nil
 }
 
 // errNoCheckpoint means there is no checkpoint to load.
@@ -263,7 +313,7 @@ func readCheckpointFile(path string) (*checkpointHeader, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot read checkpoint: %w", err)
 	}
-	if len(data) < len(checkpointMagic)+8+8+4 || string(data[:len(checkpointMagic)]) != checkpointMagic {
+	if len(data) < len(checkpointMagic)+8+4 || string(data[:len(checkpointMagic)]) != checkpointMagic {
 		return nil, nil, errors.New("not a bidpulse checkpoint (bad magic)")
 	}
 	body, tail := data[:len(data)-4], data[len(data)-4:]
@@ -283,16 +333,7 @@ func readCheckpointFile(path string) (*checkpointHeader, []byte, error) {
 	if err := json.Unmarshal(p[:hl], &h); err != nil {
 		return nil, nil, fmt.Errorf("cannot parse header: %w", err)
 	}
-	p = p[hl:]
-	if len(p) < 8 {
-		return nil, nil, errors.New("windows section missing")
-	}
-	wl := binary.LittleEndian.Uint64(p)
-	p = p[8:]
-	if wl != uint64(len(p)) {
-		return nil, nil, errors.New("windows length does not match the file")
-	}
-	return &h, p, nil
+	return &h, p[hl:], nil
 }
 
 // loadCheckpoint restores the state of the last checkpoint and returns the

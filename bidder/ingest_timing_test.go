@@ -242,8 +242,13 @@ func startBenchService(b *testing.B) *testEnv {
 }
 
 // BenchmarkCheckpoint measures a checkpoint of keys live keys: its size,
-// its duration and the pause of ingest it causes (bid answers are not
-// paused). Run with a small -benchtime, e.g. -benchtime=3x.
+// its duration, the pause of ingest it causes (the applier lock held), and
+// what ingest feels meanwhile: a goroutine applies messages of 100 new
+// events on existing keys (taking the applier lock, as the consumer does)
+// while the checkpoint is written, and reports its slowest message during
+// the checkpoint against its slowest over as many messages without one, in
+// the same run. Bid answers are not paused. Run with a small -benchtime,
+// e.g. -benchtime=3x.
 func BenchmarkCheckpoint(b *testing.B) {
 	for _, keys := range []int{100_000, 1_000_000} {
 		if keys > 100_000 && testing.Short() {
@@ -254,14 +259,60 @@ func BenchmarkCheckpoint(b *testing.B) {
 			svc.opts.DataDir = b.TempDir()
 			svc.js = &jsIngest{}
 			fillKeys(b, svc, keys)
-			var maxPause time.Duration
+			next := 0
+			var msg []byte
+			// ingest applies messages until stop closes (or n are applied)
+			// and returns how many and the slowest.
+			ingest := func(stop <-chan struct{}, n int) (int, time.Duration) {
+				var slowest time.Duration
+				k := 0
+				for ; k < n; k++ {
+					select {
+					case <-stop:
+						return k, slowest
+					default:
+					}
+					msg = append(msg[:0], '[')
+					for j := range 100 {
+						if j > 0 {
+							msg = append(msg, ',')
+						}
+						id := next*100 + j
+						msg = appendCellEvent(msg, "ck", id, (id*7919)%(keys/2))
+					}
+					msg = append(msg, ']')
+					next++
+					t0 := time.Now()
+					svc.applyMu.Lock()
+					svc.ingest.apply(msg, testNow)
+					svc.applyMu.Unlock()
+					slowest = max(slowest, time.Since(t0))
+				}
+				return k, slowest
+			}
+			var maxPause, slowDuring, slowIdle time.Duration
+			during := 0
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				svc.js.applied.Add(1)
+				stop := make(chan struct{})
+				res := make(chan [2]int64, 1)
+				go func() {
+					n, slow := ingest(stop, 1<<30)
+					res <- [2]int64{int64(n), int64(slow)}
+				}()
 				if err := svc.writeCheckpoint(); err != nil {
 					b.Fatal(err)
 				}
-				maxPause = max(maxPause, time.Duration(svc.ckpt.lastPauseMs.Load())*time.Millisecond)
+				close(stop)
+				r := <-res
+				during += int(r[0])
+				slowDuring = max(slowDuring, time.Duration(r[1]))
+				b.StopTimer()
+				_, slow := ingest(nil, int(r[0]))
+				slowIdle = max(slowIdle, slow)
+				b.StartTimer()
+				maxPause = max(maxPause, time.Duration(svc.ckpt.lastPauseUs.Load())*time.Microsecond)
 			}
 			b.StopTimer()
 			fi, err := os.Stat(svc.checkpointPath())
@@ -270,7 +321,10 @@ func BenchmarkCheckpoint(b *testing.B) {
 			}
 			b.ReportMetric(float64(fi.Size())/float64(svc.store.Len()), "file-bytes/key")
 			b.ReportMetric(float64(fi.Size())/(1<<20), "file-MiB")
-			b.ReportMetric(float64(maxPause.Milliseconds()), "pause-ms")
+			b.ReportMetric(float64(maxPause.Microseconds())/1e3, "pause-ms")
+			b.ReportMetric(float64(during)/float64(b.N), "msgs-during")
+			b.ReportMetric(float64(slowDuring.Microseconds())/1e3, "slowest-msg-during-ms")
+			b.ReportMetric(float64(slowIdle.Microseconds())/1e3, "slowest-msg-idle-ms")
 		})
 	}
 }

@@ -157,7 +157,7 @@ func (s *Service) registerGauges() {
 	})
 	s.metrics.NewGauge(`bidpulse_checkpoint_age_seconds`, func() float64 { return s.checkpointAgeSeconds() })
 	s.metrics.NewGauge(`bidpulse_checkpoint_size_bytes`, func() float64 { return float64(s.ckpt.lastSize.Load()) })
-	s.metrics.NewGauge(`bidpulse_checkpoint_pause_seconds`, func() float64 { return float64(s.ckpt.lastPauseMs.Load()) / 1e3 })
+	s.metrics.NewGauge(`bidpulse_checkpoint_pause_seconds`, func() float64 { return float64(s.ckpt.lastPauseUs.Load()) / 1e6 })
 	s.metrics.NewGauge(`bidpulse_checkpoint_duration_seconds`, func() float64 { return float64(s.ckpt.lastWriteMs.Load()) / 1e3 })
 	s.metrics.NewGauge(`bidpulse_nats_connected`, func() float64 {
 		return b2f(s.nc != nil && s.nc.IsConnected())

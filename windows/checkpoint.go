@@ -69,16 +69,31 @@ var ckptCRC = crc32.MakeTable(crc32.Castagnoli)
 // Output is buffered: w gets writes of about 64 KiB. Returns bytes written.
 func (s *Store) WriteCheckpoint(w io.Writer) (int64, error) {
 	cw := ckptWriter{w: w, buf: make([]byte, 0, ckptFlushAt+4096)}
-	b := append(cw.buf, ckptMagic...)
+	cw.buf = s.appendCheckpointHeader(cw.buf, uint64(s.Len()))
+	var keys uint64
+	if err := s.walkKeys(&cw, nil, nil, &keys); err != nil {
+		return cw.n, err
+	}
+	return cw.finish(keys)
+}
+
+// appendCheckpointHeader appends the magic, the version, the rings and the
+// key-count hint.
+func (s *Store) appendCheckpointHeader(b []byte, hint uint64) []byte {
+	b = append(b, ckptMagic...)
 	b = binary.AppendUvarint(b, ckptVersion)
 	b = binary.AppendUvarint(b, uint64(len(s.rings)))
 	for _, r := range s.rings {
 		b = binary.AppendUvarint(b, uint64(r.width))
 		b = binary.AppendUvarint(b, uint64(r.buckets))
 	}
-	b = binary.AppendUvarint(b, uint64(s.Len()))
-	cw.buf = b
-	var keys uint64
+	return binary.AppendUvarint(b, hint)
+}
+
+// walkKeys appends the record of every live key to cw as a reader, adding
+// to *keys. want (when set) is asked before a key of shard i and local id
+// is read; keep (when set) after it was read whole: false drops the record.
+func (s *Store) walkKeys(cw *ckptWriter, want, keep func(i int, local uint32) bool, keys *uint64) error {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		for id := 0; ; id++ {
@@ -88,6 +103,9 @@ func (s *Store) WriteCheckpoint(w io.Writer) (int64, error) {
 				if m := &mb.m[id+ckptAhead]; atomic.LoadUint64(&m.hash) != 0 {
 					prefetch(s.blockOf(ref(atomic.LoadUint64(&m.ref))))
 				}
+			}
+			if want != nil && id < len(sh.metas.Load().m) && !want(i, uint32(id)) {
+				continue
 			}
 			for {
 				mark := len(cw.buf)
@@ -112,6 +130,9 @@ func (s *Store) WriteCheckpoint(w io.Writer) (int64, error) {
 					}
 				}
 				if sh.readValid(seq) {
+					if wrote && keep != nil && !keep(i, uint32(id)) {
+						cw.buf, wrote = cw.buf[:mark], false
+					}
 					break
 				}
 				cw.buf = cw.buf[:mark]
@@ -120,28 +141,19 @@ func (s *Store) WriteCheckpoint(w io.Writer) (int64, error) {
 				break
 			}
 			if long > 0 {
-				return cw.n, fmt.Errorf("cannot checkpoint a key of %d bytes: at most %d fit", long, maxCheckpointKeyLen)
+				return fmt.Errorf("cannot checkpoint a key of %d bytes: at most %d fit", long, maxCheckpointKeyLen)
 			}
 			if wrote {
-				keys++
+				*keys++
 				if len(cw.buf) >= ckptFlushAt {
 					if err := cw.flush(); err != nil {
-						return cw.n, err
+						return err
 					}
 				}
 			}
 		}
 	}
-	cw.buf = binary.AppendUvarint(cw.buf, 0)
-	cw.buf = binary.AppendUvarint(cw.buf, keys)
-	if err := cw.flush(); err != nil {
-		return cw.n, err
-	}
-	cw.buf = binary.LittleEndian.AppendUint32(cw.buf[:0], cw.crc)
-	if err := cw.flush(); err != nil {
-		return cw.n, err
-	}
-	return cw.n, nil
+	return nil
 }
 
 // appendKeyRecord appends the record of a key whose block is p. A reader

@@ -155,6 +155,7 @@ func (s *Store) insert(sh *shard, h uint64, key []byte, dense bool) (ref, unsafe
 	if g := t.insert(h, r); g != t {
 		sh.index.Store(g)
 	}
+	s.beforeChange(sh, r, p, false) // not in a snapshot begun before it
 	return r, p, true
 }
 
@@ -173,6 +174,7 @@ const noEvent = -1 << 63
 // remove deletes the key at index position pos. Writers only; the caller
 // then decrements Store.keys.
 func (s *Store) remove(sh *shard, pos int, h uint64, r ref) {
+	s.beforeChange(sh, r, s.blockOf(r), true)
 	sh.index.Load().remove(pos)
 	local := sh.local(r.off())
 	sh.setMeta(local, 0, 0)

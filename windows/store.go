@@ -84,6 +84,7 @@ type Store struct {
 	_         [64]byte
 	keys      atomic.Int64 // live keys over all shards
 	saturated atomic.Uint64
+	snap      atomic.Pointer[Snapshot] // being written, or nil
 	_         [64]byte
 
 	shards [numShards]shard
@@ -243,6 +244,7 @@ func (s *Store) addLocked(sh *shard, h uint64, key []byte, tsMs, nowMs int64, c 
 // apply adds c at tsMs to the block p of key ref r; it reports a saturation.
 // The caller holds the writer lock.
 func (s *Store) apply(sh *shard, h uint64, r ref, p unsafe.Pointer, tsMs, nowMs int64, c *Counts) bool {
+	s.beforeChange(sh, r, p, true)
 	if nw := blockNewest(p); tsMs > *nw {
 		*nw = tsMs
 	}

@@ -10,11 +10,12 @@ import (
 	"sync/atomic"
 )
 
-// File format (little endian): the magic "BPIDSET1", then seed1, seed2, slots, ids in the current
-// table, ids in the previous table (uint64 each; the counts are informative: a snapshot written
-// while the writer goes on may hold more), then the current and the previous table, 3*slots
-// uint64 each, then the CRC-32C of everything before it.
-const magic = "BPIDSET1"
+// File format: the magic "BPIDSET2", then seed1, seed2 and slots (uint64, little endian), then
+// the current and then the previous table, each as its used slots in slot order: uvarint step
+// (the slot's index plus 1 for the first, else the distance from the slot before) and h1, h2,
+// tag (uint64, little endian), ended by a uvarint 0; then the CRC-32C of everything before it.
+// A file's size follows the ids held, not the memory of the tables.
+const magic = "BPIDSET2"
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -22,16 +23,23 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // WriteTo while the writer goes on. Ids the writer puts meanwhile may or may not be in it; their
 // tags tell the reader which ones to trust.
 type Snapshot struct {
-	s       *Set
-	t       *tables
-	n, prev int
-	done    bool
+	s    *Set
+	t    *tables
+	done bool
 }
 
 // Snapshot returns the Set's current state for WriteTo. Writer only; WriteTo must be called.
 func (s *Set) Snapshot() *Snapshot {
 	s.snapshots.Add(1)
-	return &Snapshot{s: s, t: s.tabs.Load(), n: s.n, prev: s.nPrev}
+	return &Snapshot{s: s, t: s.tabs.Load()}
+}
+
+// Discard gives up a snapshot that will not be written (no-op once written).
+func (sn *Snapshot) Discard() {
+	if !sn.done {
+		sn.done = true
+		sn.s.snapshots.Add(-1)
+	}
 }
 
 // WriteTo writes the snapshot to w. It may run concurrently with the writer; it reads each slot
@@ -46,7 +54,7 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 1<<16)
 	buf := make([]byte, 0, 1<<16)
 	buf = append(buf, magic...)
-	for _, v := range []uint64{sn.s.seed1, sn.s.seed2, sn.s.slots, uint64(sn.n), uint64(sn.prev)} {
+	for _, v := range []uint64{sn.s.seed1, sn.s.seed2, sn.s.slots} {
 		buf = binary.LittleEndian.AppendUint64(buf, v)
 	}
 	var n int64
@@ -57,21 +65,25 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		return err
 	}
 	for _, t := range [][]uint64{sn.t.cur, sn.t.prev} {
+		last := -1
 		for i := 0; i < len(t); i += 3 {
-			var h2, tag uint64
 			h1 := atomic.LoadUint64(&t[i])
-			if h1 != 0 {
-				h2, tag = t[i+1], atomic.LoadUint64(&t[i+2])
+			if h1 == 0 {
+				continue
 			}
+			slot := i / 3
+			buf = binary.AppendUvarint(buf, uint64(slot-last))
+			last = slot
 			buf = binary.LittleEndian.AppendUint64(buf, h1)
-			buf = binary.LittleEndian.AppendUint64(buf, h2)
-			buf = binary.LittleEndian.AppendUint64(buf, tag)
-			if len(buf) > cap(buf)-24 {
+			buf = binary.LittleEndian.AppendUint64(buf, t[i+1])
+			buf = binary.LittleEndian.AppendUint64(buf, atomic.LoadUint64(&t[i+2]))
+			if len(buf) > cap(buf)-40 {
 				if err := flush(); err != nil {
 					return n, err
 				}
 			}
 		}
+		buf = binary.AppendUvarint(buf, 0)
 	}
 	if err := flush(); err != nil {
 		return n, err
@@ -87,10 +99,9 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 // differs from the saved one, the saved ids are put again (the previous table's first), keeping
 // the newest ones that fit.
 func Read(r io.Reader, maxBytes int) (*Set, error) {
-	crc := crc32.New(castagnoli)
 	br := bufio.NewReaderSize(r, 1<<16)
-	tr := io.TeeReader(br, crc)
-	head := make([]byte, len(magic)+5*8)
+	tr := &crcReader{br: br}
+	head := make([]byte, len(magic)+3*8)
 	if _, err := io.ReadFull(tr, head); err != nil {
 		return nil, fmt.Errorf("cannot read the id set header: %w", err)
 	}
@@ -107,29 +118,39 @@ func Read(r io.Reader, maxBytes int) (*Set, error) {
 		return nil, fmt.Errorf("BUG: id set of %d slots read as %d", slots, saved.slots)
 	}
 	t := saved.tabs.Load()
-	buf := make([]byte, 1<<16)
 	var counts [2]int
+	var ent [24]byte
 	for ti, tab := range [][]uint64{t.cur, t.prev} {
-		for i := 0; i < len(tab); {
-			k := min(len(buf)/8, len(tab)-i)
-			if _, err := io.ReadFull(tr, buf[:8*k]); err != nil {
+		slot := -1
+		for {
+			step, err := binary.ReadUvarint(tr)
+			if err != nil {
 				return nil, fmt.Errorf("cannot read the id set tables: %w", err)
 			}
-			for j := range k {
-				v := binary.LittleEndian.Uint64(buf[8*j:])
-				tab[i+j] = v
-				if (i+j)%3 == 0 && v != 0 {
-					counts[ti]++
-				}
+			if step == 0 {
+				break
 			}
-			i += k
-		}
-		// Probing relies on empty slots: a table fuller than a Set fills it is not one.
-		if counts[ti] > saved.horizon {
-			return nil, fmt.Errorf("invalid id set: a table holds %d ids, more than its %d", counts[ti], saved.horizon)
+			if step > slots || slot+int(step) >= int(slots) {
+				return nil, fmt.Errorf("invalid id set: slot out of range")
+			}
+			slot += int(step)
+			if _, err := io.ReadFull(tr, ent[:]); err != nil {
+				return nil, fmt.Errorf("cannot read the id set tables: %w", err)
+			}
+			h1 := binary.LittleEndian.Uint64(ent[:])
+			if h1 == 0 {
+				return nil, fmt.Errorf("invalid id set: an empty slot listed")
+			}
+			tab[3*slot] = h1
+			tab[3*slot+1] = binary.LittleEndian.Uint64(ent[8:])
+			tab[3*slot+2] = binary.LittleEndian.Uint64(ent[16:])
+			// Probing relies on empty slots: a table fuller than a Set fills it is not one.
+			if counts[ti]++; counts[ti] > saved.horizon {
+				return nil, fmt.Errorf("invalid id set: a table holds more than its %d ids", saved.horizon)
+			}
 		}
 	}
-	sum := crc.Sum32()
+	sum := tr.crc
 	var tail [4]byte
 	if _, err := io.ReadFull(br, tail[:]); err != nil {
 		return nil, fmt.Errorf("cannot read the id set checksum: %w", err)
@@ -151,4 +172,26 @@ func Read(r io.Reader, maxBytes int) (*Set, error) {
 		}
 	}
 	return want, nil
+}
+
+// crcReader reads through br and keeps the CRC-32C of what it read.
+type crcReader struct {
+	br  *bufio.Reader
+	crc uint32
+	one [1]byte
+}
+
+func (c *crcReader) Read(p []byte) (int, error) {
+	n, err := c.br.Read(p)
+	c.crc = crc32.Update(c.crc, castagnoli, p[:n])
+	return n, err
+}
+
+func (c *crcReader) ReadByte() (byte, error) {
+	b, err := c.br.ReadByte()
+	if err == nil {
+		c.one[0] = b
+		c.crc = crc32.Update(c.crc, castagnoli, c.one[:])
+	}
+	return b, err
 }
