@@ -74,6 +74,7 @@ func newSet(maxBytes int, seed1, seed2 uint64) *Set {
 // fresh table is touched at random), on the applier's path.
 func newTable(slots uint64) []uint64 {
 	t := make([]uint64, 3*slots)
+	adviseHuge(t)
 	for i := 0; i < len(t); i += 4096 / 8 {
 		t[i] = 0
 	}
@@ -123,6 +124,8 @@ func (s *Set) Prefetch(fp FP) {
 // Get returns the tag of fp; false when fp is not held.
 func (s *Set) Get(fp FP) (uint64, bool) {
 	t := s.tabs.Load()
+	// The previous table's line loads while the current one is probed.
+	prefetch(unsafe.Pointer(&t.prev[3*s.home(fp)]))
 	if i, ok := s.find(t.cur, fp); ok {
 		return atomic.LoadUint64(&t.cur[i+2]), true
 	}
