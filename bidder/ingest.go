@@ -32,11 +32,11 @@ type ingester struct {
 	pendKeys []byte
 	pend     []pendingAdd
 	batch    []windows.Event
-	// Counted events not yet published in the stats: they are added by
-	// flush, after the windows hold them, so a reader that sees an event
-	// counted also sees it in /v1/rates.
-	pendCounted uint64
-	pendByType  [event.NumTypes]uint64
+	// Event outcomes not yet published in the stats: flush adds them all
+	// together, after the windows hold the counted events, so a reader that
+	// sees an event counted also sees it in /v1/rates, and the stats
+	// balance (received = counted + the other outcomes).
+	out outcomes
 	deadBuf     []byte // copy of a rejected payload for the DLQ
 	subject     string // subject of the current message
 	nowMs       int64  // service time of the current message
@@ -63,6 +63,38 @@ type ingester struct {
 // flushDelay bounds how long applyMsg holds writes back waiting for the
 // next message.
 const flushDelay = 2 * time.Millisecond
+
+// outcomes counts events by outcome, for the stats.
+type outcomes struct {
+	received, counted, duplicates, late, future, overflow uint64
+	rejected                                              [event.NumReasons]uint64
+	byType                                                [event.NumTypes]uint64
+}
+
+// publish adds o to the stats and clears it; received goes last, so a
+// reader never sees more received than outcomes.
+func (o *outcomes) publish(s *stats) {
+	add := func(c *metricsCounter, n *uint64) {
+		if *n > 0 {
+			c.Add(int(*n))
+			*n = 0
+		}
+	}
+	add(s.counted, &o.counted)
+	for t := range o.byType {
+		add(s.byType[t], &o.byType[t])
+	}
+	add(s.duplicates, &o.duplicates)
+	add(s.late, &o.late)
+	add(s.future, &o.future)
+	add(s.overflow, &o.overflow)
+	for r := range o.rejected {
+		if o.rejected[r] > 0 {
+			add(s.rejected[r], &o.rejected[r])
+		}
+	}
+	add(s.received, &o.received)
+}
 
 // pendingAdd is one window write waiting for flush; its key is
 // pendKeys[start:end].
@@ -109,8 +141,10 @@ func (in *ingester) handleMsg(msg *nats.Msg) {
 	}
 	more := false
 	if msg.Sub != nil {
+		// Pending counts the message being handled too: nats.go lowers
+		// it after the callback returns.
 		n, _, _ := msg.Sub.Pending()
-		more = n > 0
+		more = n > 1
 	}
 	now := in.svc.clock.NowMs()
 	in.svc.applyMu.Lock()
@@ -135,7 +169,7 @@ func (in *ingester) applyMsg(payload []byte, nowMs, defaultTs int64, more bool) 
 		in.flush()
 		return
 	}
-	if (len(in.pend) > 0 || in.pendCounted > 0) && !in.armed {
+	if (len(in.pend) > 0 || in.out.received > 0) && !in.armed {
 		in.armed = true
 		in.flushTimer.Reset(flushDelay)
 	}
@@ -160,16 +194,8 @@ func (in *ingester) flush() {
 	if len(in.pend) > 0 {
 		in.flushWrites()
 	}
-	if in.pendCounted > 0 {
-		s := in.svc.stats
-		s.counted.Add(int(in.pendCounted))
-		for t := range in.pendByType {
-			if n := in.pendByType[t]; n > 0 {
-				s.byType[t].Add(int(n))
-				in.pendByType[t] = 0
-			}
-		}
-		in.pendCounted = 0
+	if in.out.received > 0 {
+		in.out.publish(in.svc.stats)
 	}
 }
 
@@ -186,12 +212,11 @@ func (in *ingester) flushWrites() {
 }
 
 func (in *ingester) handleEvent(ev *event.Event, reason event.Reason, raw []byte) {
-	s := in.svc.stats
-	s.received.Inc()
+	in.out.received++
 	k := in.next
 	in.next++
 	if reason != event.OK {
-		s.rejected[reason].Inc()
+		in.out.rejected[reason]++
 		in.deadLetter(raw, reason)
 		return
 	}
@@ -205,21 +230,21 @@ func (in *ingester) handleEvent(ev *event.Event, reason event.Reason, raw []byte
 }
 
 func (in *ingester) applyEvent(ev *event.Event, fp idset.FP, nowMs int64) {
-	svc, s := in.svc, in.svc.stats
+	svc := in.svc
 	ts := in.defaultTs
 	if ev.HasTS {
 		ts = ev.TS
 	}
 	if ts < svc.store.Oldest(nowMs) {
-		s.late.Inc()
+		in.out.late++
 		return
 	}
 	if ts > nowMs+futureToleranceMs {
-		s.future.Inc()
+		in.out.future++
 		return
 	}
 	if svc.dedup.seen(fp) {
-		s.duplicates.Inc()
+		in.out.duplicates++
 		return
 	}
 	var c windows.Counts
@@ -248,7 +273,7 @@ func (in *ingester) applyEvent(ev *event.Event, fp idset.FP, nowMs int64) {
 			in.flush()
 		}
 	} else if !in.addNearCap(ev, ts, nowMs, c) {
-		s.overflow.Inc()
+		in.out.overflow++
 		return
 	}
 	if ev.Type == event.Conversion && ev.HasClickTS && ev.ClickTS <= ts {
@@ -258,8 +283,8 @@ func (in *ingester) applyEvent(ev *event.Event, fp idset.FP, nowMs int64) {
 	if ts > in.newestTs.Load() {
 		in.newestTs.Store(ts)
 	}
-	in.pendCounted++
-	in.pendByType[ev.Type]++
+	in.out.counted++
+	in.out.byType[ev.Type]++
 }
 
 // addNearCap writes the event's keys when the store may not have room for
