@@ -80,6 +80,7 @@ type Store struct {
 	maxKeys int64
 	slabs   [numClasses]slab
 	mem     *slabMem
+	scratch chan *batchScratch // AddBatch's free list
 
 	_         [64]byte
 	keys      atomic.Int64 // live keys over all shards
@@ -120,6 +121,7 @@ func NewStore(cfg Config) (*Store, error) {
 		plans:   plans,
 		maxKeys: int64(maxKeys),
 		mem:     &slabMem{},
+		scratch: make(chan *batchScratch, batchScratches),
 	}
 	for _, r := range rings {
 		for i, sp := range r.spans {

@@ -212,16 +212,24 @@ func fastObject(b []byte, i int, ev *Event) (int, bool) {
 // false for an escape, a control character, a non-ASCII byte or no closing quote.
 func scanString(b []byte, i int) (int, bool) {
 	for ; i < len(b); i++ {
-		c := b[i]
-		if c == '"' {
-			return i, true
-		}
-		if c < 0x20 || c == '\\' || c >= 0x80 {
+		if c := b[i]; !plainByte[c] {
+			if c == '"' {
+				return i, true
+			}
 			return 0, false
 		}
 	}
 	return 0, false
 }
+
+// plainByte says which bytes a fast-path string holds as they are: ASCII,
+// not a control character, not '"' or '\\'.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // scanNumber returns the index after the strict JSON number that starts at b[i]
 // (-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?); false when there is none.

@@ -35,6 +35,9 @@ const maxExp = 1 << 40
 // exactly in decimal. It reports false when x is negative or above MaxMoney. A negative zero
 // ("-0", "-0.0") is zero.
 func parseMicros(tok []byte) (uint64, bool) {
+	if m, ok := plainMicros(tok); ok {
+		return m, true
+	}
 	i := 0
 	neg := false
 	if i < len(tok) && tok[i] == '-' {
@@ -171,4 +174,37 @@ func (d *mantissa) at(j int64) byte {
 		return d.a[j]
 	}
 	return d.b[j-int64(len(d.a))]
+}
+
+// plainMicros converts the common money shape exactly and fast: up to 13
+// integer digits and up to 6 fraction digits, no sign, no exponent; false
+// for anything else (parseMicros then does the general conversion) and for
+// an amount above MaxMoney.
+func plainMicros(tok []byte) (uint64, bool) {
+	var m uint64
+	i := 0
+	for ; i < len(tok) && i < 14 && tok[i] >= '0' && tok[i] <= '9'; i++ {
+		m = m*10 + uint64(tok[i]-'0')
+	}
+	if i == 0 || i > 13 {
+		return 0, false
+	}
+	m *= 1e6
+	if i < len(tok) {
+		if tok[i] != '.' || len(tok)-i-1 > 6 || len(tok)-i-1 == 0 {
+			return 0, false
+		}
+		scale := uint64(1e5)
+		for _, c := range tok[i+1:] {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			m += uint64(c-'0') * scale
+			scale /= 10
+		}
+	}
+	if m > maxMoneyMicros {
+		return 0, false
+	}
+	return m, true
 }

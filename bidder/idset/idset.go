@@ -10,9 +10,9 @@
 // load), and Put writes the line Get just read. Prefetch starts those loads early, so a caller
 // holding several ids (a batch message) overlaps their cache misses.
 //
-// Fingerprints are two independent seeded 64-bit xxhash sums of the id: two ids collide with a
-// probability of 2^-128 per pair, so a false "seen" (an event counted as a duplicate) needs about
-// 2^64 ids. The seed is random per Set and saved with it.
+// Fingerprints are two 64-bit xxhash sums of the id behind two random seeds: two ids collide with
+// a probability of about 2^-128 per pair, so a false "seen" (an event counted as a duplicate)
+// needs about 2^64 ids. The seeds are random per Set and saved with it.
 //
 // Concurrency: one writer (Get, Put, Reset) at a time; Snapshot may be taken by the writer and
 // written out by another goroutine while the writer goes on.
@@ -48,7 +48,7 @@ type Set struct {
 	// spare is a dropped table kept for reuse, unless a snapshot may still read it.
 	spare     []uint64
 	snapshots atomic.Int32 // snapshots not yet written out
-	digest    xxhash.Digest
+	buf       []byte // seed and id, for Hash
 }
 
 // tables is the current and the previous table, swapped together so a snapshot sees a pair that
@@ -97,14 +97,14 @@ func (s *Set) Len() int { return s.n + s.nPrev }
 // Bytes returns the memory of the tables.
 func (s *Set) Bytes() int64 { return int64(2 * 3 * 8 * s.slots) }
 
-// Hash returns the fingerprint of id. It does not allocate.
+// Hash returns the fingerprint of id: the xxhash sums of id behind each
+// seed. Writer only; it does not allocate once its buffer has grown.
 func (s *Set) Hash(id []byte) FP {
-	s.digest.ResetWithSeed(s.seed1)
-	s.digest.Write(id)
-	h1 := s.digest.Sum64() | 1 // 0 marks an empty slot
-	s.digest.ResetWithSeed(s.seed2)
-	s.digest.Write(id)
-	return FP{h1, s.digest.Sum64()}
+	s.buf = binary.LittleEndian.AppendUint64(s.buf[:0], s.seed1)
+	s.buf = append(s.buf, id...)
+	h1 := xxhash.Sum64(s.buf) | 1 // 0 marks an empty slot
+	binary.LittleEndian.PutUint64(s.buf, s.seed2)
+	return FP{h1, xxhash.Sum64(s.buf)}
 }
 
 // home returns the first slot of fp in a table.

@@ -10,12 +10,12 @@ import (
 	"sync/atomic"
 )
 
-// File format: the magic "BPIDSET2", then seed1, seed2 and slots (uint64, little endian), then
+// File format: the magic "BPIDSET3", then seed1, seed2 and slots (uint64, little endian), then
 // the current and then the previous table, each as its used slots in slot order: uvarint step
 // (the slot's index plus 1 for the first, else the distance from the slot before) and h1, h2,
 // tag (uint64, little endian), ended by a uvarint 0; then the CRC-32C of everything before it.
 // A file's size follows the ids held, not the memory of the tables.
-const magic = "BPIDSET2"
+const magic = "BPIDSET3"
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
