@@ -36,11 +36,11 @@ type ingester struct {
 	// together, after the windows hold the counted events, so a reader that
 	// sees an event counted also sees it in /v1/rates, and the stats
 	// balance (received = counted + the other outcomes).
-	out outcomes
-	deadBuf     []byte // copy of a rejected payload for the DLQ
-	subject     string // subject of the current message
-	nowMs       int64  // service time of the current message
-	seq         uint64 // stream sequence of the current message (0: core mode)
+	out     outcomes
+	deadBuf []byte // copy of a rejected payload for the DLQ
+	subject string // subject of the current message
+	nowMs   int64  // service time of the current message
+	seq     uint64 // stream sequence of the current message (0: core mode)
 	// defaultTs is the event time of events without ts: the JetStream
 	// message time (so a replay puts them back where they were), else the
 	// receive time.

@@ -48,7 +48,7 @@ type Set struct {
 	// spare is a dropped table kept for reuse, unless a snapshot may still read it.
 	spare     []uint64
 	snapshots atomic.Int32 // snapshots not yet written out
-	buf       []byte // seed and id, for Hash
+	buf       []byte       // seed and id, for Hash
 }
 
 // tables is the current and the previous table, swapped together so a snapshot sees a pair that
