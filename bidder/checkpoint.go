@@ -157,11 +157,16 @@ func (s *Service) writeCheckpoint() error {
 	// the set is loaded. The dedup file goes first under its final name;
 	// the checkpoint that names it is renamed into place last.
 	path := s.checkpointPath()
+	tWin := time.Now()
 	size, err := writeCheckpointTemp(path+".tmp", &h, winSnap)
+	winTook := time.Since(tWin)
 	if err != nil {
 		return s.checkpointFailed(fmt.Errorf("cannot write the checkpoint at seq %d: %w", seq, err))
 	}
-	if err := writeFileAtomic(filepath.Join(dir, h.DedupFile), dedupSnap.WriteTo); err != nil {
+	tDedup := time.Now()
+	err = writeFileAtomic(filepath.Join(dir, h.DedupFile), dedupSnap.WriteTo)
+	dedupTook := time.Since(tDedup)
+	if err != nil {
 		os.Remove(path + ".tmp")
 		return s.checkpointFailed(fmt.Errorf("cannot save the dedup set at seq %d: %w", seq, err))
 	}
@@ -189,7 +194,8 @@ func (s *Service) writeCheckpoint() error {
 		c.maxPauseUs.Store(pause.Microseconds())
 	}
 	s.stats.ckptWritten.Inc()
-	s.log.Debug().Uint64("seq", seq).Int64("bytes", size).Dur("took", took).Dur("pause", pause).Int("keys", s.store.Len()).Msg("checkpoint written")
+	s.log.Debug().Uint64("seq", seq).Int64("bytes", size).Dur("took", took).Dur("pause", pause).
+		Dur("windows", winTook).Dur("dedup", dedupTook).Int("keys", s.store.Len()).Msg("checkpoint written")
 	return nil
 }
 

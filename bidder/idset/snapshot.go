@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"sync/atomic"
+	"time"
 )
 
 // File format: the magic "BPIDSET3", then seed1, seed2 and slots (uint64, little endian), then
@@ -64,9 +65,13 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		buf = buf[:0]
 		return err
 	}
+	var pacer backgroundPacer
 	for _, t := range [][]uint64{sn.t.cur, sn.t.prev} {
 		last := -1
 		for i := 0; i < len(t); i += 3 {
+			if i%(3*1024) == 0 {
+				pacer.pace()
+			}
 			h1 := atomic.LoadUint64(&t[i])
 			if h1 == 0 {
 				continue
@@ -194,4 +199,23 @@ func (c *crcReader) ReadByte() (byte, error) {
 		c.crc = crc32.Update(c.crc, castagnoli, c.one[:])
 	}
 	return b, err
+}
+
+// backgroundPacer lets a long background loop step aside: every 2 ms of
+// work it sleeps briefly. runtime.Gosched is not enough on a process with
+// one P (a one-core service): the yielding goroutine goes to the global run
+// queue and is picked again before the scheduler polls the network, so
+// requests that arrived meanwhile would wait for sysmon, up to 10 ms.
+type backgroundPacer struct{ last time.Time }
+
+func (p *backgroundPacer) pace() {
+	now := time.Now()
+	if p.last.IsZero() {
+		p.last = now
+		return
+	}
+	if now.Sub(p.last) >= 2*time.Millisecond {
+		time.Sleep(20 * time.Microsecond)
+		p.last = time.Now()
+	}
 }
