@@ -30,8 +30,9 @@ type ingester struct {
 	// Window writes of the current message on existing keys, applied
 	// together by flush (Store.AddBatch overlaps their cache misses).
 	pendKeys []byte
-	pend     []pendingAdd
-	batch    []windows.Event
+	// pend's keys are slices of pendKeys: when pendKeys grows, the earlier
+	// ones keep the old array, whose bytes do not change until the flush.
+	pend []windows.Event
 	// Event outcomes not yet published in the stats: flush adds them all
 	// together, after the windows hold the counted events, so a reader that
 	// sees an event counted also sees it in /v1/rates, and the stats
@@ -40,6 +41,7 @@ type ingester struct {
 	deadBuf []byte // copy of a rejected payload for the DLQ
 	subject string // subject of the current message
 	nowMs   int64  // service time of the current message
+	oldest  int64  // events before it are late (Store.Oldest(nowMs))
 	seq     uint64 // stream sequence of the current message (0: core mode)
 	// defaultTs is the event time of events without ts: the JetStream
 	// message time (so a replay puts them back where they were), else the
@@ -94,14 +96,6 @@ func (o *outcomes) publish(s *stats) {
 		}
 	}
 	add(s.received, &o.received)
-}
-
-// pendingAdd is one window write waiting for flush; its key is
-// pendKeys[start:end].
-type pendingAdd struct {
-	start, end int
-	ts         int64
-	c          windows.Counts
 }
 
 // maxPending bounds the writes held before a flush.
@@ -162,6 +156,7 @@ func (in *ingester) handleMsg(msg *nats.Msg) {
 // windows (a checkpoint, eviction) calls flush under applyMu.
 func (in *ingester) applyMsg(payload []byte, nowMs, defaultTs int64, more bool) {
 	in.nowMs, in.defaultTs = nowMs, defaultTs
+	in.oldest = in.svc.store.Oldest(nowMs)
 	in.fps, in.next = in.fps[:0], 0
 	in.parser.Parse(payload, in.onEvent)
 	in.fps = in.fps[:0]
@@ -200,14 +195,10 @@ func (in *ingester) flush() {
 }
 
 func (in *ingester) flushWrites() {
-	in.batch = in.batch[:0]
-	for i := range in.pend {
-		p := &in.pend[i]
-		in.batch = append(in.batch, windows.Event{Key: in.pendKeys[p.start:p.end], TsMs: p.ts, C: p.c})
-	}
-	if n := in.svc.store.AddBatch(in.batch, in.nowMs, nil); n != len(in.batch) {
+	if n := in.svc.store.AddBatch(in.pend, in.nowMs, nil); n != len(in.pend) {
 		panic("BUG: windows refused a write the key-cap check let through")
 	}
+	clear(in.pend) // drop the references to old key arrays
 	in.pend, in.pendKeys = in.pend[:0], in.pendKeys[:0]
 }
 
@@ -235,7 +226,7 @@ func (in *ingester) applyEvent(ev *event.Event, fp idset.FP, nowMs int64) {
 	if ev.HasTS {
 		ts = ev.TS
 	}
-	if ts < svc.store.Oldest(nowMs) {
+	if ts < in.oldest {
 		in.out.late++
 		return
 	}
@@ -266,7 +257,7 @@ func (in *ingester) applyEvent(ev *event.Event, fp idset.FP, nowMs int64) {
 			if svc.rollups.Covers(lvl, &ev.Dims) {
 				off := len(in.pendKeys)
 				in.pendKeys = windows.AppendKey(in.pendKeys, lvl, svc.rollups, &ev.Dims)
-				in.pend = append(in.pend, pendingAdd{start: off, end: len(in.pendKeys), ts: ts, c: c})
+				in.pend = append(in.pend, windows.Event{Key: in.pendKeys[off:len(in.pendKeys):len(in.pendKeys)], TsMs: ts, C: c})
 			}
 		}
 		if len(in.pend) >= maxPending {
@@ -327,7 +318,7 @@ func (in *ingester) addNearCap(ev *event.Event, ts, nowMs int64, c windows.Count
 	for _, end := range in.offs {
 		off := len(in.pendKeys)
 		in.pendKeys = append(in.pendKeys, in.keys[start:end]...)
-		in.pend = append(in.pend, pendingAdd{start: off, end: len(in.pendKeys), ts: ts, c: c})
+		in.pend = append(in.pend, windows.Event{Key: in.pendKeys[off:len(in.pendKeys):len(in.pendKeys)], TsMs: ts, C: c})
 		start = end
 	}
 	if len(in.pend) >= maxPending {

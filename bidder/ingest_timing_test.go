@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,6 +82,10 @@ func benchPayloads(prefix string, n, size, cells int) [][]byte {
 	return out
 }
 
+// benchRun numbers benchmark runs, so ids stay new when -count repeats one
+// on the same service.
+var benchRun atomic.Int64
+
 func newBenchService(b *testing.B, maxKeys int) *Service {
 	b.Helper()
 	svc, err := New(Options{Clock: NewManualClock(testNow), Logger: zerolog.Nop(), DedupSize: 256 << 20, MaxKeys: maxKeys})
@@ -107,14 +112,19 @@ func BenchmarkIngestApply(b *testing.B) {
 				b.ReportAllocs()
 				var applied time.Duration
 				for i := 0; i < b.N; i++ {
-					// Every iteration applies new ids (never duplicates).
-					payloads := benchPayloads(fmt.Sprintf("%d-%d-", size, i), events/size, size, keys/2)
+					// Every iteration applies new ids (never duplicates, also
+					// when -count repeats the benchmark on the same service).
+					payloads := benchPayloads(fmt.Sprintf("%d-%d-%d-", size, i, benchRun.Add(1)), events/size, size, keys/2)
 					runtime.GC()
+					before := svc.stats.counted.Get()
 					t0 := time.Now()
 					for _, p := range payloads {
 						svc.ingest.apply(p, testNow)
 					}
 					applied += time.Since(t0)
+					if got := svc.stats.counted.Get() - before; got != events {
+						b.Fatalf("counted %d of %d events", got, events)
+					}
 				}
 				b.ReportMetric(float64(b.N*events)/applied.Seconds(), "events/s")
 				b.ReportMetric(float64(applied.Nanoseconds())/float64(b.N*events), "ns/event")
@@ -141,6 +151,11 @@ func BenchmarkJetStreamConsume(b *testing.B) {
 	case <-time.After(60 * time.Second):
 		b.Fatal("publish not complete")
 	}
+	// events/s counts from the consumer's creation (bidpulse: from Start,
+	// which also sets up its control plane); flowing-events/s from the
+	// first message delivered to the last applied, the rate once messages
+	// flow.
+	var flowing time.Duration
 	b.Run("raw", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			cons, err := js.CreateOrUpdateConsumer(context.Background(), "BIDPULSE_EVENTS", jetstream.ConsumerConfig{
@@ -151,12 +166,16 @@ func BenchmarkJetStreamConsume(b *testing.B) {
 			}
 			done := make(chan struct{})
 			n := 0
+			var first time.Time
 			cc, err := cons.Consume(func(m jetstream.Msg) {
-				n++
+				if n++; n == 1 {
+					first = time.Now()
+				}
 				if n%1000 == 0 {
 					m.Ack()
 				}
 				if n == msgs {
+					flowing += time.Since(first)
 					close(done)
 				}
 			}, jetstream.PullMaxMessages(1000))
@@ -167,6 +186,8 @@ func BenchmarkJetStreamConsume(b *testing.B) {
 			cc.Stop()
 		}
 		b.ReportMetric(float64(b.N*msgs)/b.Elapsed().Seconds(), "events/s")
+		b.ReportMetric(float64(b.N*msgs)/flowing.Seconds(), "flowing-events/s")
+		flowing = 0
 	})
 	// "bidpulse" is the steady state: the keys the messages touch exist
 	// (filled before the timer runs, with other ids). "bidpulse-cold"
@@ -182,9 +203,15 @@ func BenchmarkJetStreamConsume(b *testing.B) {
 				// Building the service (its memory) is not consuming: the
 				// timer runs from Start, which creates the consumer.
 				b.StopTimer()
+				var first atomic.Int64
 				svc, err := New(Options{
 					HTTPAddr: "127.0.0.1:0", NATSURL: e.svc.NATSURL(), DataDir: b.TempDir(), Instance: fmt.Sprintf("bench-%s-%d-%d", name, b.N, i),
 					DedupSize: 64 << 20, Logger: zerolog.Nop(), Clock: NewManualClock(testNow), CheckpointInterval: time.Hour,
+					applyHook: func(uint64) {
+						if first.Load() == 0 {
+							first.Store(time.Now().UnixNano())
+						}
+					},
 				})
 				if err != nil {
 					b.Fatal(err)
@@ -202,6 +229,7 @@ func BenchmarkJetStreamConsume(b *testing.B) {
 				for svc.stats.counted.Get() < msgs {
 					time.Sleep(100 * time.Microsecond)
 				}
+				flowing += time.Since(time.Unix(0, first.Load()))
 				b.StopTimer()
 				if got := svc.stats.received.Get(); got != msgs {
 					b.Fatalf("received %d; want %d", got, msgs)
@@ -211,6 +239,8 @@ func BenchmarkJetStreamConsume(b *testing.B) {
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(b.N*msgs)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(b.N*msgs)/flowing.Seconds(), "flowing-events/s")
+			flowing = 0
 		})
 	}
 }
@@ -260,6 +290,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 			svc.js = &jsIngest{}
 			fillKeys(b, svc, keys)
 			next := 0
+			prefix := fmt.Sprintf("ck%d-", benchRun.Add(1))
 			var msg []byte
 			// ingest applies messages until stop closes (or n are applied)
 			// and returns how many and the slowest.
@@ -278,7 +309,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 							msg = append(msg, ',')
 						}
 						id := next*100 + j
-						msg = appendCellEvent(msg, "ck", id, (id*7919)%(keys/2))
+						msg = appendCellEvent(msg, prefix, id, (id*7919)%(keys/2))
 					}
 					msg = append(msg, ']')
 					next++
