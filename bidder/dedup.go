@@ -8,8 +8,8 @@ import (
 // dedup remembers the (type, id) of counted events so a redelivered or
 // re-sent event is counted once. It is an idset.Set: bounded memory that the
 // garbage collector does not scan, sure to remember at least the last
-// Horizon ids (about 1.5M per 100 MiB: 48 bytes per id at a 70% load over two
-// tables), whatever their length.
+// Horizon ids (about 1.5M per 100 MiB: two tables of 24-byte slots, each
+// rotated at 70% full, so 69 bytes per id), whatever their length.
 //
 // Each entry's tag records the stream sequence of the message that counted
 // it and the generation (one per process start) that added it. That lets a

@@ -1,18 +1,25 @@
-// Package idset is the bidder's memory of counted event ids: a bounded set of 128-bit
-// fingerprints, each with a 64-bit tag, that remembers at least the last Horizon ids put in it.
+// Package idset is the bidder's memory of counted event ids: a bounded set of fingerprints, each
+// with a 64-bit tag, that remembers at least the last Horizon ids put in it.
 //
 // It is two open-addressing tables of equal size: new ids go into the current one; when that holds
-// Horizon ids, the previous table is dropped, the current one becomes the previous, and an empty
-// table becomes current. A look-up checks both, so every one of the last Horizon ids (and up to
-// 2*Horizon) is found. Tables are pointer-free slices: the garbage collector does not scan them.
+// Horizon ids, the previous table is dropped, the current one becomes the previous, and the
+// dropped table's memory becomes the new current one. A look-up checks both, so every one of the
+// last Horizon ids (and up to 2*Horizon) is found. Tables are pointer-free slices: the garbage
+// collector does not scan them.
+//
+// Rotation costs nothing: each table has an epoch, written into every slot it fills, and a slot
+// of another epoch counts as empty, so a table is reused without being cleared (a clear of a large
+// table would stall the writer for milliseconds). Epochs are 16 bits: a slot would have to stay
+// unwritten through 32,768 reuses of its table to be mistaken for a live one.
 //
 // Cost: a look-up of a new id touches one cache line in each table (about two at the highest
 // load), and Put writes the line Get just read. Prefetch starts those loads early, so a caller
 // holding several ids (a batch message) overlaps their cache misses.
 //
-// Fingerprints are two 64-bit xxhash sums of the id behind two random seeds: two ids collide with
-// a probability of about 2^-128 per pair, so a false "seen" (an event counted as a duplicate)
-// needs about 2^64 ids. The seeds are random per Set and saved with it.
+// Fingerprints are 112 bits: two xxhash sums of the id behind two random seeds, one cut to 48 bits
+// (its top 16 bits hold the epoch). Two ids collide with a probability of 2^-112 per pair, so a
+// false "seen" (an event counted as a duplicate) needs about 2^56 ids. The seeds are random per
+// Set and saved with it.
 //
 // Concurrency: one writer (Get, Put, Reset) at a time; Snapshot may be taken by the writer and
 // written out by another goroutine while the writer goes on.
@@ -35,6 +42,11 @@ const EntryBytes = 24
 // within a cache line or two up to there.
 const maxLoad = 70
 
+const (
+	epochShift = 48
+	h2Mask     = 1<<epochShift - 1
+)
+
 // FP is the fingerprint of an id. The zero FP is never produced.
 type FP struct{ h1, h2 uint64 }
 
@@ -44,16 +56,21 @@ type Set struct {
 	slots        uint64 // per table
 	horizon      int    // ids per table before rotation
 	tabs         atomic.Pointer[tables]
-	n, nPrev     int // ids in the current and the previous table
-	// spare is a dropped table kept for reuse, unless a snapshot may still read it.
-	spare     []uint64
-	snapshots atomic.Int32 // snapshots not yet written out
-	buf       []byte       // seed and id, for Hash
+	n, nPrev     int    // ids in the current and the previous table
+	epoch        uint16 // the last epoch handed out
+	snapshots    atomic.Int32
+	buf          []byte // seed and id, for Hash
+}
+
+// table is one table's slots (h1, h2 with the epoch on top, tag) and the epoch of its live slots.
+type table struct {
+	s     []uint64
+	epoch uint64 // shifted to epochShift
 }
 
 // tables is the current and the previous table, swapped together so a snapshot sees a pair that
 // existed.
-type tables struct{ cur, prev []uint64 }
+type tables struct{ cur, prev table }
 
 // New returns a Set using about maxBytes for its two tables (at least 2 slots each).
 func New(maxBytes int) *Set {
@@ -65,27 +82,36 @@ func New(maxBytes int) *Set {
 func newSet(maxBytes int, seed1, seed2 uint64) *Set {
 	slots := uint64(max(maxBytes/2/EntryBytes, 2))
 	s := &Set{seed1: seed1, seed2: seed2, slots: slots, horizon: int(max(slots*maxLoad/100, 1))}
-	s.tabs.Store(&tables{cur: newTable(slots), prev: newTable(slots)})
+	s.tabs.Store(&tables{cur: s.newTable(nil), prev: s.newTable(nil)})
 	return s
 }
 
-// newTable returns an empty table of slots slots, its pages already
-// faulted in: the first Puts would otherwise each pay a page fault (a
-// fresh table is touched at random), on the applier's path.
-func newTable(slots uint64) []uint64 {
-	t := make([]uint64, 3*slots)
-	adviseHuge(t)
-	for i := 0; i < len(t); i += 4096 / 8 {
-		t[i] = 0
+// nextEpoch returns a new table epoch, never 0.
+func (s *Set) nextEpoch() uint64 {
+	if s.epoch++; s.epoch == 0 {
+		s.epoch = 1
 	}
-	return t
+	return uint64(s.epoch) << epochShift
 }
 
-// Release drops the tables, keeping an empty Set of two slots: for a
-// writer that is done, so the memory can go back before the Set does.
+// newTable returns an empty table of a new epoch on mem, or on new memory when mem is nil: its
+// pages faulted in, as the first Puts would otherwise each pay a page fault on the writer's path.
+func (s *Set) newTable(mem []uint64) table {
+	if mem == nil {
+		mem = make([]uint64, 3*s.slots)
+		adviseHuge(mem)
+		for i := 0; i < len(mem); i += 4096 / 8 {
+			mem[i] = 0
+		}
+	}
+	return table{s: mem, epoch: s.nextEpoch()}
+}
+
+// Release drops the tables, keeping an empty Set of two slots: for a writer that is done, so the
+// memory can go back before the Set does.
 func (s *Set) Release() {
-	s.slots, s.horizon, s.n, s.nPrev, s.spare = 2, 1, 0, 0, nil
-	s.tabs.Store(&tables{cur: make([]uint64, 6), prev: make([]uint64, 6)})
+	s.slots, s.horizon, s.n, s.nPrev = 2, 1, 0, 0
+	s.tabs.Store(&tables{cur: table{s: make([]uint64, 6), epoch: s.nextEpoch()}, prev: table{s: make([]uint64, 6), epoch: s.nextEpoch()}})
 }
 
 // Horizon returns how many of the most recent ids the Set is sure to remember.
@@ -97,14 +123,14 @@ func (s *Set) Len() int { return s.n + s.nPrev }
 // Bytes returns the memory of the tables.
 func (s *Set) Bytes() int64 { return int64(2 * 3 * 8 * s.slots) }
 
-// Hash returns the fingerprint of id: the xxhash sums of id behind each
-// seed. Writer only; it does not allocate once its buffer has grown.
+// Hash returns the fingerprint of id: the xxhash sums of id behind each seed. Writer only; it
+// does not allocate once its buffer has grown.
 func (s *Set) Hash(id []byte) FP {
 	s.buf = binary.LittleEndian.AppendUint64(s.buf[:0], s.seed1)
 	s.buf = append(s.buf, id...)
 	h1 := xxhash.Sum64(s.buf) | 1 // 0 marks an empty slot
 	binary.LittleEndian.PutUint64(s.buf, s.seed2)
-	return FP{h1, xxhash.Sum64(s.buf)}
+	return FP{h1, xxhash.Sum64(s.buf) & h2Mask}
 }
 
 // home returns the first slot of fp in a table.
@@ -117,34 +143,37 @@ func (s *Set) home(fp FP) uint64 {
 func (s *Set) Prefetch(fp FP) {
 	t := s.tabs.Load()
 	i := 3 * s.home(fp)
-	prefetch(unsafe.Pointer(&t.cur[i]))
-	prefetch(unsafe.Pointer(&t.prev[i]))
+	prefetch(unsafe.Pointer(&t.cur.s[i]))
+	prefetch(unsafe.Pointer(&t.prev.s[i]))
 }
 
 // Get returns the tag of fp; false when fp is not held.
 func (s *Set) Get(fp FP) (uint64, bool) {
 	t := s.tabs.Load()
 	// The previous table's line loads while the current one is probed.
-	prefetch(unsafe.Pointer(&t.prev[3*s.home(fp)]))
+	prefetch(unsafe.Pointer(&t.prev.s[3*s.home(fp)]))
 	if i, ok := s.find(t.cur, fp); ok {
-		return atomic.LoadUint64(&t.cur[i+2]), true
+		return atomic.LoadUint64(&t.cur.s[i+2]), true
 	}
 	if i, ok := s.find(t.prev, fp); ok {
-		return atomic.LoadUint64(&t.prev[i+2]), true
+		return atomic.LoadUint64(&t.prev.s[i+2]), true
 	}
 	return 0, false
 }
 
-// find returns the index of fp's slot in t, or of the empty slot that ends its probe.
-func (s *Set) find(t []uint64, fp FP) (uint64, bool) {
+// find returns the index of fp's slot in t, or of the free slot (empty, or of another epoch) that
+// ends its probe.
+func (s *Set) find(t table, fp FP) (uint64, bool) {
 	i := 3 * s.home(fp)
-	end := uint64(len(t))
+	end := uint64(len(t.s))
+	want := fp.h2 | t.epoch
 	for {
-		h := atomic.LoadUint64(&t[i])
-		if h == 0 {
+		h := atomic.LoadUint64(&t.s[i])
+		h2 := atomic.LoadUint64(&t.s[i+1])
+		if h == 0 || h2&^h2Mask != t.epoch {
 			return i, false
 		}
-		if h == fp.h1 && t[i+1] == fp.h2 {
+		if h == fp.h1 && h2 == want {
 			return i, true
 		}
 		if i += 3; i == end {
@@ -159,32 +188,32 @@ func (s *Set) Put(fp FP, tag uint64) {
 	t := s.tabs.Load()
 	i, ok := s.find(t.cur, fp)
 	if ok {
-		atomic.StoreUint64(&t.cur[i+2], tag)
+		atomic.StoreUint64(&t.cur.s[i+2], tag)
 		return
 	}
 	if s.n >= s.horizon {
 		t = s.rotate(t)
 		i, _ = s.find(t.cur, fp)
 	}
-	t.cur[i+1], t.cur[i+2] = fp.h2, tag
-	atomic.StoreUint64(&t.cur[i], fp.h1) // publishes the slot to a concurrent snapshot
+	// A concurrent snapshot reads h1, then h2 and tag, then h1 again, and keeps the slot only when
+	// h1 did not change: clearing it first means it never pairs an old h1 with a new h2.
+	c := t.cur.s
+	atomic.StoreUint64(&c[i], 0)
+	atomic.StoreUint64(&c[i+1], fp.h2|t.cur.epoch)
+	atomic.StoreUint64(&c[i+2], tag)
+	atomic.StoreUint64(&c[i], fp.h1)
 	s.n++
 }
 
-// rotate drops the previous table and starts an empty current one.
+// rotate drops the previous table and starts an empty current one on its memory (on new memory
+// while a snapshot may still read the dropped one).
 func (s *Set) rotate(t *tables) *tables {
-	fresh := s.spare
-	s.spare = nil
-	if fresh == nil {
-		fresh = newTable(s.slots)
-	} else {
-		clear(fresh)
+	mem := t.prev.s
+	if s.snapshots.Load() != 0 {
+		mem = nil
 	}
-	nt := &tables{cur: fresh, prev: t.cur}
+	nt := &tables{cur: s.newTable(mem), prev: t.cur}
 	s.tabs.Store(nt)
-	if s.snapshots.Load() == 0 {
-		s.spare = t.prev
-	}
 	s.n, s.nPrev = 0, s.n
 	return nt
 }
@@ -192,11 +221,10 @@ func (s *Set) rotate(t *tables) *tables {
 // Reset forgets every id.
 func (s *Set) Reset() {
 	t := s.tabs.Load()
-	s.n, s.nPrev = 0, 0
-	if s.snapshots.Load() == 0 {
-		clear(t.cur)
-		clear(t.prev)
-		return
+	cur, prev := t.cur.s, t.prev.s
+	if s.snapshots.Load() != 0 {
+		cur, prev = nil, nil
 	}
-	s.tabs.Store(&tables{cur: newTable(s.slots), prev: newTable(s.slots)})
+	s.tabs.Store(&tables{cur: s.newTable(cur), prev: s.newTable(prev)})
+	s.n, s.nPrev = 0, 0
 }

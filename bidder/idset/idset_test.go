@@ -52,6 +52,32 @@ func TestHorizon(t *testing.T) {
 	}
 }
 
+// TestEpochWrap rotates a two-slot set past 65,536 epochs: reused slots of old epochs never count
+// as held.
+func TestEpochWrap(t *testing.T) {
+	s := New(4 * EntryBytes) // 2 slots per table, horizon 1: every Put rotates
+	for i := range 140_000 {
+		fp := s.Hash(id(i))
+		if _, ok := s.Get(fp); ok {
+			t.Fatalf("unexpected hit of new id %d", i)
+		}
+		s.Put(fp, uint64(i))
+		if got, ok := s.Get(fp); !ok || got != uint64(i) {
+			t.Fatalf("unexpected miss of id %d just put", i)
+		}
+		if i > 0 {
+			if got, ok := s.Get(s.Hash(id(i - 1))); !ok || got != uint64(i-1) {
+				t.Fatalf("unexpected miss of id %d, put one before", i-1)
+			}
+		}
+		if i > 2 {
+			if _, ok := s.Get(s.Hash(id(i - 3))); ok {
+				t.Fatalf("unexpected hit of id %d, dropped two rotations ago", i-3)
+			}
+		}
+	}
+}
+
 // TestPutUpdatesTag checks that Put of a held id updates its tag in place.
 func TestPutUpdatesTag(t *testing.T) {
 	s := New(1 << 16)

@@ -11,12 +11,13 @@ import (
 	"time"
 )
 
-// File format: the magic "BPIDSET3", then seed1, seed2 and slots (uint64, little endian), then
-// the current and then the previous table, each as its used slots in slot order: uvarint step
-// (the slot's index plus 1 for the first, else the distance from the slot before) and h1, h2,
-// tag (uint64, little endian), ended by a uvarint 0; then the CRC-32C of everything before it.
+// File format: the magic "BPIDSET4", then seed1, seed2 and slots (uint64, little endian), then
+// the current and then the previous table, each as its live slots in slot order: uvarint step
+// (the slot's index plus 1 for the first, else the distance from the slot before) and h1, h2
+// (without the epoch), tag (uint64, little endian), ended by a uvarint 0; then the CRC-32C of
+// everything before it.
 // A file's size follows the ids held, not the memory of the tables.
-const magic = "BPIDSET3"
+const magic = "BPIDSET4"
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -66,22 +67,31 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		return err
 	}
 	var pacer backgroundPacer
-	for _, t := range [][]uint64{sn.t.cur, sn.t.prev} {
+	for _, tab := range []table{sn.t.cur, sn.t.prev} {
+		t := tab.s
 		last := -1
 		for i := 0; i < len(t); i += 3 {
 			if i%(3*1024) == 0 {
 				pacer.pace()
 			}
+			// A live slot of the table's epoch, read whole: Put clears h1
+			// before it rewrites a slot, so an unchanged h1 means h2 and the
+			// tag read between belong to it.
 			h1 := atomic.LoadUint64(&t[i])
 			if h1 == 0 {
+				continue
+			}
+			h2 := atomic.LoadUint64(&t[i+1])
+			tag := atomic.LoadUint64(&t[i+2])
+			if h2&^h2Mask != tab.epoch || atomic.LoadUint64(&t[i]) != h1 {
 				continue
 			}
 			slot := i / 3
 			buf = binary.AppendUvarint(buf, uint64(slot-last))
 			last = slot
 			buf = binary.LittleEndian.AppendUint64(buf, h1)
-			buf = binary.LittleEndian.AppendUint64(buf, t[i+1])
-			buf = binary.LittleEndian.AppendUint64(buf, atomic.LoadUint64(&t[i+2]))
+			buf = binary.LittleEndian.AppendUint64(buf, h2&h2Mask)
+			buf = binary.LittleEndian.AppendUint64(buf, tag)
 			if len(buf) > cap(buf)-40 {
 				if err := flush(); err != nil {
 					return n, err
@@ -125,7 +135,8 @@ func Read(r io.Reader, maxBytes int) (*Set, error) {
 	t := saved.tabs.Load()
 	var counts [2]int
 	var ent [24]byte
-	for ti, tab := range [][]uint64{t.cur, t.prev} {
+	for ti, tt := range []table{t.cur, t.prev} {
+		tab := tt.s
 		slot := -1
 		for {
 			step, err := binary.ReadUvarint(tr)
@@ -146,8 +157,12 @@ func Read(r io.Reader, maxBytes int) (*Set, error) {
 			if h1 == 0 {
 				return nil, fmt.Errorf("invalid id set: an empty slot listed")
 			}
+			h2 := binary.LittleEndian.Uint64(ent[8:])
+			if h2&^h2Mask != 0 || tab[3*slot] != 0 {
+				return nil, fmt.Errorf("invalid id set: a bad or repeated slot")
+			}
 			tab[3*slot] = h1
-			tab[3*slot+1] = binary.LittleEndian.Uint64(ent[8:])
+			tab[3*slot+1] = h2 | tt.epoch
 			tab[3*slot+2] = binary.LittleEndian.Uint64(ent[16:])
 			// Probing relies on empty slots: a table fuller than a Set fills it is not one.
 			if counts[ti]++; counts[ti] > saved.horizon {
@@ -169,10 +184,11 @@ func Read(r io.Reader, maxBytes int) (*Set, error) {
 		return saved, nil
 	}
 	// Another size: put the saved ids again, oldest table first.
-	for _, tab := range [][]uint64{t.prev, t.cur} {
+	for _, tt := range []table{t.prev, t.cur} {
+		tab := tt.s
 		for i := 0; i < len(tab); i += 3 {
 			if tab[i] != 0 {
-				want.Put(FP{tab[i], tab[i+1]}, tab[i+2])
+				want.Put(FP{tab[i], tab[i+1] & h2Mask}, tab[i+2])
 			}
 		}
 	}
