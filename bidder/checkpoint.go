@@ -151,24 +151,25 @@ func (s *Service) writeCheckpoint() error {
 	for _, r := range s.store.Resolutions() {
 		h.Resolutions = append(h.Resolutions, checkpointRes{WidthMs: r.Width.Milliseconds(), Buckets: r.Buckets})
 	}
-	// Both snapshots are written while ingest goes on. The windows one is
-	// copy-on-write by key: it holds each key as it was at seq. Dedup
-	// entries added after seq carry a later sequence and are ignored when
-	// the set is loaded. The dedup file goes first under its final name;
-	// the checkpoint that names it is renamed into place last.
+	// Both snapshots are written while ingest goes on. The dedup set goes
+	// first (a short write, and its rotation waits while it is open; entries
+	// added after seq are marked dead when it is loaded), under its final
+	// name. The windows snapshot is copy-on-write by key: it holds each key
+	// as it was at seq. The checkpoint that names the dedup file is renamed
+	// into place last.
 	path := s.checkpointPath()
+	tDedup := time.Now()
+	err = writeFileAtomic(filepath.Join(dir, h.DedupFile), dedupSnap.WriteTo)
+	dedupTook := time.Since(tDedup)
+	if err != nil {
+		winSnap.Abort()
+		return s.checkpointFailed(fmt.Errorf("cannot save the dedup set at seq %d: %w", seq, err))
+	}
 	tWin := time.Now()
 	size, err := writeCheckpointTemp(path+".tmp", &h, winSnap)
 	winTook := time.Since(tWin)
 	if err != nil {
 		return s.checkpointFailed(fmt.Errorf("cannot write the checkpoint at seq %d: %w", seq, err))
-	}
-	tDedup := time.Now()
-	err = writeFileAtomic(filepath.Join(dir, h.DedupFile), dedupSnap.WriteTo)
-	dedupTook := time.Since(tDedup)
-	if err != nil {
-		os.Remove(path + ".tmp")
-		return s.checkpointFailed(fmt.Errorf("cannot save the dedup set at seq %d: %w", seq, err))
 	}
 	if err := os.Rename(path+".tmp", path); err != nil {
 		os.Remove(path + ".tmp")
@@ -374,10 +375,10 @@ func (s *Service) loadCheckpoint() uint64 {
 		s.checkpointLoadFailed(path, fmt.Errorf("cannot load the controller state (controllers start afresh): %w", err))
 	}
 	dedupPath := filepath.Join(s.checkpointDir(), h.DedupFile)
-	if set, err := readDedup(dedupPath, s.opts.DedupSize); err != nil {
+	if set, err := readDedup(dedupPath, s.opts.DedupSize, staleAfter(h.DedupGen, h.Seq)); err != nil {
 		s.checkpointLoadFailed(dedupPath, fmt.Errorf("cannot load the dedup set (duplicates of events counted before the checkpoint will not be recognised): %w", err))
 	} else {
-		s.dedup.restored(set, h.DedupGen, h.Seq)
+		s.dedup.restored(set, h.DedupGen)
 	}
 	s.ckpt.loaded.Store(true)
 	s.ckpt.lastSeq.Store(h.Seq)
@@ -433,7 +434,7 @@ func (s *Service) resetState() {
 }
 
 // readDedup reads a dedup set saved by a checkpoint.
-func readDedup(path string, maxBytes int) (*idset.Set, error) {
+func readDedup(path string, maxBytes int, retag func(uint64) uint64) (*idset.Set, error) {
 	if filepath.Base(path) == "." || !strings.HasPrefix(filepath.Base(path), "dedup-") {
 		return nil, fmt.Errorf("checkpoint names no dedup file")
 	}
@@ -442,5 +443,5 @@ func readDedup(path string, maxBytes int) (*idset.Set, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return idset.Read(f, maxBytes)
+	return idset.Read(f, maxBytes, retag)
 }

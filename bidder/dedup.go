@@ -13,22 +13,19 @@ import (
 //
 // Each entry's tag records the stream sequence of the message that counted
 // it and the generation (one per process start) that added it. That lets a
-// checkpoint save the set after releasing the applier: entries a later
-// message added (sequence above the checkpoint's, same generation) are
-// ignored when the checkpoint is loaded, so the replay that follows counts
-// those events again, once. Tags keep the low 48 bits of the sequence and
-// the low 16 of the generation.
+// checkpoint save the set after releasing the applier: when the checkpoint
+// is loaded, entries of the generation that wrote it with a sequence above
+// the checkpoint's came after it, and are marked dead (generation 0), so the
+// replay that follows counts those events again, once. Marking happens at
+// load, so the dead stay dead through any number of later restarts. Tags keep
+// the low 48 bits of the sequence and a 16-bit generation in 1..65535.
 //
-// The set has one writer: the service calls check and add from its single
+// The set has one writer: the service calls seen and add from its single
 // applier goroutine only, which serialises them per id.
 type dedup struct {
 	set *idset.Set
 	key []byte
-
 	gen uint64 // this process's generation
-	// Entries of generation staleGen with a sequence above staleAfter came
-	// after the loaded checkpoint: they do not count as seen.
-	staleGen, staleAfter uint64
 }
 
 const (
@@ -36,6 +33,9 @@ const (
 	tagSeqMask = 1<<(64-tagGenBits) - 1
 	tagGenMask = 1<<tagGenBits - 1
 )
+
+// tagGen is generation gen as a tag holds it: never 0 (dead).
+func tagGen(gen uint64) uint64 { return gen%tagGenMask + 1 }
 
 func newDedup(maxBytes int) *dedup {
 	return &dedup{set: idset.New(maxBytes), gen: 1}
@@ -50,26 +50,32 @@ func (d *dedup) hash(t event.Type, id []byte) idset.FP {
 // seen reports whether the event of fingerprint fp was counted before.
 func (d *dedup) seen(fp idset.FP) bool {
 	tag, ok := d.set.Get(fp)
-	if !ok {
-		return false
-	}
-	if d.staleGen != 0 && tag&tagGenMask == d.staleGen&tagGenMask && tag>>tagGenBits > d.staleAfter&tagSeqMask {
-		return false
-	}
-	return true
+	return ok && tag&tagGenMask != 0
 }
 
 // add records that the event of fingerprint fp was counted by the message
 // of stream sequence seq (0 in core mode).
 func (d *dedup) add(fp idset.FP, seq uint64) {
-	d.set.Put(fp, (seq&tagSeqMask)<<tagGenBits|d.gen&tagGenMask)
+	d.set.Put(fp, (seq&tagSeqMask)<<tagGenBits|tagGen(d.gen))
 }
 
-// restored installs set, loaded from a checkpoint of sequence seq written
-// by generation gen, and starts the next generation.
-func (d *dedup) restored(set *idset.Set, gen, seq uint64) {
+// staleAfter returns the retag function for a set saved by generation gen
+// with a checkpoint of sequence seq: entries that generation added after seq
+// become dead.
+func staleAfter(gen, seq uint64) func(uint64) uint64 {
+	g, s := tagGen(gen), seq&tagSeqMask
+	return func(tag uint64) uint64 {
+		if tag&tagGenMask == g && tag>>tagGenBits > s {
+			return tag &^ tagGenMask
+		}
+		return tag
+	}
+}
+
+// restored installs set, loaded from a checkpoint written by generation
+// gen, and starts the next generation.
+func (d *dedup) restored(set *idset.Set, gen uint64) {
 	d.set = set
-	d.staleGen, d.staleAfter = gen, seq
 	d.gen = gen + 1
 }
 

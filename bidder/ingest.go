@@ -261,7 +261,7 @@ func (in *ingester) applyEvent(ev *event.Event, fp idset.FP, nowMs int64) {
 			}
 		}
 		if len(in.pend) >= maxPending {
-			in.flush()
+			in.flushWrites() // the stats follow at the message's flush
 		}
 	} else if !in.addNearCap(ev, ts, nowMs, c) {
 		in.out.overflow++
@@ -283,6 +283,13 @@ func (in *ingester) applyEvent(ev *event.Event, fp idset.FP, nowMs int64) {
 // and the cap is full, so a child never counts more than its parent.
 func (in *ingester) addNearCap(ev *event.Event, ts, nowMs int64, c windows.Counts) bool {
 	svc := in.svc
+	// Pending writes may create keys (queued while there was room): apply
+	// them first, so the checks below see every key and the cap is exact.
+	// (The stats follow at the next flush: they never run ahead of the
+	// windows, nor received ahead of the outcomes.)
+	if len(in.pend) > 0 {
+		in.flushWrites()
+	}
 	in.keys, in.offs = in.keys[:0], in.offs[:0]
 	missing := 0
 	start := 0
@@ -302,9 +309,8 @@ func (in *ingester) addNearCap(ev *event.Event, ts, nowMs int64, c windows.Count
 	}
 	start = 0
 	if missing > 0 {
-		// New keys: write now, in order with the pending writes, so the
-		// key-cap check of the next event sees them.
-		in.flush()
+		// New keys: write now, so the key-cap check of the next event sees
+		// them (the pending writes were applied above).
 		for _, end := range in.offs {
 			if !svc.store.Add(in.keys[start:end], ts, nowMs, c) {
 				// Only the applier adds keys, and eviction runs under the
@@ -322,7 +328,7 @@ func (in *ingester) addNearCap(ev *event.Event, ts, nowMs int64, c windows.Count
 		start = end
 	}
 	if len(in.pend) >= maxPending {
-		in.flush()
+		in.flushWrites() // the stats follow at the message's flush
 	}
 	return true
 }

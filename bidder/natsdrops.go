@@ -11,7 +11,9 @@ import (
 
 // serverDrops counts, with the embedded server, the messages the server
 // dropped for this service's connection: a connection the server closes as
-// a slow consumer loses what it had queued for it. The server counts the
+// a slow consumer loses what it had queued for it. The count covers every
+// message on the connection: events, and the little control traffic (KV
+// updates) that shares it. The server counts the
 // messages it queued to each connection (OutMsgs, kept for closed
 // connections too); the client counts those it read (InMsgs). For each
 // connection that ended, the difference is what the server dropped.
@@ -23,6 +25,7 @@ type serverDrops struct {
 	srv *server.Server
 
 	mu      sync.Mutex
+	started bool
 	cid     uint64 // the server's id of the current connection
 	inBase  uint64 // client InMsgs when it began
 	settle  []endedConn
@@ -35,12 +38,17 @@ type endedConn struct {
 	in  uint64 // messages the client read on it
 }
 
-// connected starts tracking nc's current connection.
+// connected starts tracking nc's current connection. The client's count
+// for it starts where disconnected left it (or at the first connection),
+// not here: the reconnect callback runs after messages may have arrived.
 func (d *serverDrops) connected(nc *nats.Conn) {
 	cid, err := nc.GetClientID()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.cid, d.inBase = 0, nc.Stats().InMsgs
+	if !d.started {
+		d.started, d.inBase = true, nc.Stats().InMsgs
+	}
+	d.cid = 0
 	if err == nil {
 		d.cid = cid
 	}

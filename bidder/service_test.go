@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/rs/zerolog"
 )
 
 // publishTraffic publishes, for campaign c1, impressions and clicks on
@@ -486,3 +488,24 @@ func TestExternalNATS(t *testing.T) {
 }
 
 var _ = nats.Connect
+
+// TestKeyCapWithQueuedNewKeys: a batch whose first event queues writes that
+// create keys (there was room) and whose next event needs new keys near the
+// cap. The second is refused whole, nothing panics, and the key count stays
+// within the cap.
+func TestKeyCapWithQueuedNewKeys(t *testing.T) {
+	clock := NewManualClock(testNow)
+	svc, err := New(Options{Clock: clock, Logger: zerolog.Nop(), DedupSize: 32 << 20, MaxKeys: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.ingest.apply([]byte(ev("f", "impression", testNow, "c0", "cr", "p")), testNow) // 4 keys
+	// a: 4 new keys, queued (4 + 0 + 4 <= 10); b: 4 more would make 12.
+	svc.ingest.apply([]byte(`[`+ev("a", "impression", testNow, "c1", "cr", "p")+`,`+
+		ev("b", "impression", testNow, "c2", "cr", "p")+`,`+ev("c", "click", testNow, "c1", "cr", "p")+`]`), testNow)
+	s := svc.stats
+	if s.counted.Get() != 3 || s.overflow.Get() != 1 || svc.store.Len() != 8 {
+		t.Fatalf("unexpected outcome; got counted %d, overflow %d, keys %d; want 3, 1, 8",
+			s.counted.Get(), s.overflow.Get(), svc.store.Len())
+	}
+}

@@ -25,7 +25,8 @@ const mergeChunk = 512
 // and returns how many were added (an event is refused, changing nothing,
 // when its key is missing and the store is full); when added is not nil
 // (len(added) >= len(batch)) it also records each result. Keys may be
-// modified after AddBatch returns. It does not allocate.
+// modified after AddBatch returns. It does not allocate in steady state: it
+// keeps a 27 KiB scratch per concurrent caller, up to 4 (a fifth allocates).
 //
 // It is faster per event than Add. It works in chunks of 512 events: it
 // hashes them and merges the events of a chunk that have the same key and

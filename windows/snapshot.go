@@ -119,8 +119,9 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		w, m := sn.claimBit(i, local)
 		return w != nil && atomic.LoadUint64(w)&m == 0
 	}, func(i int, local uint32) bool {
+		// A key created during the walk may have an id past the bits.
 		w, m := sn.claimBit(i, local)
-		return claim(w, m)
+		return w != nil && claim(w, m)
 	}, &keys)
 	// Every key of the start is claimed now: a writer that won a claim
 	// before holds sn.mu until its record is in side.

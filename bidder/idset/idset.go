@@ -39,8 +39,13 @@ import (
 const EntryBytes = 24
 
 // maxLoad is the fill, in percent, at which the current table is rotated: linear probing stays
-// within a cache line or two up to there.
-const maxLoad = 70
+// within a cache line or two up to there. While a snapshot is being written the rotation waits
+// (the dropped table's memory cannot be reused yet) up to fullLoad, past which it takes new
+// memory.
+const (
+	maxLoad  = 70
+	fullLoad = 85
+)
 
 const (
 	epochShift = 48
@@ -55,6 +60,7 @@ type Set struct {
 	seed1, seed2 uint64
 	slots        uint64 // per table
 	horizon      int    // ids per table before rotation
+	fullAt       int    // ids a table may reach while a snapshot delays its rotation
 	tabs         atomic.Pointer[tables]
 	n, nPrev     int    // ids in the current and the previous table
 	epoch        uint16 // the last epoch handed out
@@ -81,7 +87,8 @@ func New(maxBytes int) *Set {
 
 func newSet(maxBytes int, seed1, seed2 uint64) *Set {
 	slots := uint64(max(maxBytes/2/EntryBytes, 2))
-	s := &Set{seed1: seed1, seed2: seed2, slots: slots, horizon: int(max(slots*maxLoad/100, 1))}
+	s := &Set{seed1: seed1, seed2: seed2, slots: slots, horizon: int(max(slots*maxLoad/100, 1)),
+		fullAt: int(max(slots*fullLoad/100, 1))}
 	s.tabs.Store(&tables{cur: s.newTable(nil), prev: s.newTable(nil)})
 	return s
 }
@@ -110,14 +117,15 @@ func (s *Set) newTable(mem []uint64) table {
 // Release drops the tables, keeping an empty Set of two slots: for a writer that is done, so the
 // memory can go back before the Set does.
 func (s *Set) Release() {
-	s.slots, s.horizon, s.n, s.nPrev = 2, 1, 0, 0
+	s.slots, s.horizon, s.fullAt, s.n, s.nPrev = 2, 1, 1, 0, 0
 	s.tabs.Store(&tables{cur: table{s: make([]uint64, 6), epoch: s.nextEpoch()}, prev: table{s: make([]uint64, 6), epoch: s.nextEpoch()}})
 }
 
 // Horizon returns how many of the most recent ids the Set is sure to remember.
 func (s *Set) Horizon() int { return s.horizon }
 
-// Len returns the number of ids held (at most 2*Horizon). Writer only.
+// Len returns the number of ids held (at most 2*Horizon, a little more while a snapshot is
+// written). Writer only.
 func (s *Set) Len() int { return s.n + s.nPrev }
 
 // Bytes returns the memory of the tables.
@@ -191,16 +199,18 @@ func (s *Set) Put(fp FP, tag uint64) {
 		atomic.StoreUint64(&t.cur.s[i+2], tag)
 		return
 	}
-	if s.n >= s.horizon {
+	if s.n >= s.horizon && (s.n >= s.fullAt || s.snapshots.Load() == 0) {
 		t = s.rotate(t)
 		i, _ = s.find(t.cur, fp)
 	}
-	// A concurrent snapshot reads h1, then h2 and tag, then h1 again, and keeps the slot only when
-	// h1 did not change: clearing it first means it never pairs an old h1 with a new h2.
+	// A concurrent snapshot reads h1, h2, the tag, then h1 again, and keeps the slot only when h1
+	// did not change and h2 has the table's epoch. Clearing h1 first means it never pairs an old
+	// h1 with a new h2; writing the tag before h2 means a reader that sees the new h2 also sees
+	// the new tag (the same h1 may come back: the same id, reused slot).
 	c := t.cur.s
 	atomic.StoreUint64(&c[i], 0)
-	atomic.StoreUint64(&c[i+1], fp.h2|t.cur.epoch)
 	atomic.StoreUint64(&c[i+2], tag)
+	atomic.StoreUint64(&c[i+1], fp.h2|t.cur.epoch)
 	atomic.StoreUint64(&c[i], fp.h1)
 	s.n++
 }

@@ -117,7 +117,7 @@ func TestSnapshotConcurrent(t *testing.T) {
 		t.Fatalf("unexpected second WriteTo of a snapshot")
 	}
 	for _, size := range []int{1 << 20, 1 << 22} {
-		r, err := Read(bytes.NewReader(buf.Bytes()), size)
+		r, err := Read(bytes.NewReader(buf.Bytes()), size, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,11 +153,11 @@ func TestReadCorrupt(t *testing.T) {
 		"empty": nil, "magic": append([]byte("XXXXXXXX"), good[8:]...), "truncated": good[:len(good)-9],
 		"bit flip": flip, "huge": huge,
 	} {
-		if _, err := Read(bytes.NewReader(b), 1<<12); err == nil {
+		if _, err := Read(bytes.NewReader(b), 1<<12, nil); err == nil {
 			t.Errorf("%s: unexpected success", name)
 		}
 	}
-	if _, err := Read(bytes.NewReader(good), 1<<12); err != nil {
+	if _, err := Read(bytes.NewReader(good), 1<<12, nil); err != nil {
 		t.Fatalf("unexpected error: %s", err)
 	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // File format: the magic "BPIDSET4", then seed1, seed2 and slots (uint64, little endian), then
-// the current and then the previous table, each as its live slots in slot order: uvarint step
+// the previous and then the current table, each as its live slots in slot order: uvarint step
 // (the slot's index plus 1 for the first, else the distance from the slot before) and h1, h2
 // (without the epoch), tag (uint64, little endian), ended by a uvarint 0; then the CRC-32C of
 // everything before it.
@@ -67,7 +67,7 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		return err
 	}
 	var pacer backgroundPacer
-	for _, tab := range []table{sn.t.cur, sn.t.prev} {
+	for _, tab := range []table{sn.t.prev, sn.t.cur} {
 		t := tab.s
 		last := -1
 		for i := 0; i < len(t); i += 3 {
@@ -110,10 +110,12 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	return n + int64(k), err
 }
 
-// Read reads a Set written by Snapshot.WriteTo, sized for maxBytes like New. When the size
-// differs from the saved one, the saved ids are put again (the previous table's first), keeping
-// the newest ones that fit.
-func Read(r io.Reader, maxBytes int) (*Set, error) {
+// Read reads a Set written by Snapshot.WriteTo, sized for maxBytes like New (the memory it
+// allocates follows maxBytes, never the file). When the size differs from the saved one, the
+// saved ids are put again, the previous table's first. retag, when set, maps each saved tag to
+// the one the entry gets (an entry cannot be left out without breaking the probe sequences of
+// the entries after it; a caller marks the ones it no longer trusts instead).
+func Read(r io.Reader, maxBytes int, retag func(tag uint64) uint64) (*Set, error) {
 	br := bufio.NewReaderSize(r, 1<<16)
 	tr := &crcReader{br: br}
 	head := make([]byte, len(magic)+3*8)
@@ -125,19 +127,15 @@ func Read(r io.Reader, maxBytes int) (*Set, error) {
 	}
 	u := func(k int) uint64 { return binary.LittleEndian.Uint64(head[len(magic)+8*k:]) }
 	seed1, seed2, slots := u(0), u(1), u(2)
-	if slots < 2 || slots > 1<<36 {
+	if slots < 2 || slots > 1<<40 {
 		return nil, fmt.Errorf("invalid id set header: %d slots", slots)
 	}
-	saved := newSet(int(slots)*2*EntryBytes, seed1, seed2)
-	if saved.slots != slots {
-		return nil, fmt.Errorf("BUG: id set of %d slots read as %d", slots, saved.slots)
-	}
-	t := saved.tabs.Load()
-	var counts [2]int
+	set := newSet(maxBytes, seed1, seed2)
+	direct := set.slots == slots // same layout: slots go back where they were
+	t := set.tabs.Load()
 	var ent [24]byte
-	for ti, tt := range []table{t.cur, t.prev} {
-		tab := tt.s
-		slot := -1
+	for _, tt := range []table{t.prev, t.cur} {
+		slot, count := -1, 0
 		for {
 			step, err := binary.ReadUvarint(tr)
 			if err != nil {
@@ -146,7 +144,7 @@ func Read(r io.Reader, maxBytes int) (*Set, error) {
 			if step == 0 {
 				break
 			}
-			if step > slots || slot+int(step) >= int(slots) {
+			if step > slots || uint64(slot+1)+step-1 >= slots {
 				return nil, fmt.Errorf("invalid id set: slot out of range")
 			}
 			slot += int(step)
@@ -154,19 +152,32 @@ func Read(r io.Reader, maxBytes int) (*Set, error) {
 				return nil, fmt.Errorf("cannot read the id set tables: %w", err)
 			}
 			h1 := binary.LittleEndian.Uint64(ent[:])
-			if h1 == 0 {
-				return nil, fmt.Errorf("invalid id set: an empty slot listed")
-			}
 			h2 := binary.LittleEndian.Uint64(ent[8:])
-			if h2&^h2Mask != 0 || tab[3*slot] != 0 {
-				return nil, fmt.Errorf("invalid id set: a bad or repeated slot")
+			tag := binary.LittleEndian.Uint64(ent[16:])
+			if retag != nil {
+				tag = retag(tag)
 			}
+			if h1 == 0 || h2&^h2Mask != 0 {
+				return nil, fmt.Errorf("invalid id set: a bad slot")
+			}
+			if !direct {
+				set.Put(FP{h1, h2}, tag)
+				continue
+			}
+			// Probing relies on free slots: a table fuller than a Set fills it is not one.
+			if count++; count > set.fullAt {
+				return nil, fmt.Errorf("invalid id set: a table holds more than its %d ids", set.fullAt)
+			}
+			tab := tt.s
 			tab[3*slot] = h1
 			tab[3*slot+1] = h2 | tt.epoch
-			tab[3*slot+2] = binary.LittleEndian.Uint64(ent[16:])
-			// Probing relies on empty slots: a table fuller than a Set fills it is not one.
-			if counts[ti]++; counts[ti] > saved.horizon {
-				return nil, fmt.Errorf("invalid id set: a table holds more than its %d ids", saved.horizon)
+			tab[3*slot+2] = tag
+		}
+		if direct {
+			if tt.epoch == t.prev.epoch {
+				set.nPrev = count
+			} else {
+				set.n = count
 			}
 		}
 	}
@@ -178,21 +189,7 @@ func Read(r io.Reader, maxBytes int) (*Set, error) {
 	if got := binary.LittleEndian.Uint32(tail[:]); got != sum {
 		return nil, fmt.Errorf("id set checksum mismatch: file says %08x, content gives %08x", got, sum)
 	}
-	saved.n, saved.nPrev = counts[0], counts[1]
-	want := newSet(maxBytes, seed1, seed2)
-	if want.slots == saved.slots {
-		return saved, nil
-	}
-	// Another size: put the saved ids again, oldest table first.
-	for _, tt := range []table{t.prev, t.cur} {
-		tab := tt.s
-		for i := 0; i < len(tab); i += 3 {
-			if tab[i] != 0 {
-				want.Put(FP{tab[i], tab[i+1] & h2Mask}, tab[i+2])
-			}
-		}
-	}
-	return want, nil
+	return set, nil
 }
 
 // crcReader reads through br and keeps the CRC-32C of what it read.
