@@ -154,5 +154,25 @@ func (s *sender) progress() string {
 	if s.js == nil {
 		return fmt.Sprintf("%d messages sent (core, unacknowledged)", s.sent)
 	}
+	s.collect()
 	return fmt.Sprintf("%d messages acknowledged (%d duplicates, %d retries)", s.acked, s.dupes, s.retries)
+}
+
+// collect counts the acks already received, without waiting for the
+// others; failed publishes stay in flight for wait to retry.
+func (s *sender) collect() {
+	keep := s.inFlight[:0]
+	for _, f := range s.inFlight {
+		select {
+		case ack := <-f.Ok():
+			s.acked++
+			if ack.Duplicate {
+				s.dupes++
+			}
+		default:
+			keep = append(keep, f)
+		}
+	}
+	clear(s.inFlight[len(keep):])
+	s.inFlight = keep
 }
