@@ -144,10 +144,11 @@ func (s *Service) writeCheckpoint() error {
 	winSnap, err := s.store.BeginSnapshot()
 	pause := time.Since(tPause)
 	s.applyMu.Unlock()
-	defer dedupSnap.Discard()
+	defer dedupSnap.Discard() // no-op once written
 	if err != nil {
 		return s.checkpointFailed(fmt.Errorf("cannot snapshot the windows at seq %d: %w", seq, err))
 	}
+	defer winSnap.Abort() // no-op once written
 	for _, r := range s.store.Resolutions() {
 		h.Resolutions = append(h.Resolutions, checkpointRes{WidthMs: r.Width.Milliseconds(), Buckets: r.Buckets})
 	}
@@ -162,7 +163,6 @@ func (s *Service) writeCheckpoint() error {
 	err = writeFileAtomic(filepath.Join(dir, h.DedupFile), dedupSnap.WriteTo)
 	dedupTook := time.Since(tDedup)
 	if err != nil {
-		winSnap.Abort()
 		return s.checkpointFailed(fmt.Errorf("cannot save the dedup set at seq %d: %w", seq, err))
 	}
 	tWin := time.Now()
@@ -210,9 +210,9 @@ func (s *Service) checkpointFailed(err error) error {
 // of snap (which it ends, on success or not) to tmp, synced, and returns
 // its size.
 func writeCheckpointTemp(tmp string, h *checkpointHeader, snap *windows.Snapshot) (int64, error) {
+	defer snap.Abort() // ends the snapshot on error; a no-op once written
 	hj, err := json.Marshal(h)
 	if err != nil {
-		snap.Abort()
 		return 0, fmt.Errorf("cannot encode checkpoint header: %w", err)
 	}
 	var pre bytes.Buffer
@@ -224,7 +224,6 @@ func writeCheckpointTemp(tmp string, h *checkpointHeader, snap *windows.Snapshot
 	err = writeFileSynced(tmp, func(w io.Writer) error {
 		cw := &crcWriter{w: w}
 		if _, err := cw.Write(pre.Bytes()); err != nil {
-			snap.Abort()
 			return err
 		}
 		if _, err := snap.WriteTo(cw); err != nil {
@@ -236,9 +235,6 @@ func writeCheckpointTemp(tmp string, h *checkpointHeader, snap *windows.Snapshot
 		size = cw.n + 4
 		return err
 	})
-	if err != nil {
-		snap.Abort()
-	}
 	return size, err
 }
 

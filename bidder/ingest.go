@@ -91,9 +91,7 @@ func (o *outcomes) publish(s *stats) {
 	add(s.future, &o.future)
 	add(s.overflow, &o.overflow)
 	for r := range o.rejected {
-		if o.rejected[r] > 0 {
-			add(s.rejected[r], &o.rejected[r])
-		}
+		add(s.rejected[r], &o.rejected[r])
 	}
 	add(s.received, &o.received)
 }
@@ -148,10 +146,11 @@ func (in *ingester) handleMsg(msg *nats.Msg) {
 	in.svc.applyMu.Unlock()
 }
 
-// applyMsg is applyAt for a message of a stream of them: when more says
-// another message is already waiting, the window writes are held back to
-// be applied with its own (bigger batches overlap more cache misses), for
-// at most flushDelay and maxPending writes. Events count in the stats when
+// applyMsg parses payload and applies each of its events at time nowMs;
+// events without ts take defaultTs. When more says another message is
+// already waiting, the window writes are held back to be applied with its
+// own (bigger batches overlap more cache misses), for at most flushDelay
+// and maxPending writes. Events count in the stats when
 // their writes are applied. Whoever needs every applied message in the
 // windows (a checkpoint, eviction) calls flush under applyMu.
 func (in *ingester) applyMsg(payload []byte, nowMs, defaultTs int64, more bool) {
@@ -170,15 +169,9 @@ func (in *ingester) applyMsg(payload []byte, nowMs, defaultTs int64, more bool) 
 	}
 }
 
-// apply parses payload and applies each of its events at time nowMs;
-// events without ts take nowMs.
+// apply is applyMsg of a lone message whose events without ts take nowMs.
 func (in *ingester) apply(payload []byte, nowMs int64) {
-	in.applyAt(payload, nowMs, nowMs)
-}
-
-// applyAt is apply with defaultTs as the time of events without ts.
-func (in *ingester) applyAt(payload []byte, nowMs, defaultTs int64) {
-	in.applyMsg(payload, nowMs, defaultTs, false)
+	in.applyMsg(payload, nowMs, nowMs, false)
 }
 
 // flush applies the pending window writes. They touch keys that exist, or
@@ -257,15 +250,15 @@ func (in *ingester) applyEvent(ev *event.Event, fp idset.FP, nowMs int64) {
 			if svc.rollups.Covers(lvl, &ev.Dims) {
 				off := len(in.pendKeys)
 				in.pendKeys = windows.AppendKey(in.pendKeys, lvl, svc.rollups, &ev.Dims)
-				in.pend = append(in.pend, windows.Event{Key: in.pendKeys[off:len(in.pendKeys):len(in.pendKeys)], TsMs: ts, C: c})
+				in.queue(off, ts, c)
 			}
-		}
-		if len(in.pend) >= maxPending {
-			in.flushWrites() // the stats follow at the message's flush
 		}
 	} else if !in.addNearCap(ev, ts, nowMs, c) {
 		in.out.overflow++
 		return
+	}
+	if len(in.pend) >= maxPending {
+		in.flushWrites() // the stats follow at the message's flush
 	}
 	if ev.Type == event.Conversion && ev.HasClickTS && ev.ClickTS <= ts {
 		svc.recordDelay(ev.Dims[windows.DimCampaign], ev.ClickTS, ts)
@@ -324,13 +317,16 @@ func (in *ingester) addNearCap(ev *event.Event, ts, nowMs int64, c windows.Count
 	for _, end := range in.offs {
 		off := len(in.pendKeys)
 		in.pendKeys = append(in.pendKeys, in.keys[start:end]...)
-		in.pend = append(in.pend, windows.Event{Key: in.pendKeys[off:len(in.pendKeys):len(in.pendKeys)], TsMs: ts, C: c})
+		in.queue(off, ts, c)
 		start = end
 	}
-	if len(in.pend) >= maxPending {
-		in.flushWrites() // the stats follow at the message's flush
-	}
 	return true
+}
+
+// queue adds the write of the key at pendKeys[off:] to the pending ones.
+func (in *ingester) queue(off int, ts int64, c windows.Counts) {
+	key := in.pendKeys[off:len(in.pendKeys):len(in.pendKeys)]
+	in.pend = append(in.pend, windows.Event{Key: key, TsMs: ts, C: c})
 }
 
 // deadLetter republishes a rejected payload on the DLQ subject with its

@@ -3,7 +3,6 @@ package bidder
 import (
 	"net"
 	"sync"
-	"sync/atomic"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -13,10 +12,10 @@ import (
 // dropped for this service's connection: a connection the server closes as
 // a slow consumer loses what it had queued for it. The count covers every
 // message on the connection: events, and the little control traffic (KV
-// updates) that shares it. The server counts the
-// messages it queued to each connection (OutMsgs, kept for closed
-// connections too); the client counts those it read (InMsgs). For each
-// connection that ended, the difference is what the server dropped.
+// updates) that shares it. The server counts the messages it queued to each
+// connection (OutMsgs, kept for closed connections too); the client counts
+// those it read (InMsgs). For each connection that ended, the difference is
+// what the server dropped.
 //
 // The split between connections is taken in the disconnect callback, which
 // nats.go runs before it reconnects (ReconnectWait 500 ms), so messages of
@@ -29,7 +28,7 @@ type serverDrops struct {
 	cid     uint64 // the server's id of the current connection
 	inBase  uint64 // client InMsgs when it began
 	settle  []endedConn
-	dropped atomic.Int64
+	dropped int64
 }
 
 // endedConn is a connection that ended, not yet settled.
@@ -79,11 +78,11 @@ func (d *serverDrops) update() int64 {
 			continue
 		}
 		if out := uint64(cz.Conns[0].OutMsgs); out > e.in {
-			d.dropped.Add(int64(out - e.in))
+			d.dropped += int64(out - e.in)
 		}
 	}
 	d.settle = keep
-	return d.dropped.Load()
+	return d.dropped
 }
 
 // inProcessProvider hands nats.go the embedded server's in-process

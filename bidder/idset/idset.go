@@ -128,9 +128,6 @@ func (s *Set) Horizon() int { return s.horizon }
 // written). Writer only.
 func (s *Set) Len() int { return s.n + s.nPrev }
 
-// Bytes returns the memory of the tables.
-func (s *Set) Bytes() int64 { return int64(2 * 3 * 8 * s.slots) }
-
 // Hash returns the fingerprint of id: the xxhash sums of id behind each seed. Writer only; it
 // does not allocate once its buffer has grown.
 func (s *Set) Hash(id []byte) FP {

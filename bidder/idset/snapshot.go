@@ -134,7 +134,8 @@ func Read(r io.Reader, maxBytes int, retag func(tag uint64) uint64) (*Set, error
 	direct := set.slots == slots // same layout: slots go back where they were
 	t := set.tabs.Load()
 	var ent [24]byte
-	for _, tt := range []table{t.prev, t.cur} {
+	counts := []*int{&set.nPrev, &set.n}
+	for ti, tt := range []table{t.prev, t.cur} {
 		slot, count := -1, 0
 		for {
 			step, err := binary.ReadUvarint(tr)
@@ -174,11 +175,7 @@ func Read(r io.Reader, maxBytes int, retag func(tag uint64) uint64) (*Set, error
 			tab[3*slot+2] = tag
 		}
 		if direct {
-			if tt.epoch == t.prev.epoch {
-				set.nPrev = count
-			} else {
-				set.n = count
-			}
+			*counts[ti] = count
 		}
 	}
 	sum := tr.crc
