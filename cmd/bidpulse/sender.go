@@ -95,10 +95,7 @@ func (s *sender) wait() error {
 	for _, f := range s.inFlight {
 		select {
 		case ack := <-f.Ok():
-			s.acked++
-			if ack.Duplicate {
-				s.dupes++
-			}
+			s.count(ack)
 		case err := <-f.Err():
 			if err := s.retry(f.Msg(), err); err != nil {
 				return err
@@ -125,10 +122,7 @@ func (s *sender) retry(m *nats.Msg, cause error) error {
 		ack, err := s.js.PublishMsg(ctx, m)
 		cancel()
 		if err == nil {
-			s.acked++
-			if ack.Duplicate {
-				s.dupes++
-			}
+			s.count(ack)
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -165,14 +159,19 @@ func (s *sender) collect() {
 	for _, f := range s.inFlight {
 		select {
 		case ack := <-f.Ok():
-			s.acked++
-			if ack.Duplicate {
-				s.dupes++
-			}
+			s.count(ack)
 		default:
 			keep = append(keep, f)
 		}
 	}
 	clear(s.inFlight[len(keep):])
 	s.inFlight = keep
+}
+
+// count records an acknowledgement.
+func (s *sender) count(ack *jetstream.PubAck) {
+	s.acked++
+	if ack.Duplicate {
+		s.dupes++
+	}
 }
