@@ -1,6 +1,7 @@
 package bidder
 
 import (
+	"bytes"
 	"encoding/json"
 	"slices"
 	"sync"
@@ -314,22 +315,108 @@ type campaignSnapshot struct {
 	Delays models.DelayHistogram `json:"delays"`
 }
 
-// snapshotControllers encodes the controller states. Keys are the encoded
-// window keys in base64 (JSON strings must be UTF-8).
+// snapshotControllers encodes the controller states as a
+// controllerSnapshot. Keys are the encoded window keys in base64 (JSON
+// strings must be UTF-8).
+//
+// Each campaign and key state is encoded on its own, so one that JSON
+// cannot carry (a NaN or an infinity) is left out alone and every other
+// state is kept: the states left out are counted in
+// bidpulse_checkpoint_controller_errors_total and logged once per call,
+// with the first of them. A key or campaign left out starts afresh after a
+// restart.
+//
+// brain.mu is held only to copy the pointers; published states are never
+// changed in place (a tick stores a new one), so they are encoded with no
+// lock held. A campaign's mu is held only to copy its delay histogram. The
+// caller holds ckptMu, which serialises it with the control tick, so the
+// snapshot sees whole ticks.
 func (s *Service) snapshotControllers() json.RawMessage {
-	snap := controllerSnapshot{Campaigns: map[string]campaignSnapshot{}, Keys: map[string]models.KeyState{}}
-	s.brain.mu.RLock()
-	for name, c := range s.brain.campaigns {
-		c.mu.Lock()
-		snap.Campaigns[name] = campaignSnapshot{State: *c.state.Load(), Delays: c.hist}
-		c.mu.Unlock()
+	type keyRef struct {
+		key   string
+		state *models.KeyState
 	}
+	type campaignRef struct {
+		name string
+		ctl  *campaignCtl
+	}
+	s.brain.mu.RLock()
+	camps := make([]campaignRef, 0, len(s.brain.campaigns))
+	for name, c := range s.brain.campaigns {
+		camps = append(camps, campaignRef{name, c})
+	}
+	keys := make([]keyRef, 0, len(s.brain.keys))
 	for k, ctl := range s.brain.keys {
-		snap.Keys[b64(k)] = *ctl.state.Load()
+		keys = append(keys, keyRef{k, ctl.state.Load()})
 	}
 	s.brain.mu.RUnlock()
-	b, _ := json.Marshal(snap)
-	return b
+
+	var buf bytes.Buffer
+	buf.Grow(64 + len(camps)*2048 + len(keys)*256)
+	enc := json.NewEncoder(&buf)
+	// put appends sep, `name:` and the encoding of v to buf, or, when v
+	// cannot be encoded, nothing. Encoder.Encode writes nothing when it
+	// fails, and ends what it writes with a newline, which put removes.
+	put := func(sep byte, name []byte, v any) error {
+		mark := buf.Len()
+		if sep != 0 {
+			buf.WriteByte(sep)
+		}
+		buf.Write(name)
+		buf.WriteByte(':')
+		if err := enc.Encode(v); err != nil {
+			buf.Truncate(mark)
+			return err
+		}
+		buf.Truncate(buf.Len() - 1)
+		return nil
+	}
+	var (
+		bad      int
+		firstBad string
+		firstErr error
+	)
+	leftOut := func(what string, name []byte, err error) {
+		if bad == 0 {
+			firstBad, firstErr = what+" "+string(name), err
+		}
+		bad++
+	}
+
+	var name []byte
+	buf.WriteString(`{"campaigns":{`)
+	var sep byte
+	cs := &campaignSnapshot{}
+	for _, c := range camps {
+		cs.State = *c.ctl.state.Load()
+		c.ctl.mu.Lock()
+		cs.Delays = c.ctl.hist
+		c.ctl.mu.Unlock()
+		name = appendStr(name[:0], c.name)
+		if err := put(sep, name, cs); err != nil {
+			leftOut("campaign", name, err)
+			continue
+		}
+		sep = ','
+	}
+	buf.WriteString(`},"keys":{`)
+	sep = 0
+	for _, k := range keys {
+		name = append(append(append(name[:0], '"'), b64(k.key)...), '"')
+		if err := put(sep, name, k.state); err != nil {
+			leftOut("key", name, err)
+			continue
+		}
+		sep = ','
+	}
+	buf.WriteString(`}}`)
+
+	if bad > 0 {
+		s.stats.ckptCtlErrors.Add(bad)
+		s.log.Warn().Err(firstErr).Int("left_out", bad).Str("first", firstBad).
+			Msg("checkpoint: controller states that cannot be encoded are left out (they start afresh after a restart)")
+	}
+	return buf.Bytes()
 }
 
 // restoreControllers loads the controller states of a checkpoint.

@@ -3,6 +3,7 @@ package bidder
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -56,6 +57,10 @@ type checkpointHeader struct {
 	DedupGen    uint64            `json:"dedup_gen"`
 	Stats       map[string]uint64 `json:"stats"`
 	Controllers json.RawMessage   `json:"controllers,omitempty"`
+	// DeadLetters are the dead letters of messages up to Seq not yet
+	// stored in the DLQ when the checkpoint began: a replay from Seq+1
+	// would not make them again.
+	DeadLetters []deadLetter `json:"dead_letters,omitempty"`
 }
 
 type checkpointRes struct {
@@ -71,7 +76,10 @@ type checkpointState struct {
 	lastWriteMs atomic.Int64 // duration of the whole checkpoint
 	lastPauseUs atomic.Int64 // how long ingest was paused for it
 	maxPauseUs  atomic.Int64
+	remoteSeq   atomic.Uint64 // of the last checkpoint kept in NATS
+	remoteAtMs  atomic.Int64
 	loaded      atomic.Bool
+	fromRemote  atomic.Value // string: the instance whose checkpoint in NATS was loaded
 	loadErr     atomic.Value // string
 }
 
@@ -100,10 +108,10 @@ func (s *Service) counterStats() map[string]*metricsCounter {
 }
 
 // writeCheckpoint checkpoints the state as of the last applied sequence.
-// Ingest is paused (applyMu held) only while the stats and controller
-// state are copied and the windows and dedup snapshots begin; both are
-// written out after, while ingest goes on. Bid answers are never paused.
-// Only one checkpoint is written at a time.
+// Ingest is paused (applyMu held) only while the stats are copied and the
+// windows and dedup snapshots begin; both are written out after, while
+// ingest goes on, and the controller state is copied after the pause. Bid
+// answers are never paused. Only one checkpoint is written at a time.
 func (s *Service) writeCheckpoint() error {
 	if s.js == nil {
 		return nil
@@ -139,7 +147,7 @@ func (s *Service) writeCheckpoint() error {
 	for name, c := range s.counterStats() {
 		h.Stats[name] = c.Get()
 	}
-	h.Controllers = s.snapshotControllers()
+	h.DeadLetters = s.deadLetters.queued()
 	dedupSnap := s.dedup.set.Snapshot()
 	winSnap, err := s.store.BeginSnapshot()
 	pause := time.Since(tPause)
@@ -149,6 +157,10 @@ func (s *Service) writeCheckpoint() error {
 		return s.checkpointFailed(fmt.Errorf("cannot snapshot the windows at seq %d: %w", seq, err))
 	}
 	defer winSnap.Abort() // no-op once written
+	// The controller state is advanced by the control tick, not by ingest,
+	// so it need not be consistent with seq: it is copied outside the
+	// pause. ckptMu, which controlTick holds too, keeps it to whole ticks.
+	h.Controllers = s.snapshotControllers()
 	for _, r := range s.store.Resolutions() {
 		h.Resolutions = append(h.Resolutions, checkpointRes{WidthMs: r.Width.Milliseconds(), Buckets: r.Buckets})
 	}
@@ -342,15 +354,33 @@ func readCheckpointFile(path string) (*checkpointHeader, []byte, error) {
 // loadCheckpoint restores the state of the last checkpoint and returns the
 // sequence to consume from (0: no usable checkpoint). A missing checkpoint
 // is normal; a corrupt or incompatible one is reported and ignored.
-func (s *Service) loadCheckpoint() uint64 {
+func (s *Service) loadCheckpoint(ctx context.Context) uint64 {
 	path := s.checkpointPath()
 	h, win, err := readCheckpointFile(path)
-	if errors.Is(err, errNoCheckpoint) {
-		s.log.Info().Str("path", path).Msg("no checkpoint: consuming the stream from now minus the longest span")
-		return 0
-	}
 	if err == nil {
 		err = s.checkCompatible(h)
+	}
+	if err != nil && !errors.Is(err, errNoCheckpoint) {
+		// Kept aside for a look; the one kept in NATS may do instead.
+		s.checkpointLoadFailed(path, err)
+		os.Rename(path, path+".bad")
+	}
+	if err != nil && s.ckptStore != nil {
+		from, ferr := s.fetchRemoteCheckpoint(ctx)
+		switch {
+		case ferr != nil:
+			s.checkpointLoadFailed(CheckpointBucket, fmt.Errorf("cannot fetch a checkpoint kept in NATS: %w", ferr))
+		case from != "":
+			s.ckpt.fromRemote.Store(from)
+			s.log.Info().Str("from", from).Str("bucket", CheckpointBucket).Msg("no usable local checkpoint: fetched the one kept in NATS")
+			if h, win, err = readCheckpointFile(path); err == nil {
+				err = s.checkCompatible(h)
+			}
+		}
+	}
+	if errors.Is(err, errNoCheckpoint) {
+		s.log.Info().Str("path", path).Msg("no checkpoint, local or in NATS: consuming what the stream holds, windows start empty")
+		return 0
 	}
 	if err == nil {
 		if err = s.store.ReadCheckpoint(bytes.NewReader(win)); err != nil {
@@ -367,6 +397,9 @@ func (s *Service) loadCheckpoint() uint64 {
 		c.Set(h.Stats[name])
 	}
 	s.ingest.newestTs.Store(h.NewestTs)
+	for _, l := range h.DeadLetters {
+		s.deadLetters.add(l)
+	}
 	if err := s.restoreControllers(h.Controllers, s.clock.NowMs()); err != nil {
 		s.checkpointLoadFailed(path, fmt.Errorf("cannot load the controller state (controllers start afresh): %w", err))
 	}

@@ -341,6 +341,18 @@ func (s *Service) handleStats(ctx *fasthttp.RequestCtx) {
 		b = appendUint(b, st.streamGap.Get())
 		b = append(b, `,"redelivered_skipped":`...)
 		b = appendUint(b, st.redelivered.Get())
+		b = append(b, `,"delivery_gaps":`...)
+		b = appendUint(b, st.deliveryGaps.Get())
+		b = append(b, `,"consumer_recreated":`...)
+		b = appendUint(b, st.consumerRecreated.Get())
+		b = append(b, `,"stalled":`...)
+		b = strconv.AppendBool(b, j.stallSinceMs.Load() != 0)
+		b = append(b, `,"stalls":`...)
+		b = appendUint(b, st.stalls.Get())
+		b = append(b, `,"trims":`...)
+		b = appendUint(b, st.purges.Get())
+		b = append(b, `,"trimmed_messages":`...)
+		b = appendUint(b, st.purgedMsgs.Get())
 		b = append(b, `},"replay":`...)
 		b = j.appendReplay(b)
 		c := &s.ckpt
@@ -362,6 +374,18 @@ func (s *Service) handleStats(ctx *fasthttp.RequestCtx) {
 		b = appendUint(b, st.ckptErrors.Get())
 		b = append(b, `,"loaded":`...)
 		b = strconv.AppendBool(b, c.loaded.Load())
+		b = append(b, `,"loaded_from_nats":`...)
+		if from, _ := c.fromRemote.Load().(string); from != "" {
+			b = appendStr(b, from)
+		} else {
+			b = append(b, "null"...)
+		}
+		b = append(b, `,"kept_in_nats_seq":`...)
+		b = appendUint(b, c.remoteSeq.Load())
+		b = append(b, `,"kept_in_nats":`...)
+		b = appendUint(b, st.remoteCkpt.Get())
+		b = append(b, `,"keep_errors":`...)
+		b = appendUint(b, st.remoteCkptErrors.Get())
 		b = append(b, `,"load_error":`...)
 		if e, _ := c.loadErr.Load().(string); e != "" {
 			b = appendStr(b, e)
@@ -370,6 +394,7 @@ func (s *Service) handleStats(ctx *fasthttp.RequestCtx) {
 		}
 		b = append(b, '}')
 	}
+	b = s.appendDLQ(append(b, `,"dlq":`...))
 	if s.natsSrv != nil {
 		b = append(b, `,"server_slow_consumers":`...)
 		b = appendUint(b, s.natsSrv.NumSlowConsumersClients())

@@ -189,6 +189,12 @@ func (s *Service) handleReadyz(ctx *fasthttp.RequestCtx) {
 		switch {
 		case s.stopping.Load():
 			b = appendStr(b, "shutting down")
+		case s.leaseLost.Load():
+			why, _ := s.leaseLostWhy.Load().(string)
+			b = appendStr(b, "not consuming: "+why)
+		case s.js != nil && s.js.stallSinceMs.Load() != 0:
+			b = appendStr(b, "ingest stalled: the stream holds messages past the last applied one and none was applied since "+
+				time.UnixMilli(s.js.stallSinceMs.Load()).UTC().Format(time.RFC3339))
 		case s.js != nil && s.ready.Load():
 			b = appendStr(b, "catching up with the stream")
 		default:
@@ -199,6 +205,7 @@ func (s *Service) handleReadyz(ctx *fasthttp.RequestCtx) {
 		b = append(b, `,"replay":`...)
 		b = s.js.appendReplay(b)
 	}
+	b = s.appendDLQ(append(b, `,"dlq":`...))
 	b = append(b, `,"nats":{"connected":`...)
 	connected := s.nc != nil && s.nc.IsConnected()
 	if connected {

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-
 	"github.com/bidpulse/bidpulse/bidder/event"
 	"github.com/bidpulse/bidpulse/bidder/idset"
 	"github.com/bidpulse/bidpulse/windows"
@@ -38,7 +37,6 @@ type ingester struct {
 	// sees an event counted also sees it in /v1/rates, and the stats
 	// balance (received = counted + the other outcomes).
 	out     outcomes
-	deadBuf []byte // copy of a rejected payload for the DLQ
 	subject string // subject of the current message
 	nowMs   int64  // service time of the current message
 	oldest  int64  // events before it are late (Store.Oldest(nowMs))
@@ -201,7 +199,7 @@ func (in *ingester) handleEvent(ev *event.Event, reason event.Reason, raw []byte
 	in.next++
 	if reason != event.OK {
 		in.out.rejected[reason]++
-		in.deadLetter(raw, reason)
+		in.deadLetter(raw, reason, k)
 		return
 	}
 	var fp idset.FP
@@ -329,31 +327,8 @@ func (in *ingester) queue(off int, ts int64, c windows.Counts) {
 	in.pend = append(in.pend, windows.Event{Key: key, TsMs: ts, C: c})
 }
 
-// deadLetter republishes a rejected payload on the DLQ subject with its
-// reason. Rejections are rare, so the allocations here do not matter.
-func (in *ingester) deadLetter(raw []byte, reason event.Reason) {
-	nc := in.svc.nc
-	if nc == nil {
-		return
-	}
-	in.deadBuf = append(in.deadBuf[:0], raw...)
-	m := &nats.Msg{
-		Subject: DLQSubject,
-		Header:  nats.Header{},
-		Data:    in.deadBuf,
-	}
-	m.Header.Set(rejectHeader, event.ReasonNames[reason])
-	if in.subject != "" {
-		m.Header.Set("Bidpulse-Subject", in.subject)
-	}
-	var err error
-	if js := in.svc.js; js != nil {
-		err = js.publishDeadLetter(m)
-	} else {
-		err = nc.PublishMsg(m)
-	}
-	if err != nil {
-		in.svc.stats.dlqErrors.Inc()
-		in.svc.throttledLog.warn("dlq", "cannot publish dead letter", err)
-	}
+// deadLetter queues a rejected payload, the k-th event of its message, for
+// the DLQ with its reason (see deadLetters: it never waits on the network).
+func (in *ingester) deadLetter(raw []byte, reason event.Reason, k int) {
+	in.svc.deadLetters.add(deadLetter{Seq: in.seq, Index: k, Subject: in.subject, Reason: reason, Data: raw})
 }

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -24,6 +23,10 @@ const (
 // DLQStream captures the dead letters so none is lost when nobody listens.
 const DLQStream = "BIDPULSE_DLQ"
 
+// maxMessageBytes is the largest event message the stream accepts (and the
+// embedded server's max payload).
+const maxMessageBytes = 8 << 20
+
 // jsIngest consumes the event stream with a durable pull consumer, in stream
 // order, and applies each message exactly once: a message whose stream
 // sequence is not above the last applied one (a redelivery) is skipped, so
@@ -33,9 +36,30 @@ type jsIngest struct {
 	svc    *Service
 	js     jetstream.JetStream
 	stream jetstream.Stream
-	cons   jetstream.Consumer
-	cc     jetstream.ConsumeContext
 	name   string // consumer name
+
+	// ccMu guards cons and cc, which the keeper replaces when it re-creates
+	// the consumer.
+	ccMu sync.Mutex
+	cons jetstream.Consumer
+	cc   jetstream.ConsumeContext
+	// gen is the consumer generation: bumped, under the applier's lock,
+	// whenever the consumer is to be re-created, so messages still arriving
+	// for an older one are ignored (never applied nor acknowledged).
+	gen atomic.Uint64
+	// restart asks the keeper to re-create the consumer at applied+1.
+	restart  chan string
+	keepStop chan struct{}
+	keepDone chan struct{}
+	// firstCfg is the consumer configuration of the start, used again by a
+	// re-creation while nothing has been applied yet.
+	firstCfg jetstream.ConsumerConfig
+
+	// Stall detection (housekeeping): the applied sequence at the last
+	// check and when it last moved.
+	stallSeq     uint64
+	stallCheckMs int64
+	stallSinceMs atomic.Int64 // when applied stopped moving with messages waiting; 0: not stalled
 
 	// applied is the stream sequence of the last applied message.
 	applied atomic.Uint64
@@ -56,8 +80,13 @@ type jsIngest struct {
 	streamFirst   atomic.Uint64
 	streamLast    atomic.Uint64
 
-	ackMu    sync.Mutex
-	toAck    jetstream.Msg // the newest applied message not yet acknowledged
+	ackMu sync.Mutex
+	toAck jetstream.Msg // the newest acknowledgeable message not yet acknowledged
+	// held is the newest applied message that may not be acknowledged yet:
+	// a dead letter of it, or of a message before it, is not stored yet
+	// (AckAll would cover that message too).
+	held     jetstream.Msg
+	heldSeq  uint64
 	unacked  int
 	ackStop  chan struct{}
 	ackDone  chan struct{}
@@ -102,11 +131,22 @@ func consumerName(instance string) string {
 }
 
 // ensureStreams creates or updates the event stream and the DLQ stream.
+//
+// The event stream is the spike buffer and the recovery log, not an
+// archive: limits retention with no age limit, bounded in bytes, refusing
+// new messages when full (DiscardNew: the producer sees the refusal, nothing
+// unconsumed is dropped). What it holds is trimmed by the instances
+// themselves: after each checkpoint kept in NATS, everything before the
+// oldest such checkpoint of the instances sharing the stream is purged (see
+// trimStream). So it holds the unconsumed backlog plus what recovery needs.
+// Retention does not depend on consumers or acknowledgements, so a consumer
+// deleted and re-created loses nothing. A stream made by an earlier bidpulse
+// (a 26 h max age) is migrated here, with a log line.
 func (j *jsIngest) ensureStreams(ctx context.Context) error {
 	o := &j.svc.opts
 	cfg := jetstream.StreamConfig{
 		Name:        o.Stream,
-		Description: "bidpulse events (impressions, clicks, conversions)",
+		Description: "bidpulse events (impressions, clicks, conversions): the spike buffer, trimmed to the oldest checkpoint",
 		Subjects:    []string{o.Subject},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
@@ -114,7 +154,15 @@ func (j *jsIngest) ensureStreams(ctx context.Context) error {
 		MaxAge:      o.StreamMaxAge,
 		MaxBytes:    o.StreamMaxBytes,
 		Duplicates:  o.StreamDuplicates,
-		MaxMsgSize:  8 << 20,
+		MaxMsgSize:  maxMessageBytes,
+	}
+	if old, err := j.js.Stream(ctx, o.Stream); err == nil {
+		oc := old.CachedInfo().Config
+		if oc.MaxAge != cfg.MaxAge || oc.MaxBytes != cfg.MaxBytes || oc.Discard != cfg.Discard {
+			j.svc.log.Warn().Str("stream", o.Stream).Dur("max_age_was", oc.MaxAge).Dur("max_age", cfg.MaxAge).
+				Int64("max_bytes_was", oc.MaxBytes).Int64("max_bytes", cfg.MaxBytes).Str("discard_was", oc.Discard.String()).
+				Msg("migrating the event stream's retention: it buffers the backlog and what recovery needs, trimmed after each checkpoint kept in NATS")
+		}
 	}
 	st, err := j.js.CreateOrUpdateStream(ctx, cfg)
 	if err != nil {
@@ -137,9 +185,9 @@ func (j *jsIngest) ensureStreams(ctx context.Context) error {
 	return nil
 }
 
-// start (re)creates this instance's durable consumer at the sequence after
-// the checkpoint's (or, without one, at now minus the longest span) and
-// starts consuming.
+// start creates this instance's durable consumer at the sequence after the
+// checkpoint's (or, without one, at the first message the stream holds)
+// and starts consuming.
 func (j *jsIngest) start(ctx context.Context, fromSeq uint64) error {
 	s := j.svc
 	info, err := j.stream.Info(ctx)
@@ -147,14 +195,7 @@ func (j *jsIngest) start(ctx context.Context, fromSeq uint64) error {
 		return fmt.Errorf("cannot read stream %s: %w", s.opts.Stream, err)
 	}
 	j.updateStreamInfo(info)
-	cfg := jetstream.ConsumerConfig{
-		Durable:       j.name,
-		Description:   "bidpulse instance " + s.opts.Instance,
-		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       s.opts.AckWait,
-		MaxAckPending: 1_000_000,
-		MaxDeliver:    -1,
-	}
+	cfg := j.consumerConfig()
 	first, last := info.State.FirstSeq, info.State.LastSeq
 	if fromSeq > 0 {
 		if fromSeq > last+1 {
@@ -167,36 +208,77 @@ func (j *jsIngest) start(ctx context.Context, fromSeq uint64) error {
 			lost := first - fromSeq
 			s.stats.streamGap.Add(int(lost))
 			s.log.Error().Uint64("want_seq", fromSeq).Uint64("first_seq", first).Uint64("lost", lost).
-				Msg("the stream no longer holds the messages after the checkpoint (trimmed by max age or max bytes): they are lost; continuing from the first one held")
+				Msg("the stream no longer holds the messages after the checkpoint (purged or trimmed past it): they are lost; continuing from the first one held")
 		}
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = fromSeq
 		j.startSeq.Store(fromSeq)
 	} else {
-		start := time.UnixMilli(s.store.Oldest(s.clock.NowMs()))
-		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
-		cfg.OptStartTime = &start
+		// No checkpoint, local or in NATS: what the stream holds is all
+		// there is (it is trimmed to the oldest checkpoint of the
+		// instances that share it).
+		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
 		j.fresh.Store(true)
 		j.startSeq.Store(first)
 	}
+	j.firstCfg = cfg
 	j.targetSeq.Store(last)
 	if last < j.startSeq.Load() || info.State.Msgs == 0 {
 		j.caughtUp.Store(true)
 	}
-	// The start position of a durable cannot change: delete and re-create.
+	j.ackStop, j.ackDone = make(chan struct{}), make(chan struct{})
+	go j.ackLoop()
+	if err := j.createAndConsume(ctx, cfg); err != nil {
+		return err
+	}
+	j.restart = make(chan string, 1)
+	j.keepStop, j.keepDone = make(chan struct{}), make(chan struct{})
+	go j.keeper()
+	return nil
+}
+
+// consumerConfig is the durable consumer's configuration, without its
+// start position.
+func (j *jsIngest) consumerConfig() jetstream.ConsumerConfig {
+	s := j.svc
+	return jetstream.ConsumerConfig{
+		Durable:       j.name,
+		Description:   "bidpulse instance " + s.opts.Instance,
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       s.opts.AckWait,
+		MaxAckPending: 1_000_000,
+		MaxDeliver:    -1,
+		Metadata:      map[string]string{"bidpulse_owner": s.owner},
+	}
+}
+
+// createAndConsume deletes this instance's consumer (the start position of
+// a durable cannot change), creates it with cfg and consumes it under the
+// current generation. The stream's retention does not depend on consumers
+// (see ensureStreams), so deleting one loses no message.
+func (j *jsIngest) createAndConsume(ctx context.Context, cfg jetstream.ConsumerConfig) error {
+	s := j.svc
 	if err := j.js.DeleteConsumer(ctx, s.opts.Stream, j.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("cannot delete consumer %s: %w", j.name, err)
 	}
-	j.cons, err = j.js.CreateOrUpdateConsumer(ctx, s.opts.Stream, cfg)
+	cons, err := j.js.CreateOrUpdateConsumer(ctx, s.opts.Stream, cfg)
 	if err != nil {
 		return fmt.Errorf("cannot create consumer %s: %w", j.name, err)
 	}
-	j.ackStop, j.ackDone = make(chan struct{}), make(chan struct{})
-	go j.ackLoop()
-	j.cc, err = j.cons.Consume(j.handle,
-		jetstream.PullMaxMessages(s.opts.FetchBatch),
+	gen := j.gen.Load()
+	// Pulls are capped in bytes as well as in messages: a backlog of
+	// maximum-size messages must not overrun the connection's
+	// slow-consumer limits (the server cuts a connection whose outbound
+	// buffer passes its max_pending, 64 MiB by default; the dropped
+	// deliveries look like a sequence gap).
+	cc, err := cons.Consume(func(m jetstream.Msg) { j.handle(m, gen) },
+		jetstream.PullMaxMessagesWithBytesLimit(s.opts.FetchBatch, s.opts.FetchBytes),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if s.stopping.Load() {
+				return
+			}
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				j.requestRestart(gen, "consumer deleted from outside")
 				return
 			}
 			s.throttledLog.warn("jetstream", "JetStream consume error (consumption resumes by itself)", err)
@@ -204,38 +286,151 @@ func (j *jsIngest) start(ctx context.Context, fromSeq uint64) error {
 	if err != nil {
 		return fmt.Errorf("cannot consume %s: %w", s.opts.Stream, err)
 	}
+	j.ccMu.Lock()
+	j.cons, j.cc = cons, cc
+	j.ccMu.Unlock()
+	return nil
+}
+
+// requestRestart asks the keeper to re-create the consumer of generation
+// gen at applied+1; requests for an older generation are ignored.
+func (j *jsIngest) requestRestart(gen uint64, reason string) {
+	s := j.svc
+	s.applyMu.Lock()
+	ok := j.gen.CompareAndSwap(gen, gen+1)
+	s.applyMu.Unlock()
+	if !ok {
+		return
+	}
+	select {
+	case j.restart <- reason:
+	default: // one is queued already
+	}
+}
+
+// keeper re-creates the consumer when asked (a delivery gap, a consumer
+// deleted or replaced from outside, a stall), retrying until it succeeds or
+// the service stops.
+func (j *jsIngest) keeper() {
+	defer close(j.keepDone)
+	s := j.svc
+	for {
+		var reason string
+		select {
+		case <-j.keepStop:
+			return
+		case reason = <-j.restart:
+		}
+		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			err := j.recreate(reason)
+			if err == nil {
+				break
+			}
+			s.throttledLog.warn("jetstream-recreate", "cannot re-create the consumer (retrying)", err)
+			select {
+			case <-j.keepStop:
+				return
+			case <-time.After(wait):
+			}
+		}
+	}
+}
+
+// recreate stops the current consumption and re-creates the consumer at
+// applied+1.
+func (j *jsIngest) recreate(reason string) error {
+	s := j.svc
+	s.applyMu.Lock()
+	s.ingest.flush()
+	applied := j.applied.Load()
+	s.applyMu.Unlock()
+	j.ccMu.Lock()
+	if j.cc != nil {
+		j.cc.Stop()
+	}
+	j.ccMu.Unlock()
+	j.ackMu.Lock()
+	// Acknowledgements name the old consumer's delivery sequences.
+	j.toAck, j.held, j.heldSeq, j.unacked = nil, nil, 0, 0
+	j.ackMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Another instance that took the name over re-creates the consumer
+	// too: never fight it.
+	s.renewLease(ctx)
+	if s.leaseLost.Load() {
+		return nil
+	}
+	cfg := j.firstCfg
+	if applied > 0 {
+		cfg = j.consumerConfig()
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = applied + 1
+	}
+	if err := j.createAndConsume(ctx, cfg); err != nil {
+		return err
+	}
+	s.stats.consumerRecreated.Inc()
+	s.log.Warn().Str("reason", reason).Str("consumer", j.name).Uint64("from_seq", applied+1).
+		Msg("consumer re-created; ingest resumes after the last applied message")
 	return nil
 }
 
 var errStreamReset = errors.New("stream reset")
 
-// handle applies one stream message. The Consume callback runs on one
-// goroutine, so messages are applied one at a time, in order.
-func (j *jsIngest) handle(msg jetstream.Msg) {
+// handle applies one stream message of consumer generation gen. The Consume
+// callback runs on one goroutine, so messages are applied one at a time, in
+// order.
+func (j *jsIngest) handle(msg jetstream.Msg, gen uint64) {
 	s := j.svc
 	seq, _, tsNs, pending, ok := parseAckReply(msg.Reply())
 	if !ok {
 		s.throttledLog.warn("jetstream-reply", "JetStream message without a valid reply subject; skipped", errors.New(msg.Reply()))
 		return
 	}
+	s.applyMu.Lock()
+	if j.gen.Load() != gen {
+		// Delivered by a consumer being replaced: the new one delivers
+		// it again.
+		s.applyMu.Unlock()
+		return
+	}
 	applied := j.applied.Load()
 	if seq <= applied {
 		// A redelivery of a message already applied.
+		s.applyMu.Unlock()
 		s.stats.redelivered.Inc()
-		j.markApplied(msg)
+		j.markApplied(msg, seq)
 		return
 	}
 	if applied > 0 && seq > applied+1 && !j.fresh.Load() {
-		lost := seq - applied - 1
+		// Released while the stream is asked what became of the
+		// missing messages.
+		s.applyMu.Unlock()
+		lost, held := j.classifyGap(applied+1, seq-1)
+		if held {
+			// Still in the stream: dropped on the way (a slow
+			// consumer, a reconnect). Nothing past applied is
+			// acknowledged; the consumer starts again after it.
+			s.stats.deliveryGaps.Inc()
+			s.log.Warn().Uint64("after_seq", applied).Uint64("seq", seq).
+				Msg("stream messages were not delivered (dropped on the way); re-creating the consumer after the last applied message")
+			j.requestRestart(gen, "delivery gap")
+			return
+		}
 		s.stats.streamGap.Add(int(lost))
 		s.log.Error().Uint64("after_seq", applied).Uint64("seq", seq).Uint64("lost", lost).
-			Msg("stream messages missing (deleted or trimmed before they were applied)")
+			Msg("stream messages missing (purged, trimmed or deleted before they were applied)")
+		s.applyMu.Lock()
+		if j.gen.Load() != gen || j.applied.Load() != applied {
+			s.applyMu.Unlock()
+			return
+		}
 	}
 	j.fresh.Store(false)
 	if s.opts.applyHook != nil {
 		s.opts.applyHook(seq)
 	}
-	s.applyMu.Lock()
 	s.stats.messages.Inc()
 	s.ingest.subject = msg.Subject()
 	s.ingest.seq = seq
@@ -247,15 +442,64 @@ func (j *jsIngest) handle(msg jetstream.Msg) {
 		j.caughtUp.Store(true)
 		s.log.Info().Uint64("seq", seq).Uint64("counted", s.stats.counted.Get()).Msg("caught up with the stream")
 	}
-	j.markApplied(msg)
+	j.markApplied(msg, seq)
 }
 
-// markApplied remembers msg for the next acknowledgement. With AckAll, one
-// acknowledgement covers every earlier message, so acks are batched: every
-// 1000 messages here, and every 100ms by ackLoop.
-func (j *jsIngest) markApplied(msg jetstream.Msg) {
+// maxGapProbes bounds the look-ups of one gap's messages; a longer gap
+// whose messages are not all known to be gone is taken as a delivery gap.
+const maxGapProbes = 1000
+
+// classifyGap asks the stream about the messages from..to that were not
+// delivered: lost counts those it no longer holds (before its first
+// sequence, or deleted), held says at least one is still there (or the
+// stream could not answer), so they were dropped on the way.
+func (j *jsIngest) classifyGap(from, to uint64) (lost uint64, held bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := j.stream.Info(ctx)
+	if err != nil {
+		return 0, true
+	}
+	j.updateStreamInfo(info)
+	first := info.State.FirstSeq
+	if first > to {
+		return to - from + 1, false
+	}
+	start := max(from, first)
+	lost = start - from
+	if to-start+1 > maxGapProbes {
+		return 0, true
+	}
+	for seq := start; seq <= to; seq++ {
+		_, err := j.stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			lost++
+			continue
+		}
+		return 0, true
+	}
+	return lost, false
+}
+
+// markApplied remembers msg (of stream sequence seq) for the next
+// acknowledgement. With AckAll, one acknowledgement covers every earlier
+// message, so acks are batched: every 1000 messages here, and every 100ms
+// by ackLoop. A message is acknowledged only once every dead letter of it
+// and of the messages before it is stored; until then a redelivery of it
+// is told that it is in progress, so it does not come back in a loop.
+func (j *jsIngest) markApplied(msg jetstream.Msg, seq uint64) {
+	oldest := j.svc.deadLetters.oldestSeq()
 	j.ackMu.Lock()
-	j.toAck = msg
+	if oldest == 0 || seq < oldest {
+		j.toAck = msg
+	} else {
+		if seq >= j.heldSeq {
+			j.held, j.heldSeq = msg, seq
+		}
+		if seq < j.heldSeq {
+			msg.InProgress()
+		}
+	}
 	j.unacked++
 	flush := j.unacked >= 1000
 	j.ackMu.Unlock()
@@ -265,7 +509,11 @@ func (j *jsIngest) markApplied(msg jetstream.Msg) {
 }
 
 func (j *jsIngest) flushAck() {
+	oldest := j.svc.deadLetters.oldestSeq()
 	j.ackMu.Lock()
+	if j.held != nil && (oldest == 0 || j.heldSeq < oldest) {
+		j.toAck, j.held, j.heldSeq = j.held, nil, 0
+	}
 	m := j.toAck
 	j.toAck, j.unacked = nil, 0
 	j.ackMu.Unlock()
@@ -295,12 +543,19 @@ func (j *jsIngest) ackLoop() {
 // one acknowledged.
 func (j *jsIngest) stop(ctx context.Context) {
 	j.stopOnce.Do(func() {
-		if j.cc != nil {
-			j.cc.Drain()
+		if j.keepStop != nil {
+			close(j.keepStop)
+			<-j.keepDone
+		}
+		j.ccMu.Lock()
+		cc := j.cc
+		j.ccMu.Unlock()
+		if cc != nil {
+			cc.Drain()
 			select {
-			case <-j.cc.Closed():
+			case <-cc.Closed():
 			case <-ctx.Done():
-				j.cc.Stop()
+				cc.Stop()
 			}
 		}
 		if j.ackStop != nil {
@@ -310,17 +565,73 @@ func (j *jsIngest) stop(ctx context.Context) {
 	})
 }
 
-// refresh reads the stream and consumer state for /v1/stats and /metrics.
+// stopConsuming stops consumption for good (another instance took the
+// name over): nothing more is applied or acknowledged.
+func (j *jsIngest) stopConsuming() {
+	s := j.svc
+	s.applyMu.Lock()
+	j.gen.Add(1)
+	s.ingest.flush()
+	s.applyMu.Unlock()
+	j.ccMu.Lock()
+	if j.cc != nil {
+		j.cc.Stop()
+	}
+	j.ccMu.Unlock()
+}
+
+// refresh reads the stream and consumer state for /v1/stats and /metrics,
+// and notices a consumer that is gone or replaced, and an ingest that does
+// not advance while the stream holds messages past it.
 func (j *jsIngest) refresh(ctx context.Context) {
+	s := j.svc
 	if info, err := j.stream.Info(ctx); err == nil {
 		j.updateStreamInfo(info)
 	}
-	if j.cons != nil {
-		if ci, err := j.cons.Info(ctx); err == nil {
+	j.ccMu.Lock()
+	cons := j.cons
+	j.ccMu.Unlock()
+	gen := j.gen.Load()
+	if cons != nil {
+		ci, err := cons.Info(ctx)
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			j.requestRestart(gen, "consumer deleted from outside")
+		case err == nil && ci.Config.Metadata["bidpulse_owner"] != s.owner:
+			j.requestRestart(gen, "consumer replaced from outside")
+		case err == nil:
 			j.numPending.Store(ci.NumPending)
 			j.numAckPending.Store(int64(ci.NumAckPending))
 		}
 	}
+	j.checkStall(gen)
+}
+
+// checkStall marks ingest stalled when the applied sequence has not moved
+// for StallAfter while the stream holds messages past it; the first time,
+// it also re-creates the consumer.
+func (j *jsIngest) checkStall(gen uint64) {
+	s := j.svc
+	now := s.clock.NowMs()
+	applied := j.applied.Load()
+	waiting := j.streamLast.Load() > applied && j.streamMsgs.Load() > 0 && !s.leaseLost.Load()
+	if applied != j.stallSeq || !waiting {
+		j.stallSeq = applied
+		j.stallSinceMs.Store(0)
+		j.stallCheckMs = now
+		return
+	}
+	if j.stallCheckMs == 0 {
+		j.stallCheckMs = now
+	}
+	if now-j.stallCheckMs < s.opts.StallAfter.Milliseconds() || j.stallSinceMs.Load() != 0 {
+		return
+	}
+	j.stallSinceMs.Store(j.stallCheckMs)
+	s.stats.stalls.Inc()
+	s.log.Error().Uint64("applied_seq", applied).Uint64("last_seq", j.streamLast.Load()).Dur("for", s.opts.StallAfter).
+		Msg("ingest stalled: the stream holds messages past the last applied one and none was applied; re-creating the consumer")
+	j.requestRestart(gen, "ingest stalled")
 }
 
 func (j *jsIngest) updateStreamInfo(info *jetstream.StreamInfo) {
@@ -340,17 +651,6 @@ func (j *jsIngest) progress() float64 {
 		return 0
 	}
 	return float64(applied-start+1) / float64(target-start+1)
-}
-
-// publishDeadLetter stores a dead letter in the DLQ stream and waits (at
-// most 5 s, the applier waiting with it) for the acknowledgement. The caller
-// acknowledges the poison message afterwards either way: a dead letter that
-// could not be stored is counted and logged, never retried in a loop.
-func (j *jsIngest) publishDeadLetter(m *nats.Msg) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, err := j.js.PublishMsg(ctx, m)
-	return err
 }
 
 // appendReplay appends the catch-up state as a JSON object.

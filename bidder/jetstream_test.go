@@ -524,14 +524,18 @@ func TestCorruptCheckpointIgnored(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// The corrupt checkpoint is reported and ignored; the stream still
-	// holds every event, so a replay from now minus 24h counts them all.
+	// The corrupt checkpoint is reported and set aside; the one kept in
+	// NATS at stop is loaded instead (the stream was trimmed up to it, so
+	// a replay of the stream alone would not find the events).
 	e2 := startTestService(t, func(o *Options) { o.DataDir = dir })
 	waitCounted(t, e2, 1000)
 	st := balanced(t, e2)
 	ck := st["checkpoint"].(map[string]any)
-	if ck["loaded"] != false || !strings.Contains(fmt.Sprint(ck["load_error"]), "checksum") {
-		t.Fatalf("corrupt checkpoint not reported: %v", ck)
+	if ck["loaded"] != true || ck["loaded_from_nats"] != "bidpulse_test" || !strings.Contains(fmt.Sprint(ck["load_error"]), "checksum") {
+		t.Fatalf("corrupt checkpoint not reported, or the one in NATS not loaded: %v", ck)
+	}
+	if _, err := os.Stat(path + ".bad"); err != nil {
+		t.Fatalf("corrupt checkpoint not kept aside: %v", err)
 	}
 	checkKeyCounts(t, e2, want)
 }

@@ -31,9 +31,22 @@ type stats struct {
 	// JetStream mode.
 	redelivered *metrics.Counter // redeliveries of messages already applied, skipped
 	streamGap   *metrics.Counter // stream messages lost before they were applied
+	// deliveryGaps counts messages the stream held but did not deliver
+	// (dropped on the way), each answered by re-creating the consumer.
+	deliveryGaps      *metrics.Counter
+	consumerRecreated *metrics.Counter
+	stalls            *metrics.Counter
+	purges            *metrics.Counter
+	purgedMsgs        *metrics.Counter
+	remoteCkpt        *metrics.Counter
+	remoteCkptErrors  *metrics.Counter
+	dlqStored         *metrics.Counter
 	ckptWritten *metrics.Counter
 	ckptErrors  *metrics.Counter
 	ckptLoadErr *metrics.Counter
+	// ckptCtlErrors counts the controller states left out of checkpoints
+	// because JSON cannot carry them (NaN, infinities).
+	ckptCtlErrors *metrics.Counter
 }
 
 func newStats(set *metrics.Set, since time.Time) *stats {
@@ -51,9 +64,20 @@ func newStats(set *metrics.Set, since time.Time) *stats {
 
 		redelivered: set.NewCounter(`bidpulse_jetstream_redelivered_skipped_total`),
 		streamGap:   set.NewCounter(`bidpulse_jetstream_lost_messages_total`),
+
+		deliveryGaps:      set.NewCounter(`bidpulse_jetstream_delivery_gaps_total`),
+		consumerRecreated: set.NewCounter(`bidpulse_jetstream_consumer_recreated_total`),
+		stalls:            set.NewCounter(`bidpulse_ingest_stalls_total`),
+		purges:            set.NewCounter(`bidpulse_jetstream_stream_trims_total`),
+		purgedMsgs:        set.NewCounter(`bidpulse_jetstream_stream_trimmed_messages_total`),
+		remoteCkpt:        set.NewCounter(`bidpulse_checkpoints_uploaded_total`),
+		remoteCkptErrors:  set.NewCounter(`bidpulse_checkpoint_upload_errors_total`),
+		dlqStored:         set.NewCounter(`bidpulse_dlq_stored_total`),
 		ckptWritten: set.NewCounter(`bidpulse_checkpoints_written_total`),
 		ckptErrors:  set.NewCounter(`bidpulse_checkpoint_write_errors_total`),
 		ckptLoadErr: set.NewCounter(`bidpulse_checkpoint_load_errors_total`),
+
+		ckptCtlErrors: set.NewCounter(`bidpulse_checkpoint_controller_errors_total`),
 	}
 	for r := event.Reason(1); r < event.NumReasons; r++ {
 		s.rejected[r] = set.NewCounter(fmt.Sprintf(`bidpulse_ingest_events_total{outcome="rejected",reason=%q}`, event.ReasonNames[r]))

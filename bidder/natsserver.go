@@ -39,7 +39,7 @@ func startEmbeddedNATS(addr, dataDir, name string, log zerolog.Logger, edit func
 		JetStream:  true,
 		StoreDir:   filepath.Join(dataDir, "nats"),
 		NoSigs:     true,
-		MaxPayload: 8 << 20,
+		MaxPayload: maxMessageBytes,
 	}
 	if edit != nil {
 		edit(opts)

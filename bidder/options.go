@@ -62,9 +62,9 @@ type Options struct {
 	// limit). A full stream refuses new events (DiscardNew) instead of
 	// deleting unconsumed ones.
 	StreamMaxBytes int64
-	// StreamMaxAge is how long the stream keeps events (default 26h: the
-	// longest span plus a margin; it may not be less than the longest
-	// span).
+	// StreamMaxAge, when set, also trims the stream by age (default 0:
+	// none). Trimming by age drops unconsumed events without telling the
+	// producer; the stream is trimmed to the oldest checkpoint instead.
 	StreamMaxAge time.Duration
 	// StreamDuplicates is the stream's Nats-Msg-Id dedup window (default 2m).
 	StreamDuplicates time.Duration
@@ -76,6 +76,29 @@ type Options struct {
 	// FetchBatch is how many messages the consumer asks for at once
 	// (default 1000).
 	FetchBatch int
+	// FetchBytes caps the bytes of one pull (default 16 MiB, at least
+	// twice the largest message): the deliveries in flight stay under the
+	// server's slow-consumer limit (max_pending, 64 MiB by default).
+	FetchBytes int
+	// RemoteCheckpointInterval is how often a checkpoint is also kept in
+	// NATS (the checkpoints Object Store bucket), for an instance whose
+	// local checkpoint is gone (default 2m; -1: never). The stream is
+	// trimmed up to the oldest such checkpoint of the instances sharing it.
+	RemoteCheckpointInterval time.Duration
+	// LeaseTTL is how long an instance name stays taken by a running
+	// instance that stopped renewing it (default 15s).
+	LeaseTTL time.Duration
+	// Takeover starts even when another running instance holds the name,
+	// which then stops consuming.
+	Takeover bool
+	// StallAfter is how long ingest may go without applying a message while
+	// the stream holds messages past it before it is reported stalled
+	// (default 30s).
+	StallAfter time.Duration
+	// RetentionGrace is how long the stream keeps what a stopped instance
+	// that shares it needs to recover (default 1h); past it, that instance
+	// no longer holds the stream's trim back.
+	RetentionGrace time.Duration
 	// AckWait is the consumer's redelivery timeout (default 30s).
 	AckWait time.Duration
 	// Config is what is aggregated and how multipliers are computed.
@@ -164,8 +187,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.StreamMaxBytes == 0 {
 		o.StreamMaxBytes = 8 << 30
 	}
-	if o.StreamMaxAge == 0 {
-		o.StreamMaxAge = 26 * time.Hour
+	if o.StreamMaxAge < 0 {
+		return o, fmt.Errorf("invalid stream-max-age %s: must not be negative", o.StreamMaxAge)
 	}
 	if o.StreamDuplicates == 0 {
 		o.StreamDuplicates = 2 * time.Minute
@@ -181,6 +204,24 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.FetchBatch <= 0 {
 		o.FetchBatch = 1000
+	}
+	if o.FetchBytes == 0 {
+		o.FetchBytes = 2 * maxMessageBytes
+	}
+	if o.FetchBytes < maxMessageBytes {
+		return o, fmt.Errorf("invalid fetch-bytes %d: must be at least the largest message, %d", o.FetchBytes, maxMessageBytes)
+	}
+	if o.RemoteCheckpointInterval == 0 {
+		o.RemoteCheckpointInterval = 2 * time.Minute
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 15 * time.Second
+	}
+	if o.StallAfter <= 0 {
+		o.StallAfter = 30 * time.Second
+	}
+	if o.RetentionGrace <= 0 {
+		o.RetentionGrace = time.Hour
 	}
 	if o.AckWait <= 0 {
 		o.AckWait = 30 * time.Second

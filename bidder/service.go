@@ -13,6 +13,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
@@ -57,6 +58,17 @@ type Service struct {
 	nc       *nats.Conn
 	sub      *nats.Subscription // core mode
 	js       *jsIngest          // JetStream mode
+	// deadLetters publishes rejected payloads to the DLQ.
+	deadLetters *deadLetters
+	// owner identifies this process in its consumer and its lease.
+	owner string
+	lease *lease
+	// leaseLost is set when another instance took this one's name over:
+	// ingest stops and /readyz says so.
+	leaseLost    atomic.Bool
+	leaseLostWhy atomic.Value // string
+	// ckptStore keeps checkpoints in NATS (nil: RemoteCheckpointInterval < 0).
+	ckptStore jetstream.ObjectStore
 
 	// applyMu is held while a stream message is applied, and by a
 	// checkpoint while it snapshots the state. Lock order: ckptMu, then
@@ -102,13 +114,6 @@ func New(opts Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid resolutions: %w", err)
 	}
-	var longest time.Duration
-	for _, r := range store.Resolutions() {
-		longest = max(longest, r.Width*time.Duration(r.Buckets))
-	}
-	if opts.StreamMaxAge < longest {
-		return nil, fmt.Errorf("invalid stream-max-age %s: must be at least the longest span kept, %s", opts.StreamMaxAge, longest)
-	}
 	s := &Service{
 		opts:     opts,
 		log:      opts.Logger,
@@ -132,6 +137,8 @@ func New(opts Options) (*Service, error) {
 	s.overrides = newOverrides(rollups)
 	s.snapshots = newSnapshotCache()
 	s.ingest = newIngester(s)
+	s.deadLetters = newDeadLetters(s.stats, s.throttledLog.warn)
+	s.owner = newOwnerID()
 	s.sse = newSSEHub(s)
 	s.registerGauges()
 	return s, nil
@@ -283,7 +290,16 @@ func (s *Service) Start() (err error) {
 		return err
 	}
 	if s.js != nil {
-		from := s.loadCheckpoint()
+		if s.lease, err = s.acquireLease(ctx, s.js.js); err != nil {
+			return err
+		}
+		if s.opts.RemoteCheckpointInterval > 0 {
+			if s.ckptStore, err = s.openCheckpointStore(ctx, s.js.js); err != nil {
+				return err
+			}
+		}
+		s.deadLetters.start(s.nc, s.js.js, s.opts.Stream)
+		from := s.loadCheckpoint(ctx)
 		if from > 0 {
 			s.js.applied.Store(from - 1)
 		}
@@ -301,6 +317,7 @@ func (s *Service) Start() (err error) {
 			Str("consumer", s.js.name).Uint64("from_seq", s.js.startSeq.Load()).Uint64("to_seq", s.js.targetSeq.Load()).
 			Str("mode", "jetstream").Dur("took", time.Since(t0)).Msg("consuming events")
 	} else {
+		s.deadLetters.start(s.nc, nil, "")
 		s.sub, err = s.nc.Subscribe(s.opts.Subject, s.ingest.handleMsg)
 		if err != nil {
 			return fmt.Errorf("cannot subscribe to %q: %w", s.opts.Subject, err)
@@ -337,7 +354,7 @@ func (s *Service) Start() (err error) {
 // isReady reports whether the service should take bid traffic: started,
 // not stopping, and (JetStream) caught up with the stream.
 func (s *Service) isReady() bool {
-	return s.ready.Load() && (s.js == nil || s.js.caughtUp.Load())
+	return s.ready.Load() && (s.js == nil || s.js.caughtUp.Load() && s.js.stallSinceMs.Load() == 0 && !s.leaseLost.Load())
 }
 
 // Mode returns "jetstream" or "core".
@@ -376,6 +393,8 @@ func (s *Service) housekeeping() {
 	defer refresh.Stop()
 	ckpt := time.NewTicker(s.opts.CheckpointInterval)
 	defer ckpt.Stop()
+	renew := time.NewTicker(max(s.opts.LeaseTTL/3, 10*time.Millisecond))
+	defer renew.Stop()
 	for {
 		select {
 		case <-s.bgStop:
@@ -388,20 +407,35 @@ func (s *Service) housekeeping() {
 				s.js.refresh(ctx)
 				cancel()
 			}
+		case <-renew.C:
+			ctx, cancel := context.WithTimeout(context.Background(), s.opts.LeaseTTL/3)
+			s.renewLease(ctx)
+			cancel()
 		case <-ckpt.C:
-			s.writeCheckpoint()
+			if s.writeCheckpoint() == nil {
+				s.keepCheckpoint(false)
+			}
 		}
 	}
 }
 
+// evict removes idle keys and expired overrides. The pass over the keys
+// holds the applier's lock one chunk (up to 256 keys of a shard) at a time,
+// never for the whole pass (up to a million keys, during which no event
+// would be applied). Per chunk is enough: the key-cap check of ingest relies
+// on nobody else changing the key set between its check and its writes, and
+// each chunk first applies the writes held back for the next message (they
+// may re-create a key the chunk evicts, which the check did not leave room
+// for). Between chunks the store steps aside, so a waiting applier takes
+// the lock before the next chunk (see windows.Store.EvictIdleChunked).
 func (s *Service) evict() {
 	now := s.clock.NowMs()
-	// Under the applier's lock: the key-cap check of ingest relies on
-	// nobody else changing the key set between its check and its writes.
-	s.applyMu.Lock()
-	s.ingest.flush() // held-back writes may re-create a key evicted here
-	n := s.store.EvictIdle(now)
-	s.applyMu.Unlock()
+	n := s.store.EvictIdleChunked(now, func(chunk func()) {
+		s.applyMu.Lock()
+		s.ingest.flush()
+		chunk()
+		s.applyMu.Unlock()
+	})
 	if n > 0 {
 		s.stats.evicted.Add(n)
 		s.log.Info().Int("keys", n).Int("live", s.store.Len()).Msg("evicted idle keys")
@@ -440,13 +474,26 @@ func (s *Service) Stop(ctx context.Context) error {
 		if s.js != nil {
 			t0 := time.Now()
 			s.js.stop(ctx)
+			// Dead letters still queued are saved by the checkpoint.
+			if n := s.deadLetters.stop(ctx); n > 0 {
+				s.log.Warn().Int("dead_letters", n).Msg("DLQ not answering at stop: the dead letters not yet stored are kept in the checkpoint")
+			}
 			if !s.opts.noFinalCheckpoint {
 				if err := s.writeCheckpoint(); err != nil {
 					errs = append(errs, err)
+				} else {
+					s.keepCheckpoint(true)
 				}
 			}
+			s.releaseLease(ctx)
 			s.log.Info().Dur("took", time.Since(t0)).Uint64("seq", s.js.applied.Load()).
 				Uint64("counted", s.stats.counted.Get()).Msg("consumer stopped, checkpoint written")
+		}
+		if s.js == nil {
+			if n := s.deadLetters.stop(ctx); n > 0 {
+				s.stats.dlqErrors.Add(n)
+				s.log.Error().Int("dead_letters", n).Msg("dead letters not published at stop (core mode keeps no checkpoint): lost")
+			}
 		}
 		s.control.stop()
 		if s.nc != nil {

@@ -428,57 +428,116 @@ func (s *Store) Scan(level int, span Span, nowMs int64, fn func(key []byte, c Co
 	}
 }
 
-// evictChunk bounds how many keys EvictIdle examines per writer-lock hold,
-// so bid reads of a shard wait at most for that many.
+// evictChunk bounds how many keys eviction examines per writer-lock hold,
+// so bid reads of a shard (and, through EvictIdleChunked, the caller's own
+// writer) wait at most for that many.
 const evictChunk = 256
 
-// evictAhead is how many keys ahead EvictIdle prefetches.
+// evictAhead is how many keys ahead eviction prefetches.
 const evictAhead = 8
 
 // EvictIdle removes keys whose newest event time is older than nowMs minus the
 // longest ring's span (Width*Buckets), so no span holds any of their events;
 // it returns how many. Memory of evicted keys is reused by later keys. It
 // takes each shard's writer lock for up to 256 keys at a time, so run it from
-// a periodic housekeeping task, not per event.
+// a periodic housekeeping task, not per event. It is EvictIdleChunked with
+// the chunks run as they come.
 func (s *Store) EvictIdle(nowMs int64) int {
+	return s.EvictIdleChunked(nowMs, nil)
+}
+
+// EvictIdleChunked is EvictIdle with every chunk of the pass run through
+// each: each(chunk) must call chunk exactly once, before it returns, and may
+// hold a lock of its own around it. A chunk is one hold of a shard's writer
+// lock over up to 256 keys (or the compaction of the shard's key arena that
+// ends its walk) and the update of Len for the keys it removed, so Len is
+// exact again when the chunk returns. That lets a caller whose writes rely
+// on the key set not changing under them (a key-cap check, then the writes)
+// exclude eviction from those writes one chunk at a time instead of for the
+// whole pass over every key; BeginSnapshot's rule (no eviction during it)
+// then holds if each takes the lock BeginSnapshot is called under. A nil
+// each runs the chunks as they come.
+//
+// Between chunks the pass steps aside: it yields the processor, so a
+// goroutine that waited for the lock each released runs and takes it before
+// the next chunk does (sync.Mutex lets the releasing goroutine barge back
+// in, and a waiter would wait up to milliseconds), and every 2 ms of work it
+// sleeps briefly, as the checkpoint walk does (backgroundPacer), so a
+// one-core process polls the network meanwhile.
+//
+// The threshold is fixed by nowMs at the start: a key written between
+// chunks carries a newer time and is kept; a key created between chunks may
+// or may not be examined.
+func (s *Store) EvictIdleChunked(nowMs int64, each func(chunk func())) int {
 	r := &s.rings[s.longest]
 	threshold := max(nowMs, 0) - r.width*r.buckets
-	n := 0
+	var (
+		sh        *shard
+		start, n  int
+		done, ran bool
+		pacer     backgroundPacer
+	)
+	// One closure for the whole pass: chunk reads where the pass stands.
+	chunk := func() {
+		if ran {
+			panic("BUG: windows: EvictIdleChunked's chunk called twice")
+		}
+		ran = true
+		k, end := s.evictRange(sh, start, threshold)
+		if k > 0 {
+			s.keys.Add(int64(-k))
+			n += k
+		}
+		done = end
+	}
 	for i := range s.shards {
-		sh := &s.shards[i]
-		for start := 0; ; start += evictChunk {
-			sh.lock()
-			mb := sh.metas.Load()
-			if start >= len(mb.m) {
-				s.compactArena(sh)
-				sh.unlock()
-				break
+		sh = &s.shards[i]
+		for start, done = 0, false; !done; start += evictChunk {
+			ran = false
+			if each != nil {
+				each(chunk)
+			} else {
+				chunk()
 			}
-			k := 0
-			end := min(start+evictChunk, len(mb.m))
-			for id := start; id < end; id++ {
-				// The newest times live in the blocks: keep a few loads ahead.
-				if ahead := id + evictAhead; ahead < end && mb.m[ahead].hash != 0 {
-					prefetch(s.blockOf(ref(mb.m[ahead].ref)))
-				}
-				m := &mb.m[id]
-				if m.hash == 0 {
-					continue
-				}
-				rf := ref(m.ref)
-				if *blockNewest(s.blockOf(rf)) < threshold {
-					s.remove(sh, sh.index.Load().findRef(m.hash, rf), m.hash, rf)
-					k++
-				}
+			if !ran {
+				panic("BUG: windows: EvictIdleChunked's each returned without calling chunk")
 			}
-			sh.unlock()
-			if k > 0 {
-				s.keys.Add(int64(-k))
-				n += k
-			}
+			runtime.Gosched()
+			pacer.pace()
 		}
 	}
 	return n
+}
+
+// evictRange removes the idle keys among sh's local ids start..start+255
+// under sh's writer lock and returns how many (the caller updates s.keys);
+// end reports that start is past the last id, in which case it compacted
+// the shard's arena instead.
+func (s *Store) evictRange(sh *shard, start int, threshold int64) (k int, end bool) {
+	sh.lock()
+	defer sh.unlock()
+	mb := sh.metas.Load()
+	if start >= len(mb.m) {
+		s.compactArena(sh)
+		return 0, true
+	}
+	stop := min(start+evictChunk, len(mb.m))
+	for id := start; id < stop; id++ {
+		// The newest times live in the blocks: keep a few loads ahead.
+		if ahead := id + evictAhead; ahead < stop && mb.m[ahead].hash != 0 {
+			prefetch(s.blockOf(ref(mb.m[ahead].ref)))
+		}
+		m := &mb.m[id]
+		if m.hash == 0 {
+			continue
+		}
+		rf := ref(m.ref)
+		if *blockNewest(s.blockOf(rf)) < threshold {
+			s.remove(sh, sh.index.Load().findRef(m.hash, rf), m.hash, rf)
+			k++
+		}
+	}
+	return k, false
 }
 
 // MemoryBytes estimates the bytes held by the store: slab blocks handed out

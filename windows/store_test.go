@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -329,6 +330,104 @@ func TestStoreEvictIdle(t *testing.T) {
 			t.Fatalf("unexpected counts of a new key in a reused slot in %s; got %+v", Span(sp), c)
 		}
 	}
+}
+
+// TestStoreEvictIdleChunked evicts through a wrapper, as a caller holding a
+// lock of its own per chunk would: every chunk goes through it, Len is exact
+// after each, keys written or created between chunks stay, and exactly the
+// idle keys go.
+func TestStoreEvictIdleChunked(t *testing.T) {
+	s := mustStore(t, Config{})
+	old := func(i int) []byte { return testKey(1, fmt.Sprintf("old%d", i)) }
+	young := func(i int) []byte { return testKey(2, fmt.Sprintf("young%d", i)) }
+	fresh := func(i int) []byte { return testKey(3, fmt.Sprintf("fresh%d", i)) }
+	const nOld, nYoung = 30_000, 10_000 // about 625 keys a shard: several chunks each
+	for i := range nOld {
+		s.Add(old(i), t0, t0, Counts{Impressions: 1})
+	}
+	for i := range nYoung {
+		s.Add(young(i), t0+12*hourMs, t0+12*hourMs, Counts{Impressions: 2})
+	}
+	// Each shard takes one chunk per 256 local ids and one more that ends
+	// its walk (and compacts its arena).
+	wantCalls := 0
+	for i := range s.shards {
+		wantCalls += (len(s.shards[i].metas.Load().m)+evictChunk-1)/evictChunk + 1
+	}
+	now := t0 + 24*hourMs + 1
+	live := func() int {
+		n := 0
+		s.Scan(-1, Span24h, now, func([]byte, Counts) bool { n++; return true })
+		return n
+	}
+	var mu sync.Mutex // the caller's lock
+	calls, revived := 0, 0
+	n := s.EvictIdleChunked(now, func(chunk func()) {
+		mu.Lock()
+		defer mu.Unlock()
+		// Between chunks the caller goes on writing: an idle key written
+		// again (before or after its chunk) and a new key must both stay.
+		if calls%10 == 0 {
+			s.Add(old(calls), now, now, Counts{Clicks: 1})
+			s.Add(fresh(calls), now, now, Counts{Clicks: 1})
+			revived++
+		}
+		calls++
+		chunk()
+		if calls%50 == 0 {
+			if got, want := s.Len(), live(); got != want {
+				t.Fatalf("unexpected Len after chunk %d; got %d; want %d", calls, got, want)
+			}
+		}
+	})
+	if calls <= numShards {
+		t.Fatalf("unexpected wrapper calls; got %d; want more than one per shard (%d shards)", calls, numShards)
+	}
+	if calls < wantCalls {
+		t.Fatalf("unexpected wrapper calls; got %d; want at least %d", calls, wantCalls)
+	}
+	if got, want := s.Len(), nYoung+2*revived; got != want || live() != want {
+		t.Fatalf("unexpected Len after eviction; got %d (%d scanned); want %d", got, live(), want)
+	}
+	// A revived key was counted when its chunk ran before the write (it was
+	// evicted, then created again), not when it ran after.
+	if n < nOld-revived || n > nOld {
+		t.Fatalf("unexpected evictions; got %d; want %d..%d", n, nOld-revived, nOld)
+	}
+	for i := range nOld {
+		want := i%10 == 0 && i < calls
+		if got := s.Contains(old(i)); got != want {
+			t.Fatalf("unexpected Contains(old %d) after eviction; got %v; want %v", i, got, want)
+		}
+		if want {
+			if c, _ := s.ReadSpan(old(i), Span24h, now); c.Clicks != 1 {
+				t.Fatalf("unexpected counts of old %d written between chunks; got %+v", i, c)
+			}
+		}
+	}
+	for i := range nYoung {
+		if c, ok := s.ReadSpan(young(i), Span24h, now); !ok || c.Impressions != 2 {
+			t.Fatalf("unexpected young key %d after eviction; got %+v, %v", i, c, ok)
+		}
+	}
+	for i := 0; i < calls; i += 10 {
+		if !s.Contains(fresh(i)) {
+			t.Fatalf("unexpected miss of key %d created between chunks", i)
+		}
+	}
+
+	// A nil wrapper runs the same pass; a wrapper that skips its chunk is a bug.
+	if n := s.EvictIdleChunked(now+24*hourMs+1, nil); n != nYoung+2*revived {
+		t.Fatalf("unexpected evictions with a nil wrapper; got %d; want %d", n, nYoung+2*revived)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r == nil {
+				t.Fatalf("unexpected return of a pass whose wrapper skipped its chunk")
+			}
+		}()
+		s.EvictIdleChunked(now, func(func()) {})
+	}()
 }
 
 func TestStoreScan(t *testing.T) {

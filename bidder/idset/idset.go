@@ -21,8 +21,16 @@
 // false "seen" (an event counted as a duplicate) needs about 2^56 ids. The seeds are random per
 // Set and saved with it.
 //
-// Concurrency: one writer (Get, Put, Reset) at a time; Snapshot may be taken by the writer and
-// written out by another goroutine while the writer goes on.
+// A snapshot being written out still reads the previous table, so a rotation while one is open
+// cannot reuse that memory and needs a third table. Allocating it (tens of MB, faulted in) would
+// stall the writer, so a goroutine allocates a spare in the background as soon as Put finds a
+// snapshot open and the current table past spareLoad; the rotation waits for the spare (the
+// current table may fill up to fullLoad meanwhile), and only past fullLoad with no spare ready
+// does the writer allocate a table itself (SyncAllocs counts those).
+//
+// Concurrency: one writer (Get, Put, Reset, Snapshot, Release) at a time; a snapshot is taken by
+// the writer and may be written out by another goroutine while the writer goes on. The spare's
+// goroutine touches only the memory it allocates, which it hands over through an atomic pointer.
 package idset
 
 import (
@@ -39,12 +47,17 @@ import (
 const EntryBytes = 24
 
 // maxLoad is the fill, in percent, at which the current table is rotated: linear probing stays
-// within a cache line or two up to there. While a snapshot is being written the rotation waits
-// (the dropped table's memory cannot be reused yet) up to fullLoad, past which it takes new
-// memory.
+// within a cache line or two up to there. While a snapshot is being written the dropped table's
+// memory cannot be reused yet: a spare table is allocated in the background once the current
+// table is past spareLoad (the first Put there with a snapshot open starts it), and the rotation
+// waits for it up to fullLoad, past which the writer allocates a table itself. Starting at
+// spareLoad leaves the allocation the stretch up to maxLoad to finish before the rotation is
+// due, and costs at most one spare per table filled; one not used (the snapshot ended first) is
+// dropped at the next rotation, so the set goes back to two tables.
 const (
-	maxLoad  = 70
-	fullLoad = 85
+	spareLoad = 60
+	maxLoad   = 70
+	fullLoad  = 85
 )
 
 const (
@@ -61,12 +74,24 @@ type Set struct {
 	slots        uint64 // per table
 	horizon      int    // ids per table before rotation
 	fullAt       int    // ids a table may reach while a snapshot delays its rotation
+	spareAt      int    // ids from which a spare is prepared while a snapshot is open
 	tabs         atomic.Pointer[tables]
 	n, nPrev     int    // ids in the current and the previous table
 	epoch        uint16 // the last epoch handed out
 	snapshots    atomic.Int32
 	buf          []byte // seed and id, for Hash
+
+	// spare is the table being allocated in the background, or allocated and not used yet;
+	// nil when none. Writer only (the goroutine holds the *spareTable, never the Set).
+	spare      *spareTable
+	syncAllocs atomic.Uint64
+	// allocSpare allocates a spare's memory (allocTable; tests hold it back).
+	allocSpare func(slots uint64) []uint64
 }
+
+// spareTable is a table's memory allocated off the writer's path: its goroutine stores mem once
+// the memory is allocated and faulted in; until then mem is nil.
+type spareTable struct{ mem atomic.Pointer[[]uint64] }
 
 // table is one table's slots (h1, h2 with the epoch on top, tag) and the epoch of its live slots.
 type table struct {
@@ -88,8 +113,8 @@ func New(maxBytes int) *Set {
 func newSet(maxBytes int, seed1, seed2 uint64) *Set {
 	slots := uint64(max(maxBytes/2/EntryBytes, 2))
 	s := &Set{seed1: seed1, seed2: seed2, slots: slots, horizon: int(max(slots*maxLoad/100, 1)),
-		fullAt: int(max(slots*fullLoad/100, 1))}
-	s.tabs.Store(&tables{cur: s.newTable(nil), prev: s.newTable(nil)})
+		fullAt: int(max(slots*fullLoad/100, 1)), spareAt: int(max(slots*spareLoad/100, 1)), allocSpare: allocTable}
+	s.tabs.Store(&tables{cur: s.newTable(allocTable(slots)), prev: s.newTable(allocTable(slots))})
 	return s
 }
 
@@ -101,23 +126,69 @@ func (s *Set) nextEpoch() uint64 {
 	return uint64(s.epoch) << epochShift
 }
 
-// newTable returns an empty table of a new epoch on mem, or on new memory when mem is nil: its
-// pages faulted in, as the first Puts would otherwise each pay a page fault on the writer's path.
+// newTable returns an empty table of a new epoch on mem (any earlier content: slots of other
+// epochs count as empty).
 func (s *Set) newTable(mem []uint64) table {
-	if mem == nil {
-		mem = make([]uint64, 3*s.slots)
-		adviseHuge(mem)
-		for i := 0; i < len(mem); i += 4096 / 8 {
-			mem[i] = 0
-		}
-	}
 	return table{s: mem, epoch: s.nextEpoch()}
 }
 
-// Release drops the tables, keeping an empty Set of two slots: for a writer that is done, so the
-// memory can go back before the Set does.
+// allocTable returns the new memory of a table of slots slots, its pages faulted in, as the
+// first Puts would otherwise each pay a page fault on the writer's path.
+func allocTable(slots uint64) []uint64 {
+	mem := make([]uint64, 3*slots)
+	adviseHuge(mem)
+	for i := 0; i < len(mem); i += 4096 / 8 {
+		mem[i] = 0
+	}
+	return mem
+}
+
+// allocSync is allocTable on the writer's path, counted in SyncAllocs: the last resort when a
+// snapshot holds the memory a table would reuse and no spare is ready.
+func (s *Set) allocSync() []uint64 {
+	s.syncAllocs.Add(1)
+	return allocTable(s.slots)
+}
+
+// SyncAllocs returns how many tables the writer allocated itself (tens of MB each, faulted in
+// while it waited) because a snapshot was open and no spare was ready: in a rotation past
+// fullLoad, or in Reset. Safe for concurrent use.
+func (s *Set) SyncAllocs() uint64 { return s.syncAllocs.Load() }
+
+// prepareSpare starts allocating a spare table in the background unless one is ready or being
+// allocated. Writer only.
+func (s *Set) prepareSpare() {
+	if s.spare != nil {
+		return
+	}
+	sp := &spareTable{}
+	s.spare = sp
+	alloc, slots := s.allocSpare, s.slots
+	go func() {
+		mem := alloc(slots)
+		sp.mem.Store(&mem)
+	}()
+}
+
+// takeSpare returns the spare's memory and forgets it; nil when no spare is ready. Writer only.
+func (s *Set) takeSpare() []uint64 {
+	if s.spare == nil {
+		return nil
+	}
+	mem := s.spare.mem.Load()
+	if mem == nil || uint64(len(*mem)) != 3*s.slots {
+		return nil
+	}
+	s.spare = nil
+	return *mem
+}
+
+// Release drops the tables and any spare (one still being allocated is dropped by its goroutine
+// when done), keeping an empty Set of two slots: for a writer that is done, so the memory can go
+// back before the Set does.
 func (s *Set) Release() {
-	s.slots, s.horizon, s.fullAt, s.n, s.nPrev = 2, 1, 1, 0, 0
+	s.slots, s.horizon, s.fullAt, s.spareAt, s.n, s.nPrev = 2, 1, 1, 1, 0, 0
+	s.spare = nil
 	s.tabs.Store(&tables{cur: table{s: make([]uint64, 6), epoch: s.nextEpoch()}, prev: table{s: make([]uint64, 6), epoch: s.nextEpoch()}})
 }
 
@@ -196,7 +267,7 @@ func (s *Set) Put(fp FP, tag uint64) {
 		atomic.StoreUint64(&t.cur.s[i+2], tag)
 		return
 	}
-	if s.n >= s.horizon && (s.n >= s.fullAt || s.snapshots.Load() == 0) {
+	if s.n >= s.horizon && s.rotateNow() {
 		t = s.rotate(t)
 		i, _ = s.find(t.cur, fp)
 	}
@@ -209,15 +280,39 @@ func (s *Set) Put(fp FP, tag uint64) {
 	atomic.StoreUint64(&c[i+2], tag)
 	atomic.StoreUint64(&c[i+1], fp.h2|t.cur.epoch)
 	atomic.StoreUint64(&c[i], fp.h1)
-	s.n++
+	// Past spareAt with a snapshot open (opened before or after the table got there), a spare is
+	// prepared for the rotation to come.
+	if s.n++; s.n >= s.spareAt && s.spare == nil && s.snapshots.Load() != 0 {
+		s.prepareSpare()
+	}
 }
 
-// rotate drops the previous table and starts an empty current one on its memory (on new memory
-// while a snapshot may still read the dropped one).
+// rotateNow reports whether the current table, holding Horizon ids or more, is rotated before
+// the next id goes in: at once without a snapshot open (the dropped table's memory is reused);
+// with one, when a spare is ready, or past fullLoad (the last resort: the writer allocates).
+// Otherwise it makes sure a spare is on its way and the table keeps filling.
+func (s *Set) rotateNow() bool {
+	if s.snapshots.Load() == 0 || s.n >= s.fullAt {
+		return true
+	}
+	if s.spare != nil && s.spare.mem.Load() != nil {
+		return true
+	}
+	s.prepareSpare()
+	return false
+}
+
+// rotate drops the previous table and starts an empty current one on its memory; while a
+// snapshot may still read the dropped one, on the spare, or on memory allocated here when none
+// is ready. Without a snapshot, a spare not used is dropped: the set keeps two tables.
 func (s *Set) rotate(t *tables) *tables {
 	mem := t.prev.s
 	if s.snapshots.Load() != 0 {
-		mem = nil
+		if mem = s.takeSpare(); mem == nil {
+			mem = s.allocSync()
+		}
+	} else {
+		s.spare = nil
 	}
 	nt := &tables{cur: s.newTable(mem), prev: t.cur}
 	s.tabs.Store(nt)
@@ -225,12 +320,16 @@ func (s *Set) rotate(t *tables) *tables {
 	return nt
 }
 
-// Reset forgets every id.
+// Reset forgets every id. While a snapshot is open it needs two new tables: the spare, when
+// ready, and memory it allocates (counted in SyncAllocs); Reset is rare (a state reset at start).
 func (s *Set) Reset() {
 	t := s.tabs.Load()
 	cur, prev := t.cur.s, t.prev.s
 	if s.snapshots.Load() != 0 {
-		cur, prev = nil, nil
+		if cur = s.takeSpare(); cur == nil {
+			cur = s.allocSync()
+		}
+		prev = s.allocSync()
 	}
 	s.tabs.Store(&tables{cur: s.newTable(cur), prev: s.newTable(prev)})
 	s.n, s.nPrev = 0, 0

@@ -37,10 +37,16 @@ func runServe(args []string) error {
 	fs.StringVar(&o.JetStream, "jetstream", "auto", "ingest mode: auto (JetStream when the server offers it), true, false (core subscription: at-most-once)")
 	fs.StringVar(&o.Stream, "stream", "BIDPULSE_EVENTS", "JetStream stream of the events")
 	streamMaxBytes := fs.String("stream-max-bytes", "8GiB", "event stream size limit; a full stream refuses new events (-1: no limit)")
-	fs.DurationVar(&o.StreamMaxAge, "stream-max-age", 26*time.Hour, "how long the stream keeps events (at least the longest span)")
+	fs.DurationVar(&o.StreamMaxAge, "stream-max-age", 0, "also trim the stream by age (0: no; an age limit drops unconsumed events without telling producers)")
 	fs.DurationVar(&o.StreamDuplicates, "stream-duplicates", 2*time.Minute, "the stream's Nats-Msg-Id duplicate window")
 	dlqMaxBytes := fs.String("dlq-max-bytes", "1GiB", "dead-letter stream size limit (oldest dropped first)")
 	fs.DurationVar(&o.CheckpointInterval, "checkpoint-interval", 30*time.Second, "how often the state is checkpointed (JetStream mode)")
+	fs.DurationVar(&o.RemoteCheckpointInterval, "remote-checkpoint-interval", 2*time.Minute, "how often a checkpoint is also kept in NATS, for an instance without a local one; the stream is trimmed up to it (-1ns: never)")
+	fetchBytes := fs.String("fetch-bytes", "16MiB", "byte cap of one JetStream pull (at least 8MiB, the largest message)")
+	fs.BoolVar(&o.Takeover, "takeover", false, "start even when a running instance holds the same --instance name (it stops consuming)")
+	fs.DurationVar(&o.LeaseTTL, "lease-ttl", 15*time.Second, "how long an instance name stays taken by an instance that stopped renewing it")
+	fs.DurationVar(&o.StallAfter, "stall-after", 30*time.Second, "report ingest stalled (and /readyz 503) after this long without progress while the stream holds messages")
+	fs.DurationVar(&o.RetentionGrace, "retention-grace", time.Hour, "how long the stream keeps what a stopped instance sharing it needs to recover")
 	fs.IntVar(&o.MaxSSEStreams, "sse-max-streams", 64, "most concurrent /v1/snapshot/stream clients (dashboards)")
 	fs.DurationVar(&o.SSEInterval, "sse-interval", time.Second, "how often /v1/snapshot/stream pushes a snapshot")
 	if err := parseFlags(fs, args); err != nil {
@@ -67,6 +73,9 @@ func runServe(args []string) error {
 			return fmt.Errorf("invalid --stream-max-bytes: %w", err)
 		}
 		o.StreamMaxBytes = int64(n)
+	}
+	if o.FetchBytes, err = parseBytes(*fetchBytes); err != nil {
+		return fmt.Errorf("invalid --fetch-bytes: %w", err)
 	}
 	n, err := parseBytes(*dlqMaxBytes)
 	if err != nil {

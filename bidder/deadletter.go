@@ -1,0 +1,225 @@
+package bidder
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bidpulse/bidpulse/bidder/event"
+)
+
+// deadLetter is a rejected payload on its way to the DLQ.
+type deadLetter struct {
+	Seq     uint64       `json:"seq"` // stream sequence of its message (0: core mode)
+	Index   int          `json:"index"`
+	Subject string       `json:"subject,omitempty"`
+	Reason  event.Reason `json:"reason"`
+	Data    []byte       `json:"data"`
+}
+
+// deadLetters publishes dead letters in the background, in order, retrying
+// each until the DLQ stream stores it: the applier only queues them, so a bad
+// batch or a DLQ that does not answer never stalls ingest while the queue
+// has room. The queue is bounded in bytes; when it is full, add waits (the
+// applier with it) until there is room: nothing is dropped. In JetStream mode
+// a message is acknowledged only once its dead letters are stored (see
+// jsIngest.markApplied), and the letters still queued are saved in each
+// checkpoint, so none is lost to a restart. Each letter carries a
+// Nats-Msg-Id naming its message and index, so a retry of a letter that was
+// in fact stored is dropped by the DLQ stream.
+//
+// add and oldestSeq may be called from any goroutine.
+type deadLetters struct {
+	nc       *nats.Conn
+	js       jetstream.JetStream // nil in core mode
+	stream   string
+	maxBytes int
+	stats    *stats
+	warn     func(key, msg string, err error)
+
+	mu    sync.Mutex
+	q     []deadLetter
+	bytes int
+	room  *sync.Cond // signalled when letters leave the queue
+	wake  chan struct{}
+	// failingSince is when the head letter first failed (Unix ms; 0: the
+	// DLQ answers).
+	failingSince atomic.Int64
+	stopCh       chan struct{}
+	done         chan struct{}
+}
+
+// maxDeadLetterBytes bounds the queued dead letters.
+const maxDeadLetterBytes = 16 << 20
+
+func newDeadLetters(st *stats, warn func(key, msg string, err error)) *deadLetters {
+	d := &deadLetters{maxBytes: maxDeadLetterBytes, stats: st, warn: warn, wake: make(chan struct{}, 1)}
+	d.room = sync.NewCond(&d.mu)
+	return d
+}
+
+// start begins publishing through nc (and js in JetStream mode).
+func (d *deadLetters) start(nc *nats.Conn, js jetstream.JetStream, stream string) {
+	d.nc, d.js, d.stream = nc, js, stream
+	d.stopCh, d.done = make(chan struct{}), make(chan struct{})
+	go d.run()
+}
+
+// add queues a copy of l.Data; it waits while the queue is full.
+func (d *deadLetters) add(l deadLetter) {
+	l.Data = append([]byte(nil), l.Data...)
+	d.mu.Lock()
+	for d.bytes > 0 && d.bytes+len(l.Data) > d.maxBytes {
+		d.room.Wait()
+	}
+	d.q = append(d.q, l)
+	d.bytes += len(l.Data)
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// oldestSeq is the stream sequence of the oldest letter not stored yet (0:
+// none queued).
+func (d *deadLetters) oldestSeq() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.q) == 0 {
+		return 0
+	}
+	return d.q[0].Seq
+}
+
+// pending returns the letters queued and their bytes.
+func (d *deadLetters) pending() (int, int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.q), d.bytes
+}
+
+// queued returns a copy of the queued letters, for a checkpoint.
+func (d *deadLetters) queued() []deadLetter {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]deadLetter(nil), d.q...)
+}
+
+func (d *deadLetters) run() {
+	defer close(d.done)
+	wait := 50 * time.Millisecond
+	for {
+		d.mu.Lock()
+		var l deadLetter
+		ok := len(d.q) > 0
+		if ok {
+			l = d.q[0]
+		}
+		d.mu.Unlock()
+		if !ok {
+			select {
+			case <-d.stopCh:
+				return
+			case <-d.wake:
+			}
+			continue
+		}
+		if err := d.publish(&l); err != nil {
+			d.stats.dlqErrors.Inc()
+			if d.failingSince.Load() == 0 {
+				d.failingSince.Store(time.Now().UnixMilli())
+			}
+			d.warn("dlq", "cannot store dead letter (retrying; the message it came from is not acknowledged until it is stored)", err)
+			select {
+			case <-d.stopCh:
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 5*time.Second)
+			continue
+		}
+		wait = 50 * time.Millisecond
+		d.failingSince.Store(0)
+		d.stats.dlqStored.Inc()
+		d.mu.Lock()
+		d.q[0] = deadLetter{}
+		d.q = d.q[1:]
+		d.bytes -= len(l.Data)
+		if len(d.q) == 0 {
+			d.q = nil
+		}
+		d.room.Broadcast()
+		d.mu.Unlock()
+	}
+}
+
+func (d *deadLetters) publish(l *deadLetter) error {
+	m := &nats.Msg{Subject: DLQSubject, Header: nats.Header{}, Data: l.Data}
+	m.Header.Set(rejectHeader, event.ReasonNames[l.Reason])
+	if l.Subject != "" {
+		m.Header.Set("Bidpulse-Subject", l.Subject)
+	}
+	if d.js == nil {
+		return d.nc.PublishMsg(m)
+	}
+	m.Header.Set(nats.MsgIdHdr, d.stream+"-"+strconv.FormatUint(l.Seq, 10)+"-"+strconv.Itoa(l.Index))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := d.js.PublishMsg(ctx, m)
+	return err
+}
+
+// stop waits, until ctx is done, for the queue to empty, then stops the
+// publisher. It returns how many letters were left (saved by the final
+// checkpoint in JetStream mode).
+func (d *deadLetters) stop(ctx context.Context) int {
+	if d.stopCh == nil {
+		return 0
+	}
+	for {
+		n, _ := d.pending()
+		if n == 0 || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	close(d.stopCh)
+	<-d.done
+	n, _ := d.pending()
+	// An add waiting for room would wait forever.
+	d.mu.Lock()
+	d.maxBytes = 1 << 62
+	d.room.Broadcast()
+	d.mu.Unlock()
+	return n
+}
+
+// appendDLQ appends the dead-letter queue's state as a JSON object.
+func (s *Service) appendDLQ(b []byte) []byte {
+	n, bytes := s.deadLetters.pending()
+	b = append(b, `{"pending":`...)
+	b = strconv.AppendInt(b, int64(n), 10)
+	b = append(b, `,"pending_bytes":`...)
+	b = strconv.AppendInt(b, int64(bytes), 10)
+	b = append(b, `,"answering":`...)
+	since := s.deadLetters.failingSince.Load()
+	b = strconv.AppendBool(b, since == 0)
+	if since != 0 {
+		b = append(b, `,"failing_since":`...)
+		b = appendStr(b, time.UnixMilli(since).UTC().Format(time.RFC3339))
+	}
+	b = append(b, `,"stored":`...)
+	b = strconv.AppendUint(b, s.stats.dlqStored.Get(), 10)
+	b = append(b, `,"errors":`...)
+	b = strconv.AppendUint(b, s.stats.dlqErrors.Get(), 10)
+	return append(b, '}')
+}
