@@ -179,9 +179,10 @@ func (s *Service) keepCheckpoint(final bool) {
 	if seq == 0 || seq == s.ckpt.remoteSeq.Load() {
 		return
 	}
-	if !final && s.clock.NowMs()-s.ckpt.remoteAtMs.Load() < s.opts.RemoteCheckpointInterval.Milliseconds() {
+	if !final && time.Since(s.lastKept) < s.opts.RemoteCheckpointInterval {
 		return
 	}
+	s.lastKept = time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := s.uploadCheckpoint(ctx, seq); err != nil {

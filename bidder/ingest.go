@@ -4,10 +4,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/bidpulse/bidpulse/bidder/event"
 	"github.com/bidpulse/bidpulse/bidder/idset"
 	"github.com/bidpulse/bidpulse/windows"
+	"github.com/nats-io/nats.go"
 )
 
 // futureToleranceMs is how far ahead of the service clock an event time may

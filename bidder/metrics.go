@@ -41,9 +41,9 @@ type stats struct {
 	remoteCkpt        *metrics.Counter
 	remoteCkptErrors  *metrics.Counter
 	dlqStored         *metrics.Counter
-	ckptWritten *metrics.Counter
-	ckptErrors  *metrics.Counter
-	ckptLoadErr *metrics.Counter
+	ckptWritten       *metrics.Counter
+	ckptErrors        *metrics.Counter
+	ckptLoadErr       *metrics.Counter
 	// ckptCtlErrors counts the controller states left out of checkpoints
 	// because JSON cannot carry them (NaN, infinities).
 	ckptCtlErrors *metrics.Counter
@@ -73,9 +73,9 @@ func newStats(set *metrics.Set, since time.Time) *stats {
 		remoteCkpt:        set.NewCounter(`bidpulse_checkpoints_uploaded_total`),
 		remoteCkptErrors:  set.NewCounter(`bidpulse_checkpoint_upload_errors_total`),
 		dlqStored:         set.NewCounter(`bidpulse_dlq_stored_total`),
-		ckptWritten: set.NewCounter(`bidpulse_checkpoints_written_total`),
-		ckptErrors:  set.NewCounter(`bidpulse_checkpoint_write_errors_total`),
-		ckptLoadErr: set.NewCounter(`bidpulse_checkpoint_load_errors_total`),
+		ckptWritten:       set.NewCounter(`bidpulse_checkpoints_written_total`),
+		ckptErrors:        set.NewCounter(`bidpulse_checkpoint_write_errors_total`),
+		ckptLoadErr:       set.NewCounter(`bidpulse_checkpoint_load_errors_total`),
 
 		ckptCtlErrors: set.NewCounter(`bidpulse_checkpoint_controller_errors_total`),
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -60,9 +61,17 @@ func startEmbeddedNATS(addr, dataDir, name string, log zerolog.Logger, edit func
 // natsLogger adapts zerolog to nats-server's Logger interface.
 type natsLogger struct{ log zerolog.Logger }
 
-func (l natsLogger) Noticef(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
-func (l natsLogger) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
-func (l natsLogger) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
-func (l natsLogger) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
-func (l natsLogger) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }
-func (l natsLogger) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
+func (l natsLogger) Noticef(format string, v ...any) {
+	// A slow consumer is a notice to nats-server; here it means lost
+	// deliveries, so it is worth a warning.
+	if strings.HasPrefix(format, "Slow Consumer") {
+		l.log.Warn().Msgf(format, v...)
+		return
+	}
+	l.log.Debug().Msgf(format, v...)
+}
+func (l natsLogger) Warnf(format string, v ...any)  { l.log.Warn().Msgf(format, v...) }
+func (l natsLogger) Fatalf(format string, v ...any) { l.log.Error().Msgf(format, v...) }
+func (l natsLogger) Errorf(format string, v ...any) { l.log.Error().Msgf(format, v...) }
+func (l natsLogger) Debugf(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
+func (l natsLogger) Tracef(format string, v ...any) { l.log.Trace().Msgf(format, v...) }

@@ -69,6 +69,9 @@ type Service struct {
 	leaseLostWhy atomic.Value // string
 	// ckptStore keeps checkpoints in NATS (nil: RemoteCheckpointInterval < 0).
 	ckptStore jetstream.ObjectStore
+	// lastKept is when a checkpoint was last kept in NATS (by the
+	// housekeeping goroutine, or by Stop after it ended).
+	lastKept time.Time
 
 	// applyMu is held while a stream message is applied, and by a
 	// checkpoint while it snapshots the state. Lock order: ckptMu, then
@@ -270,7 +273,7 @@ func (s *Service) Start() (err error) {
 			s.log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("NATS reconnected")
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			s.throttledLog.warn("nats", "NATS error (a slow consumer drops messages: see dropped_messages)", err)
+			s.throttledLog.warn("nats", "NATS error (a slow consumer drops messages: counted in dropped_messages in core mode; in JetStream mode they are delivered again)", err)
 		}),
 	)
 	t0 := time.Now()

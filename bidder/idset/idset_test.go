@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 )
 
 func id(i int) []byte { return fmt.Appendf(nil, "\x01ev-%d", i) }
@@ -159,5 +160,172 @@ func TestReadCorrupt(t *testing.T) {
 	}
 	if _, err := Read(bytes.NewReader(good), 1<<12, nil); err != nil {
 		t.Fatalf("unexpected error: %s", err)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after a deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// spareMem returns the memory of s's spare once its goroutine allocated it. The caller is the
+// writer.
+func spareMem(t *testing.T, s *Set) []uint64 {
+	t.Helper()
+	if s.spare == nil {
+		t.Fatalf("unexpected Set without a spare under way (%d ids, spare from %d)", s.n, s.spareAt)
+	}
+	waitFor(t, "the spare table", func() bool { return s.spare.mem.Load() != nil })
+	return *s.spare.mem.Load()
+}
+
+// putRange puts ids from..to-1 with their numbers as tags.
+func putRange(s *Set, from, to int) {
+	for i := from; i < to; i++ {
+		s.Put(s.Hash(id(i)), uint64(i))
+	}
+}
+
+// checkFound fails unless ids from..to-1 are held with their numbers as tags.
+func checkFound(t *testing.T, s *Set, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if got, ok := s.Get(s.Hash(id(i))); !ok || got != uint64(i) {
+			t.Fatalf("unexpected look-up of id %d; got %d, %v; want %d, true", i, got, ok, i)
+		}
+	}
+}
+
+// sameMem reports whether two tables' memories are the same.
+func sameMem(a, b []uint64) bool { return &a[0] == &b[0] }
+
+// TestRotateUsesSpare rotates while a snapshot is open: the spare, allocated in the background
+// from spareLoad on, becomes the new table, the writer allocates nothing, every id stays found
+// and the snapshot still reads back. Once the snapshot is written, rotation reuses memory again.
+func TestRotateUsesSpare(t *testing.T) {
+	s := New(1 << 20) // 21,845 slots a table: spare from 13,107 ids, rotation at 15,291
+	putRange(s, 0, 1000)
+	first := s.tabs.Load().cur.s
+	sn := s.Snapshot()
+	putRange(s, 1000, s.spareAt)
+	spare := spareMem(t, s)
+	h := s.Horizon()
+	putRange(s, s.spareAt, h+1) // the last Put rotates
+	if got := s.tabs.Load().cur.s; !sameMem(got, spare) {
+		t.Fatalf("unexpected memory of the table after a rotation during a snapshot; got %p; want the spare %p", got, spare)
+	}
+	if got := s.SyncAllocs(); got != 0 {
+		t.Fatalf("unexpected SyncAllocs; got %d; want 0", got)
+	}
+	if s.spare != nil {
+		t.Fatalf("unexpected spare kept after it was used")
+	}
+	if s.n != 1 || s.nPrev != h {
+		t.Fatalf("unexpected table counts; got %d, %d; want 1, %d", s.n, s.nPrev, h)
+	}
+	checkFound(t, s, 0, h+1)
+
+	var buf bytes.Buffer
+	if _, err := sn.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Read(bytes.NewReader(buf.Bytes()), 1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFound(t, r, 0, 1000)
+
+	// No snapshot open: the next rotation reuses the dropped table, the first one.
+	putRange(s, h+1, 2*h+1)
+	if got := s.tabs.Load().cur.s; !sameMem(got, first) {
+		t.Fatalf("unexpected memory of the table after a rotation without a snapshot; got %p; want the dropped one %p", got, first)
+	}
+	if got := s.SyncAllocs(); got != 0 || s.spare != nil {
+		t.Fatalf("unexpected SyncAllocs %d or spare %v after a rotation without a snapshot; want 0, nil", got, s.spare)
+	}
+	checkFound(t, s, h+1, 2*h+1)
+}
+
+// TestRotationWaitsForSpare holds the spare's allocation back: past the horizon the current table
+// keeps filling (no allocation by the writer) until the spare is ready, and the next Put rotates
+// onto it.
+func TestRotationWaitsForSpare(t *testing.T) {
+	s := New(1 << 20)
+	gate := make(chan struct{})
+	defer func() {
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	}()
+	s.allocSpare = func(slots uint64) []uint64 {
+		<-gate
+		return allocTable(slots)
+	}
+	sn := s.Snapshot()
+	defer sn.Discard()
+	h := s.Horizon()
+	over := h + 1000 // below fullAt (18,568)
+	putRange(s, 0, over)
+	if s.n != over || s.nPrev != 0 || s.SyncAllocs() != 0 {
+		t.Fatalf("unexpected rotation before the spare was ready; got %d, %d ids, %d sync allocations; want %d, 0, 0",
+			s.n, s.nPrev, s.SyncAllocs(), over)
+	}
+	close(gate)
+	spare := spareMem(t, s)
+	putRange(s, over, over+1)
+	if got := s.tabs.Load().cur.s; !sameMem(got, spare) || s.n != 1 || s.nPrev != over {
+		t.Fatalf("unexpected state after the spare was ready; got %d, %d ids, spare used %v; want 1, %d, true",
+			s.n, s.nPrev, sameMem(got, spare), over)
+	}
+	if got := s.SyncAllocs(); got != 0 {
+		t.Fatalf("unexpected SyncAllocs; got %d; want 0", got)
+	}
+	checkFound(t, s, 0, over+1)
+}
+
+// TestRotationLastResort never lets the spare finish in time: past fullLoad the writer allocates
+// a table itself, counted by SyncAllocs, and ids stay found; the spare that comes later serves
+// the next rotation, and Release drops one not used.
+func TestRotationLastResort(t *testing.T) {
+	s := New(1 << 20)
+	gate := make(chan struct{})
+	s.allocSpare = func(slots uint64) []uint64 {
+		<-gate
+		return allocTable(slots)
+	}
+	sn := s.Snapshot()
+	defer sn.Discard()
+	full := s.fullAt
+	putRange(s, 0, full+1)
+	if got := s.SyncAllocs(); got != 1 {
+		t.Fatalf("unexpected SyncAllocs after a rotation past fullLoad with no spare; got %d; want 1", got)
+	}
+	if s.n != 1 || s.nPrev != full {
+		t.Fatalf("unexpected table counts; got %d, %d; want 1, %d", s.n, s.nPrev, full)
+	}
+	checkFound(t, s, 0, full+1)
+
+	close(gate)
+	spare := spareMem(t, s) // the one started before, still on its way
+	putRange(s, full+1, full+1+s.Horizon())
+	if got := s.tabs.Load().cur.s; !sameMem(got, spare) || s.SyncAllocs() != 1 {
+		t.Fatalf("unexpected second rotation; spare used %v, SyncAllocs %d; want true, 1", sameMem(got, spare), s.SyncAllocs())
+	}
+	checkFound(t, s, full+1, full+1+s.Horizon())
+
+	putRange(s, full+1+s.Horizon(), full+1+s.Horizon()+s.spareAt) // a new spare
+	spareMem(t, s)
+	s.Release()
+	if s.spare != nil {
+		t.Fatalf("unexpected spare kept by Release")
 	}
 }

@@ -1,0 +1,247 @@
+package bidder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// A stream with small limits: traffic far beyond what it could hold is
+// consumed and trimmed away behind the checkpoints, so no publish is
+// refused while bidpulse keeps up; with bidpulse stopped, the backlog past
+// the limit is refused at the producer, and every acknowledged event is
+// counted after the restart.
+func TestStreamBuffersInsteadOfArchiving(t *testing.T) {
+	if testing.Short() {
+		t.Skip("publishes 12 MiB through a 2 MiB stream; skipped under -short")
+	}
+	dir := t.TempDir()
+	opts := func(o *Options) {
+		o.DataDir = dir
+		o.StreamMaxBytes = 2 << 20
+		o.CheckpointInterval = 50 * time.Millisecond
+		o.RemoteCheckpointInterval = 50 * time.Millisecond
+	}
+	e := startTestService(t, opts)
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 6,000 events of ~200 bytes = ~1.2 MB per round, 10 rounds: six times
+	// the stream's limit. Each round waits until counted, as a service that
+	// keeps up would.
+	want := map[string][2]int{}
+	total := 0
+	for round := 0; round < 10; round++ {
+		payloads := keyedPayloads(fmt.Sprintf("r%d", round), 60, 100, 3, 3, testNow, want)
+		for i, p := range payloads {
+			m := &nats.Msg{Subject: "bidpulse.events.test", Data: p, Header: nats.Header{}}
+			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("r%d-%d", round, i))
+			if _, err := js.PublishMsg(context.Background(), m); err != nil {
+				t.Fatalf("publish refused while bidpulse keeps up (round %d, message %d): %v", round, i, err)
+			}
+		}
+		total += 6000
+		waitCounted(t, e, uint64(total))
+		// The trim follows the next checkpoint kept in NATS.
+		checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			if seq := e.svc.ckpt.remoteSeq.Load(); seq < e.svc.js.applied.Load() {
+				return fmt.Errorf("checkpoint kept in NATS at %d, applied %d", seq, e.svc.js.applied.Load())
+			}
+			return nil
+		})
+	}
+	st := balanced(t, e)
+	stream := st["stream"].(map[string]any)
+	if stream["trims"].(float64) == 0 || stream["lost_messages"].(float64) != 0 {
+		t.Fatalf("stream not trimmed, or messages lost: %v", stream)
+	}
+	checkKeyCounts(t, e, want)
+	if err := e.svc.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.nc.Close()
+
+	// Stopped: a backlog builds up in the stream until it is full, and the
+	// next publish is refused at the producer.
+	srv := startExternalNATSDir(t, dir)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err = jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked, refused := 0, 0
+	for i := 0; i < 400 && refused == 0; i++ {
+		p := keyedPayloads(fmt.Sprintf("b%d", i), 1, 100, 3, 3, testNow, map[string][2]int{})[0]
+		m := &nats.Msg{Subject: "bidpulse.events.test", Data: p, Header: nats.Header{}}
+		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("b-%d", i))
+		_, err := js.PublishMsg(context.Background(), m)
+		switch {
+		case err == nil:
+			acked++
+			keyedPayloads(fmt.Sprintf("b%d", i), 1, 100, 3, 3, testNow, want)
+		case strings.Contains(err.Error(), "maximum bytes"):
+			refused++
+		default:
+			t.Fatalf("unexpected publish error: %v", err)
+		}
+	}
+	if refused == 0 || acked == 0 {
+		t.Fatalf("unexpected backlog: %d acknowledged, %d refused; want some of each", acked, refused)
+	}
+	nc.Close()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+
+	e2 := startTestService(t, opts)
+	waitCounted(t, e2, uint64(total+acked*100))
+	st = balanced(t, e2)
+	if ck := st["checkpoint"].(map[string]any); ck["loaded"] != true {
+		t.Fatalf("checkpoint not loaded: %v", ck)
+	}
+	if num(t, st, "counted") != float64(total+acked*100) || num(t, st, "duplicates") != 0 {
+		t.Fatalf("unexpected counts after the backlog: %v", st)
+	}
+	checkKeyCounts(t, e2, want)
+}
+
+// startExternalNATSDir starts, on a random port, a nats-server over the
+// JetStream store an embedded one kept under dataDir.
+func startExternalNATSDir(t *testing.T, dataDir string) interface {
+	ClientURL() string
+	Shutdown()
+	WaitForShutdown()
+} {
+	t.Helper()
+	srv, err := startEmbeddedNATS("127.0.0.1:-1", dataDir, "test", testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+// A new instance with an empty data dir starts with the windows of the
+// checkpoint kept in NATS, and replays the stream only after it.
+func TestFreshInstanceRestoresFromNATS(t *testing.T) {
+	srv := startExternalNATS(t, -1, t.TempDir())
+	t.Cleanup(srv.Shutdown) // after the services' own cleanups
+	url := srv.ClientURL()
+	e := startTestService(t, func(o *Options) { o.NATSURL = url; o.Instance = "a" })
+	want := map[string][2]int{}
+	jsPublish(t, e.nc, "x", keyedPayloads("x", 20, 100, 2, 2, testNow, want))
+	waitCounted(t, e, 2000)
+	if err := e.svc.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// After the stop the stream holds nothing the checkpoint covers; 500
+	// more events arrive while no instance runs.
+	jsPublish(t, e.nc, "y", keyedPayloads("y", 5, 100, 2, 2, testNow, want))
+	e.nc.Close()
+
+	e2 := startTestService(t, func(o *Options) { o.NATSURL = url; o.Instance = "b" })
+	waitCounted(t, e2, 2500)
+	st := balanced(t, e2)
+	ck := st["checkpoint"].(map[string]any)
+	if ck["loaded"] != true || ck["loaded_from_nats"] != "bidpulse_a" {
+		t.Fatalf("checkpoint in NATS not loaded: %v", ck)
+	}
+	replay := st["replay"].(map[string]any)
+	if replay["start_seq"].(float64) != 21 {
+		t.Fatalf("unexpected replay start %v; want 21 (after the checkpoint of sequence 20)", replay)
+	}
+	if num(t, st, "counted") != 2500 || num(t, st, "duplicates") != 0 {
+		t.Fatalf("unexpected counts: %v", st)
+	}
+	checkKeyCounts(t, e2, want)
+}
+
+// The consumer deleted from outside while events flow: it is re-created
+// after the last applied message and nothing is lost or counted twice.
+func TestConsumerDeletedFromOutside(t *testing.T) {
+	e := startTestService(t, nil)
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][2]int{}
+	payloads := keyedPayloads("d", 200, 50, 3, 3, testNow, want)
+	done := make(chan error, 1)
+	go func() { done <- jsPublishErr(e.nc, "d", payloads) }()
+	checkFor(t, 10*time.Second, time.Millisecond, func() error {
+		if n := e.svc.stats.counted.Get(); n == 0 {
+			return errors.New("nothing counted yet")
+		}
+		return nil
+	})
+	if err := js.DeleteConsumer(context.Background(), e.svc.opts.Stream, e.svc.js.name); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	waitCounted(t, e, 10000)
+	st := balanced(t, e)
+	stream := st["stream"].(map[string]any)
+	if stream["consumer_recreated"].(float64) < 1 || stream["lost_messages"].(float64) != 0 {
+		t.Fatalf("consumer not re-created, or messages lost: %v", stream)
+	}
+	if num(t, st, "counted") != 10000 {
+		t.Fatalf("unexpected counts: %v", st)
+	}
+	checkKeyCounts(t, e, want)
+}
+
+// A second instance with the same name against the same NATS refuses to
+// start, naming the first; with Takeover it starts and the first stops
+// consuming and says why.
+func TestSameInstanceNameRefused(t *testing.T) {
+	srv := startExternalNATS(t, -1, t.TempDir())
+	t.Cleanup(srv.Shutdown) // after the services' own cleanups
+	url := srv.ClientURL()
+	e := startTestService(t, func(o *Options) { o.NATSURL = url; o.Instance = "same" })
+	o2 := Options{HTTPAddr: "127.0.0.1:0", NATSURL: url, DataDir: t.TempDir(), Instance: "same",
+		DedupSize: 32 << 20, Logger: testLogger(t), Clock: NewManualClock(testNow)}
+	s2, err := New(o2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s2.Start()
+	if !errors.Is(err, errNameInUse) || !strings.Contains(err.Error(), `instance "same" is running on host`) {
+		t.Fatalf("unexpected error; got %v; want the name in use, naming the first", err)
+	}
+	// The first goes on counting.
+	jsPublish(t, e.nc, "s", keyedPayloads("s", 2, 10, 1, 1, testNow, map[string][2]int{}))
+	waitCounted(t, e, 20)
+
+	o2.Takeover = true
+	o2.DataDir = t.TempDir()
+	s3, err := New(o2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s3.Start(); err != nil {
+		t.Fatalf("cannot take over: %v", err)
+	}
+	defer s3.Stop(context.Background())
+	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		rz := e.getJSON(t, "/readyz", 503)
+		if !strings.Contains(fmt.Sprint(rz["reason"]), "taken over") {
+			return fmt.Errorf("unexpected readyz %v", rz)
+		}
+		return nil
+	})
+}
+
+func testLogger(t *testing.T) zerolog.Logger {
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+}
