@@ -211,6 +211,9 @@ func TestJetStreamRestartUsesCheckpoint(t *testing.T) {
 	if got := num(t, st, "stream.applied_seq"); got != 50 {
 		t.Fatalf("unexpected applied_seq after restart; got %v; want 50", got)
 	}
+	if got := num(t, st, "replay.start_seq"); got != 51 {
+		t.Fatalf("unexpected replay start after restart; got %v; want 51", got)
+	}
 }
 
 func TestJetStreamReplayAfterKill(t *testing.T) {
@@ -240,7 +243,11 @@ func TestJetStreamReplayAfterKill(t *testing.T) {
 		return nil
 	})
 	checkKeyCounts(t, e2, want)
-	balanced(t, e2)
+	st := balanced(t, e2)
+	// The checkpoint of sequence 20 was loaded and the replay began after it.
+	if st["checkpoint"].(map[string]any)["loaded"] != true || num(t, st, "replay.start_seq") != 21 {
+		t.Fatalf("restart did not start from the checkpoint: %v", st)
+	}
 	// Each minute is in its own bucket: the 1m span (now minus 60 s and
 	// less) holds none of the three minutes, the 5m span holds them all.
 	m := e2.getJSON(t, "/v1/rates?campaign=c0", 200)
@@ -302,6 +309,9 @@ func TestJetStreamPoisonMessages(t *testing.T) {
 	}
 	if got := e.svc.stats.counted.Get(); got != 20 {
 		t.Fatalf("unexpected counted; got %d; want 20", got)
+	}
+	if got := e.svc.stats.redelivered.Get(); got != 0 {
+		t.Fatalf("unexpected redeliveries skipped; got %d; want 0 (poison messages acknowledged once their dead letters are stored)", got)
 	}
 	js, _ := jetstream.New(e.nc)
 	st, err := js.Stream(context.Background(), DLQStream)

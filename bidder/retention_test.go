@@ -245,3 +245,77 @@ func TestSameInstanceNameRefused(t *testing.T) {
 func testLogger(t *testing.T) zerolog.Logger {
 	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
 }
+
+// A bad batch of 1,000 events while the DLQ stream does not answer: good
+// messages go on being counted, every dead letter is stored once the DLQ is
+// back, and nothing is redelivered.
+func TestDeadLettersWhileDLQDown(t *testing.T) {
+	e := startTestService(t, nil)
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq, err := js.Stream(context.Background(), DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlqCfg := dlq.CachedInfo().Config
+	if err := js.DeleteStream(context.Background(), DLQStream); err != nil {
+		t.Fatal(err)
+	}
+	var bad strings.Builder
+	bad.WriteByte('[')
+	for i := 0; i < 1000; i++ {
+		if i > 0 {
+			bad.WriteByte(',')
+		}
+		fmt.Fprintf(&bad, `{"id":"bad%d","type":"view","campaign":"c1"}`, i)
+	}
+	bad.WriteByte(']')
+	jsPublish(t, e.nc, "bad", [][]byte{[]byte(bad.String())})
+	want := map[string][2]int{}
+	jsPublish(t, e.nc, "good", keyedPayloads("good", 20, 50, 2, 2, testNow, want))
+	waitCounted(t, e, 1000)
+	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		rz := e.getJSON(t, "/readyz", 200)
+		if num(t, rz, "dlq.pending") != 1000 || rz["dlq"].(map[string]any)["answering"] != false {
+			return fmt.Errorf("a DLQ that does not answer is not reported: %v", rz)
+		}
+		return nil
+	})
+	if _, err := js.CreateStream(context.Background(), dlqCfg); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		info, err := js.Stream(context.Background(), DLQStream)
+		if err != nil {
+			return err
+		}
+		if n := info.CachedInfo().State.Msgs; n != 1000 {
+			return fmt.Errorf("%d dead letters stored; want 1000", n)
+		}
+		return nil
+	})
+	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n, _ := e.svc.deadLetters.pending(); n != 0 {
+			return fmt.Errorf("%d dead letters pending", n)
+		}
+		return nil
+	})
+	// Acknowledged once stored: the consumer has nothing left pending.
+	checkFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		ci, err := js.Consumer(context.Background(), e.svc.opts.Stream, e.svc.js.name)
+		if err != nil {
+			return err
+		}
+		if info := ci.CachedInfo(); info.NumAckPending != 0 {
+			return fmt.Errorf("%d messages not acknowledged", info.NumAckPending)
+		}
+		return nil
+	})
+	st := balanced(t, e)
+	if num(t, st, "rejected.bad_type") != 1000 || num(t, st, "stream.redelivered_skipped") != 0 || num(t, st, "dlq.errors") == 0 {
+		t.Fatalf("unexpected stats: %v", st)
+	}
+	checkKeyCounts(t, e, want)
+}

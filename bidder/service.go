@@ -477,8 +477,12 @@ func (s *Service) Stop(ctx context.Context) error {
 		if s.js != nil {
 			t0 := time.Now()
 			s.js.stop(ctx)
-			// Dead letters still queued are saved by the checkpoint.
-			if n := s.deadLetters.stop(ctx); n > 0 {
+			// Dead letters still queued after a short wait are saved by
+			// the checkpoint.
+			dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
+			n := s.deadLetters.stop(dctx)
+			dcancel()
+			if n > 0 {
 				s.log.Warn().Int("dead_letters", n).Msg("DLQ not answering at stop: the dead letters not yet stored are kept in the checkpoint")
 			}
 			if !s.opts.noFinalCheckpoint {
@@ -493,7 +497,10 @@ func (s *Service) Stop(ctx context.Context) error {
 				Uint64("counted", s.stats.counted.Get()).Msg("consumer stopped, checkpoint written")
 		}
 		if s.js == nil {
-			if n := s.deadLetters.stop(ctx); n > 0 {
+			dctx, dcancel := context.WithTimeout(ctx, s.opts.ShutdownTimeout/2)
+			n := s.deadLetters.stop(dctx)
+			dcancel()
+			if n > 0 {
 				s.stats.dlqErrors.Add(n)
 				s.log.Error().Int("dead_letters", n).Msg("dead letters not published at stop (core mode keeps no checkpoint): lost")
 			}

@@ -256,6 +256,11 @@ func runKillRestart(t *testing.T, sig syscall.Signal, natsURL string, args []str
 		t.Fatalf("events counted twice or seen twice: %v", st)
 	}
 	checkMinutes(t, c2, p)
+	// A checkpoint (every second) covered at least the first 30 messages:
+	// the restart loaded it and replayed only what came after it.
+	if st["checkpoint"].(map[string]any)["loaded"] != true || st["replay"].(map[string]any)["start_seq"].(float64) <= 30 {
+		t.Fatalf("restart did not start from the checkpoint: %v", st)
+	}
 	t.Logf("after %v: restarted from sequence %v, checkpoint loaded: %v", sig,
 		st["replay"].(map[string]any)["start_seq"], st["checkpoint"].(map[string]any)["loaded"])
 	return c2
