@@ -87,8 +87,16 @@ func (l *seqlock) readValid(s uint64) bool {
 		l.unlock()
 		return true
 	}
-	return l.seq.Load() == s
+	return l.seq.Load() == s || skipReadValidation
 }
+
+// Test hooks, unset outside tests: midReadHook runs inside Read after each
+// ring is summed; skipReadValidation takes every read as valid (the guard
+// test shows that it then fails).
+var (
+	midReadHook        func(ring int)
+	skipReadValidation bool
+)
 
 func backoff(i int) {
 	if i >= 64 {

@@ -353,6 +353,9 @@ func (s *Store) sumSpans(p unsafe.Pointer, dense bool, nowMs int64, dst *[NumSpa
 		for i, sp := range rg.spans {
 			rg.span(p, ri, dense, i, cur, &dst[sp])
 		}
+		if midReadHook != nil {
+			midReadHook(ri)
+		}
 	}
 }
 
