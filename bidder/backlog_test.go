@@ -191,19 +191,19 @@ func TestLargeBatchBacklogDrainsExactly(t *testing.T) {
 
 		t0 = time.Now()
 		e2 := startTestService(t, opts)
-		if got := e2.svc.stats.counted.Get(); got != 500 {
+		if got := e2.svc.ingest.Stats().Counted.Get(); got != 500 {
 			t.Fatalf("unexpected counted after restart (checkpoint not loaded?); got %d; want 500", got)
 		}
 		// Wait until every event is received, or until the consumer has
 		// applied the last message: whatever is missing then was skipped
 		// for good.
 		checkFor(t, 3*time.Minute, 50*time.Millisecond, func() error {
-			got, applied := e2.svc.stats.received.Get(), e2.svc.js.applied.Load()
+			got, applied := e2.svc.ingest.Stats().Received.Get(), e2.svc.ingest.Applied()
 			if got == total || applied >= lastSeq {
 				return nil
 			}
 			return fmt.Errorf("received %d events of %d; applied sequence %d of %d; lost messages %d",
-				got, total, applied, lastSeq, e2.svc.stats.streamGap.Get())
+				got, total, applied, lastSeq, e2.svc.ingest.Stats().StreamGap.Get())
 		})
 		t.Logf("backlog drained in %s; server slow consumers: %d", time.Since(t0).Round(time.Millisecond), slow(e2))
 		st := balanced(t, e2)

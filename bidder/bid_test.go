@@ -53,7 +53,7 @@ func TestBidPathAllocatesNothing(t *testing.T) {
 		t.Skip("allocation counts are meaningless under -race (sync.Pool drops items on purpose); `make test` runs this test without -race too")
 	}
 	svc, _ := newTestService(t)
-	svc.ingest.apply(batchPayload("a", 1000, 10), testNow)
+	svc.ingest.Apply(batchPayload("a", 1000, 10), testNow)
 	ctx := requestCtx("/v1/multiplier?campaign=c1&creative=cr1&placement=p3&device=Mobile&country=fr")
 	svc.serveHTTP(ctx) // warm the pools
 	if ctx.Response.StatusCode() != 200 {
@@ -85,7 +85,7 @@ func TestIngestAllocations(t *testing.T) {
 	// Keys exist after the first batches, and the parser's buffers have
 	// grown; later batches carry new ids.
 	for i := 0; i < 50; i++ {
-		svc.ingest.apply(batchPayload(fmt.Sprintf("warm%d", i), 100, 10), testNow)
+		svc.ingest.Apply(batchPayload(fmt.Sprintf("warm%d", i), 100, 10), testNow)
 	}
 	payloads := make([][]byte, 50)
 	for i := range payloads {
@@ -93,7 +93,7 @@ func TestIngestAllocations(t *testing.T) {
 	}
 	i := 0
 	allocs := testing.AllocsPerRun(len(payloads)-1, func() {
-		svc.ingest.apply(payloads[i], testNow)
+		svc.ingest.Apply(payloads[i], testNow)
 		i++
 	})
 	// Parsing, validation, the dedup set and the window writes allocate
@@ -101,20 +101,20 @@ func TestIngestAllocations(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("unexpected allocations with new ids; got %v per message of 110 events; want 0", allocs)
 	}
-	if got, want := svc.stats.counted.Get(), uint64(110*(50+len(payloads))); got != want {
+	if got, want := svc.ingest.Stats().Counted.Get(), uint64(110*(50+len(payloads))); got != want {
 		t.Fatalf("unexpected counted; got %d; want %d", got, want)
 	}
 	// The same batches again are all duplicates: nothing grows, nothing is
 	// allocated.
 	i = 0
 	allocs = testing.AllocsPerRun(len(payloads)-1, func() {
-		svc.ingest.apply(payloads[i], testNow)
+		svc.ingest.Apply(payloads[i], testNow)
 		i++
 	})
 	if allocs != 0 {
 		t.Fatalf("unexpected allocations per batch of duplicates; got %v; want 0", allocs)
 	}
-	if got := svc.stats.duplicates.Get(); got != uint64(110*len(payloads)) {
+	if got := svc.ingest.Stats().Duplicates.Get(); got != uint64(110*len(payloads)) {
 		t.Fatalf("unexpected duplicates; got %d; want %d", got, 110*len(payloads))
 	}
 }
@@ -123,7 +123,7 @@ func TestLevelChoice(t *testing.T) {
 	svc, _ := newTestService(t)
 	// A key with only clicks in the window has no impressions: it does not
 	// answer, its parent does.
-	svc.ingest.apply([]byte(`[`+ev("i", "impression", testNow, "c1", "cr1", "")+`,`+ev("k", "click", testNow, "c1", "cr1", "p1")+`]`), testNow)
+	svc.ingest.Apply([]byte(`[`+ev("i", "impression", testNow, "c1", "cr1", "")+`,`+ev("k", "click", testNow, "c1", "cr1", "p1")+`]`), testNow)
 	f := func(uri, wantLevel string) {
 		t.Helper()
 		ctx := requestCtx(uri)

@@ -12,7 +12,7 @@ import (
 func BenchmarkMultiplier(b *testing.B) {
 	svc, _ := newTestService(b)
 	for i := 0; i < 20; i++ {
-		svc.ingest.apply(batchPayload(fmt.Sprintf("w%d", i), 1000, 100), testNow)
+		svc.ingest.Apply(batchPayload(fmt.Sprintf("w%d", i), 1000, 100), testNow)
 	}
 	for _, explain := range []string{"", "&explain=1"} {
 		uris := make([]string, 100)
@@ -40,7 +40,7 @@ func BenchmarkMultiplier(b *testing.B) {
 // 100 events on existing keys, in events per second.
 func BenchmarkIngest(b *testing.B) {
 	svc, _ := newTestService(b)
-	svc.ingest.apply(batchPayload("warm", 1000, 100), testNow)
+	svc.ingest.Apply(batchPayload("warm", 1000, 100), testNow)
 	payloads := make([][]byte, 256)
 	for i := range payloads {
 		payloads[i] = batchPayload(fmt.Sprintf("b%d", i), 91, 100) // 91 impressions + 10 clicks
@@ -50,7 +50,7 @@ func BenchmarkIngest(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		// Ids repeat after 256 batches: those events count as duplicates,
 		// which cost the same checks short of the window writes.
-		svc.ingest.apply(payloads[i%len(payloads)], testNow)
+		svc.ingest.Apply(payloads[i%len(payloads)], testNow)
 	}
 	b.ReportMetric(float64(b.N)*101/b.Elapsed().Seconds(), "events/s")
 }

@@ -149,7 +149,7 @@ func TestControllerStateCheckpointed(t *testing.T) {
 
 func TestSnapshotDoesNotTrackKeys(t *testing.T) {
 	svc, _ := newTestService(t)
-	svc.ingest.apply(batchPayload("s", 100, 10), testNow)
+	svc.ingest.Apply(batchPayload("s", 100, 10), testNow)
 	ctx := requestCtx("/v1/snapshot?level=campaign/placement&sort=multiplier")
 	svc.serveHTTP(ctx)
 	if ctx.Response.StatusCode() != 200 {
@@ -178,7 +178,7 @@ func TestControlTickFitsPriors(t *testing.T) {
 			}
 		}
 	}
-	svc.ingest.apply([]byte("["+strings.Join(parts, ",")+"]"), testNow)
+	svc.ingest.Apply([]byte("["+strings.Join(parts, ",")+"]"), testNow)
 	svc.controlTick(testNow)
 	if n := len(*svc.brain.strengths.Load()); n == 0 {
 		t.Fatalf("the control tick fitted no prior strengths")

@@ -16,8 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/bidpulse/bidpulse/bidder/event"
 	"github.com/bidpulse/bidpulse/bidder/idset"
+	"github.com/bidpulse/bidpulse/bidder/ingest"
 	"github.com/bidpulse/bidpulse/windows"
 )
 
@@ -60,7 +60,7 @@ type checkpointHeader struct {
 	// DeadLetters are the dead letters of messages up to Seq not yet
 	// stored in the DLQ when the checkpoint began: a replay from Seq+1
 	// would not make them again.
-	DeadLetters []deadLetter `json:"dead_letters,omitempty"`
+	DeadLetters []ingest.DeadLetter `json:"dead_letters,omitempty"`
 }
 
 type checkpointRes struct {
@@ -88,32 +88,16 @@ func (s *Service) checkpointDir() string {
 }
 
 func (s *Service) checkpointPath() string {
-	return filepath.Join(s.checkpointDir(), consumerName(s.opts.Instance)+".ckpt")
-}
-
-// counterStats lists the stats counters saved in a checkpoint.
-func (s *Service) counterStats() map[string]*metricsCounter {
-	st := s.stats
-	m := map[string]*metricsCounter{
-		"messages": st.messages, "received": st.received, "counted": st.counted,
-		"duplicates": st.duplicates, "late": st.late, "future": st.future, "overflow": st.overflow,
-	}
-	for r := event.Reason(1); r < event.NumReasons; r++ {
-		m["rejected."+event.ReasonNames[r]] = st.rejected[r]
-	}
-	for t := event.Type(1); t < event.NumTypes; t++ {
-		m["counted."+t.String()] = st.byType[t]
-	}
-	return m
+	return filepath.Join(s.checkpointDir(), ingest.ConsumerName(s.opts.Instance)+".ckpt")
 }
 
 // writeCheckpoint checkpoints the state as of the last applied sequence.
-// Ingest is paused (applyMu held) only while the stats are copied and the
+// Ingest is paused (ingest.Pause) only while the stats are copied and the
 // windows and dedup snapshots begin; both are written out after, while
 // ingest goes on, and the controller state is copied after the pause. Bid
 // answers are never paused. Only one checkpoint is written at a time.
 func (s *Service) writeCheckpoint() error {
-	if s.js == nil {
+	if s.ingest.JetStream() == nil {
 		return nil
 	}
 	s.ckptMu.Lock()
@@ -124,34 +108,43 @@ func (s *Service) writeCheckpoint() error {
 		return s.checkpointFailed(fmt.Errorf("cannot create checkpoint dir: %w", err))
 	}
 
-	s.applyMu.Lock()
-	tPause := time.Now()
-	s.ingest.flush() // writes held back for the next message
-	seq := s.js.applied.Load()
-	if seq == s.ckpt.lastSeq.Load() && s.ckpt.lastAtMs.Load() != 0 {
-		s.applyMu.Unlock()
-		return nil // nothing applied since the last checkpoint
+	var (
+		h         checkpointHeader
+		dedupSnap *idset.Snapshot
+		winSnap   *windows.Snapshot
+		err       error
+		same      bool
+		pause     time.Duration
+	)
+	s.ingest.Pause(func() {
+		tPause := time.Now()
+		seq := s.ingest.Applied()
+		if same = seq == s.ckpt.lastSeq.Load() && s.ckpt.lastAtMs.Load() != 0; same {
+			return // nothing applied since the last checkpoint
+		}
+		h = checkpointHeader{
+			Version:   checkpointVersion,
+			Instance:  s.opts.Instance,
+			Stream:    s.opts.Stream,
+			Seq:       seq,
+			WrittenAt: time.UnixMilli(s.clock.NowMs()).UTC(),
+			Rollups:   s.rollups.Names(),
+			NewestTs:  s.ingest.NewestTs(),
+			DedupFile: fmt.Sprintf("dedup-%d.idset", seq),
+			Stats:     map[string]uint64{},
+		}
+		for name, c := range s.ingest.Stats().Counters() {
+			h.Stats[name] = c.Get()
+		}
+		h.DeadLetters = s.ingest.QueuedDeadLetters()
+		dedupSnap, h.DedupGen = s.ingest.DedupSnapshot()
+		winSnap, err = s.store.BeginSnapshot()
+		pause = time.Since(tPause)
+	})
+	if same {
+		return nil
 	}
-	h := checkpointHeader{
-		Version:   checkpointVersion,
-		Instance:  s.opts.Instance,
-		Stream:    s.opts.Stream,
-		Seq:       seq,
-		WrittenAt: time.UnixMilli(s.clock.NowMs()).UTC(),
-		Rollups:   s.rollups.Names(),
-		NewestTs:  s.ingest.newestTs.Load(),
-		DedupFile: fmt.Sprintf("dedup-%d.idset", seq),
-		DedupGen:  s.dedup.gen,
-		Stats:     map[string]uint64{},
-	}
-	for name, c := range s.counterStats() {
-		h.Stats[name] = c.Get()
-	}
-	h.DeadLetters = s.deadLetters.queued()
-	dedupSnap := s.dedup.set.Snapshot()
-	winSnap, err := s.store.BeginSnapshot()
-	pause := time.Since(tPause)
-	s.applyMu.Unlock()
+	seq := h.Seq
 	defer dedupSnap.Discard() // no-op once written
 	if err != nil {
 		return s.checkpointFailed(fmt.Errorf("cannot snapshot the windows at seq %d: %w", seq, err))
@@ -393,27 +386,23 @@ func (s *Service) loadCheckpoint(ctx context.Context) uint64 {
 		s.resetState()
 		return 0
 	}
-	for name, c := range s.counterStats() {
+	for name, c := range s.ingest.Stats().Counters() {
 		c.Set(h.Stats[name])
-	}
-	s.ingest.newestTs.Store(h.NewestTs)
-	for _, l := range h.DeadLetters {
-		s.deadLetters.add(l)
 	}
 	if err := s.restoreControllers(h.Controllers, s.clock.NowMs()); err != nil {
 		s.checkpointLoadFailed(path, fmt.Errorf("cannot load the controller state (controllers start afresh): %w", err))
 	}
 	dedupPath := filepath.Join(s.checkpointDir(), h.DedupFile)
-	if set, err := readDedup(dedupPath, s.opts.DedupSize, staleAfter(h.DedupGen, h.Seq)); err != nil {
+	set, err := s.ingest.ReadDedup(dedupPath, h.DedupGen, h.Seq)
+	if err != nil {
 		s.checkpointLoadFailed(dedupPath, fmt.Errorf("cannot load the dedup set (duplicates of events counted before the checkpoint will not be recognised): %w", err))
-	} else {
-		s.dedup.restored(set, h.DedupGen)
 	}
+	s.ingest.Restore(h.DeadLetters, h.NewestTs, set, h.DedupGen)
 	s.ckpt.loaded.Store(true)
 	s.ckpt.lastSeq.Store(h.Seq)
 	s.ckpt.lastAtMs.Store(h.WrittenAt.UnixMilli())
 	s.log.Info().Str("path", path).Uint64("seq", h.Seq).Int("keys", s.store.Len()).
-		Uint64("counted", s.stats.counted.Get()).Time("written_at", h.WrittenAt).Msg("checkpoint loaded")
+		Uint64("counted", s.ingest.Stats().Counted.Get()).Time("written_at", h.WrittenAt).Msg("checkpoint loaded")
 	return h.Seq + 1
 }
 
@@ -450,27 +439,10 @@ func (s *Service) resetState() {
 		panic("BUG: cannot rebuild the windows with validated resolutions: " + err.Error())
 	}
 	s.store = store
-	s.dedup.reset()
-	for _, c := range s.counterStats() {
-		c.Set(0)
-	}
+	s.ingest.Reset(store)
 	// Everything a discarded checkpoint may have restored goes too.
 	s.brain = newBrain()
-	s.ingest.newestTs.Store(0)
 	s.ckpt.loaded.Store(false)
 	s.ckpt.lastSeq.Store(0)
 	s.ckpt.lastAtMs.Store(0)
-}
-
-// readDedup reads a dedup set saved by a checkpoint.
-func readDedup(path string, maxBytes int, retag func(uint64) uint64) (*idset.Set, error) {
-	if filepath.Base(path) == "." || !strings.HasPrefix(filepath.Base(path), "dedup-") {
-		return nil, fmt.Errorf("checkpoint names no dedup file")
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return idset.Read(f, maxBytes, retag)
 }

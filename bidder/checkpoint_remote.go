@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bidpulse/bidpulse/bidder/ingest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -45,7 +46,7 @@ func (s *Service) openCheckpointStore(ctx context.Context, js jetstream.JetStrea
 // records it in this instance's record and trims the stream.
 func (s *Service) uploadCheckpoint(ctx context.Context, seq uint64) error {
 	t0 := time.Now()
-	base := consumerName(s.opts.Instance)
+	base := ingest.ConsumerName(s.opts.Instance)
 	put := func(name, path string) (uint64, error) {
 		f, err := os.Open(path)
 		if err != nil {
@@ -87,19 +88,16 @@ func (s *Service) trimStream(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cannot read the instances' records: %w", err)
 	}
-	first := s.js.streamFirst.Load()
-	if !ok || floor+1 <= first {
+	if !ok {
 		return nil
 	}
-	if err := s.js.stream.Purge(ctx, jetstream.WithPurgeSequence(floor+1)); err != nil {
-		return fmt.Errorf("cannot trim the stream before sequence %d: %w", floor+1, err)
+	n, err := s.ingest.Trim(ctx, floor+1)
+	if err != nil {
+		return err
 	}
-	s.stats.purges.Inc()
-	if info, err := s.js.stream.Info(ctx); err == nil {
-		s.js.updateStreamInfo(info)
-		if info.State.FirstSeq > first {
-			s.stats.purgedMsgs.Add(int(info.State.FirstSeq - first))
-		}
+	if n > 0 {
+		s.stats.purges.Inc()
+		s.stats.purgedMsgs.Add(int(n))
 	}
 	return nil
 }
@@ -115,7 +113,7 @@ func (s *Service) fetchRemoteCheckpoint(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("cannot list %s: %w", CheckpointBucket, err)
 	}
-	own := consumerName(s.opts.Instance) + ".ckpt"
+	own := ingest.ConsumerName(s.opts.Instance) + ".ckpt"
 	var best *jetstream.ObjectInfo
 	var bestSeq uint64
 	for _, oi := range infos {

@@ -197,7 +197,7 @@ func TestCheckpointKeepsControllersBesideNonFinite(t *testing.T) {
 		o.CheckpointInterval = time.Hour
 	}
 	e := startTestService(t, opts)
-	if e.svc.js == nil {
+	if e.svc.ingest.JetStream() == nil {
 		t.Fatalf("unexpected core mode; want JetStream, which checkpoints")
 	}
 	e.publish(t, ev("e1", "impression", testNow, "c1", "", ""))

@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/bidpulse/bidpulse/bidder/event"
+	"github.com/bidpulse/bidpulse/bidder/ingest"
 	"github.com/bidpulse/bidpulse/windows"
 )
 
@@ -249,31 +250,31 @@ func joinNames(names []string) string {
 
 // GET /v1/stats
 func (s *Service) handleStats(ctx *fasthttp.RequestCtx) {
-	st := s.stats
+	st, is := s.stats, s.ingest.Stats()
 	b := append(make([]byte, 0, 512), `{"received":`...)
-	b = appendUint(b, st.received.Get())
+	b = appendUint(b, is.Received.Get())
 	b = append(b, `,"counted":`...)
-	b = appendUint(b, st.counted.Get())
+	b = appendUint(b, is.Counted.Get())
 	b = append(b, `,"duplicates":`...)
-	b = appendUint(b, st.duplicates.Get())
+	b = appendUint(b, is.Duplicates.Get())
 	b = append(b, `,"rejected":{`...)
 	for r := event.Reason(1); r < event.NumReasons; r++ {
 		if r > 1 {
 			b = append(b, ',')
 		}
 		b = appendKeyField(b, event.ReasonNames[r])
-		b = appendUint(b, st.rejected[r].Get())
+		b = appendUint(b, is.Rejected[r].Get())
 	}
 	b = append(b, `},"rejected_total":`...)
-	b = appendUint(b, st.rejectedTotal())
+	b = appendUint(b, is.RejectedTotal())
 	b = append(b, `,"late":`...)
-	b = appendUint(b, st.late.Get())
+	b = appendUint(b, is.Late.Get())
 	b = append(b, `,"future":`...)
-	b = appendUint(b, st.future.Get())
+	b = appendUint(b, is.Future.Get())
 	b = append(b, `,"overflow":`...)
-	b = appendUint(b, st.overflow.Get())
+	b = appendUint(b, is.Overflow.Get())
 	b = append(b, `,"dropped_messages":`...)
-	b = appendUint(b, uint64(s.dropped()))
+	b = appendUint(b, uint64(s.ingest.Dropped()))
 	b = append(b, `,"keys":`...)
 	b = appendUint(b, uint64(s.store.Len()))
 	b = append(b, `,"max_keys":`...)
@@ -284,11 +285,11 @@ func (s *Service) handleStats(ctx *fasthttp.RequestCtx) {
 			b = append(b, ',')
 		}
 		b = appendKeyField(b, t.String())
-		b = appendUint(b, st.byType[t].Get())
+		b = appendUint(b, is.ByType[t].Get())
 	}
-	msgs, bytes := s.pending()
+	msgs, bytes := s.ingest.Pending()
 	b = append(b, `},"messages":`...)
-	b = appendUint(b, st.messages.Get())
+	b = appendUint(b, is.Messages.Get())
 	b = append(b, `,"pending_messages":`...)
 	b = appendUint(b, uint64(msgs))
 	b = append(b, `,"pending_bytes":`...)
@@ -300,12 +301,13 @@ func (s *Service) handleStats(ctx *fasthttp.RequestCtx) {
 	b = append(b, `,"ingest_lag_ms":`...)
 	b = appendUint(b, uint64(s.ingestLagMs()))
 	b = append(b, `,"buffer":{"kind":`...)
-	if s.js != nil {
+	js, jsMode := s.ingest.Stream()
+	if jsMode {
 		b = appendStr(b, "stream")
 		b = append(b, `,"messages":`...)
-		b = appendUint(b, s.js.streamMsgs.Load())
+		b = appendUint(b, js.Msgs)
 		b = append(b, `,"bytes":`...)
-		b = appendUint(b, s.js.streamBytes.Load())
+		b = appendUint(b, js.Bytes)
 		b = append(b, `,"max_bytes":`...)
 		b = strconv.AppendInt(b, s.opts.StreamMaxBytes, 10)
 	} else {
@@ -322,39 +324,39 @@ func (s *Service) handleStats(ctx *fasthttp.RequestCtx) {
 	b = append(b, `,"fill":`...)
 	b = appendRounded(b, s.bufferFill())
 	b = append(b, '}')
-	if j := s.js; j != nil {
+	if jsMode {
 		b = append(b, `,"stream":{"name":`...)
 		b = appendStr(b, s.opts.Stream)
 		b = append(b, `,"applied_seq":`...)
-		b = appendUint(b, j.applied.Load())
+		b = appendUint(b, js.Applied)
 		b = append(b, `,"first_seq":`...)
-		b = appendUint(b, j.streamFirst.Load())
+		b = appendUint(b, js.FirstSeq)
 		b = append(b, `,"last_seq":`...)
-		b = appendUint(b, j.streamLast.Load())
+		b = appendUint(b, js.LastSeq)
 		b = append(b, `,"consumer":`...)
-		b = appendStr(b, j.name)
+		b = appendStr(b, js.Consumer)
 		b = append(b, `,"consumer_pending":`...)
-		b = appendUint(b, j.numPending.Load())
+		b = appendUint(b, js.ConsumerPending)
 		b = append(b, `,"consumer_ack_pending":`...)
-		b = appendUint(b, uint64(j.numAckPending.Load()))
+		b = appendUint(b, uint64(js.AckPending))
 		b = append(b, `,"lost_messages":`...)
-		b = appendUint(b, st.streamGap.Get())
+		b = appendUint(b, is.StreamGap.Get())
 		b = append(b, `,"redelivered_skipped":`...)
-		b = appendUint(b, st.redelivered.Get())
+		b = appendUint(b, is.Redelivered.Get())
 		b = append(b, `,"delivery_gaps":`...)
-		b = appendUint(b, st.deliveryGaps.Get())
+		b = appendUint(b, is.DeliveryGaps.Get())
 		b = append(b, `,"consumer_recreated":`...)
-		b = appendUint(b, st.consumerRecreated.Get())
+		b = appendUint(b, is.ConsumerRecreated.Get())
 		b = append(b, `,"stalled":`...)
-		b = strconv.AppendBool(b, j.stallSinceMs.Load() != 0)
+		b = strconv.AppendBool(b, s.ingest.StalledSince() != 0)
 		b = append(b, `,"stalls":`...)
-		b = appendUint(b, st.stalls.Get())
+		b = appendUint(b, is.Stalls.Get())
 		b = append(b, `,"trims":`...)
 		b = appendUint(b, st.purges.Get())
 		b = append(b, `,"trimmed_messages":`...)
 		b = appendUint(b, st.purgedMsgs.Get())
 		b = append(b, `},"replay":`...)
-		b = j.appendReplay(b)
+		b = appendReplay(b, js)
 		c := &s.ckpt
 		b = append(b, `,"checkpoint":{"seq":`...)
 		b = appendUint(b, c.lastSeq.Load())
@@ -405,4 +407,39 @@ func (s *Service) handleStats(ctx *fasthttp.RequestCtx) {
 	b = appendStr(b, st.since.Format(time.RFC3339))
 	b = append(b, '}')
 	writeJSON(ctx, fasthttp.StatusOK, b)
+}
+
+// appendReplay appends the catch-up state as a JSON object.
+func appendReplay(b []byte, st ingest.StreamState) []byte {
+	b = append(b, `{"start_seq":`...)
+	b = appendUint(b, st.StartSeq)
+	b = append(b, `,"target_seq":`...)
+	b = appendUint(b, st.TargetSeq)
+	b = append(b, `,"applied_seq":`...)
+	b = appendUint(b, st.Applied)
+	b = append(b, `,"progress":`...)
+	b = appendRounded(b, st.Progress)
+	b = append(b, `,"caught_up":`...)
+	b = strconv.AppendBool(b, st.CaughtUp)
+	return append(b, '}')
+}
+
+// appendDLQ appends the dead-letter queue's state as a JSON object.
+func (s *Service) appendDLQ(b []byte) []byte {
+	d, is := s.ingest.DLQ(), s.ingest.Stats()
+	b = append(b, `{"pending":`...)
+	b = strconv.AppendInt(b, int64(d.Pending), 10)
+	b = append(b, `,"pending_bytes":`...)
+	b = strconv.AppendInt(b, int64(d.PendingBytes), 10)
+	b = append(b, `,"answering":`...)
+	b = strconv.AppendBool(b, d.FailingSince == 0)
+	if d.FailingSince != 0 {
+		b = append(b, `,"failing_since":`...)
+		b = appendStr(b, time.UnixMilli(d.FailingSince).UTC().Format(time.RFC3339))
+	}
+	b = append(b, `,"stored":`...)
+	b = appendUint(b, is.DLQStored.Get())
+	b = append(b, `,"errors":`...)
+	b = appendUint(b, is.DLQErrors.Get())
+	return append(b, '}')
 }

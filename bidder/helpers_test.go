@@ -82,7 +82,7 @@ func (e *testEnv) publish(t *testing.T, payload string) {
 func (e *testEnv) waitReceived(t *testing.T, n uint64) {
 	t.Helper()
 	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
-		if got := e.svc.stats.received.Get(); got != n {
+		if got := e.svc.ingest.Stats().Received.Get(); got != n {
 			return fmt.Errorf("received %d events; want %d", got, n)
 		}
 		return nil

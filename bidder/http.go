@@ -192,18 +192,18 @@ func (s *Service) handleReadyz(ctx *fasthttp.RequestCtx) {
 		case s.leaseLost.Load():
 			why, _ := s.leaseLostWhy.Load().(string)
 			b = appendStr(b, "not consuming: "+why)
-		case s.js != nil && s.js.stallSinceMs.Load() != 0:
+		case s.ingest.StalledSince() != 0:
 			b = appendStr(b, "ingest stalled: the stream holds messages past the last applied one and none was applied since "+
-				time.UnixMilli(s.js.stallSinceMs.Load()).UTC().Format(time.RFC3339))
-		case s.js != nil && s.ready.Load():
+				time.UnixMilli(s.ingest.StalledSince()).UTC().Format(time.RFC3339))
+		case s.ingest.JetStream() != nil && s.ready.Load():
 			b = appendStr(b, "catching up with the stream")
 		default:
 			b = appendStr(b, "starting")
 		}
 	}
-	if s.js != nil {
+	if st, ok := s.ingest.Stream(); ok {
 		b = append(b, `,"replay":`...)
-		b = s.js.appendReplay(b)
+		b = appendReplay(b, st)
 	}
 	b = s.appendDLQ(append(b, `,"dlq":`...))
 	b = append(b, `,"nats":{"connected":`...)

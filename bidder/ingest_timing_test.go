@@ -32,7 +32,7 @@ func fillKeys(tb testing.TB, svc *Service, keys int) {
 			i++
 		}
 		buf = append(buf, ']')
-		svc.ingest.apply(buf, testNow)
+		svc.ingest.Apply(buf, testNow)
 	}
 	if n := svc.store.Len(); n < keys*9/10 {
 		tb.Fatalf("BUG: filled %d keys; want about %d", n, keys)
@@ -116,13 +116,13 @@ func BenchmarkIngestApply(b *testing.B) {
 					// when -count repeats the benchmark on the same service).
 					payloads := benchPayloads(fmt.Sprintf("%d-%d-%d-", size, i, benchRun.Add(1)), events/size, size, keys/2)
 					runtime.GC()
-					before := svc.stats.counted.Get()
+					before := svc.ingest.Stats().Counted.Get()
 					t0 := time.Now()
 					for _, p := range payloads {
-						svc.ingest.apply(p, testNow)
+						svc.ingest.Apply(p, testNow)
 					}
 					applied += time.Since(t0)
-					if got := svc.stats.counted.Get() - before; got != events {
+					if got := svc.ingest.Stats().Counted.Get() - before; got != events {
 						b.Fatalf("counted %d of %d events", got, events)
 					}
 				}
@@ -139,7 +139,7 @@ func BenchmarkIngestApply(b *testing.B) {
 // (pull consumer + parse + validate + dedup + window writes).
 func BenchmarkJetStreamConsume(b *testing.B) {
 	const msgs = 50_000
-	e := startBenchService(b)
+	e := startBenchService(b, nil)
 	js, _ := jetstream.New(e.nc)
 	for _, p := range benchPayloads("js", msgs, 1, 5000) {
 		if _, err := js.PublishAsync("bidpulse.events.bench", p); err != nil {
@@ -218,7 +218,7 @@ func BenchmarkJetStreamConsume(b *testing.B) {
 				}
 				if warm {
 					fillKeys(b, svc, 10_000)
-					for _, c := range svc.counterStats() {
+					for _, c := range svc.ingest.Stats().Counters() {
 						c.Set(0)
 					}
 				}
@@ -226,12 +226,12 @@ func BenchmarkJetStreamConsume(b *testing.B) {
 				if err := svc.Start(); err != nil {
 					b.Fatal(err)
 				}
-				for svc.stats.counted.Get() < msgs {
+				for svc.ingest.Stats().Counted.Get() < msgs {
 					time.Sleep(100 * time.Microsecond)
 				}
 				flowing += time.Since(time.Unix(0, first.Load()))
 				b.StopTimer()
-				if got := svc.stats.received.Get(); got != msgs {
+				if got := svc.ingest.Stats().Received.Get(); got != msgs {
 					b.Fatalf("received %d; want %d", got, msgs)
 				}
 				svc.opts.noFinalCheckpoint = true
@@ -247,13 +247,17 @@ func BenchmarkJetStreamConsume(b *testing.B) {
 
 // startBenchService starts a JetStream-mode service on loopback for a
 // benchmark.
-func startBenchService(b *testing.B) *testEnv {
+func startBenchService(b *testing.B, edit func(o *Options)) *testEnv {
 	b.Helper()
 	clock := NewManualClock(testNow)
-	svc, err := New(Options{
+	o := Options{
 		HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:-1", DataDir: b.TempDir(), Instance: "bench",
 		DedupSize: 64 << 20, Logger: zerolog.Nop(), Clock: clock,
-	})
+	}
+	if edit != nil {
+		edit(&o)
+	}
+	svc, err := New(o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -285,9 +289,12 @@ func BenchmarkCheckpoint(b *testing.B) {
 			continue
 		}
 		b.Run(fmt.Sprintf("keys=%d", keys), func(b *testing.B) {
-			svc := newBenchService(b, 2*keys)
-			svc.opts.DataDir = b.TempDir()
-			svc.js = &jsIngest{}
+			// A started service (JetStream mode, so it checkpoints); no
+			// periodic checkpoint or remote copy runs during the benchmark.
+			svc := startBenchService(b, func(o *Options) {
+				o.MaxKeys, o.DedupSize = 2*keys, 256<<20
+				o.CheckpointInterval, o.RemoteCheckpointInterval = time.Hour, -1
+			}).svc
 			fillKeys(b, svc, keys)
 			next := 0
 			prefix := fmt.Sprintf("ck%d-", benchRun.Add(1))
@@ -314,9 +321,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 					msg = append(msg, ']')
 					next++
 					t0 := time.Now()
-					svc.applyMu.Lock()
-					svc.ingest.apply(msg, testNow)
-					svc.applyMu.Unlock()
+					svc.ingest.Apply(msg, testNow)
 					slowest = max(slowest, time.Since(t0))
 				}
 				return k, slowest
@@ -325,7 +330,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 			during := 0
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				svc.js.applied.Add(1)
+				svc.ckpt.lastAtMs.Store(0) // the same sequence: checkpoint it again
 				stop := make(chan struct{})
 				res := make(chan [2]int64, 1)
 				go func() {

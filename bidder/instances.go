@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bidpulse/bidpulse/bidder/ingest"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -74,7 +75,7 @@ func (s *Service) acquireLease(ctx context.Context, js jetstream.JetStream) (*le
 		return nil, fmt.Errorf("cannot create or open KV bucket %s: %w", InstancesBucket, err)
 	}
 	host, _ := os.Hostname()
-	l := &lease{kv: kv, key: consumerName(s.opts.Instance), ttl: s.opts.LeaseTTL}
+	l := &lease{kv: kv, key: ingest.ConsumerName(s.opts.Instance), ttl: s.opts.LeaseTTL}
 	l.rec = instanceRecord{Instance: s.opts.Instance, Owner: s.owner, Host: host, PID: os.Getpid(),
 		Started: time.Now().UTC(), Stream: s.opts.Stream}
 	e, err := kv.Get(ctx, l.key)
@@ -182,14 +183,20 @@ func (s *Service) renewLease(ctx context.Context) {
 		s.leaseLost.Store(true)
 		s.leaseLostWhy.Store(err.Error())
 		s.log.Error().Err(err).Msg("instance name taken over by another instance: this one stops consuming (restart it under another --instance)")
-		if s.js != nil {
-			s.js.stopConsuming()
-		}
+		s.ingest.StopConsuming()
 		return
 	}
 	if err != nil {
-		s.throttledLog.warn("lease", "cannot renew the instance lease", err)
+		s.throttledLog.Warn("lease", "cannot renew the instance lease", err)
 	}
+}
+
+// stillOwner reports whether this instance still holds its name (asked by
+// ingest before it re-creates the consumer: never fight the instance that
+// took the name over).
+func (s *Service) stillOwner(ctx context.Context) bool {
+	s.renewLease(ctx)
+	return !s.leaseLost.Load()
 }
 
 // retentionFloor returns the oldest checkpoint kept in NATS among the
@@ -230,5 +237,23 @@ func (s *Service) releaseLease(ctx context.Context) {
 	}
 	if err := s.lease.update(ctx, func(r *instanceRecord) { r.Stopped = true }); err != nil {
 		s.log.Warn().Err(err).Msg("cannot release the instance lease (the name frees itself after the lease TTL)")
+	}
+}
+
+// leaseLoop renews the lease every LeaseTTL/3, on its own goroutine so that
+// a checkpoint or an applier that waits cannot let the name lapse.
+func (s *Service) leaseLoop() {
+	defer s.bg.Done()
+	t := time.NewTicker(max(s.opts.LeaseTTL/3, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.bgStop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), s.opts.LeaseTTL/3)
+			s.renewLease(ctx)
+			cancel()
+		}
 	}
 }

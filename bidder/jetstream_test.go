@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bidpulse/bidpulse/bidder/ingest"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -135,7 +136,7 @@ func checkKeyCounts(t *testing.T, e *testEnv, want map[string][2]int) {
 func waitCounted(t *testing.T, e *testEnv, n uint64) {
 	t.Helper()
 	checkFor(t, 30*time.Second, 10*time.Millisecond, func() error {
-		if got := e.svc.stats.counted.Get(); got != n {
+		if got := e.svc.ingest.Stats().Counted.Get(); got != n {
 			return fmt.Errorf("counted %d events; want %d", got, n)
 		}
 		return nil
@@ -176,7 +177,7 @@ func TestJetStream100kEventsExact(t *testing.T) {
 	// The same messages again (same ids): the stream drops them.
 	jsPublish(t, e.nc, "batch", payloads[:10])
 	time.Sleep(100 * time.Millisecond)
-	if got := e.svc.stats.received.Get(); got != 100_000 {
+	if got := e.svc.ingest.Stats().Received.Get(); got != 100_000 {
 		t.Fatalf("unexpected received after re-publishing with the same ids; got %d; want 100000", got)
 	}
 }
@@ -279,14 +280,14 @@ func TestJetStreamRedeliveryCountsOnce(t *testing.T) {
 	jsPublish(t, e.nc, "r", keyedPayloads("r", 30, 10, 2, 2, testNow, want))
 	waitCounted(t, e, 300)
 	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if e.svc.stats.redelivered.Get() == 0 {
+		if e.svc.ingest.Stats().Redelivered.Get() == 0 {
 			return fmt.Errorf("no redelivery seen yet")
 		}
 		return nil
 	})
 	time.Sleep(500 * time.Millisecond)
 	checkKeyCounts(t, e, want)
-	if got := e.svc.stats.counted.Get(); got != 300 {
+	if got := e.svc.ingest.Stats().Counted.Get(); got != 300 {
 		t.Fatalf("unexpected counted after redelivery; got %d; want 300", got)
 	}
 	balanced(t, e)
@@ -304,13 +305,13 @@ func TestJetStreamPoisonMessages(t *testing.T) {
 	e.waitReceived(t, 41)
 	// Several AckWaits later, nothing came back.
 	time.Sleep(time.Second)
-	if got := e.svc.stats.received.Get(); got != 41 {
+	if got := e.svc.ingest.Stats().Received.Get(); got != 41 {
 		t.Fatalf("unexpected received; got %d; want 41 (a redelivery loop?)", got)
 	}
-	if got := e.svc.stats.counted.Get(); got != 20 {
+	if got := e.svc.ingest.Stats().Counted.Get(); got != 20 {
 		t.Fatalf("unexpected counted; got %d; want 20", got)
 	}
-	if got := e.svc.stats.redelivered.Get(); got != 0 {
+	if got := e.svc.ingest.Stats().Redelivered.Get(); got != 0 {
 		t.Fatalf("unexpected redeliveries skipped; got %d; want 0 (poison messages acknowledged once their dead letters are stored)", got)
 	}
 	js, _ := jetstream.New(e.nc)
@@ -326,7 +327,7 @@ func TestJetStreamPoisonMessages(t *testing.T) {
 		t.Fatalf("unexpected dead letters in %s; got %d; want 21", DLQStream, info.State.Msgs)
 	}
 	msg, err := st.GetMsg(context.Background(), info.State.LastSeq)
-	if err != nil || msg.Header.Get(rejectHeader) != "bad_json" || string(msg.Data) != "not json" {
+	if err != nil || msg.Header.Get(ingest.RejectHeader) != "bad_json" || string(msg.Data) != "not json" {
 		t.Fatalf("unexpected last dead letter %+v: %v", msg, err)
 	}
 }
@@ -351,8 +352,8 @@ func TestCoreModeCountsDrops(t *testing.T) {
 		t.Fatalf("unexpected answer: %v", m)
 	}
 	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		applied := e.svc.stats.messages.Get()
-		dropped := uint64(e.svc.dropped())
+		applied := e.svc.ingest.Stats().Messages.Get()
+		dropped := uint64(e.svc.ingest.Dropped())
 		if applied+dropped != n {
 			return fmt.Errorf("applied %d + dropped %d != %d", applied, dropped, n)
 		}
@@ -411,7 +412,7 @@ func TestCoreModeCountsServerDrops(t *testing.T) {
 	}
 	publish("a", 100)
 	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if got := e.svc.stats.counted.Get(); got != 100 {
+		if got := e.svc.ingest.Stats().Counted.Get(); got != 100 {
 			return fmt.Errorf("counted %d; want 100", got)
 		}
 		return nil
@@ -441,7 +442,7 @@ func TestCoreModeCountsServerDrops(t *testing.T) {
 		if !e.svc.nc.IsConnected() {
 			return errors.New("not reconnected")
 		}
-		got, dropped := e.svc.stats.received.Get(), uint64(e.svc.dropped())
+		got, dropped := e.svc.ingest.Stats().Received.Get(), uint64(e.svc.ingest.Dropped())
 		if dropped == 0 || got+dropped != 100+burst {
 			return fmt.Errorf("received %d + dropped %d != %d", got, dropped, 100+burst)
 		}
@@ -454,7 +455,7 @@ func TestCoreModeCountsServerDrops(t *testing.T) {
 	// After the reconnection events flow again.
 	publish("c", 10)
 	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if got, d := e.svc.stats.counted.Get(), uint64(e.svc.dropped()); got+d != 110+burst {
+		if got, d := e.svc.ingest.Stats().Counted.Get(), uint64(e.svc.ingest.Dropped()); got+d != 110+burst {
 			return fmt.Errorf("counted %d + dropped %d != %d", got, d, 110+burst)
 		}
 		return nil

@@ -75,3 +75,18 @@ func (l natsLogger) Fatalf(format string, v ...any) { l.log.Error().Msgf(format,
 func (l natsLogger) Errorf(format string, v ...any) { l.log.Error().Msgf(format, v...) }
 func (l natsLogger) Debugf(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
 func (l natsLogger) Tracef(format string, v ...any) { l.log.Trace().Msgf(format, v...) }
+
+// inProcessProvider hands nats.go the embedded server's in-process
+// connections, through wrap when set (tests: a reader that can be paused).
+type inProcessProvider struct {
+	srv  *server.Server
+	wrap func(net.Conn) net.Conn
+}
+
+func (p inProcessProvider) InProcessConn() (net.Conn, error) {
+	c, err := p.srv.InProcessConn()
+	if err != nil || p.wrap == nil {
+		return c, err
+	}
+	return p.wrap(c), nil
+}

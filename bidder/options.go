@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/bidpulse/bidpulse/bidder/ingest"
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/rs/zerolog"
@@ -13,7 +14,21 @@ import (
 
 // DLQSubject is where rejected payloads are republished, each with a
 // Bidpulse-Reject-Reason header.
-const DLQSubject = "bidpulse.dlq"
+const DLQSubject = ingest.DLQSubject
+
+// JetStream modes of Options.JetStream.
+const (
+	JetStreamAuto  = ingest.JetStreamAuto
+	JetStreamTrue  = ingest.JetStreamTrue
+	JetStreamFalse = ingest.JetStreamFalse
+)
+
+// DLQStream captures the dead letters so none is lost when nobody listens.
+const DLQStream = ingest.DLQStream
+
+// maxMessageBytes is the largest event message the stream accepts (and the
+// embedded server's max payload).
+const maxMessageBytes = ingest.MaxMessageBytes
 
 // Options configure one Service. The zero value of a field means its
 // default (see Defaults); Clock is required.

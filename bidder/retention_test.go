@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/bidpulse/bidpulse/bidder/ingest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -52,8 +55,8 @@ func TestStreamBuffersInsteadOfArchiving(t *testing.T) {
 		waitCounted(t, e, uint64(total))
 		// The trim follows the next checkpoint kept in NATS.
 		checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-			if seq := e.svc.ckpt.remoteSeq.Load(); seq < e.svc.js.applied.Load() {
-				return fmt.Errorf("checkpoint kept in NATS at %d, applied %d", seq, e.svc.js.applied.Load())
+			if seq := e.svc.ckpt.remoteSeq.Load(); seq < e.svc.ingest.Applied() {
+				return fmt.Errorf("checkpoint kept in NATS at %d, applied %d", seq, e.svc.ingest.Applied())
 			}
 			return nil
 		})
@@ -178,12 +181,12 @@ func TestConsumerDeletedFromOutside(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- jsPublishErr(e.nc, "d", payloads) }()
 	checkFor(t, 10*time.Second, time.Millisecond, func() error {
-		if n := e.svc.stats.counted.Get(); n == 0 {
+		if n := e.svc.ingest.Stats().Counted.Get(); n == 0 {
 			return errors.New("nothing counted yet")
 		}
 		return nil
 	})
-	if err := js.DeleteConsumer(context.Background(), e.svc.opts.Stream, e.svc.js.name); err != nil {
+	if err := js.DeleteConsumer(context.Background(), e.svc.opts.Stream, ingest.ConsumerName(e.svc.opts.Instance)); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
@@ -234,9 +237,9 @@ func TestSameInstanceNameRefused(t *testing.T) {
 	}
 	defer s3.Stop(context.Background())
 	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		rz := e.getJSON(t, "/readyz", 503)
-		if !strings.Contains(fmt.Sprint(rz["reason"]), "taken over") {
-			return fmt.Errorf("unexpected readyz %v", rz)
+		code, rz := e.do(t, "GET", "/readyz", "", "")
+		if code != 503 || !strings.Contains(string(rz), "taken over") {
+			return fmt.Errorf("unexpected readyz %d %s", code, rz)
 		}
 		return nil
 	})
@@ -297,14 +300,14 @@ func TestDeadLettersWhileDLQDown(t *testing.T) {
 		return nil
 	})
 	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
-		if n, _ := e.svc.deadLetters.pending(); n != 0 {
+		if n := e.svc.ingest.DLQ().Pending; n != 0 {
 			return fmt.Errorf("%d dead letters pending", n)
 		}
 		return nil
 	})
 	// Acknowledged once stored: the consumer has nothing left pending.
 	checkFor(t, 10*time.Second, 50*time.Millisecond, func() error {
-		ci, err := js.Consumer(context.Background(), e.svc.opts.Stream, e.svc.js.name)
+		ci, err := js.Consumer(context.Background(), e.svc.opts.Stream, ingest.ConsumerName(e.svc.opts.Instance))
 		if err != nil {
 			return err
 		}
@@ -316,6 +319,54 @@ func TestDeadLettersWhileDLQDown(t *testing.T) {
 	st := balanced(t, e)
 	if num(t, st, "rejected.bad_type") != 1000 || num(t, st, "stream.redelivered_skipped") != 0 || num(t, st, "dlq.errors") == 0 {
 		t.Fatalf("unexpected stats: %v", st)
+	}
+	checkKeyCounts(t, e, want)
+}
+
+// An applier that does not advance while the stream holds messages past it
+// is reported: stats, /readyz 503 with the reason; it recovers by itself
+// once the applier moves again, and nothing is lost or counted twice.
+func TestIngestStallReported(t *testing.T) {
+	var block atomic.Bool
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { block.Store(false); close(release) }) }
+	e := startTestService(t, func(o *Options) {
+		o.StallAfter = 300 * time.Millisecond
+		o.applyHook = func(seq uint64) {
+			if seq > 0 && block.Load() {
+				<-release
+			}
+		}
+	})
+	t.Cleanup(unblock) // before the service's own cleanup
+	want := map[string][2]int{}
+	jsPublish(t, e.nc, "s1", keyedPayloads("s1", 5, 10, 1, 1, testNow, want))
+	waitCounted(t, e, 50)
+	block.Store(true)
+	jsPublish(t, e.nc, "s2", keyedPayloads("s2", 5, 10, 1, 1, testNow, want))
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		code, rz := e.do(t, "GET", "/readyz", "", "")
+		if code != 503 || !strings.Contains(string(rz), "ingest stalled") {
+			return fmt.Errorf("unexpected readyz %d %s", code, rz)
+		}
+		return nil
+	})
+	st := e.getJSON(t, "/v1/stats", 200)
+	if st["stream"].(map[string]any)["stalled"] != true || num(t, st, "stream.stalls") != 1 {
+		t.Fatalf("stall not in the stats: %v", st["stream"])
+	}
+	unblock()
+	waitCounted(t, e, 100)
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if code, rz := e.do(t, "GET", "/readyz", "", ""); code != 200 {
+			return fmt.Errorf("not ready again: %d %s", code, rz)
+		}
+		return nil
+	})
+	st = balanced(t, e)
+	if num(t, st, "counted") != 100 || num(t, st, "duplicates") != 0 {
+		t.Fatalf("unexpected counts after the stall: %v", st)
 	}
 	checkKeyCounts(t, e, want)
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/bidpulse/bidpulse/bidder/ingest"
+	"github.com/bidpulse/bidpulse/bidder/logthrottle"
 	"github.com/bidpulse/bidpulse/models"
 	"github.com/bidpulse/bidpulse/windows"
 )
@@ -36,30 +38,24 @@ type Service struct {
 	filePolicies atomic.Pointer[models.Policies]
 	brain        *brain
 	adminPol     adminPolicies
-	dedup        *dedup
 	// specific lists the level indexes most specific first.
 	specific []int
 
 	metrics      *metrics.Set
 	stats        *stats
 	http         *httpMetrics
-	throttledLog *throttledLog
+	throttledLog *logthrottle.Log
 	overrides    *overrides
 	control      *control
 	adminTokens  []adminToken
 	snapshots    *snapshotCache
-	ingest       *ingester
-	sse          *sseHub
+	// ingest consumes the events and applies them to the windows; it owns
+	// the applier's lock.
+	ingest *ingest.Ingester
+	sse    *sseHub
 
 	natsSrv *server.Server
-	// srvDrops counts what the embedded server dropped for the service's
-	// connection (nil with an external server).
-	srvDrops *serverDrops
-	nc       *nats.Conn
-	sub      *nats.Subscription // core mode
-	js       *jsIngest          // JetStream mode
-	// deadLetters publishes rejected payloads to the DLQ.
-	deadLetters *deadLetters
+	nc      *nats.Conn
 	// owner identifies this process in its consumer and its lease.
 	owner string
 	lease *lease
@@ -73,12 +69,10 @@ type Service struct {
 	// housekeeping goroutine, or by Stop after it ended).
 	lastKept time.Time
 
-	// applyMu is held while a stream message is applied, and by a
-	// checkpoint while it snapshots the state. Lock order: ckptMu, then
-	// applyMu, then the windows' shard locks.
-	applyMu sync.Mutex
-	ckptMu  sync.Mutex
-	ckpt    checkpointState
+	// ckptMu serialises checkpoints and control ticks. Lock order: ckptMu,
+	// then the applier's lock (ingest.Pause), then the windows' shard locks.
+	ckptMu sync.Mutex
+	ckpt   checkpointState
 
 	httpSrv *fasthttp.Server
 	httpLn  net.Listener
@@ -125,7 +119,6 @@ func New(opts Options) (*Service, error) {
 		store:    store,
 		brain:    newBrain(),
 		adminPol: adminPolicies{m: map[string]*policyRecord{}},
-		dedup:    newDedup(opts.DedupSize),
 		specific: bySpecificity(rollups),
 		metrics:  metrics.NewSet(),
 		bgStop:   make(chan struct{}),
@@ -136,12 +129,11 @@ func New(opts Options) (*Service, error) {
 	s.policies.Store(policy)
 	s.stats = newStats(s.metrics, time.UnixMilli(s.clock.NowMs()).UTC())
 	s.http = newHTTPMetrics(s.metrics)
-	s.throttledLog = newThrottledLog(s.log, 10*time.Second)
+	s.throttledLog = logthrottle.New(s.log, 10*time.Second)
 	s.overrides = newOverrides(rollups)
 	s.snapshots = newSnapshotCache()
-	s.ingest = newIngester(s)
-	s.deadLetters = newDeadLetters(s.stats, s.throttledLog.warn)
 	s.owner = newOwnerID()
+	s.ingest = s.newIngester(store)
 	s.sse = newSSEHub(s)
 	s.registerGauges()
 	return s, nil
@@ -155,16 +147,17 @@ func (s *Service) registerGauges() {
 	s.metrics.NewGauge(`bidpulse_ready`, func() float64 { return b2f(s.isReady()) })
 	s.metrics.NewGauge(`bidpulse_ingest_lag_seconds`, func() float64 { return float64(s.ingestLagMs()) / 1e3 })
 	s.metrics.NewGauge(`bidpulse_buffer_fill_ratio`, func() float64 { return s.bufferFill() })
-	s.metrics.NewGauge(`bidpulse_jetstream_applied_seq`, func() float64 { return float64(s.jsUint(func(j *jsIngest) uint64 { return j.applied.Load() })) })
-	s.metrics.NewGauge(`bidpulse_jetstream_consumer_pending`, func() float64 { return float64(s.jsUint(func(j *jsIngest) uint64 { return j.numPending.Load() })) })
-	s.metrics.NewGauge(`bidpulse_jetstream_stream_bytes`, func() float64 { return float64(s.jsUint(func(j *jsIngest) uint64 { return j.streamBytes.Load() })) })
+	s.metrics.NewGauge(`bidpulse_jetstream_applied_seq`, func() float64 { return float64(s.ingest.Applied()) })
+	s.metrics.NewGauge(`bidpulse_jetstream_consumer_pending`, func() float64 { st, _ := s.ingest.Stream(); return float64(st.ConsumerPending) })
+	s.metrics.NewGauge(`bidpulse_jetstream_stream_bytes`, func() float64 { st, _ := s.ingest.Stream(); return float64(st.Bytes) })
 	s.metrics.NewGauge(`bidpulse_jetstream_stream_max_bytes`, func() float64 { return float64(s.opts.StreamMaxBytes) })
 	s.metrics.NewGauge(`bidpulse_replay_progress_ratio`, func() float64 {
-		if s.js == nil {
-			return 1
+		if st, ok := s.ingest.Stream(); ok {
+			return st.Progress
 		}
-		return s.js.progress()
+		return 1
 	})
+	s.metrics.NewGauge(`bidpulse_dlq_pending`, func() float64 { return float64(s.ingest.DLQ().Pending) })
 	s.metrics.NewGauge(`bidpulse_checkpoint_age_seconds`, func() float64 { return s.checkpointAgeSeconds() })
 	s.metrics.NewGauge(`bidpulse_checkpoint_size_bytes`, func() float64 { return float64(s.ckpt.lastSize.Load()) })
 	s.metrics.NewGauge(`bidpulse_checkpoint_pause_seconds`, func() float64 { return float64(s.ckpt.lastPauseUs.Load()) / 1e6 })
@@ -173,27 +166,34 @@ func (s *Service) registerGauges() {
 		return b2f(s.nc != nil && s.nc.IsConnected())
 	})
 	s.metrics.NewGauge(`bidpulse_nats_pending_messages`, func() float64 {
-		n, _ := s.pending()
+		n, _ := s.ingest.Pending()
 		return float64(n)
 	})
 	s.metrics.NewGauge(`bidpulse_nats_pending_bytes`, func() float64 {
-		_, b := s.pending()
+		_, b := s.ingest.Pending()
 		return float64(b)
 	})
-	s.metrics.NewGauge(`bidpulse_nats_dropped_messages`, func() float64 { return float64(s.dropped()) })
+	s.metrics.NewGauge(`bidpulse_nats_dropped_messages`, func() float64 { return float64(s.ingest.Dropped()) })
 }
 
-func (s *Service) jsUint(f func(j *jsIngest) uint64) uint64 {
-	if s.js == nil {
-		return 0
-	}
-	return f(s.js)
+// newIngester builds the ingest core over store with the service's options.
+func (s *Service) newIngester(store *windows.Store) *ingest.Ingester {
+	o := &s.opts
+	return ingest.New(ingest.Options{
+		Store: store, Rollups: s.rollups, Clock: s.clock, Log: s.log, Warn: s.throttledLog, Metrics: s.metrics,
+		DedupSize: o.DedupSize, OnConversionDelay: s.recordDelay,
+		JetStream: o.JetStream, Subject: o.Subject, Stream: o.Stream, StreamMaxBytes: o.StreamMaxBytes,
+		StreamMaxAge: o.StreamMaxAge, StreamDuplicates: o.StreamDuplicates, DLQMaxBytes: o.DLQMaxBytes,
+		Instance: o.Instance, Owner: s.owner, FetchBatch: o.FetchBatch, FetchBytes: o.FetchBytes,
+		AckWait: o.AckWait, StallAfter: o.StallAfter, StillOwner: s.stillOwner,
+		PendingMsgs: o.PendingMsgs, PendingBytes: o.PendingBytes, ApplyHook: o.applyHook,
+	})
 }
 
 // ingestLagMs is now minus the event time of the newest applied event
 // (0 before the first event).
 func (s *Service) ingestLagMs() int64 {
-	newest := s.ingest.newestTs.Load()
+	newest := s.ingest.NewestTs()
 	if newest == 0 {
 		return 0
 	}
@@ -204,13 +204,13 @@ func (s *Service) ingestLagMs() int64 {
 // against its limit in JetStream mode, the subscription's pending messages
 // or bytes against its limits in core mode.
 func (s *Service) bufferFill() float64 {
-	if s.js != nil {
+	if st, ok := s.ingest.Stream(); ok {
 		if s.opts.StreamMaxBytes <= 0 {
 			return 0
 		}
-		return float64(s.js.streamBytes.Load()) / float64(s.opts.StreamMaxBytes)
+		return float64(st.Bytes) / float64(s.opts.StreamMaxBytes)
 	}
-	msgs, bytes := s.pending()
+	msgs, bytes := s.ingest.Pending()
 	return max(float64(msgs)/float64(s.opts.PendingMsgs), float64(bytes)/float64(s.opts.PendingBytes))
 }
 
@@ -249,7 +249,7 @@ func (s *Service) Start() (err error) {
 		}
 		url = s.natsSrv.ClientURL()
 		connOpts = append(connOpts, nats.InProcessServer(inProcessProvider{srv: s.natsSrv, wrap: s.opts.wrapNATSConn}))
-		s.srvDrops = &serverDrops{srv: s.natsSrv}
+		s.ingest.WatchServer(s.natsSrv)
 		s.log.Info().Str("addr", s.natsSrv.Addr().String()).Str("store", s.opts.DataDir).
 			Dur("took", time.Since(t0)).Msg("embedded NATS server started")
 	}
@@ -258,22 +258,18 @@ func (s *Service) Start() (err error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500*time.Millisecond),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
-			if s.srvDrops != nil {
-				s.srvDrops.disconnected(nc)
-			}
+			s.ingest.Disconnected(nc)
 			if s.stopping.Load() {
 				return
 			}
 			s.log.Warn().Err(err).Msg("NATS disconnected; bid answers continue from the windows held")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			if s.srvDrops != nil {
-				s.srvDrops.connected(nc)
-			}
+			s.ingest.Connected(nc)
 			s.log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("NATS reconnected")
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			s.throttledLog.warn("nats", "NATS error (a slow consumer drops messages: counted in dropped_messages in core mode; in JetStream mode they are delivered again)", err)
+			s.throttledLog.Warn("nats", "NATS error (a slow consumer drops messages: counted in dropped_messages in core mode; in JetStream mode they are delivered again)", err)
 		}),
 	)
 	t0 := time.Now()
@@ -281,55 +277,41 @@ func (s *Service) Start() (err error) {
 	if err != nil {
 		return fmt.Errorf("cannot connect to NATS at %s: %w", url, err)
 	}
-	if s.srvDrops != nil {
-		s.srvDrops.connected(s.nc)
-	}
+	s.ingest.Connected(s.nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.startControl(ctx); err != nil {
 		return err
 	}
-	if s.js, err = s.setupJetStream(ctx); err != nil {
+	if err := s.ingest.Open(ctx, s.nc); err != nil {
 		return err
 	}
-	if s.js != nil {
-		if s.lease, err = s.acquireLease(ctx, s.js.js); err != nil {
+	if js := s.ingest.JetStream(); js != nil {
+		if s.lease, err = s.acquireLease(ctx, js); err != nil {
 			return err
 		}
 		if s.opts.RemoteCheckpointInterval > 0 {
-			if s.ckptStore, err = s.openCheckpointStore(ctx, s.js.js); err != nil {
+			if s.ckptStore, err = s.openCheckpointStore(ctx, js); err != nil {
 				return err
 			}
 		}
-		s.deadLetters.start(s.nc, s.js.js, s.opts.Stream)
 		from := s.loadCheckpoint(ctx)
-		if from > 0 {
-			s.js.applied.Store(from - 1)
-		}
-		err = s.js.start(ctx, from)
-		if errors.Is(err, errStreamReset) {
+		err = s.ingest.Consume(ctx, from)
+		if errors.Is(err, ingest.ErrStreamReset) {
 			s.checkpointLoadFailed(s.checkpointPath(), err)
 			s.resetState()
-			s.js.applied.Store(0)
-			err = s.js.start(ctx, 0)
+			err = s.ingest.Consume(ctx, 0)
 		}
 		if err != nil {
 			return err
 		}
+		st, _ := s.ingest.Stream()
 		s.log.Info().Str("url", s.nc.ConnectedUrlRedacted()).Str("stream", s.opts.Stream).Str("subject", s.opts.Subject).
-			Str("consumer", s.js.name).Uint64("from_seq", s.js.startSeq.Load()).Uint64("to_seq", s.js.targetSeq.Load()).
+			Str("consumer", st.Consumer).Uint64("from_seq", st.StartSeq).Uint64("to_seq", st.TargetSeq).
 			Str("mode", "jetstream").Dur("took", time.Since(t0)).Msg("consuming events")
 	} else {
-		s.deadLetters.start(s.nc, nil, "")
-		s.sub, err = s.nc.Subscribe(s.opts.Subject, s.ingest.handleMsg)
-		if err != nil {
-			return fmt.Errorf("cannot subscribe to %q: %w", s.opts.Subject, err)
-		}
-		if err := s.sub.SetPendingLimits(s.opts.PendingMsgs, s.opts.PendingBytes); err != nil {
-			return fmt.Errorf("cannot set pending limits: %w", err)
-		}
-		if err := s.nc.Flush(); err != nil {
-			return fmt.Errorf("cannot confirm subscription to %q: %w", s.opts.Subject, err)
+		if err := s.ingest.Consume(ctx, 0); err != nil {
+			return err
 		}
 		s.log.Info().Str("url", s.nc.ConnectedUrlRedacted()).Str("subject", s.opts.Subject).
 			Str("mode", "core").Dur("took", time.Since(t0)).Msg("subscribed to events")
@@ -345,8 +327,10 @@ func (s *Service) Start() (err error) {
 	go func() { s.httpDone <- s.httpSrv.Serve(s.httpLn) }()
 	s.log.Info().Str("addr", s.httpLn.Addr().String()).Msg("HTTP API listening")
 
-	s.bg.Add(2)
+	s.bg.Add(4)
 	go s.housekeeping()
+	go s.refreshLoop()
+	go s.leaseLoop()
 	go s.controlLoop()
 	// Ready once started; in JetStream mode /readyz also waits for the
 	// catch-up (see isReady).
@@ -357,16 +341,11 @@ func (s *Service) Start() (err error) {
 // isReady reports whether the service should take bid traffic: started,
 // not stopping, and (JetStream) caught up with the stream.
 func (s *Service) isReady() bool {
-	return s.ready.Load() && (s.js == nil || s.js.caughtUp.Load() && s.js.stallSinceMs.Load() == 0 && !s.leaseLost.Load())
+	return s.ready.Load() && s.ingest.Ready()
 }
 
 // Mode returns "jetstream" or "core".
-func (s *Service) Mode() string {
-	if s.js != nil {
-		return "jetstream"
-	}
-	return "core"
-}
+func (s *Service) Mode() string { return s.ingest.Mode() }
 
 // HTTPAddr returns the address the API listens on (after Start).
 func (s *Service) HTTPAddr() string {
@@ -385,35 +364,20 @@ func (s *Service) NATSURL() string {
 	return s.natsSrv.ClientURL()
 }
 
-// housekeeping evicts idle keys and expired overrides every EvictInterval,
-// refreshes the stream figures every second and writes a checkpoint every
-// CheckpointInterval.
+// housekeeping evicts idle keys and expired overrides every EvictInterval
+// and writes a checkpoint every CheckpointInterval.
 func (s *Service) housekeeping() {
 	defer s.bg.Done()
 	evict := time.NewTicker(s.opts.EvictInterval)
 	defer evict.Stop()
-	refresh := time.NewTicker(time.Second)
-	defer refresh.Stop()
 	ckpt := time.NewTicker(s.opts.CheckpointInterval)
 	defer ckpt.Stop()
-	renew := time.NewTicker(max(s.opts.LeaseTTL/3, 10*time.Millisecond))
-	defer renew.Stop()
 	for {
 		select {
 		case <-s.bgStop:
 			return
 		case <-evict.C:
 			s.evict()
-		case <-refresh.C:
-			if s.js != nil {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				s.js.refresh(ctx)
-				cancel()
-			}
-		case <-renew.C:
-			ctx, cancel := context.WithTimeout(context.Background(), s.opts.LeaseTTL/3)
-			s.renewLease(ctx)
-			cancel()
 		case <-ckpt.C:
 			if s.writeCheckpoint() == nil {
 				s.keepCheckpoint(false)
@@ -433,12 +397,7 @@ func (s *Service) housekeeping() {
 // the lock before the next chunk (see windows.Store.EvictIdleChunked).
 func (s *Service) evict() {
 	now := s.clock.NowMs()
-	n := s.store.EvictIdleChunked(now, func(chunk func()) {
-		s.applyMu.Lock()
-		s.ingest.flush()
-		chunk()
-		s.applyMu.Unlock()
-	})
+	n := s.store.EvictIdleChunked(now, s.ingest.Pause)
 	if n > 0 {
 		s.stats.evicted.Add(n)
 		s.log.Info().Int("keys", n).Int("live", s.store.Len()).Msg("evicted idle keys")
@@ -474,14 +433,15 @@ func (s *Service) Stop(ctx context.Context) error {
 		}
 		close(s.bgStop)
 		s.bg.Wait()
-		if s.js != nil {
-			t0 := time.Now()
-			s.js.stop(ctx)
-			// Dead letters still queued after a short wait are saved by
-			// the checkpoint.
-			dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
-			n := s.deadLetters.stop(dctx)
-			dcancel()
+		t0 := time.Now()
+		// The consumer stops (JetStream: the messages fetched are applied,
+		// the last acknowledged; core: the subscription drains), then the
+		// dead letters get a short wait to be stored: those left are kept
+		// by the final checkpoint in JetStream mode, lost in core mode.
+		dctx, dcancel := context.WithTimeout(ctx, min(2*time.Second, s.opts.ShutdownTimeout/2))
+		n := s.ingest.Stop(dctx)
+		dcancel()
+		if s.ingest.JetStream() != nil {
 			if n > 0 {
 				s.log.Warn().Int("dead_letters", n).Msg("DLQ not answering at stop: the dead letters not yet stored are kept in the checkpoint")
 			}
@@ -493,17 +453,10 @@ func (s *Service) Stop(ctx context.Context) error {
 				}
 			}
 			s.releaseLease(ctx)
-			s.log.Info().Dur("took", time.Since(t0)).Uint64("seq", s.js.applied.Load()).
-				Uint64("counted", s.stats.counted.Get()).Msg("consumer stopped, checkpoint written")
-		}
-		if s.js == nil {
-			dctx, dcancel := context.WithTimeout(ctx, s.opts.ShutdownTimeout/2)
-			n := s.deadLetters.stop(dctx)
-			dcancel()
-			if n > 0 {
-				s.stats.dlqErrors.Add(n)
-				s.log.Error().Int("dead_letters", n).Msg("dead letters not published at stop (core mode keeps no checkpoint): lost")
-			}
+			s.log.Info().Dur("took", time.Since(t0)).Uint64("seq", s.ingest.Applied()).
+				Uint64("counted", s.ingest.Stats().Counted.Get()).Msg("consumer stopped, checkpoint written")
+		} else if n > 0 {
+			s.log.Error().Int("dead_letters", n).Msg("dead letters not published at stop (core mode keeps no checkpoint): lost")
 		}
 		s.control.stop()
 		if s.nc != nil {
@@ -511,7 +464,7 @@ func (s *Service) Stop(ctx context.Context) error {
 			if err := s.drain(ctx); err != nil {
 				errs = append(errs, err)
 			}
-			s.log.Info().Dur("took", time.Since(t0)).Uint64("counted", s.stats.counted.Get()).Msg("NATS subscription drained")
+			s.log.Info().Dur("took", time.Since(t0)).Msg("NATS connection drained")
 		}
 		if s.natsSrv != nil {
 			t0 := time.Now()
@@ -519,7 +472,7 @@ func (s *Service) Stop(ctx context.Context) error {
 			s.natsSrv.WaitForShutdown()
 			s.log.Info().Dur("took", time.Since(t0)).Msg("embedded NATS server stopped")
 		}
-		s.dedup.set.Release()
+		s.ingest.Release()
 	})
 	return errors.Join(errs...)
 }
@@ -531,7 +484,7 @@ func (s *Service) drain(ctx context.Context) error {
 		// Nothing can be drained from a server that is not there; in
 		// JetStream mode the unacknowledged messages are redelivered to
 		// the next start and skipped by sequence where already applied.
-		n, _ := s.pending()
+		n, _ := s.ingest.Pending()
 		s.log.Warn().Int("pending_messages", n).Msg("NATS not connected at stop: closing without drain")
 		s.nc.Close()
 		return nil
@@ -551,40 +504,21 @@ func (s *Service) drain(ctx context.Context) error {
 	}
 }
 
-// pending returns the messages and bytes received but not yet applied.
-func (s *Service) pending() (int, int) {
-	if s.sub == nil {
-		return 0, 0
+// refreshLoop refreshes the stream figures every second, and with them the
+// checks of the consumer (gone, replaced, stalled): on its own goroutine, as
+// a stalled applier holds up checkpoints and eviction.
+func (s *Service) refreshLoop() {
+	defer s.bg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.bgStop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			s.ingest.Refresh(ctx)
+			cancel()
+		}
 	}
-	n, b, err := s.sub.Pending()
-	if err != nil {
-		return 0, 0
-	}
-	return n, b
-}
-
-// dropped returns the event messages lost to a slow consumer in core mode:
-// those the NATS client dropped because the subscription's pending limits
-// were reached, plus, with the embedded server, those the server dropped
-// for this service's connection.
-func (s *Service) dropped() int {
-	if s.sub == nil {
-		return 0
-	}
-	n := s.clientDropped()
-	if s.srvDrops != nil {
-		n += int(s.srvDrops.update())
-	}
-	return n
-}
-
-// clientDropped returns the messages the NATS client dropped.
-func (s *Service) clientDropped() int {
-	// A closed subscription no longer reports: keep the last figure.
-	n, err := s.sub.Dropped()
-	if err != nil {
-		return int(s.lastDropped.Load())
-	}
-	s.lastDropped.Store(int64(n))
-	return n
 }

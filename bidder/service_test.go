@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bidpulse/bidpulse/bidder/ingest"
 	"github.com/nats-io/nats.go"
 
 	"github.com/rs/zerolog"
@@ -270,8 +271,8 @@ func TestEndToEndOutcomes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("dead letter %d missing: %v", i, err)
 		}
-		reasons[msg.Header.Get(rejectHeader)]++
-		if msg.Header.Get(rejectHeader) == "not_object" && string(msg.Data) != "42" && string(msg.Data) != "[1]" {
+		reasons[msg.Header.Get(ingest.RejectHeader)]++
+		if msg.Header.Get(ingest.RejectHeader) == "not_object" && string(msg.Data) != "42" && string(msg.Data) != "[1]" {
 			t.Fatalf("unexpected not_object dead letter %q", msg.Data)
 		}
 	}
@@ -439,7 +440,7 @@ func TestGracefulStopDrains(t *testing.T) {
 	}
 	// Everything the server delivered before Stop is applied by the drain.
 	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
-		if got := e.svc.stats.messages.Get() + uint64(mustPending(e.svc)); got < n/100 {
+		if got := e.svc.ingest.Stats().Messages.Get() + uint64(mustPending(e.svc)); got < n/100 {
 			return fmt.Errorf("%d messages delivered; want %d", got, n/100)
 		}
 		return nil
@@ -447,7 +448,7 @@ func TestGracefulStopDrains(t *testing.T) {
 	if err := e.svc.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.svc.stats.counted.Get(); got != n {
+	if got := e.svc.ingest.Stats().Counted.Get(); got != n {
 		t.Fatalf("unexpected counted after drain; got %d; want %d", got, n)
 	}
 	if e.svc.ready.Load() {
@@ -456,7 +457,7 @@ func TestGracefulStopDrains(t *testing.T) {
 }
 
 func mustPending(s *Service) int {
-	n, _ := s.pending()
+	n, _ := s.ingest.Pending()
 	return n
 }
 
@@ -499,13 +500,13 @@ func TestKeyCapWithQueuedNewKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc.ingest.apply([]byte(ev("f", "impression", testNow, "c0", "cr", "p")), testNow) // 4 keys
+	svc.ingest.Apply([]byte(ev("f", "impression", testNow, "c0", "cr", "p")), testNow) // 4 keys
 	// a: 4 new keys, queued (4 + 0 + 4 <= 10); b: 4 more would make 12.
-	svc.ingest.apply([]byte(`[`+ev("a", "impression", testNow, "c1", "cr", "p")+`,`+
+	svc.ingest.Apply([]byte(`[`+ev("a", "impression", testNow, "c1", "cr", "p")+`,`+
 		ev("b", "impression", testNow, "c2", "cr", "p")+`,`+ev("c", "click", testNow, "c1", "cr", "p")+`]`), testNow)
-	s := svc.stats
-	if s.counted.Get() != 3 || s.overflow.Get() != 1 || svc.store.Len() != 8 {
+	s := svc.ingest.Stats()
+	if s.Counted.Get() != 3 || s.Overflow.Get() != 1 || svc.store.Len() != 8 {
 		t.Fatalf("unexpected outcome; got counted %d, overflow %d, keys %d; want 3, 1, 8",
-			s.counted.Get(), s.overflow.Get(), svc.store.Len())
+			s.Counted.Get(), s.Overflow.Get(), svc.store.Len())
 	}
 }

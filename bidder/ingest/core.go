@@ -1,7 +1,6 @@
-package bidder
+package ingest
 
 import (
-	"net"
 	"sync"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -83,19 +82,4 @@ func (d *serverDrops) update() int64 {
 	}
 	d.settle = keep
 	return d.dropped
-}
-
-// inProcessProvider hands nats.go the embedded server's in-process
-// connections, through wrap when set (tests: a reader that can be paused).
-type inProcessProvider struct {
-	srv  *server.Server
-	wrap func(net.Conn) net.Conn
-}
-
-func (p inProcessProvider) InProcessConn() (net.Conn, error) {
-	c, err := p.srv.InProcessConn()
-	if err != nil || p.wrap == nil {
-		return c, err
-	}
-	return p.wrap(c), nil
 }

@@ -1,4 +1,4 @@
-package bidder
+package ingest
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 	"github.com/bidpulse/bidpulse/bidder/event"
 )
 
-// deadLetter is a rejected payload on its way to the DLQ.
-type deadLetter struct {
+// DeadLetter is a rejected payload on its way to the DLQ.
+type DeadLetter struct {
 	Seq     uint64       `json:"seq"` // stream sequence of its message (0: core mode)
 	Index   int          `json:"index"`
 	Subject string       `json:"subject,omitempty"`
@@ -39,11 +39,11 @@ type deadLetters struct {
 	js       jetstream.JetStream // nil in core mode
 	stream   string
 	maxBytes int
-	stats    *stats
+	stats    *Stats
 	warn     func(key, msg string, err error)
 
 	mu    sync.Mutex
-	q     []deadLetter
+	q     []DeadLetter
 	bytes int
 	room  *sync.Cond // signalled when letters leave the queue
 	wake  chan struct{}
@@ -57,7 +57,7 @@ type deadLetters struct {
 // maxDeadLetterBytes bounds the queued dead letters.
 const maxDeadLetterBytes = 16 << 20
 
-func newDeadLetters(st *stats, warn func(key, msg string, err error)) *deadLetters {
+func newDeadLetters(st *Stats, warn func(key, msg string, err error)) *deadLetters {
 	d := &deadLetters{maxBytes: maxDeadLetterBytes, stats: st, warn: warn, wake: make(chan struct{}, 1)}
 	d.room = sync.NewCond(&d.mu)
 	return d
@@ -71,7 +71,7 @@ func (d *deadLetters) start(nc *nats.Conn, js jetstream.JetStream, stream string
 }
 
 // add queues a copy of l.Data; it waits while the queue is full.
-func (d *deadLetters) add(l deadLetter) {
+func (d *deadLetters) add(l DeadLetter) {
 	l.Data = append([]byte(nil), l.Data...)
 	d.mu.Lock()
 	for d.bytes > 0 && d.bytes+len(l.Data) > d.maxBytes {
@@ -105,10 +105,10 @@ func (d *deadLetters) pending() (int, int) {
 }
 
 // queued returns a copy of the queued letters, for a checkpoint.
-func (d *deadLetters) queued() []deadLetter {
+func (d *deadLetters) queued() []DeadLetter {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return append([]deadLetter(nil), d.q...)
+	return append([]DeadLetter(nil), d.q...)
 }
 
 func (d *deadLetters) run() {
@@ -116,7 +116,7 @@ func (d *deadLetters) run() {
 	wait := 50 * time.Millisecond
 	for {
 		d.mu.Lock()
-		var l deadLetter
+		var l DeadLetter
 		ok := len(d.q) > 0
 		if ok {
 			l = d.q[0]
@@ -131,7 +131,7 @@ func (d *deadLetters) run() {
 			continue
 		}
 		if err := d.publish(&l); err != nil {
-			d.stats.dlqErrors.Inc()
+			d.stats.DLQErrors.Inc()
 			if d.failingSince.Load() == 0 {
 				d.failingSince.Store(time.Now().UnixMilli())
 			}
@@ -146,9 +146,9 @@ func (d *deadLetters) run() {
 		}
 		wait = 50 * time.Millisecond
 		d.failingSince.Store(0)
-		d.stats.dlqStored.Inc()
+		d.stats.DLQStored.Inc()
 		d.mu.Lock()
-		d.q[0] = deadLetter{}
+		d.q[0] = DeadLetter{}
 		d.q = d.q[1:]
 		d.bytes -= len(l.Data)
 		if len(d.q) == 0 {
@@ -159,9 +159,9 @@ func (d *deadLetters) run() {
 	}
 }
 
-func (d *deadLetters) publish(l *deadLetter) error {
+func (d *deadLetters) publish(l *DeadLetter) error {
 	m := &nats.Msg{Subject: DLQSubject, Header: nats.Header{}, Data: l.Data}
-	m.Header.Set(rejectHeader, event.ReasonNames[l.Reason])
+	m.Header.Set(RejectHeader, event.ReasonNames[l.Reason])
 	if l.Subject != "" {
 		m.Header.Set("Bidpulse-Subject", l.Subject)
 	}
@@ -203,23 +203,16 @@ func (d *deadLetters) stop(ctx context.Context) int {
 	return n
 }
 
-// appendDLQ appends the dead-letter queue's state as a JSON object.
-func (s *Service) appendDLQ(b []byte) []byte {
-	n, bytes := s.deadLetters.pending()
-	b = append(b, `{"pending":`...)
-	b = strconv.AppendInt(b, int64(n), 10)
-	b = append(b, `,"pending_bytes":`...)
-	b = strconv.AppendInt(b, int64(bytes), 10)
-	b = append(b, `,"answering":`...)
-	since := s.deadLetters.failingSince.Load()
-	b = strconv.AppendBool(b, since == 0)
-	if since != 0 {
-		b = append(b, `,"failing_since":`...)
-		b = appendStr(b, time.UnixMilli(since).UTC().Format(time.RFC3339))
-	}
-	b = append(b, `,"stored":`...)
-	b = strconv.AppendUint(b, s.stats.dlqStored.Get(), 10)
-	b = append(b, `,"errors":`...)
-	b = strconv.AppendUint(b, s.stats.dlqErrors.Get(), 10)
-	return append(b, '}')
+// DLQState is the dead-letter queue's state.
+type DLQState struct {
+	Pending, PendingBytes int
+	// FailingSince is when the oldest queued letter first failed to be
+	// stored (Unix ms; 0: the DLQ answers).
+	FailingSince int64
+}
+
+// DLQ returns the dead-letter queue's state.
+func (in *Ingester) DLQ() DLQState {
+	n, b := in.deadLetters.pending()
+	return DLQState{Pending: n, PendingBytes: b, FailingSince: in.deadLetters.failingSince.Load()}
 }

@@ -1,6 +1,11 @@
-package bidder
+package ingest
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
 	"github.com/bidpulse/bidpulse/bidder/event"
 	"github.com/bidpulse/bidpulse/bidder/idset"
 )
@@ -80,3 +85,16 @@ func (d *dedup) restored(set *idset.Set, gen uint64) {
 }
 
 func (d *dedup) reset() { d.set.Reset() }
+
+// readDedup reads a dedup set saved by a checkpoint.
+func readDedup(path string, maxBytes int, retag func(uint64) uint64) (*idset.Set, error) {
+	if filepath.Base(path) == "." || !strings.HasPrefix(filepath.Base(path), "dedup-") {
+		return nil, fmt.Errorf("checkpoint names no dedup file")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return idset.Read(f, maxBytes, retag)
+}

@@ -1,9 +1,10 @@
-package bidder
+package ingest
 
 import (
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/bidpulse/bidpulse/bidder/event"
 	"github.com/bidpulse/bidpulse/bidder/idset"
 	"github.com/bidpulse/bidpulse/windows"
@@ -15,14 +16,14 @@ import (
 // count in the current bucket.
 const futureToleranceMs = 5000
 
-// rejectHeader names the reason on a dead letter.
-const rejectHeader = "Bidpulse-Reject-Reason"
+// RejectHeader names the reason on a dead letter.
+const RejectHeader = "Bidpulse-Reject-Reason"
 
-// ingester applies events to the windows. It is driven by one goroutine (the
+// applier applies events to the windows. It is driven by one goroutine (the
 // NATS subscription's callback), which serialises the dedup check-then-set and
 // the key-cap check; it is not safe for concurrent use.
-type ingester struct {
-	svc    *Service
+type applier struct {
+	ing    *Ingester
 	parser event.Parser
 	keys   []byte // encoded keys of the current event, back to back
 	offs   []int  // end offset of each key in keys
@@ -73,40 +74,40 @@ type outcomes struct {
 
 // publish adds o to the stats and clears it; received goes last, so a
 // reader never sees more received than outcomes.
-func (o *outcomes) publish(s *stats) {
-	add := func(c *metricsCounter, n *uint64) {
+func (o *outcomes) publish(s *Stats) {
+	add := func(c *metrics.Counter, n *uint64) {
 		if *n > 0 {
 			c.Add(int(*n))
 			*n = 0
 		}
 	}
-	add(s.counted, &o.counted)
-	for t := range o.byType {
-		add(s.byType[t], &o.byType[t])
+	add(s.Counted, &o.counted)
+	for t := 1; t < len(o.byType); t++ {
+		add(s.ByType[t], &o.byType[t])
 	}
-	add(s.duplicates, &o.duplicates)
-	add(s.late, &o.late)
-	add(s.future, &o.future)
-	add(s.overflow, &o.overflow)
-	for r := range o.rejected {
-		add(s.rejected[r], &o.rejected[r])
+	add(s.Duplicates, &o.duplicates)
+	add(s.Late, &o.late)
+	add(s.Future, &o.future)
+	add(s.Overflow, &o.overflow)
+	for r := 1; r < len(o.rejected); r++ {
+		add(s.Rejected[r], &o.rejected[r])
 	}
-	add(s.received, &o.received)
+	add(s.Received, &o.received)
 }
 
 // maxPending bounds the writes held before a flush.
 const maxPending = 512
 
-func newIngester(svc *Service) *ingester {
-	in := &ingester{svc: svc}
+func newApplier(ing *Ingester) *applier {
+	in := &applier{ing: ing}
 	// A method value made once, so parsing a message allocates no closure.
 	in.onEvent = in.handleEvent
 	in.parser.BeforeEvents = in.prefetch
 	in.flushTimer = time.AfterFunc(time.Hour, func() {
-		svc.applyMu.Lock()
+		ing.applyMu.Lock()
 		in.armed = false
 		in.flush()
-		svc.applyMu.Unlock()
+		ing.applyMu.Unlock()
 	})
 	in.flushTimer.Stop()
 	return in
@@ -114,8 +115,8 @@ func newIngester(svc *Service) *ingester {
 
 // prefetch computes the dedup fingerprints of a batch's events and starts
 // loading their slots, so the set's cache misses overlap.
-func (in *ingester) prefetch(evs []event.Event) {
-	d := in.svc.dedup
+func (in *applier) prefetch(evs []event.Event) {
+	d := in.ing.dedup
 	in.fps = in.fps[:0]
 	for i := range evs {
 		fp := d.hash(evs[i].Type, evs[i].ID)
@@ -125,8 +126,8 @@ func (in *ingester) prefetch(evs []event.Event) {
 }
 
 // handleMsg is the NATS message handler. msg.Data is not kept after return.
-func (in *ingester) handleMsg(msg *nats.Msg) {
-	if h := in.svc.opts.applyHook; h != nil {
+func (in *applier) handleMsg(msg *nats.Msg) {
+	if h := in.ing.opts.ApplyHook; h != nil {
 		h(0)
 	}
 	more := false
@@ -136,12 +137,12 @@ func (in *ingester) handleMsg(msg *nats.Msg) {
 		n, _, _ := msg.Sub.Pending()
 		more = n > 1
 	}
-	now := in.svc.clock.NowMs()
-	in.svc.applyMu.Lock()
+	now := in.ing.clock.NowMs()
+	in.ing.applyMu.Lock()
 	in.subject = msg.Subject
-	in.svc.stats.messages.Inc()
+	in.ing.stats.Messages.Inc()
 	in.applyMsg(msg.Data, now, now, more)
-	in.svc.applyMu.Unlock()
+	in.ing.applyMu.Unlock()
 }
 
 // applyMsg parses payload and applies each of its events at time nowMs;
@@ -151,9 +152,9 @@ func (in *ingester) handleMsg(msg *nats.Msg) {
 // and maxPending writes. Events count in the stats when
 // their writes are applied. Whoever needs every applied message in the
 // windows (a checkpoint, eviction) calls flush under applyMu.
-func (in *ingester) applyMsg(payload []byte, nowMs, defaultTs int64, more bool) {
+func (in *applier) applyMsg(payload []byte, nowMs, defaultTs int64, more bool) {
 	in.nowMs, in.defaultTs = nowMs, defaultTs
-	in.oldest = in.svc.store.Oldest(nowMs)
+	in.oldest = in.ing.store.Oldest(nowMs)
 	in.fps, in.next = in.fps[:0], 0
 	in.parser.Parse(payload, in.onEvent)
 	in.fps = in.fps[:0]
@@ -168,7 +169,7 @@ func (in *ingester) applyMsg(payload []byte, nowMs, defaultTs int64, more bool) 
 }
 
 // apply is applyMsg of a lone message whose events without ts take nowMs.
-func (in *ingester) apply(payload []byte, nowMs int64) {
+func (in *applier) apply(payload []byte, nowMs int64) {
 	in.applyMsg(payload, nowMs, nowMs, false)
 }
 
@@ -176,24 +177,24 @@ func (in *ingester) apply(payload []byte, nowMs int64) {
 // new keys queued while the store had room for all of them; only the
 // applier adds or (through evict, under the same lock) removes keys, so none
 // can be refused.
-func (in *ingester) flush() {
+func (in *applier) flush() {
 	if len(in.pend) > 0 {
 		in.flushWrites()
 	}
 	if in.out.received > 0 {
-		in.out.publish(in.svc.stats)
+		in.out.publish(in.ing.stats)
 	}
 }
 
-func (in *ingester) flushWrites() {
-	if n := in.svc.store.AddBatch(in.pend, in.nowMs, nil); n != len(in.pend) {
+func (in *applier) flushWrites() {
+	if n := in.ing.store.AddBatch(in.pend, in.nowMs, nil); n != len(in.pend) {
 		panic("BUG: windows refused a write the key-cap check let through")
 	}
 	clear(in.pend) // drop the references to old key arrays
 	in.pend, in.pendKeys = in.pend[:0], in.pendKeys[:0]
 }
 
-func (in *ingester) handleEvent(ev *event.Event, reason event.Reason, raw []byte) {
+func (in *applier) handleEvent(ev *event.Event, reason event.Reason, raw []byte) {
 	in.out.received++
 	k := in.next
 	in.next++
@@ -206,13 +207,13 @@ func (in *ingester) handleEvent(ev *event.Event, reason event.Reason, raw []byte
 	if k < len(in.fps) {
 		fp = in.fps[k]
 	} else {
-		fp = in.svc.dedup.hash(ev.Type, ev.ID)
+		fp = in.ing.dedup.hash(ev.Type, ev.ID)
 	}
 	in.applyEvent(ev, fp, in.nowMs)
 }
 
-func (in *ingester) applyEvent(ev *event.Event, fp idset.FP, nowMs int64) {
-	svc := in.svc
+func (in *applier) applyEvent(ev *event.Event, fp idset.FP, nowMs int64) {
+	svc := in.ing
 	ts := in.defaultTs
 	if ev.HasTS {
 		ts = ev.TS
@@ -259,7 +260,9 @@ func (in *ingester) applyEvent(ev *event.Event, fp idset.FP, nowMs int64) {
 		in.flushWrites() // the stats follow at the message's flush
 	}
 	if ev.Type == event.Conversion && ev.HasClickTS && ev.ClickTS <= ts {
-		svc.recordDelay(ev.Dims[windows.DimCampaign], ev.ClickTS, ts)
+		if f := svc.opts.OnConversionDelay; f != nil {
+			f(ev.Dims[windows.DimCampaign], ev.ClickTS, ts)
+		}
 	}
 	svc.dedup.add(fp, in.seq)
 	if ts > in.newestTs.Load() {
@@ -272,8 +275,8 @@ func (in *ingester) applyEvent(ev *event.Event, fp idset.FP, nowMs int64) {
 // addNearCap writes the event's keys when the store may not have room for
 // all of them: the whole event is refused (false) when it needs a new key
 // and the cap is full, so a child never counts more than its parent.
-func (in *ingester) addNearCap(ev *event.Event, ts, nowMs int64, c windows.Counts) bool {
-	svc := in.svc
+func (in *applier) addNearCap(ev *event.Event, ts, nowMs int64, c windows.Counts) bool {
+	svc := in.ing
 	// Pending writes may create keys (queued while there was room): apply
 	// them first, so the checks below see every key and the cap is exact.
 	// (The stats follow at the next flush: they never run ahead of the
@@ -322,13 +325,13 @@ func (in *ingester) addNearCap(ev *event.Event, ts, nowMs int64, c windows.Count
 }
 
 // queue adds the write of the key at pendKeys[off:] to the pending ones.
-func (in *ingester) queue(off int, ts int64, c windows.Counts) {
+func (in *applier) queue(off int, ts int64, c windows.Counts) {
 	key := in.pendKeys[off:len(in.pendKeys):len(in.pendKeys)]
 	in.pend = append(in.pend, windows.Event{Key: key, TsMs: ts, C: c})
 }
 
 // deadLetter queues a rejected payload, the k-th event of its message, for
 // the DLQ with its reason (see deadLetters: it never waits on the network).
-func (in *ingester) deadLetter(raw []byte, reason event.Reason, k int) {
-	in.svc.deadLetters.add(deadLetter{Seq: in.seq, Index: k, Subject: in.subject, Reason: reason, Data: raw})
+func (in *applier) deadLetter(raw []byte, reason event.Reason, k int) {
+	in.ing.deadLetters.add(DeadLetter{Seq: in.seq, Index: k, Subject: in.subject, Reason: reason, Data: raw})
 }

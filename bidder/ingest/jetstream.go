@@ -1,10 +1,9 @@
-package bidder
+package ingest
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,19 +12,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// JetStream modes of Options.JetStream.
-const (
-	JetStreamAuto  = "auto"
-	JetStreamTrue  = "true"
-	JetStreamFalse = "false"
-)
-
 // DLQStream captures the dead letters so none is lost when nobody listens.
 const DLQStream = "BIDPULSE_DLQ"
 
-// maxMessageBytes is the largest event message the stream accepts (and the
-// embedded server's max payload).
-const maxMessageBytes = 8 << 20
+// MaxMessageBytes is the largest event message the stream accepts.
+const MaxMessageBytes = 8 << 20
 
 // jsIngest consumes the event stream with a durable pull consumer, in stream
 // order, and applies each message exactly once: a message whose stream
@@ -33,7 +24,7 @@ const maxMessageBytes = 8 << 20
 // the applied sequence, saved in each checkpoint with the state it produced,
 // is the single truth of what has been counted.
 type jsIngest struct {
-	svc    *Service
+	ing    *Ingester
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	name   string // consumer name
@@ -94,7 +85,7 @@ type jsIngest struct {
 }
 
 // setupJetStream decides the ingest mode. It returns nil in core mode.
-func (s *Service) setupJetStream(ctx context.Context) (*jsIngest, error) {
+func (s *Ingester) setupJetStream(ctx context.Context) (*jsIngest, error) {
 	mode := s.opts.JetStream
 	if mode == JetStreamFalse {
 		return nil, nil
@@ -110,15 +101,16 @@ func (s *Service) setupJetStream(ctx context.Context) (*jsIngest, error) {
 		}
 		return nil, fmt.Errorf("--jetstream=true but the NATS server offers no JetStream: %w", err)
 	}
-	j := &jsIngest{svc: s, js: js, name: consumerName(s.opts.Instance)}
+	j := &jsIngest{ing: s, js: js, name: ConsumerName(s.opts.Instance)}
 	if err := j.ensureStreams(ctx); err != nil {
 		return nil, err
 	}
 	return j, nil
 }
 
-// consumerName turns an instance name into a valid durable consumer name.
-func consumerName(instance string) string {
+// ConsumerName turns an instance name into a valid durable consumer name
+// (also the instance's key in KV and the name of its checkpoints).
+func ConsumerName(instance string) string {
 	var b strings.Builder
 	b.WriteString("bidpulse_")
 	for _, r := range instance {
@@ -143,7 +135,7 @@ func consumerName(instance string) string {
 // deleted and re-created loses nothing. A stream made by an earlier bidpulse
 // (a 26 h max age) is migrated here, with a log line.
 func (j *jsIngest) ensureStreams(ctx context.Context) error {
-	o := &j.svc.opts
+	o := &j.ing.opts
 	cfg := jetstream.StreamConfig{
 		Name:        o.Stream,
 		Description: "bidpulse events (impressions, clicks, conversions): the spike buffer, trimmed to the oldest checkpoint",
@@ -154,12 +146,12 @@ func (j *jsIngest) ensureStreams(ctx context.Context) error {
 		MaxAge:      o.StreamMaxAge,
 		MaxBytes:    o.StreamMaxBytes,
 		Duplicates:  o.StreamDuplicates,
-		MaxMsgSize:  maxMessageBytes,
+		MaxMsgSize:  MaxMessageBytes,
 	}
 	if old, err := j.js.Stream(ctx, o.Stream); err == nil {
 		oc := old.CachedInfo().Config
 		if oc.MaxAge != cfg.MaxAge || oc.MaxBytes != cfg.MaxBytes || oc.Discard != cfg.Discard {
-			j.svc.log.Warn().Str("stream", o.Stream).Dur("max_age_was", oc.MaxAge).Dur("max_age", cfg.MaxAge).
+			j.ing.log.Warn().Str("stream", o.Stream).Dur("max_age_was", oc.MaxAge).Dur("max_age", cfg.MaxAge).
 				Int64("max_bytes_was", oc.MaxBytes).Int64("max_bytes", cfg.MaxBytes).Str("discard_was", oc.Discard.String()).
 				Msg("migrating the event stream's retention: it buffers the backlog and what recovery needs, trimmed after each checkpoint kept in NATS")
 		}
@@ -189,7 +181,7 @@ func (j *jsIngest) ensureStreams(ctx context.Context) error {
 // checkpoint's (or, without one, at the first message the stream holds)
 // and starts consuming.
 func (j *jsIngest) start(ctx context.Context, fromSeq uint64) error {
-	s := j.svc
+	s := j.ing
 	info, err := j.stream.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("cannot read stream %s: %w", s.opts.Stream, err)
@@ -206,7 +198,7 @@ func (j *jsIngest) start(ctx context.Context, fromSeq uint64) error {
 		}
 		if first > fromSeq && info.State.Msgs > 0 {
 			lost := first - fromSeq
-			s.stats.streamGap.Add(int(lost))
+			s.stats.StreamGap.Add(int(lost))
 			s.log.Error().Uint64("want_seq", fromSeq).Uint64("first_seq", first).Uint64("lost", lost).
 				Msg("the stream no longer holds the messages after the checkpoint (purged or trimmed past it): they are lost; continuing from the first one held")
 		}
@@ -240,7 +232,7 @@ func (j *jsIngest) start(ctx context.Context, fromSeq uint64) error {
 // consumerConfig is the durable consumer's configuration, without its
 // start position.
 func (j *jsIngest) consumerConfig() jetstream.ConsumerConfig {
-	s := j.svc
+	s := j.ing
 	return jetstream.ConsumerConfig{
 		Durable:       j.name,
 		Description:   "bidpulse instance " + s.opts.Instance,
@@ -248,7 +240,7 @@ func (j *jsIngest) consumerConfig() jetstream.ConsumerConfig {
 		AckWait:       s.opts.AckWait,
 		MaxAckPending: 1_000_000,
 		MaxDeliver:    -1,
-		Metadata:      map[string]string{"bidpulse_owner": s.owner},
+		Metadata:      map[string]string{"bidpulse_owner": s.opts.Owner},
 	}
 }
 
@@ -257,7 +249,7 @@ func (j *jsIngest) consumerConfig() jetstream.ConsumerConfig {
 // current generation. The stream's retention does not depend on consumers
 // (see ensureStreams), so deleting one loses no message.
 func (j *jsIngest) createAndConsume(ctx context.Context, cfg jetstream.ConsumerConfig) error {
-	s := j.svc
+	s := j.ing
 	if err := j.js.DeleteConsumer(ctx, s.opts.Stream, j.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("cannot delete consumer %s: %w", j.name, err)
 	}
@@ -281,7 +273,7 @@ func (j *jsIngest) createAndConsume(ctx context.Context, cfg jetstream.ConsumerC
 				j.requestRestart(gen, "consumer deleted from outside")
 				return
 			}
-			s.throttledLog.warn("jetstream", "JetStream consume error (consumption resumes by itself)", err)
+			s.throttledLog.Warn("jetstream", "JetStream consume error (consumption resumes by itself)", err)
 		}))
 	if err != nil {
 		return fmt.Errorf("cannot consume %s: %w", s.opts.Stream, err)
@@ -294,12 +286,12 @@ func (j *jsIngest) createAndConsume(ctx context.Context, cfg jetstream.ConsumerC
 
 // requestRestart asks the keeper to re-create the consumer of generation
 // gen at applied+1; requests for an older generation are ignored.
+//
+// It never waits for the applier (a stalled applier is one reason to call
+// it): a message being applied meanwhile completes, in order, and the
+// keeper re-creates the consumer after it.
 func (j *jsIngest) requestRestart(gen uint64, reason string) {
-	s := j.svc
-	s.applyMu.Lock()
-	ok := j.gen.CompareAndSwap(gen, gen+1)
-	s.applyMu.Unlock()
-	if !ok {
+	if !j.gen.CompareAndSwap(gen, gen+1) {
 		return
 	}
 	select {
@@ -313,7 +305,7 @@ func (j *jsIngest) requestRestart(gen uint64, reason string) {
 // the service stops.
 func (j *jsIngest) keeper() {
 	defer close(j.keepDone)
-	s := j.svc
+	s := j.ing
 	for {
 		var reason string
 		select {
@@ -326,7 +318,7 @@ func (j *jsIngest) keeper() {
 			if err == nil {
 				break
 			}
-			s.throttledLog.warn("jetstream-recreate", "cannot re-create the consumer (retrying)", err)
+			s.throttledLog.Warn("jetstream-recreate", "cannot re-create the consumer (retrying)", err)
 			select {
 			case <-j.keepStop:
 				return
@@ -339,9 +331,9 @@ func (j *jsIngest) keeper() {
 // recreate stops the current consumption and re-creates the consumer at
 // applied+1.
 func (j *jsIngest) recreate(reason string) error {
-	s := j.svc
+	s := j.ing
 	s.applyMu.Lock()
-	s.ingest.flush()
+	s.applier.flush()
 	applied := j.applied.Load()
 	s.applyMu.Unlock()
 	j.ccMu.Lock()
@@ -357,8 +349,7 @@ func (j *jsIngest) recreate(reason string) error {
 	defer cancel()
 	// Another instance that took the name over re-creates the consumer
 	// too: never fight it.
-	s.renewLease(ctx)
-	if s.leaseLost.Load() {
+	if f := s.opts.StillOwner; f != nil && !f(ctx) {
 		return nil
 	}
 	cfg := j.firstCfg
@@ -370,7 +361,7 @@ func (j *jsIngest) recreate(reason string) error {
 	if err := j.createAndConsume(ctx, cfg); err != nil {
 		return err
 	}
-	s.stats.consumerRecreated.Inc()
+	s.stats.ConsumerRecreated.Inc()
 	s.log.Warn().Str("reason", reason).Str("consumer", j.name).Uint64("from_seq", applied+1).
 		Msg("consumer re-created; ingest resumes after the last applied message")
 	return nil
@@ -382,10 +373,10 @@ var errStreamReset = errors.New("stream reset")
 // callback runs on one goroutine, so messages are applied one at a time, in
 // order.
 func (j *jsIngest) handle(msg jetstream.Msg, gen uint64) {
-	s := j.svc
+	s := j.ing
 	seq, _, tsNs, pending, ok := parseAckReply(msg.Reply())
 	if !ok {
-		s.throttledLog.warn("jetstream-reply", "JetStream message without a valid reply subject; skipped", errors.New(msg.Reply()))
+		s.throttledLog.Warn("jetstream-reply", "JetStream message without a valid reply subject; skipped", errors.New(msg.Reply()))
 		return
 	}
 	s.applyMu.Lock()
@@ -399,7 +390,7 @@ func (j *jsIngest) handle(msg jetstream.Msg, gen uint64) {
 	if seq <= applied {
 		// A redelivery of a message already applied.
 		s.applyMu.Unlock()
-		s.stats.redelivered.Inc()
+		s.stats.Redelivered.Inc()
 		j.markApplied(msg, seq)
 		return
 	}
@@ -412,13 +403,13 @@ func (j *jsIngest) handle(msg jetstream.Msg, gen uint64) {
 			// Still in the stream: dropped on the way (a slow
 			// consumer, a reconnect). Nothing past applied is
 			// acknowledged; the consumer starts again after it.
-			s.stats.deliveryGaps.Inc()
+			s.stats.DeliveryGaps.Inc()
 			s.log.Warn().Uint64("after_seq", applied).Uint64("seq", seq).
 				Msg("stream messages were not delivered (dropped on the way); re-creating the consumer after the last applied message")
 			j.requestRestart(gen, "delivery gap")
 			return
 		}
-		s.stats.streamGap.Add(int(lost))
+		s.stats.StreamGap.Add(int(lost))
 		s.log.Error().Uint64("after_seq", applied).Uint64("seq", seq).Uint64("lost", lost).
 			Msg("stream messages missing (purged, trimmed or deleted before they were applied)")
 		s.applyMu.Lock()
@@ -428,19 +419,19 @@ func (j *jsIngest) handle(msg jetstream.Msg, gen uint64) {
 		}
 	}
 	j.fresh.Store(false)
-	if s.opts.applyHook != nil {
-		s.opts.applyHook(seq)
+	if s.opts.ApplyHook != nil {
+		s.opts.ApplyHook(seq)
 	}
-	s.stats.messages.Inc()
-	s.ingest.subject = msg.Subject()
-	s.ingest.seq = seq
+	s.stats.Messages.Inc()
+	s.applier.subject = msg.Subject()
+	s.applier.seq = seq
 	now := s.clock.NowMs()
-	s.ingest.applyMsg(msg.Data(), now, tsNs/1e6, pending > 0)
+	s.applier.applyMsg(msg.Data(), now, tsNs/1e6, pending > 0)
 	j.applied.Store(seq)
 	s.applyMu.Unlock()
 	if !j.caughtUp.Load() && seq >= j.targetSeq.Load() {
 		j.caughtUp.Store(true)
-		s.log.Info().Uint64("seq", seq).Uint64("counted", s.stats.counted.Get()).Msg("caught up with the stream")
+		s.log.Info().Uint64("seq", seq).Uint64("counted", s.stats.Counted.Get()).Msg("caught up with the stream")
 	}
 	j.markApplied(msg, seq)
 }
@@ -488,7 +479,7 @@ func (j *jsIngest) classifyGap(from, to uint64) (lost uint64, held bool) {
 // and of the messages before it is stored; until then a redelivery of it
 // is told that it is in progress, so it does not come back in a loop.
 func (j *jsIngest) markApplied(msg jetstream.Msg, seq uint64) {
-	oldest := j.svc.deadLetters.oldestSeq()
+	oldest := j.ing.deadLetters.oldestSeq()
 	j.ackMu.Lock()
 	if oldest == 0 || seq < oldest {
 		j.toAck = msg
@@ -509,7 +500,7 @@ func (j *jsIngest) markApplied(msg jetstream.Msg, seq uint64) {
 }
 
 func (j *jsIngest) flushAck() {
-	oldest := j.svc.deadLetters.oldestSeq()
+	oldest := j.ing.deadLetters.oldestSeq()
 	j.ackMu.Lock()
 	if j.held != nil && (oldest == 0 || j.heldSeq < oldest) {
 		j.toAck, j.held, j.heldSeq = j.held, nil, 0
@@ -518,8 +509,8 @@ func (j *jsIngest) flushAck() {
 	j.toAck, j.unacked = nil, 0
 	j.ackMu.Unlock()
 	if m != nil {
-		if err := m.Ack(); err != nil && !j.svc.stopping.Load() {
-			j.svc.throttledLog.warn("jetstream-ack", "cannot acknowledge (the messages will be redelivered and skipped)", err)
+		if err := m.Ack(); err != nil && !j.ing.stopping.Load() {
+			j.ing.throttledLog.Warn("jetstream-ack", "cannot acknowledge (the messages will be redelivered and skipped)", err)
 		}
 	}
 }
@@ -568,10 +559,10 @@ func (j *jsIngest) stop(ctx context.Context) {
 // stopConsuming stops consumption for good (another instance took the
 // name over): nothing more is applied or acknowledged.
 func (j *jsIngest) stopConsuming() {
-	s := j.svc
+	s := j.ing
 	s.applyMu.Lock()
 	j.gen.Add(1)
-	s.ingest.flush()
+	s.applier.flush()
 	s.applyMu.Unlock()
 	j.ccMu.Lock()
 	if j.cc != nil {
@@ -584,7 +575,7 @@ func (j *jsIngest) stopConsuming() {
 // and notices a consumer that is gone or replaced, and an ingest that does
 // not advance while the stream holds messages past it.
 func (j *jsIngest) refresh(ctx context.Context) {
-	s := j.svc
+	s := j.ing
 	if info, err := j.stream.Info(ctx); err == nil {
 		j.updateStreamInfo(info)
 	}
@@ -597,7 +588,7 @@ func (j *jsIngest) refresh(ctx context.Context) {
 		switch {
 		case errors.Is(err, jetstream.ErrConsumerNotFound):
 			j.requestRestart(gen, "consumer deleted from outside")
-		case err == nil && ci.Config.Metadata["bidpulse_owner"] != s.owner:
+		case err == nil && ci.Config.Metadata["bidpulse_owner"] != s.opts.Owner:
 			j.requestRestart(gen, "consumer replaced from outside")
 		case err == nil:
 			j.numPending.Store(ci.NumPending)
@@ -611,10 +602,12 @@ func (j *jsIngest) refresh(ctx context.Context) {
 // for StallAfter while the stream holds messages past it; the first time,
 // it also re-creates the consumer.
 func (j *jsIngest) checkStall(gen uint64) {
-	s := j.svc
-	now := s.clock.NowMs()
+	s := j.ing
+	now := time.Now().UnixMilli() // an operational timer: the wall clock, not the service clock
 	applied := j.applied.Load()
-	waiting := j.streamLast.Load() > applied && j.streamMsgs.Load() > 0 && !s.leaseLost.Load()
+	// Not while NATS is away: a disconnection is no stall of ingest (it
+	// is reported on its own, and must not take every replica out).
+	waiting := j.streamLast.Load() > applied && j.streamMsgs.Load() > 0 && !s.consumeStopped.Load() && s.nc.IsConnected()
 	if applied != j.stallSeq || !waiting {
 		j.stallSeq = applied
 		j.stallSinceMs.Store(0)
@@ -628,7 +621,7 @@ func (j *jsIngest) checkStall(gen uint64) {
 		return
 	}
 	j.stallSinceMs.Store(j.stallCheckMs)
-	s.stats.stalls.Inc()
+	s.stats.Stalls.Inc()
 	s.log.Error().Uint64("applied_seq", applied).Uint64("last_seq", j.streamLast.Load()).Dur("for", s.opts.StallAfter).
 		Msg("ingest stalled: the stream holds messages past the last applied one and none was applied; re-creating the consumer")
 	j.requestRestart(gen, "ingest stalled")
@@ -651,19 +644,4 @@ func (j *jsIngest) progress() float64 {
 		return 0
 	}
 	return float64(applied-start+1) / float64(target-start+1)
-}
-
-// appendReplay appends the catch-up state as a JSON object.
-func (j *jsIngest) appendReplay(b []byte) []byte {
-	b = append(b, `{"start_seq":`...)
-	b = appendUint(b, j.startSeq.Load())
-	b = append(b, `,"target_seq":`...)
-	b = appendUint(b, j.targetSeq.Load())
-	b = append(b, `,"applied_seq":`...)
-	b = appendUint(b, j.applied.Load())
-	b = append(b, `,"progress":`...)
-	b = appendRounded(b, j.progress())
-	b = append(b, `,"caught_up":`...)
-	b = strconv.AppendBool(b, j.caughtUp.Load())
-	return append(b, '}')
 }

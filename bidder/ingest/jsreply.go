@@ -1,4 +1,4 @@
-package bidder
+package ingest
 
 // parseAckReply reads the stream sequence, the delivery count, the
 // message time (Unix ns) and the consumer's pending count (messages not yet

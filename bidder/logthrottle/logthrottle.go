@@ -1,4 +1,6 @@
-package bidder
+// Package logthrottle logs a repeated error at most once per interval per
+// topic, so a flood of bad input or a failing dependency cannot flood the log.
+package logthrottle
 
 import (
 	"sync"
@@ -7,9 +9,9 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// throttledLog logs a repeated error at most once per interval per topic and
-// says how many were suppressed, so a flood of bad input cannot flood the log.
-type throttledLog struct {
+// Log logs a repeated warning at most once per interval per topic and says
+// how many were suppressed. It is safe for concurrent use.
+type Log struct {
 	log      zerolog.Logger
 	interval time.Duration
 	mu       sync.Mutex
@@ -21,11 +23,14 @@ type throttleState struct {
 	suppressed int
 }
 
-func newThrottledLog(log zerolog.Logger, interval time.Duration) *throttledLog {
-	return &throttledLog{log: log, interval: interval, topics: map[string]*throttleState{}}
+// New returns a Log writing to log.
+func New(log zerolog.Logger, interval time.Duration) *Log {
+	return &Log{log: log, interval: interval, topics: map[string]*throttleState{}}
 }
 
-func (t *throttledLog) warn(topic, msg string, err error) {
+// Warn logs msg with err unless a warning of the same topic was logged less
+// than the interval ago.
+func (t *Log) Warn(topic, msg string, err error) {
 	t.mu.Lock()
 	st := t.topics[topic]
 	if st == nil {
