@@ -290,6 +290,9 @@ func (s *Service) Start() (err error) {
 		if s.lease, err = s.acquireLease(ctx, js); err != nil {
 			return err
 		}
+		if err := s.ingest.EnsureStreams(ctx); err != nil {
+			return err
+		}
 		if s.opts.RemoteCheckpointInterval > 0 {
 			if s.ckptStore, err = s.openCheckpointStore(ctx, js); err != nil {
 				return err

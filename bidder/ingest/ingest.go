@@ -177,12 +177,21 @@ func (in *Ingester) Disconnected(nc *nats.Conn) {
 	}
 }
 
-// Open decides the mode on nc and, in JetStream mode, creates or updates the
-// event and DLQ streams.
+// Open decides the mode on nc. In JetStream mode, the caller then takes the
+// instance's name (a lease) and calls EnsureStreams.
 func (in *Ingester) Open(ctx context.Context, nc *nats.Conn) (err error) {
 	in.nc = nc
 	in.js, err = in.setupJetStream(ctx)
 	return err
+}
+
+// EnsureStreams creates the event and DLQ streams, or brings their settings
+// to the options' (see jsIngest.ensureStreams); a no-op in core mode.
+func (in *Ingester) EnsureStreams(ctx context.Context) error {
+	if in.js == nil {
+		return nil
+	}
+	return in.js.ensureStreams(ctx)
 }
 
 // JetStream returns the JetStream context in JetStream mode, else nil.

@@ -101,11 +101,7 @@ func (s *Ingester) setupJetStream(ctx context.Context) (*jsIngest, error) {
 		}
 		return nil, fmt.Errorf("--jetstream=true but the NATS server offers no JetStream: %w", err)
 	}
-	j := &jsIngest{ing: s, js: js, name: ConsumerName(s.opts.Instance)}
-	if err := j.ensureStreams(ctx); err != nil {
-		return nil, err
-	}
-	return j, nil
+	return &jsIngest{ing: s, js: js, name: ConsumerName(s.opts.Instance)}, nil
 }
 
 // ConsumerName turns an instance name into a valid durable consumer name
