@@ -108,21 +108,6 @@ func (s *Service) recordDelay(campaign []byte, clickMs, convMs int64) {
 	c.mu.Unlock()
 }
 
-// controlLoop advances every controller once per ControlInterval.
-func (s *Service) controlLoop() {
-	defer s.bg.Done()
-	t := time.NewTicker(s.opts.ControlInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.bgStop:
-			return
-		case <-t.C:
-			s.controlTick(s.clock.NowMs())
-		}
-	}
-}
-
 // controlTick advances the campaign states, refits the prior strengths and
 // advances the key states, at nowMs. Ticks are serialised by ckptMu, so a
 // checkpoint sees whole ticks.

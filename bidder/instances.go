@@ -239,21 +239,3 @@ func (s *Service) releaseLease(ctx context.Context) {
 		s.log.Warn().Err(err).Msg("cannot release the instance lease (the name frees itself after the lease TTL)")
 	}
 }
-
-// leaseLoop renews the lease every LeaseTTL/3, on its own goroutine so that
-// a checkpoint or an applier that waits cannot let the name lapse.
-func (s *Service) leaseLoop() {
-	defer s.bg.Done()
-	t := time.NewTicker(max(s.opts.LeaseTTL/3, 10*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-s.bgStop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), s.opts.LeaseTTL/3)
-			s.renewLease(ctx)
-			cancel()
-		}
-	}
-}

@@ -330,11 +330,14 @@ func (s *Service) Start() (err error) {
 	go func() { s.httpDone <- s.httpSrv.Serve(s.httpLn) }()
 	s.log.Info().Str("addr", s.httpLn.Addr().String()).Msg("HTTP API listening")
 
-	s.bg.Add(4)
+	s.bg.Add(1)
 	go s.housekeeping()
-	go s.refreshLoop()
-	go s.leaseLoop()
-	go s.controlLoop()
+	// Each on its own goroutine: a stalled applier holds up checkpoints and
+	// eviction (housekeeping), never the stall check (Refresh) nor the
+	// lease, and the control tick does not wait for either.
+	s.every(time.Second, func() { withTimeout(2*time.Second, s.ingest.Refresh) })
+	s.every(max(s.opts.LeaseTTL/3, 10*time.Millisecond), func() { withTimeout(s.opts.LeaseTTL/3, s.renewLease) })
+	s.every(s.opts.ControlInterval, func() { s.controlTick(s.clock.NowMs()) })
 	// Ready once started; in JetStream mode /readyz also waits for the
 	// catch-up (see isReady).
 	s.ready.Store(true)
@@ -507,21 +510,27 @@ func (s *Service) drain(ctx context.Context) error {
 	}
 }
 
-// refreshLoop refreshes the stream figures every second, and with them the
-// checks of the consumer (gone, replaced, stalled): on its own goroutine, as
-// a stalled applier holds up checkpoints and eviction.
-func (s *Service) refreshLoop() {
-	defer s.bg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.bgStop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			s.ingest.Refresh(ctx)
-			cancel()
+// every calls fn every d on a goroutine of its own until the service stops.
+func (s *Service) every(d time.Duration, fn func()) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.bgStop:
+				return
+			case <-t.C:
+				fn()
+			}
 		}
-	}
+	}()
+}
+
+// withTimeout calls fn with a context that ends after d.
+func withTimeout(d time.Duration, fn func(ctx context.Context)) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	fn(ctx)
 }
