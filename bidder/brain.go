@@ -109,11 +109,11 @@ func (s *Service) recordDelay(campaign []byte, clickMs, convMs int64) {
 }
 
 // controlTick advances the campaign states, refits the prior strengths and
-// advances the key states, at nowMs. Ticks are serialised by ckptMu, so a
+// advances the key states, at nowMs. Ticks are serialised by tickMu, so a
 // checkpoint sees whole ticks.
 func (s *Service) controlTick(nowMs int64) {
-	s.ckptMu.Lock()
-	defer s.ckptMu.Unlock()
+	s.tickMu.Lock()
+	defer s.tickMu.Unlock()
 	pol := s.policies.Load()
 	st := s.store
 	var vals windows.Values
@@ -314,7 +314,7 @@ type campaignSnapshot struct {
 // brain.mu is held only to copy the pointers; published states are never
 // changed in place (a tick stores a new one), so they are encoded with no
 // lock held. A campaign's mu is held only to copy its delay histogram. The
-// caller holds ckptMu, which serialises it with the control tick, so the
+// caller holds tickMu, which serialises it with the control tick, so the
 // snapshot sees whole ticks.
 func (s *Service) snapshotControllers() json.RawMessage {
 	type keyRef struct {

@@ -152,8 +152,11 @@ func (s *Service) writeCheckpoint() error {
 	defer winSnap.Abort() // no-op once written
 	// The controller state is advanced by the control tick, not by ingest,
 	// so it need not be consistent with seq: it is copied outside the
-	// pause. ckptMu, which controlTick holds too, keeps it to whole ticks.
+	// pause. tickMu, which controlTick holds too, keeps it to whole ticks
+	// (and only here: a stalled applier holds up checkpoints, never ticks).
+	s.tickMu.Lock()
 	h.Controllers = s.snapshotControllers()
+	s.tickMu.Unlock()
 	for _, r := range s.store.Resolutions() {
 		h.Resolutions = append(h.Resolutions, checkpointRes{WidthMs: r.Width.Milliseconds(), Buckets: r.Buckets})
 	}
@@ -347,7 +350,7 @@ func readCheckpointFile(path string) (*checkpointHeader, []byte, error) {
 // loadCheckpoint restores the state of the last checkpoint and returns the
 // sequence to consume from (0: no usable checkpoint). A missing checkpoint
 // is normal; a corrupt or incompatible one is reported and ignored.
-func (s *Service) loadCheckpoint(ctx context.Context) uint64 {
+func (s *Service) loadCheckpoint(ctx context.Context) (uint64, error) {
 	path := s.checkpointPath()
 	h, win, err := readCheckpointFile(path)
 	if err == nil {
@@ -358,22 +361,36 @@ func (s *Service) loadCheckpoint(ctx context.Context) uint64 {
 		s.checkpointLoadFailed(path, err)
 		os.Rename(path, path+".bad")
 	}
-	if err != nil && s.ckptStore != nil {
-		from, ferr := s.fetchRemoteCheckpoint(ctx)
-		switch {
-		case ferr != nil:
-			s.checkpointLoadFailed(CheckpointBucket, fmt.Errorf("cannot fetch a checkpoint kept in NATS: %w", ferr))
-		case from != "":
-			s.ckpt.fromRemote.Store(from)
-			s.log.Info().Str("from", from).Str("bucket", CheckpointBucket).Msg("no usable local checkpoint: fetched the one kept in NATS")
-			if h, win, err = readCheckpointFile(path); err == nil {
-				err = s.checkCompatible(h)
+	if s.ckptStore != nil {
+		var local uint64
+		if err == nil {
+			local = h.Seq
+		}
+		best, seq, lerr := s.newestRemote(ctx)
+		if lerr == nil && best != nil && seq > local {
+			lerr = s.fetchRemoteCheckpoint(ctx, best.Name, seq)
+			if lerr == nil {
+				from := strings.TrimSuffix(best.Name, ".ckpt")
+				s.ckpt.fromRemote.Store(from)
+				s.log.Info().Str("from", from).Uint64("seq", seq).Uint64("local_seq", local).Str("bucket", CheckpointBucket).
+					Msg("the newest checkpoint is the one kept in NATS: loaded it")
+				if h, win, err = readCheckpointFile(path); err == nil {
+					err = s.checkCompatible(h)
+				}
 			}
+		}
+		if lerr != nil {
+			if local == 0 {
+				// Starting empty would trim, at the first checkpoint, what
+				// a later start could still recover.
+				return 0, fmt.Errorf("no usable local checkpoint, and cannot read the checkpoints kept in NATS (%s): %w", CheckpointBucket, lerr)
+			}
+			s.log.Warn().Err(lerr).Msg("cannot read the checkpoints kept in NATS: loading the local one")
 		}
 	}
 	if errors.Is(err, errNoCheckpoint) {
 		s.log.Info().Str("path", path).Msg("no checkpoint, local or in NATS: consuming what the stream holds, windows start empty")
-		return 0
+		return 0, nil
 	}
 	if err == nil {
 		if err = s.store.ReadCheckpoint(bytes.NewReader(win)); err != nil {
@@ -384,7 +401,7 @@ func (s *Service) loadCheckpoint(ctx context.Context) uint64 {
 		s.checkpointLoadFailed(path, err)
 		// ReadCheckpoint may have loaded part of the windows.
 		s.resetState()
-		return 0
+		return 0, nil
 	}
 	for name, c := range s.ingest.Stats().Counters() {
 		c.Set(h.Stats[name])
@@ -403,7 +420,7 @@ func (s *Service) loadCheckpoint(ctx context.Context) uint64 {
 	s.ckpt.lastAtMs.Store(h.WrittenAt.UnixMilli())
 	s.log.Info().Str("path", path).Uint64("seq", h.Seq).Int("keys", s.store.Len()).
 		Uint64("counted", s.ingest.Stats().Counted.Get()).Time("written_at", h.WrittenAt).Msg("checkpoint loaded")
-	return h.Seq + 1
+	return h.Seq + 1, nil
 }
 
 func (s *Service) checkpointLoadFailed(path string, err error) {

@@ -17,17 +17,20 @@ import (
 )
 
 // CheckpointBucket is the JetStream Object Store bucket that keeps each
-// instance's last checkpoint in NATS: <consumer name>.ckpt and its dedup set,
-// <consumer name>.idset. An instance that starts without a local checkpoint
-// (a new machine, a lost disk, a new replica) loads its own from there, else
-// the newest one of the same stream, and replays the stream after it. The
-// stream is trimmed only up to the oldest of these (see trimStream), so what
-// that replay needs is still held.
+// instance's last checkpoint in NATS, as one object <consumer name>.ckpt: the
+// checkpoint file followed by its dedup set (a put replaces an object whole,
+// so a reader never pairs a checkpoint with another's dedup set). An instance
+// that starts without a usable local checkpoint (a new machine, a lost disk,
+// a new replica), or whose local one is older, loads the newest of the same
+// stream from there and replays the stream after it. The stream is trimmed
+// only up to the oldest of these (see trimStream), so what that replay needs
+// is still held.
 const CheckpointBucket = "bidpulse_checkpoints"
 
 const (
-	seqHeader    = "Bidpulse-Seq"
-	streamHeader = "Bidpulse-Stream"
+	seqHeader     = "Bidpulse-Seq"
+	streamHeader  = "Bidpulse-Stream"
+	ckptLenHeader = "Bidpulse-Checkpoint-Bytes"
 )
 
 func (s *Service) openCheckpointStore(ctx context.Context, js jetstream.JetStream) (jetstream.ObjectStore, error) {
@@ -46,35 +49,33 @@ func (s *Service) openCheckpointStore(ctx context.Context, js jetstream.JetStrea
 // records it in this instance's record and trims the stream.
 func (s *Service) uploadCheckpoint(ctx context.Context, seq uint64) error {
 	t0 := time.Now()
-	base := ingest.ConsumerName(s.opts.Instance)
-	put := func(name, path string) (uint64, error) {
-		f, err := os.Open(path)
-		if err != nil {
-			return 0, err
-		}
-		defer f.Close()
-		h := nats.Header{}
-		h.Set(seqHeader, strconv.FormatUint(seq, 10))
-		h.Set(streamHeader, s.opts.Stream)
-		info, err := s.ckptStore.Put(ctx, jetstream.ObjectMeta{Name: name, Headers: h}, f)
-		if err != nil {
-			return 0, fmt.Errorf("cannot put %s: %w", name, err)
-		}
-		return info.Size, nil
-	}
-	// The dedup set first: a checkpoint is only ever found with its own.
-	n1, err := put(base+".idset", filepath.Join(s.checkpointDir(), fmt.Sprintf("dedup-%d.idset", seq)))
+	name := ingest.ConsumerName(s.opts.Instance) + ".ckpt"
+	ck, err := os.Open(s.checkpointPath())
 	if err != nil {
 		return err
 	}
-	n2, err := put(base+".ckpt", s.checkpointPath())
+	defer ck.Close()
+	fi, err := ck.Stat()
 	if err != nil {
 		return err
+	}
+	dd, err := os.Open(filepath.Join(s.checkpointDir(), fmt.Sprintf("dedup-%d.idset", seq)))
+	if err != nil {
+		return err
+	}
+	defer dd.Close()
+	h := nats.Header{}
+	h.Set(seqHeader, strconv.FormatUint(seq, 10))
+	h.Set(streamHeader, s.opts.Stream)
+	h.Set(ckptLenHeader, strconv.FormatInt(fi.Size(), 10))
+	info, err := s.ckptStore.Put(ctx, jetstream.ObjectMeta{Name: name, Headers: h}, io.MultiReader(ck, dd))
+	if err != nil {
+		return fmt.Errorf("cannot put %s: %w", name, err)
 	}
 	s.ckpt.remoteSeq.Store(seq)
 	s.ckpt.remoteAtMs.Store(s.clock.NowMs())
 	s.stats.remoteCkpt.Inc()
-	s.log.Debug().Uint64("seq", seq).Uint64("bytes", n1+n2).Dur("took", time.Since(t0)).Msg("checkpoint kept in NATS")
+	s.log.Debug().Uint64("seq", seq).Uint64("bytes", info.Size).Dur("took", time.Since(t0)).Msg("checkpoint kept in NATS")
 	if err := s.lease.update(ctx, func(r *instanceRecord) { r.RemoteSeq, r.CheckpointSeq = seq, seq }); err != nil {
 		return fmt.Errorf("cannot record the checkpoint in the instance record: %w", err)
 	}
@@ -102,16 +103,15 @@ func (s *Service) trimStream(ctx context.Context) error {
 	return nil
 }
 
-// fetchRemoteCheckpoint writes a checkpoint kept in NATS to the local
-// checkpoint path: this instance's own, else the newest of the same stream.
-// It returns the instance whose checkpoint it took, or "" when there is none.
-func (s *Service) fetchRemoteCheckpoint(ctx context.Context) (string, error) {
+// newestRemote returns the newest checkpoint of this stream kept in NATS
+// (this instance's own on a tie), nil when there is none.
+func (s *Service) newestRemote(ctx context.Context) (*jetstream.ObjectInfo, uint64, error) {
 	infos, err := s.ckptStore.List(ctx)
 	if errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return "", nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("cannot list %s: %w", CheckpointBucket, err)
+		return nil, 0, fmt.Errorf("cannot list %s: %w", CheckpointBucket, err)
 	}
 	own := ingest.ConsumerName(s.opts.Instance) + ".ckpt"
 	var best *jetstream.ObjectInfo
@@ -120,56 +120,67 @@ func (s *Service) fetchRemoteCheckpoint(ctx context.Context) (string, error) {
 		if !strings.HasSuffix(oi.Name, ".ckpt") || oi.Headers.Get(streamHeader) != s.opts.Stream {
 			continue
 		}
-		seq, _ := strconv.ParseUint(oi.Headers.Get(seqHeader), 10, 64)
-		if oi.Name == own {
-			best, bestSeq = oi, seq
-			break
+		seq, err := strconv.ParseUint(oi.Headers.Get(seqHeader), 10, 64)
+		if err != nil {
+			continue
 		}
-		if seq > bestSeq {
+		if best == nil || seq > bestSeq || seq == bestSeq && oi.Name == own {
 			best, bestSeq = oi, seq
 		}
 	}
-	if best == nil {
-		return "", nil
-	}
-	base := strings.TrimSuffix(best.Name, ".ckpt")
-	dedup, err := s.ckptStore.Get(ctx, base+".idset")
+	return best, bestSeq, nil
+}
+
+// fetchRemoteCheckpoint writes the checkpoint kept in NATS as object name,
+// of sequence seq, to the local checkpoint path and its dedup set beside it.
+func (s *Service) fetchRemoteCheckpoint(ctx context.Context, name string, seq uint64) error {
+	obj, err := s.ckptStore.Get(ctx, name)
 	if err != nil {
-		return "", fmt.Errorf("cannot get %s.idset: %w", base, err)
+		return fmt.Errorf("cannot get %s: %w", name, err)
 	}
-	defer dedup.Close()
-	dinfo, err := dedup.Info()
+	defer obj.Close()
+	info, err := obj.Info()
 	if err != nil {
-		return "", err
+		return err
 	}
-	if dinfo.Headers.Get(seqHeader) != strconv.FormatUint(bestSeq, 10) {
-		return "", fmt.Errorf("%s.idset is of sequence %s, its checkpoint of %d", base, dinfo.Headers.Get(seqHeader), bestSeq)
+	if info.Headers.Get(seqHeader) != strconv.FormatUint(seq, 10) {
+		return fmt.Errorf("%s was replaced while it was read", name)
+	}
+	n, err := strconv.ParseInt(info.Headers.Get(ckptLenHeader), 10, 64)
+	if err != nil || n <= 0 || uint64(n) > info.Size {
+		return fmt.Errorf("%s has no valid %s header", name, ckptLenHeader)
 	}
 	dir := s.checkpointDir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("cannot create checkpoint dir: %w", err)
+		return fmt.Errorf("cannot create checkpoint dir: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, fmt.Sprintf("dedup-%d.idset", bestSeq)), func(w io.Writer) (int64, error) {
-		return io.Copy(w, dedup)
+	// The dedup set goes second in the object, first to its file: the
+	// checkpoint that names it is renamed into place last.
+	tmp := s.checkpointPath() + ".fetch"
+	defer os.Remove(tmp)
+	if err := writeFileSynced(tmp, func(w io.Writer) error {
+		_, err := io.CopyN(w, obj, n)
+		return err
 	}); err != nil {
-		return "", fmt.Errorf("cannot write the dedup set: %w", err)
+		return fmt.Errorf("cannot write the checkpoint: %w", err)
 	}
-	ck, err := s.ckptStore.Get(ctx, best.Name)
-	if err != nil {
-		return "", fmt.Errorf("cannot get %s: %w", best.Name, err)
+	if err := writeFileAtomic(filepath.Join(dir, fmt.Sprintf("dedup-%d.idset", seq)), func(w io.Writer) (int64, error) {
+		return io.Copy(w, obj)
+	}); err != nil {
+		return fmt.Errorf("cannot write the dedup set: %w", err)
 	}
-	defer ck.Close()
-	if err := writeFileAtomic(s.checkpointPath(), func(w io.Writer) (int64, error) { return io.Copy(w, ck) }); err != nil {
-		return "", fmt.Errorf("cannot write the checkpoint: %w", err)
+	if err := os.Rename(tmp, s.checkpointPath()); err != nil {
+		return err
 	}
-	return base, nil
+	syncDir(dir)
+	return nil
 }
 
 // keepCheckpoint keeps the last local checkpoint in NATS when
 // RemoteCheckpointInterval has passed since the last one (always when
 // final), and trims the stream after it. A failure is counted and logged:
 // the stream then keeps more, nothing is lost.
-func (s *Service) keepCheckpoint(final bool) {
+func (s *Service) keepCheckpoint(ctx context.Context, final bool) {
 	if s.ckptStore == nil || s.leaseLost.Load() {
 		return
 	}
@@ -181,8 +192,6 @@ func (s *Service) keepCheckpoint(final bool) {
 		return
 	}
 	s.lastKept = time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	if err := s.uploadCheckpoint(ctx, seq); err != nil {
 		s.stats.remoteCkptErrors.Inc()
 		s.log.Error().Err(err).Uint64("seq", seq).Msg("cannot keep the checkpoint in NATS (the stream keeps what recovery needs until one is kept)")

@@ -28,6 +28,9 @@ type instanceRecord struct {
 	Owner    string    `json:"owner"` // one per process start
 	Host     string    `json:"host"`
 	PID      int       `json:"pid"`
+	// PIDNS names the process's pid namespace: containers of one host may
+	// share its name and pid 1.
+	PIDNS string `json:"pid_ns,omitempty"`
 	Started  time.Time `json:"started_at"`
 	Stream   string    `json:"stream"`
 	// CheckpointSeq is the stream sequence of the last local checkpoint;
@@ -77,7 +80,7 @@ func (s *Service) acquireLease(ctx context.Context, js jetstream.JetStream) (*le
 	host, _ := os.Hostname()
 	l := &lease{kv: kv, key: ingest.ConsumerName(s.opts.Instance), ttl: s.opts.LeaseTTL}
 	l.rec = instanceRecord{Instance: s.opts.Instance, Owner: s.owner, Host: host, PID: os.Getpid(),
-		Started: time.Now().UTC(), Stream: s.opts.Stream}
+		PIDNS: pidNamespace(), Started: time.Now().UTC(), Stream: s.opts.Stream}
 	e, err := kv.Get(ctx, l.key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
@@ -162,7 +165,7 @@ var liveOwners sync.Map
 // be waited out. The same pid as this process is such a process too (a
 // container restarted with pid 1 again).
 func deadOnThisHost(r instanceRecord, host string) bool {
-	if r.Host != host || r.PID <= 0 {
+	if r.Host != host || r.PID <= 0 || r.PIDNS != pidNamespace() {
 		return false
 	}
 	if r.PID == os.Getpid() {
@@ -238,4 +241,11 @@ func (s *Service) releaseLease(ctx context.Context) {
 	if err := s.lease.update(ctx, func(r *instanceRecord) { r.Stopped = true }); err != nil {
 		s.log.Warn().Err(err).Msg("cannot release the instance lease (the name frees itself after the lease TTL)")
 	}
+}
+
+// pidNamespace names this process's pid namespace ("" where there is none to
+// read).
+func pidNamespace() string {
+	ns, _ := os.Readlink("/proc/self/ns/pid")
+	return ns
 }

@@ -370,3 +370,78 @@ func TestIngestStallReported(t *testing.T) {
 	}
 	checkKeyCounts(t, e, want)
 }
+
+// Dead letters past the queue's bound while the DLQ stream is gone: the
+// applier waits, but Stop does not hang, the letters left are saved in the
+// final checkpoint, the next Start does not hang on them, and once the DLQ
+// is back every letter is stored once.
+func TestFullDeadLetterQueueDoesNotHang(t *testing.T) {
+	if testing.Short() {
+		t.Skip("publishes 22 MiB of rejected payloads; skipped under -short")
+	}
+	dir := t.TempDir()
+	opts := func(o *Options) { o.DataDir = dir; o.ShutdownTimeout = 3 * time.Second }
+	e := startTestService(t, opts)
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq, err := js.Stream(context.Background(), DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlqCfg := dlq.CachedInfo().Config
+	if err := js.DeleteStream(context.Background(), DLQStream); err != nil {
+		t.Fatal(err)
+	}
+	const n = 24
+	bad := make([][]byte, n)
+	for i := range bad {
+		bad[i] = append([]byte(fmt.Sprintf("not json %d ", i)), make([]byte, 900<<10)...)
+	}
+	jsPublish(t, e.nc, "big", bad)
+	checkFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+		if d := e.svc.ingest.DLQ(); d.PendingBytes < 15<<20 {
+			return fmt.Errorf("%d bytes of dead letters queued", d.PendingBytes)
+		}
+		return nil
+	})
+	stopped := make(chan error, 1)
+	go func() { stopped <- e.svc.Stop(context.Background()) }()
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("Stop hangs with the dead-letter queue full")
+	}
+	e.nc.Close()
+
+	started := make(chan *testEnv, 1)
+	go func() { started <- startTestService(t, opts) }()
+	var e2 *testEnv
+	select {
+	case e2 = <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("Start hangs on the dead letters of the checkpoint")
+	}
+	js2, err := jetstream.New(e2.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js2.CreateOrUpdateStream(context.Background(), dlqCfg); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		st, err := js2.Stream(context.Background(), DLQStream)
+		if err != nil {
+			return err
+		}
+		if got := st.CachedInfo().State.Msgs; got != n {
+			return fmt.Errorf("%d dead letters stored; want %d", got, n)
+		}
+		return nil
+	})
+	st := balanced(t, e2)
+	if num(t, st, "rejected.bad_json") != n || num(t, st, "received") != n {
+		t.Fatalf("unexpected counts: %v", st)
+	}
+}

@@ -69,9 +69,12 @@ type Service struct {
 	// housekeeping goroutine, or by Stop after it ended).
 	lastKept time.Time
 
-	// ckptMu serialises checkpoints and control ticks. Lock order: ckptMu,
-	// then the applier's lock (ingest.Pause), then the windows' shard locks.
+	// ckptMu serialises checkpoints, tickMu control ticks (and the copy of
+	// the controller state a checkpoint takes). Lock order: ckptMu, then the
+	// applier's lock (ingest.Pause), then the windows' shard locks; tickMu
+	// is never held with the applier's lock.
 	ckptMu sync.Mutex
+	tickMu sync.Mutex
 	ckpt   checkpointState
 
 	httpSrv *fasthttp.Server
@@ -298,11 +301,18 @@ func (s *Service) Start() (err error) {
 				return err
 			}
 		}
-		from := s.loadCheckpoint(ctx)
+		from, err := s.loadCheckpoint(ctx)
+		if err != nil {
+			return err
+		}
 		err = s.ingest.Consume(ctx, from)
 		if errors.Is(err, ingest.ErrStreamReset) {
 			s.checkpointLoadFailed(s.checkpointPath(), err)
 			s.resetState()
+			// What this instance kept in NATS is of the old stream.
+			if err := s.lease.update(ctx, func(r *instanceRecord) { r.RemoteSeq, r.CheckpointSeq = 0, 0 }); err != nil {
+				return err
+			}
 			err = s.ingest.Consume(ctx, 0)
 		}
 		if err != nil {
@@ -386,7 +396,7 @@ func (s *Service) housekeeping() {
 			s.evict()
 		case <-ckpt.C:
 			if s.writeCheckpoint() == nil {
-				s.keepCheckpoint(false)
+				withTimeout(2*time.Minute, func(ctx context.Context) { s.keepCheckpoint(ctx, false) })
 			}
 		}
 	}
@@ -437,6 +447,9 @@ func (s *Service) Stop(ctx context.Context) error {
 		} else if s.httpLn != nil {
 			s.httpLn.Close()
 		}
+		// An applier waiting for room in the dead-letter queue would hold
+		// up the checkpoint loop, and so the stop.
+		s.ingest.Unblock()
 		close(s.bgStop)
 		s.bg.Wait()
 		t0 := time.Now()
@@ -455,10 +468,16 @@ func (s *Service) Stop(ctx context.Context) error {
 				if err := s.writeCheckpoint(); err != nil {
 					errs = append(errs, err)
 				} else {
-					s.keepCheckpoint(true)
+					// Within the stop's deadline: the lease is renewed
+					// first, as its loop has ended.
+					s.renewLease(ctx)
+					s.keepCheckpoint(ctx, true)
 				}
 			}
-			s.releaseLease(ctx)
+			// Its own deadline: a slow HTTP shutdown may have used up
+			// the stop's, and a name not released stays taken for the
+			// lease TTL.
+			withTimeout(5*time.Second, s.releaseLease)
 			s.log.Info().Dur("took", time.Since(t0)).Uint64("seq", s.ingest.Applied()).
 				Uint64("counted", s.ingest.Stats().Counted.Get()).Msg("consumer stopped, checkpoint written")
 		} else if n > 0 {

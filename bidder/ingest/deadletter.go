@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -52,6 +54,8 @@ type deadLetters struct {
 	failingSince atomic.Int64
 	stopCh       chan struct{}
 	done         chan struct{}
+	// recreate creates the DLQ stream again (nil in core mode).
+	recreate func(ctx context.Context) error
 }
 
 // maxDeadLetterBytes bounds the queued dead letters.
@@ -72,9 +76,40 @@ func (d *deadLetters) start(nc *nats.Conn, js jetstream.JetStream, stream string
 
 // add queues a copy of l.Data; it waits while the queue is full.
 func (d *deadLetters) add(l DeadLetter) {
+	d.addBounded(l, true)
+}
+
+// requeue queues the letters of a checkpoint, before the publisher runs:
+// the bound does not apply (they were within it when saved, but a stop lifts
+// it, see unbound).
+func (d *deadLetters) requeue(ls []DeadLetter) {
+	for _, l := range ls {
+		d.addBounded(l, false)
+	}
+}
+
+// unbound lifts the bound for good: a stopping service must not wait for a
+// DLQ that does not answer (the letters left are saved by the final
+// checkpoint).
+func (d *deadLetters) unbound() {
+	d.mu.Lock()
+	d.maxBytes = 1 << 62
+	d.room.Broadcast()
+	d.mu.Unlock()
+}
+
+// clear drops the queued letters (the state they belong to is dropped).
+func (d *deadLetters) clear() {
+	d.mu.Lock()
+	d.q, d.bytes = nil, 0
+	d.room.Broadcast()
+	d.mu.Unlock()
+}
+
+func (d *deadLetters) addBounded(l DeadLetter, bounded bool) {
 	l.Data = append([]byte(nil), l.Data...)
 	d.mu.Lock()
-	for d.bytes > 0 && d.bytes+len(l.Data) > d.maxBytes {
+	for bounded && d.bytes > 0 && d.bytes+len(l.Data) > d.maxBytes {
 		d.room.Wait()
 	}
 	d.q = append(d.q, l)
@@ -172,8 +207,19 @@ func (d *deadLetters) publish(l *DeadLetter) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, err := d.js.PublishMsg(ctx, m)
+	if errors.Is(err, jetstream.ErrNoStreamResponse) && d.recreate != nil &&
+		time.Now().UnixMilli()-d.failingSince.Load() > recreateDLQAfter.Milliseconds() && d.failingSince.Load() != 0 {
+		// No stream answers on the subject: deleted. Make it again.
+		if cerr := d.recreate(ctx); cerr != nil {
+			return fmt.Errorf("%w (and cannot re-create the DLQ stream: %v)", err, cerr)
+		}
+	}
 	return err
 }
+
+// recreateDLQAfter is how long the DLQ stream may give no answer before it
+// is taken as deleted and created again.
+const recreateDLQAfter = 10 * time.Second
 
 // stop waits, until ctx is done, for the queue to empty, then stops the
 // publisher. It returns how many letters were left (saved by the final
@@ -196,10 +242,7 @@ func (d *deadLetters) stop(ctx context.Context) int {
 	<-d.done
 	n, _ := d.pending()
 	// An add waiting for room would wait forever.
-	d.mu.Lock()
-	d.maxBytes = 1 << 62
-	d.room.Broadcast()
-	d.mu.Unlock()
+	d.unbound()
 	return n
 }
 

@@ -220,6 +220,7 @@ var ErrStreamReset = errStreamReset
 // a subscription to the event subject.
 func (in *Ingester) Consume(ctx context.Context, fromSeq uint64) error {
 	if in.js != nil {
+		in.deadLetters.recreate = in.js.ensureDLQ
 		in.deadLetters.start(in.nc, in.js.js, in.opts.Stream)
 		in.js.applied.Store(0)
 		if fromSeq > 0 {
@@ -265,6 +266,11 @@ func (in *Ingester) Stop(ctx context.Context) int {
 	}
 	return n
 }
+
+// Unblock makes a stopping service's applier never wait for room in the
+// dead-letter queue (a DLQ that does not answer must not hold up Stop; the
+// letters left are saved by the final checkpoint).
+func (in *Ingester) Unblock() { in.deadLetters.unbound() }
 
 // StopConsuming stops consumption for good (another instance took the name
 // over): nothing more is applied or acknowledged.
@@ -323,9 +329,7 @@ func (in *Ingester) QueuedDeadLetters() []DeadLetter { return in.deadLetters.que
 // Consume: the dead letters it had queued, its newest event time and, when
 // set is not nil, its dedup set (written by generation gen).
 func (in *Ingester) Restore(letters []DeadLetter, newestTs int64, set *idset.Set, gen uint64) {
-	for _, l := range letters {
-		in.deadLetters.add(l)
-	}
+	in.deadLetters.requeue(letters)
 	in.applier.newestTs.Store(newestTs)
 	if set != nil {
 		in.dedup.restored(set, gen)
@@ -344,6 +348,7 @@ func (in *Ingester) ReadDedup(path string, gen, seq uint64) (*idset.Set, error) 
 func (in *Ingester) Reset(store *windows.Store) {
 	in.store = store
 	in.dedup.reset()
+	in.deadLetters.clear()
 	for _, c := range in.stats.Counters() {
 		c.Set(0)
 	}

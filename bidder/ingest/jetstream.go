@@ -71,8 +71,9 @@ type jsIngest struct {
 	streamFirst   atomic.Uint64
 	streamLast    atomic.Uint64
 
-	ackMu sync.Mutex
-	toAck jetstream.Msg // the newest acknowledgeable message not yet acknowledged
+	ackMu    sync.Mutex
+	toAck    jetstream.Msg // the newest acknowledgeable message not yet acknowledged
+	toAckSeq uint64
 	// held is the newest applied message that may not be acknowledged yet:
 	// a dead letter of it, or of a message before it, is not stored yet
 	// (AckAll would cover that message too).
@@ -157,7 +158,15 @@ func (j *jsIngest) ensureStreams(ctx context.Context) error {
 		return fmt.Errorf("cannot create or update stream %s on %q: %w", o.Stream, o.Subject, err)
 	}
 	j.stream = st
-	_, err = j.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	return j.ensureDLQ(ctx)
+}
+
+// ensureDLQ creates or updates the DLQ stream. Its duplicate window is long
+// enough that dead letters saved in a checkpoint and published again after
+// a restart are stored once.
+func (j *jsIngest) ensureDLQ(ctx context.Context) error {
+	o := &j.ing.opts
+	_, err := j.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        DLQStream,
 		Description: "bidpulse dead letters: rejected events with their reason",
 		Subjects:    []string{DLQSubject},
@@ -166,6 +175,7 @@ func (j *jsIngest) ensureStreams(ctx context.Context) error {
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      7 * 24 * time.Hour,
 		MaxBytes:    o.DLQMaxBytes,
+		Duplicates:  time.Hour,
 	})
 	if err != nil {
 		return fmt.Errorf("cannot create or update stream %s: %w", DLQStream, err)
@@ -195,6 +205,8 @@ func (j *jsIngest) start(ctx context.Context, fromSeq uint64) error {
 		if first > fromSeq && info.State.Msgs > 0 {
 			lost := first - fromSeq
 			s.stats.StreamGap.Add(int(lost))
+			// Counted here, not again as a gap by the first message.
+			j.applied.Store(first - 1)
 			s.log.Error().Uint64("want_seq", fromSeq).Uint64("first_seq", first).Uint64("lost", lost).
 				Msg("the stream no longer holds the messages after the checkpoint (purged or trimmed past it): they are lost; continuing from the first one held")
 		}
@@ -216,10 +228,11 @@ func (j *jsIngest) start(ctx context.Context, fromSeq uint64) error {
 	}
 	j.ackStop, j.ackDone = make(chan struct{}), make(chan struct{})
 	go j.ackLoop()
+	// Before consumption starts: its error handler may ask for a restart.
+	j.restart = make(chan string, 1)
 	if err := j.createAndConsume(ctx, cfg); err != nil {
 		return err
 	}
-	j.restart = make(chan string, 1)
 	j.keepStop, j.keepDone = make(chan struct{}), make(chan struct{})
 	go j.keeper()
 	return nil
@@ -339,7 +352,7 @@ func (j *jsIngest) recreate(reason string) error {
 	j.ccMu.Unlock()
 	j.ackMu.Lock()
 	// Acknowledgements name the old consumer's delivery sequences.
-	j.toAck, j.held, j.heldSeq, j.unacked = nil, nil, 0, 0
+	j.toAck, j.toAckSeq, j.held, j.heldSeq, j.unacked = nil, 0, nil, 0, 0
 	j.ackMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -356,6 +369,11 @@ func (j *jsIngest) recreate(reason string) error {
 	}
 	if err := j.createAndConsume(ctx, cfg); err != nil {
 		return err
+	}
+	if s.consumeStopped.Load() {
+		// The name was taken over meanwhile.
+		j.stopConsuming()
+		return nil
 	}
 	s.stats.ConsumerRecreated.Inc()
 	s.log.Warn().Str("reason", reason).Str("consumer", j.name).Uint64("from_seq", applied+1).
@@ -376,9 +394,9 @@ func (j *jsIngest) handle(msg jetstream.Msg, gen uint64) {
 		return
 	}
 	s.applyMu.Lock()
-	if j.gen.Load() != gen {
-		// Delivered by a consumer being replaced: the new one delivers
-		// it again.
+	if j.gen.Load() != gen || s.consumeStopped.Load() {
+		// Delivered by a consumer being replaced (the new one delivers
+		// it again), or after the name was taken over.
 		s.applyMu.Unlock()
 		return
 	}
@@ -432,40 +450,22 @@ func (j *jsIngest) handle(msg jetstream.Msg, gen uint64) {
 	j.markApplied(msg, seq)
 }
 
-// maxGapProbes bounds the look-ups of one gap's messages; a longer gap
-// whose messages are not all known to be gone is taken as a delivery gap.
-const maxGapProbes = 1000
-
 // classifyGap asks the stream about the messages from..to that were not
-// delivered: lost counts those it no longer holds (before its first
-// sequence, or deleted), held says at least one is still there (or the
-// stream could not answer), so they were dropped on the way.
+// delivered: lost counts those it no longer holds (trimmed, purged or
+// deleted), held says at least one is still there (or the stream could not
+// answer), so they were dropped on the way. One look-up: the first message
+// the stream holds at or after from.
 func (j *jsIngest) classifyGap(from, to uint64) (lost uint64, held bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	info, err := j.stream.Info(ctx)
+	m, err := j.stream.GetMsg(ctx, from, jetstream.WithGetMsgSubject(j.ing.opts.Subject))
 	if err != nil {
 		return 0, true
 	}
-	j.updateStreamInfo(info)
-	first := info.State.FirstSeq
-	if first > to {
-		return to - from + 1, false
-	}
-	start := max(from, first)
-	lost = start - from
-	if to-start+1 > maxGapProbes {
+	if m.Sequence <= to {
 		return 0, true
 	}
-	for seq := start; seq <= to; seq++ {
-		_, err := j.stream.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			lost++
-			continue
-		}
-		return 0, true
-	}
-	return lost, false
+	return to - from + 1, false
 }
 
 // markApplied remembers msg (of stream sequence seq) for the next
@@ -478,7 +478,9 @@ func (j *jsIngest) markApplied(msg jetstream.Msg, seq uint64) {
 	oldest := j.ing.deadLetters.oldestSeq()
 	j.ackMu.Lock()
 	if oldest == 0 || seq < oldest {
-		j.toAck = msg
+		if j.toAck == nil || seq >= j.toAckSeq {
+			j.toAck, j.toAckSeq = msg, seq
+		}
 	} else {
 		if seq >= j.heldSeq {
 			j.held, j.heldSeq = msg, seq
@@ -499,10 +501,13 @@ func (j *jsIngest) flushAck() {
 	oldest := j.ing.deadLetters.oldestSeq()
 	j.ackMu.Lock()
 	if j.held != nil && (oldest == 0 || j.heldSeq < oldest) {
-		j.toAck, j.held, j.heldSeq = j.held, nil, 0
+		if j.toAck == nil || j.heldSeq > j.toAckSeq {
+			j.toAck = j.held
+		}
+		j.held, j.heldSeq = nil, 0
 	}
 	m := j.toAck
-	j.toAck, j.unacked = nil, 0
+	j.toAck, j.toAckSeq, j.unacked = nil, 0, 0
 	j.ackMu.Unlock()
 	if m != nil {
 		if err := m.Ack(); err != nil && !j.ing.stopping.Load() {
