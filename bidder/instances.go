@@ -24,15 +24,15 @@ const InstancesBucket = "bidpulse_instances"
 
 // instanceRecord is what an instance says of itself in InstancesBucket.
 type instanceRecord struct {
-	Instance string    `json:"instance"`
-	Owner    string    `json:"owner"` // one per process start
-	Host     string    `json:"host"`
-	PID      int       `json:"pid"`
+	Instance string `json:"instance"`
+	Owner    string `json:"owner"` // one per process start
+	Host     string `json:"host"`
+	PID      int    `json:"pid"`
 	// PIDNS names the process's pid namespace: containers of one host may
 	// share its name and pid 1.
-	PIDNS string `json:"pid_ns,omitempty"`
-	Started  time.Time `json:"started_at"`
-	Stream   string    `json:"stream"`
+	PIDNS   string    `json:"pid_ns,omitempty"`
+	Started time.Time `json:"started_at"`
+	Stream  string    `json:"stream"`
 	// CheckpointSeq is the stream sequence of the last local checkpoint;
 	// RemoteSeq that of the last checkpoint kept in NATS (0: none), from
 	// which this instance or a new one can recover: the stream is not
