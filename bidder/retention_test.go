@@ -451,3 +451,36 @@ func TestFullDeadLetterQueueDoesNotHang(t *testing.T) {
 		t.Fatalf("unexpected counts: %v", st)
 	}
 }
+
+// A stream made by an earlier bidpulse (limits retention with a 26 h max
+// age: an archive of a day of traffic) is migrated at start to the buffer's
+// settings, keeping its messages.
+func TestStreamRetentionMigrated(t *testing.T) {
+	srv := startExternalNATS(t, -1, t.TempDir())
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
+		Name: "BIDPULSE_EVENTS", Subjects: []string{"bidpulse.events.>"}, Storage: jetstream.FileStorage,
+		Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardNew, MaxAge: 26 * time.Hour, MaxBytes: 8 << 30,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	jsPublish(t, nc, "old", keyedPayloads("old", 3, 10, 1, 1, testNow, map[string][2]int{}))
+	e := startTestService(t, func(o *Options) { o.NATSURL = srv.ClientURL() })
+	waitCounted(t, e, 30)
+	st, err := js.Stream(context.Background(), "BIDPULSE_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := st.CachedInfo().Config; cfg.MaxAge != 0 || cfg.Discard != jetstream.DiscardNew || cfg.Retention != jetstream.LimitsPolicy {
+		t.Fatalf("stream not migrated: max age %s, discard %s, retention %s", cfg.MaxAge, cfg.Discard, cfg.Retention)
+	}
+}
