@@ -180,12 +180,28 @@ func (s *Service) fetchRemoteCheckpoint(ctx context.Context, name string, seq ui
 // RemoteCheckpointInterval has passed since the last one (always when
 // final), and trims the stream after it. A failure is counted and logged:
 // the stream then keeps more, nothing is lost.
+//
+// Without checkpoints in NATS (RemoteCheckpointInterval < 0) the local one
+// is all this instance can recover from: it is recorded as such after each
+// checkpoint and the stream trimmed up to it (a new instance then starts
+// from what the stream holds).
 func (s *Service) keepCheckpoint(ctx context.Context, final bool) {
-	if s.ckptStore == nil || s.leaseLost.Load() {
+	if s.lease == nil || s.leaseLost.Load() {
 		return
 	}
 	seq := s.ckpt.lastSeq.Load()
 	if seq == 0 || seq == s.ckpt.remoteSeq.Load() {
+		return
+	}
+	if s.ckptStore == nil {
+		err := s.lease.update(ctx, func(r *instanceRecord) { r.RemoteSeq, r.CheckpointSeq = seq, seq })
+		if err == nil {
+			s.ckpt.remoteSeq.Store(seq)
+			err = s.trimStream(ctx)
+		}
+		if err != nil {
+			s.log.Error().Err(err).Uint64("seq", seq).Msg("cannot trim the stream after the checkpoint")
+		}
 		return
 	}
 	if !final && time.Since(s.lastKept) < s.opts.RemoteCheckpointInterval {

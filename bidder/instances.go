@@ -35,8 +35,8 @@ type instanceRecord struct {
 	Stream  string    `json:"stream"`
 	// CheckpointSeq is the stream sequence of the last local checkpoint;
 	// RemoteSeq that of the last checkpoint kept in NATS (0: none), from
-	// which this instance or a new one can recover: the stream is not
-	// trimmed past it.
+	// which this instance or a new one can recover (the local one when
+	// checkpoints are not kept in NATS): the stream is not trimmed past it.
 	CheckpointSeq uint64 `json:"checkpoint_seq"`
 	RemoteSeq     uint64 `json:"remote_seq"`
 	Stopped       bool   `json:"stopped"`

@@ -484,3 +484,21 @@ func TestStreamRetentionMigrated(t *testing.T) {
 		t.Fatalf("stream not migrated: max age %s, discard %s, retention %s", cfg.MaxAge, cfg.Discard, cfg.Retention)
 	}
 }
+
+// Without checkpoints kept in NATS the stream is trimmed up to the local
+// checkpoint: it still buffers instead of filling up.
+func TestStreamTrimmedWithoutRemoteCheckpoints(t *testing.T) {
+	e := startTestService(t, func(o *Options) {
+		o.RemoteCheckpointInterval = -1
+		o.CheckpointInterval = 50 * time.Millisecond
+	})
+	jsPublish(t, e.nc, "n", keyedPayloads("n", 20, 10, 1, 1, testNow, map[string][2]int{}))
+	waitCounted(t, e, 200)
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		st := e.getJSON(t, "/v1/stats", 200)
+		if num(t, st, "stream.trims") == 0 || num(t, st, "buffer.messages") != 0 {
+			return fmt.Errorf("stream not trimmed: %v", st["stream"])
+		}
+		return nil
+	})
+}
