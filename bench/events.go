@@ -141,6 +141,16 @@ func (g *eventGen) next(n int, nowMs int64) ([]byte, Tally) {
 	return g.buf, t
 }
 
+// sweep returns a JSON array of one impression for each of the n cells from first on (see
+// Synthetic.AppendSweep) at event time nowMs, and its tally; no duplicates or malformed events
+// are added. The returned slice is reused by the next call.
+func (g *eventGen) sweep(first, n int, nowMs int64) ([]byte, Tally) {
+	before := g.syn.Events()
+	g.buf = g.syn.AppendSweep(g.buf[:0], first, n, nowMs)
+	events := g.syn.Events() - before
+	return g.buf, Tally{Events: events, Messages: 1, Impressions: events}
+}
+
 func (g *eventGen) comma() {
 	if g.buf[len(g.buf)-1] != '[' {
 		g.buf = append(g.buf, ',')

@@ -32,6 +32,7 @@ func (r *runner) measure(ctx context.Context, sched *Schedule) error {
 		g.prime()
 	}
 	start := time.Now().Add(50 * time.Millisecond)
+	r.retention.start = start
 	r.notice("run %s: %s, phases %d, %s; bids %s to %s, in-flight cap %d, timeout %s",
 		r.o.RunID, o.Scenario, len(phases), sched.Duration(), o.Endpoint, r.target, o.Conns, o.Timeout)
 
@@ -154,6 +155,19 @@ func (r *runner) measure(ctx context.Context, sched *Schedule) error {
 		}
 		s.OtherCPU = 100 * max(host-lastHost-(self-lastSelf)-svcUsed, 0).Seconds() / span
 		lastSelf, lastHost = self, host
+		if st := latest.Load(); st != nil && tick.Sub(st.readAt) < statsFresh {
+			if st.Buffer != nil && st.Buffer.Kind == "stream" {
+				b := st.Buffer.Bytes
+				s.StreamBytes = &b
+			}
+			r.retention.observe(st)
+		}
+		if r.svc != nil {
+			if rss, _ := procRSS(r.svc.pid()); rss > 0 {
+				mb := float64(rss) / (1 << 20)
+				s.RSSMB = &mb
+			}
+		}
 		s.Events = uint64(float64(s.Events) / span)
 		s.Acked = uint64(float64(s.Acked) / span)
 		s.Received = int64(float64(s.Received) / span)
@@ -198,9 +212,16 @@ func (r *runner) liveLine(s *Second, span float64) {
 	if s.CapWaits > 0 {
 		extra = fmt.Sprintf(" CAP %d", s.CapWaits)
 	}
-	fmt.Fprintf(r.out, "%6.1fs %-12s bids %6.0f/s p50 %s p99 %s max %s ms  to %d err %d%s | events %6d/s acked %6d/s recv %6d/s%s | cpu gen %3.0f%% svc %3.0f%% other %3.0f%%\n",
+	mem := ""
+	if s.StreamBytes != nil {
+		mem += fmt.Sprintf(" | stream %.0fMB", float64(*s.StreamBytes)/(1<<20))
+	}
+	if s.RSSMB != nil {
+		mem += fmt.Sprintf(" rss %.0fMB", *s.RSSMB)
+	}
+	fmt.Fprintf(r.out, "%6.1fs %-12s bids %6.0f/s p50 %s p99 %s max %s ms  to %d err %d%s | events %6d/s acked %6d/s recv %6d/s%s | cpu gen %3.0f%% svc %3.0f%% other %3.0f%%%s\n",
 		s.T, s.Phase, float64(s.Bids)/span, ms(s.P50), ms(s.P99), ms(s.Max), s.Timeouts, s.Errors, extra,
-		s.Events, s.Acked, s.Received, lag, s.GenCPU, s.SvcCPU, s.OtherCPU)
+		s.Events, s.Acked, s.Received, lag, s.GenCPU, s.SvcCPU, s.OtherCPU, mem)
 }
 
 // rampStep judges ramp step i once it has ended and reports whether the ramp must stop.
@@ -260,7 +281,8 @@ func (r *runner) phaseReports(rec *Recorder, sched *Schedule, phaseEvents []atom
 }
 
 // publishEvents publishes the schedule's events in batches, every 5 ms catching up with what
-// is due; it runs in its own goroutine.
+// is due; it runs in its own goroutine. With a batch mix, each message waits until its drawn
+// size is due (a producer filling its batch), except the last one of the run.
 func (r *runner) publishEvents(ctx context.Context, sched *Schedule, start time.Time, perPhase []atomic.Uint64) {
 	if r.pub == nil || sched.Events() == 0 {
 		return
@@ -269,6 +291,10 @@ func (r *runner) publishEvents(ctx context.Context, sched *Schedule, start time.
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	var sent uint64
+	size := -1 // index of the next message's size in the mix
+	if r.sizer != nil {
+		size = r.sizer.next()
+	}
 	for {
 		now := time.Now()
 		el := now.Sub(start)
@@ -276,6 +302,13 @@ func (r *runner) publishEvents(ctx context.Context, sched *Schedule, start time.
 		phase := sched.PhaseAt(el)
 		for sent < due && ctx.Err() == nil {
 			n := int(min(due-sent, uint64(r.o.EventBatch)))
+			if size >= 0 {
+				want := uint64(r.sizer.mix[size].Events)
+				if due-sent < want && el < sched.Duration() {
+					break
+				}
+				n = int(min(due-sent, want))
+			}
 			data, t := r.events.next(n, now.UnixMilli())
 			sent += t.Counted()
 			if err := r.pub.publish(data, &t); err != nil {
@@ -284,8 +317,13 @@ func (r *runner) publishEvents(ctx context.Context, sched *Schedule, start time.
 				}
 				continue
 			}
+			if size >= 0 {
+				r.sizer.sent(size, t.Events)
+				size = r.sizer.next()
+			}
 			perPhase[phase].Add(t.Events)
 			r.pubEvents.Add(t.Events)
+			r.pubBytes.Add(uint64(len(data)))
 		}
 		if el >= sched.Duration() {
 			return
@@ -301,7 +339,15 @@ func (r *runner) publishEvents(ctx context.Context, sched *Schedule, start time.
 // pollStats reads /v1/stats every second into latest; it runs in its own goroutine.
 func (r *runner) pollStats(ctx context.Context, latest *atomic.Pointer[ServiceStats]) {
 	for {
+		pid := 0
+		if r.svc != nil {
+			pid = r.svc.pid()
+		}
 		if st, err := r.stats.get(); err == nil {
+			if r.svc != nil && r.svc.pid() == pid {
+				st.pid = pid
+			}
+			st.readAt = time.Now()
 			latest.Store(&st)
 		}
 		select {

@@ -28,10 +28,16 @@ const (
 	// ScenarioCapacity: closed-loop saturation of GET /v1/multiplier (and of the baseline
 	// server with Baseline): the throughput figure.
 	ScenarioCapacity = "capacity"
+	// ScenarioProduction: production volume for a long run (see ProductionDefaults): events at
+	// a high rate in batch messages of mixed sizes over about a million live keys, bids at half
+	// of the measured capacity, checkpoints every 30 s, the spawned service killed once in the
+	// middle; the report adds the stream's bytes and the service's RSS over time, the longest
+	// ingest pause and the bids around the checkpoints.
+	ScenarioProduction = "production"
 )
 
 // Scenarios lists the scenario names.
-var Scenarios = []string{ScenarioSteady, ScenarioSpike, ScenarioRamp, ScenarioRestart, ScenarioMixed, ScenarioCapacity}
+var Scenarios = []string{ScenarioSteady, ScenarioSpike, ScenarioRamp, ScenarioRestart, ScenarioMixed, ScenarioCapacity, ScenarioProduction}
 
 // Options configure a bench run. Zero values take the defaults noted.
 type Options struct {
@@ -105,6 +111,17 @@ type Options struct {
 	Campaigns, Creatives, Placements int
 	Skew                             float64
 	Seed                             int64
+	// Keys, when > 0, sizes the key space instead of Campaigns, Creatives and Placements: the
+	// largest space whose keys under the default rollups stay within Keys (see keyDims;
+	// production's default is ProductionDefaults.Keys, the service's default --max-keys).
+	Keys int
+	// BatchMix, when set, draws the size of each event message from it instead of sending
+	// EventBatch events per message (production's default: ProductionDefaults.BatchMix).
+	BatchMix BatchMix
+	// CheckpointInterval and RemoteCheckpointInterval, when > 0, are passed to the spawned
+	// service as --checkpoint-interval and --remote-checkpoint-interval (production's
+	// defaults: ProductionDefaults).
+	CheckpointInterval, RemoteCheckpointInterval time.Duration
 	// RunID prefixes every event and message id (default "bench-" and the start time).
 	RunID string
 	// DrainTimeout bounds the wait for ingest to catch up after the run (default 60s).
@@ -135,6 +152,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if !known {
 		return o, fmt.Errorf("unknown scenario %q: want one of %v", o.Scenario, Scenarios)
+	}
+	if o.Scenario == ScenarioProduction {
+		o.productionDefaults()
 	}
 	if o.Spawn == nil && o.Target == "" {
 		return o, errors.New("no target: give the service's base URL (--target) or spawn one (--spawn)")
@@ -236,6 +256,7 @@ func (o Options) withDefaults() (Options, error) {
 		{"batch size", o.BatchSize, 1, 1000},
 		{"ramp steps", o.RampSteps, 1, 1000},
 		{"preload", o.Preload, 0, math.MaxInt32},
+		{"keys", o.Keys, 0, math.MaxInt32},
 	} {
 		if c.v < c.lo || c.v > c.hi {
 			return o, fmt.Errorf("invalid %s %d: must be in %d..%d", c.name, c.v, c.lo, c.hi)
@@ -244,17 +265,34 @@ func (o Options) withDefaults() (Options, error) {
 	if o.RestartSignal != "kill" && o.RestartSignal != "term" {
 		return o, fmt.Errorf("invalid restart signal %q: want kill or term", o.RestartSignal)
 	}
-	if o.Scenario == ScenarioRestart && o.Spawn == nil {
-		return o, errors.New("the restart scenario kills and restarts the service: it needs --spawn")
+	if err := o.BatchMix.check(); err != nil {
+		return o, err
 	}
-	if o.Scenario == ScenarioRestart && o.Publish == PublishCore {
-		return o, errors.New("the restart scenario needs JetStream publishing (core NATS loses what is sent while the service is down)")
+	if o.Keys > 0 {
+		o.Campaigns, o.Creatives, o.Placements = keyDims(o.Keys)
+	}
+	if o.restarts() && o.Spawn == nil {
+		return o, fmt.Errorf("the %s scenario kills and restarts the service: it needs --spawn", o.Scenario)
+	}
+	if o.restarts() && o.Publish == PublishCore {
+		return o, fmt.Errorf("the %s scenario needs JetStream publishing (core NATS loses what is sent while the service is down)", o.Scenario)
+	}
+	if o.CheckpointInterval < 0 || o.RemoteCheckpointInterval < 0 {
+		return o, fmt.Errorf("invalid checkpoint intervals %s and %s: must be positive (0: the service's own)", o.CheckpointInterval, o.RemoteCheckpointInterval)
+	}
+	if (o.CheckpointInterval > 0 || o.RemoteCheckpointInterval > 0) && o.Spawn == nil {
+		return o, errors.New("checkpoint intervals are flags of the spawned service: they need --spawn")
 	}
 	needsRate := o.Scenario != ScenarioCapacity && o.Scenario != ScenarioRamp
 	if needsRate && o.BidRate == 0 && o.BidCapacityPercent == 0 && o.EventRate == 0 {
 		return o, errors.New("nothing to send: give a bid rate, a bid capacity percentage or an event rate")
 	}
 	return o, nil
+}
+
+// restarts reports whether the scenario kills and restarts the spawned service.
+func (o *Options) restarts() bool {
+	return o.Scenario == ScenarioRestart || o.Scenario == ScenarioProduction
 }
 
 // warmupPhase names the optional first phase; a ramp does not judge it.
@@ -286,6 +324,15 @@ func (o *Options) phases(rate, capacity float64) []Phase {
 			Phase{Name: "before", Duration: o.Duration, BidRate: rate, EventRate: o.EventRate},
 			Phase{Name: "restart", Duration: o.Duration, BidRate: rate, EventRate: o.EventRate, Restart: true},
 			Phase{Name: "after", Duration: o.Duration, BidRate: rate, EventRate: o.EventRate})
+	case ScenarioProduction:
+		// One run of Duration: the kill at its middle, a recovery phase of a quarter of it (at
+		// most productionRecovery), then the rest.
+		before := o.Duration / 2
+		recovery := min(o.Duration/4, productionRecovery)
+		ps = append(ps,
+			Phase{Name: "before", Duration: before, BidRate: rate, EventRate: o.EventRate},
+			Phase{Name: "restart", Duration: recovery, BidRate: rate, EventRate: o.EventRate, Restart: true},
+			Phase{Name: "after", Duration: o.Duration - before - recovery, BidRate: rate, EventRate: o.EventRate})
 	case ScenarioRamp:
 		from, to := o.RampFrom, o.RampTo
 		if from == 0 {

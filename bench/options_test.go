@@ -44,6 +44,25 @@ func TestOptionsDefaultsAndErrors(t *testing.T) {
 	f(Options{Target: "x", BidRate: 1, Scenario: ScenarioRestart}, "needs --spawn")
 	f(Options{Spawn: &SpawnOptions{}, BidRate: 1, Scenario: ScenarioRestart, Publish: PublishCore}, "needs JetStream")
 	f(Options{Target: "x", BidRate: 1, RestartSignal: "hup"}, "invalid restart signal")
+	f(Options{Target: "x", Scenario: ScenarioProduction}, "needs --spawn")
+	f(Options{Spawn: &SpawnOptions{}, Scenario: ScenarioProduction, Publish: PublishCore}, "needs JetStream")
+	f(Options{Target: "x", BidRate: 1, CheckpointInterval: time.Second}, "need --spawn")
+	f(Options{Target: "x", BidRate: 1, BatchMix: BatchMix{{Events: 20_000, Weight: 1}}}, "invalid batch mix size")
+
+	// The production scenario's zero fields take ProductionDefaults; given ones stay.
+	p, err := Options{Spawn: &SpawnOptions{}, Scenario: ScenarioProduction, EventRate: 500}.withDefaults()
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	d := ProductionDefaults()
+	if p.EventRate != 500 || p.Duration != d.Duration || p.Keys != d.Keys || p.BatchMix.String() != d.BatchMix ||
+		p.BidCapacityPercent != d.BidCapacityPercent || p.CheckpointInterval != d.CheckpointInterval ||
+		p.RemoteCheckpointInterval != d.RemoteCheckpointInterval || p.ReadyTimeout != d.ReadyTimeout {
+		t.Fatalf("unexpected production defaults %+v", p)
+	}
+	if p.Campaigns != 100 || p.Creatives != 39 || p.Placements != 249 {
+		t.Fatalf("unexpected key space %d x %d x %d; want 100 x 39 x 249", p.Campaigns, p.Creatives, p.Placements)
+	}
 }
 
 func TestScenarioPhases(t *testing.T) {
@@ -79,6 +98,11 @@ func TestScenarioPhases(t *testing.T) {
 	o = base
 	o.Scenario, o.Spawn = ScenarioRestart, &SpawnOptions{}
 	f(names(o, 500, 0), "before:2s:500:100 restart:2s:500:100:restart after:2s:500:100")
+	o = base
+	o.Scenario, o.Spawn, o.Duration = ScenarioProduction, &SpawnOptions{}, 8*time.Second
+	f(names(o, 500, 0), "before:4s:500:100 restart:2s:500:100:restart after:2s:500:100")
+	o.Duration = 10 * time.Minute
+	f(names(o, 500, 0), "before:5m0s:500:100 restart:1m0s:500:100:restart after:4m0s:500:100")
 	o = base
 	o.Scenario, o.RampSteps = ScenarioRamp, 4
 	f(names(o, 0, 10000), "step 1 @1000:2s:1000:100 step 2 @4000:2s:4000:100 step 3 @7000:2s:7000:100 step 4 @10000:2s:10000:100")

@@ -93,6 +93,12 @@ type jsPublisher struct {
 	lastErr error
 	events  atomic.Uint64
 	resent  atomic.Uint64
+
+	// inflight is the bytes of the publishes not yet acknowledged or given up, at most
+	// maxPendingBytes (guarded by flightMu; publish waits on room).
+	flightMu sync.Mutex
+	room     *sync.Cond
+	inflight int
 }
 
 type pendingPub struct {
@@ -102,8 +108,13 @@ type pendingPub struct {
 	err   error
 }
 
-// maxPendingPubs bounds the unacknowledged publishes; past it publish waits.
-const maxPendingPubs = 4096
+// maxPendingPubs bounds the unacknowledged publishes, and maxPendingBytes their bytes (a
+// message may hold 10,000 events, over 2 MB); past either publish waits. Each is kept until
+// acknowledged, for a resend.
+const (
+	maxPendingPubs  = 4096
+	maxPendingBytes = 256 << 20
+)
 
 // newJSPublisher checks that a stream captures subject and starts the collector.
 func newJSPublisher(ctx context.Context, nc *nats.Conn, subject, runID string) (*jsPublisher, error) {
@@ -121,6 +132,7 @@ func newJSPublisher(ctx context.Context, nc *nats.Conn, subject, runID string) (
 		pending: make(chan *pendingPub, 2*maxPendingPubs),
 		done:    make(chan struct{}),
 	}
+	p.room = sync.NewCond(&p.flightMu)
 	go p.collect()
 	return p, nil
 }
@@ -142,6 +154,12 @@ func streamFor(ctx context.Context, js jetstream.JetStream, subject string) (str
 }
 
 func (p *jsPublisher) publish(data []byte, t *Tally) error {
+	p.flightMu.Lock()
+	for p.inflight > 0 && p.inflight+len(data) > maxPendingBytes {
+		p.room.Wait()
+	}
+	p.inflight += len(data)
+	p.flightMu.Unlock()
 	p.seq++
 	msg := nats.NewMsg(p.subject)
 	msg.Data = append([]byte(nil), data...) // kept until acknowledged, for a resend
@@ -156,37 +174,46 @@ func (p *jsPublisher) publish(data []byte, t *Tally) error {
 // their Nats-Msg-Id until finish's context ends.
 func (p *jsPublisher) collect() {
 	defer close(p.done)
-	backoff := 50 * time.Millisecond
 	for pp := range p.pending {
-		for {
-			if pp.err == nil {
-				select {
-				case <-pp.fut.Ok():
-				case pp.err = <-pp.fut.Err():
-				}
+		p.settle(pp)
+		p.flightMu.Lock()
+		p.inflight -= len(pp.msg.Data)
+		p.room.Broadcast()
+		p.flightMu.Unlock()
+	}
+}
+
+// settle waits for pp's acknowledgement, resending it with its Nats-Msg-Id after an error,
+// until it is acknowledged or finish's context ends, and tallies the outcome.
+func (p *jsPublisher) settle(pp *pendingPub) {
+	backoff := 50 * time.Millisecond
+	for {
+		if pp.err == nil {
+			select {
+			case <-pp.fut.Ok():
+			case pp.err = <-pp.fut.Err():
 			}
-			if pp.err == nil {
-				p.mu.Lock()
-				p.acked.Add(&pp.tally)
-				p.mu.Unlock()
-				p.events.Add(pp.tally.Events)
-				backoff = 50 * time.Millisecond
-				break
-			}
-			p.mu.Lock()
-			p.lastErr = pp.err
-			p.mu.Unlock()
-			if ctx := p.stop.Load(); ctx != nil && (*ctx).Err() != nil {
-				p.mu.Lock()
-				p.unacked.Add(&pp.tally)
-				p.mu.Unlock()
-				break
-			}
-			time.Sleep(backoff)
-			backoff = min(2*backoff, time.Second)
-			p.resent.Add(1)
-			pp.fut, pp.err = p.js.PublishMsgAsync(pp.msg)
 		}
+		if pp.err == nil {
+			p.mu.Lock()
+			p.acked.Add(&pp.tally)
+			p.mu.Unlock()
+			p.events.Add(pp.tally.Events)
+			return
+		}
+		p.mu.Lock()
+		p.lastErr = pp.err
+		p.mu.Unlock()
+		if ctx := p.stop.Load(); ctx != nil && (*ctx).Err() != nil {
+			p.mu.Lock()
+			p.unacked.Add(&pp.tally)
+			p.mu.Unlock()
+			return
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, time.Second)
+		p.resent.Add(1)
+		pp.fut, pp.err = p.js.PublishMsgAsync(pp.msg)
 	}
 }
 

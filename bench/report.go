@@ -42,6 +42,8 @@ type Report struct {
 	Restart        *RestartResult  `json:"restart,omitempty"`
 	Reconciliation *Reconciliation `json:"reconciliation,omitempty"`
 	Service        *ServiceReport  `json:"service,omitempty"`
+	// Production holds the production scenario's retention, memory and checkpoint figures.
+	Production *ProductionResult `json:"production,omitempty"`
 	// Notes are warnings about the run's validity (the generator saturated, the in-flight cap
 	// reached, events behind schedule).
 	Notes []string `json:"notes"`
@@ -120,6 +122,13 @@ type Second struct {
 	GenCPU    float64  `json:"gen_cpu"`
 	SvcCPU    float64  `json:"svc_cpu"`
 	OtherCPU  float64  `json:"other_cpu"`
+	// StreamBytes is the service's events stream (/v1/stats buffer.bytes) and RSSMB the
+	// spawned service's resident memory (VmRSS of /proc/<pid>/status, MiB), sampled in the
+	// second; absent when unknown (no JetStream, not spawned, or the service down).
+	StreamBytes *uint64  `json:"stream_bytes,omitempty"`
+	RSSMB       *float64 `json:"rss_mb,omitempty"`
+	// Checkpoint says a checkpoint of the service was being written during the second.
+	Checkpoint bool `json:"checkpoint,omitempty"`
 }
 
 // Throughput is one closed-loop measurement.
@@ -318,6 +327,10 @@ func (r *Report) WriteText(w io.Writer) {
 	if r.Reconciliation != nil {
 		fmt.Fprintln(w)
 		r.Reconciliation.WriteText(w)
+	}
+	if r.Production != nil {
+		fmt.Fprintln(w)
+		r.Production.WriteText(w)
 	}
 	if s := r.Service; s != nil {
 		fmt.Fprintf(w, "\nservice: %d keys, RSS %.0f MB (peak %.0f MB); GC: %d cycles, stop-the-world max %.3f ms, p99 %.3f ms, total %.1f ms\n",

@@ -51,6 +51,10 @@ type runner struct {
 	keys    *keySpace
 	events  *eventGen
 	rep     *Report
+	// sizer draws the event message sizes of a batch mix (nil: EventBatch each).
+	sizer *batchSizer
+	// retention follows the service's checkpoints and trims (the live loop's).
+	retention retentionTracker
 
 	// gcSkip is the spawned service's GC cycles before the measurements.
 	gcSkip int
@@ -58,8 +62,10 @@ type runner struct {
 	// pubEvents counts the events handed to the publisher (any goroutine).
 	pubEvents atomic.Uint64
 	pubErrors atomic.Uint64
-	readsOK   atomic.Uint64
-	readsErr  atomic.Uint64
+	// pubBytes counts the event JSON bytes handed to the publisher.
+	pubBytes atomic.Uint64
+	readsOK  atomic.Uint64
+	readsErr atomic.Uint64
 }
 
 func (r *runner) notice(format string, args ...any) {
@@ -76,15 +82,23 @@ func (r *runner) setup(ctx context.Context) error {
 	r.target, r.natsURL = strings.TrimRight(o.Target, "/"), o.NATSURL
 	if o.Spawn != nil {
 		sp := *o.Spawn
-		if o.Scenario == ScenarioRestart && sp.JetStream == "" {
+		if o.restarts() && sp.JetStream == "" {
 			if !strings.Contains(serveHelp(sp.Exe), "-jetstream") {
-				return fmt.Errorf("the restart scenario needs JetStream ingest, and this bidpulse's serve has no --jetstream flag")
+				return fmt.Errorf("the %s scenario needs JetStream ingest, and this bidpulse's serve has no --jetstream flag", o.Scenario)
 			}
 			sp.JetStream = "true"
+		}
+		sp.Args = append([]string(nil), sp.Args...)
+		if o.CheckpointInterval > 0 {
+			sp.Args = append(sp.Args, "--checkpoint-interval="+o.CheckpointInterval.String())
+		}
+		if o.RemoteCheckpointInterval > 0 {
+			sp.Args = append(sp.Args, "--remote-checkpoint-interval="+o.RemoteCheckpointInterval.String())
 		}
 		if r.svc, err = newSpawnedService(sp, r.pin.service); err != nil {
 			return err
 		}
+		r.svc.onUnexpected = func(msg string) { r.notice("warning: %s", msg) }
 		t0 := time.Now()
 		if err := r.svc.start(); err != nil {
 			return err
@@ -119,7 +133,10 @@ func (r *runner) setup(ctx context.Context) error {
 	})
 	r.keys = newKeySpace(r.syn)
 	r.events = newEventGen(r.syn, o.DupRate, o.BadRate, o.Seed)
-	if o.EventRate > 0 || o.Preload > 0 {
+	if len(o.BatchMix) > 0 {
+		r.sizer = newBatchSizer(o.BatchMix, o.Seed)
+	}
+	if o.EventRate > 0 || o.Preload > 0 || o.Scenario == ScenarioProduction {
 		return r.connectNATS(ctx)
 	}
 	return nil
@@ -153,8 +170,8 @@ func (r *runner) connectNATS(ctx context.Context) error {
 			r.notice("publish: core NATS (no JetStream stream captures %s)", o.Subject)
 		}
 	}
-	if o.Scenario == ScenarioRestart && mode != PublishJetStream {
-		return fmt.Errorf("the restart scenario needs JetStream publishing, and no stream captures %s", o.Subject)
+	if o.restarts() && mode != PublishJetStream {
+		return fmt.Errorf("the %s scenario needs JetStream publishing, and no stream captures %s", o.Scenario, o.Subject)
 	}
 	r.pubMode = mode
 	if mode == PublishJetStream {
@@ -205,10 +222,13 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	r.rep.ServiceMode = base.Mode
-	if o.Preload > 0 {
+	var preloadTook time.Duration
+	if o.Preload > 0 || o.Scenario == ScenarioProduction {
+		t0 := time.Now()
 		if err := r.preload(ctx, base); err != nil {
 			return nil, err
 		}
+		preloadTook = time.Since(t0)
 	}
 	if r.svc != nil {
 		r.gcSkip = r.svc.gc.count() // the service's GC figures cover the measurements only
@@ -237,8 +257,9 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 			return nil, err
 		}
 	}
+	var final *ServiceStats
 	if r.pub != nil {
-		r.finishEvents(ctx, base)
+		final = r.finishEvents(ctx, base)
 	}
 	if r.svc != nil {
 		rss, peak := procRSS(r.svc.pid())
@@ -248,24 +269,41 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 			r.rep.Service.Keys = st.Keys
 		}
 	}
+	if o.Scenario == ScenarioProduction {
+		r.rep.Production = r.productionResult(preloadTook, final)
+		r.rep.Notes = append(r.rep.Notes, r.rep.Production.notes()...)
+	}
 	r.addNotes()
 	r.rep.WriteText(r.out)
 	return r.rep, nil
 }
 
-// preload publishes o.Preload events as fast as the publisher takes them and waits until the
-// service has received them, so the measured bids find windows with data.
+// preload publishes o.Preload events as fast as the publisher takes them (and, in the
+// production scenario, first one impression per cell: see sweep) and waits until the service
+// has received them, so the measured bids find windows with data.
 func (r *runner) preload(ctx context.Context, base ServiceStats) error {
 	o := &r.o
 	t0 := time.Now()
+	send := func(data []byte, t *Tally) error {
+		if err := r.pub.publish(data, t); err != nil {
+			return fmt.Errorf("cannot preload events: %w", err)
+		}
+		r.pubEvents.Add(t.Events)
+		r.pubBytes.Add(uint64(len(data)))
+		return ctx.Err()
+	}
+	if o.Scenario == ScenarioProduction {
+		if err := r.sweep(send); err != nil {
+			return err
+		}
+	}
 	var valid uint64
 	for valid < uint64(o.Preload) && ctx.Err() == nil {
 		data, t := r.events.next(min(o.Preload-int(valid), o.EventBatch), time.Now().UnixMilli())
-		if err := r.pub.publish(data, &t); err != nil {
-			return fmt.Errorf("cannot preload events: %w", err)
+		if err := send(data, &t); err != nil {
+			return err
 		}
 		valid += t.Counted()
-		r.pubEvents.Add(t.Events)
 	}
 	want := r.pubEvents.Load()
 	for r.pub.ackedEvents() < want && ctx.Err() == nil && time.Since(t0) < o.DrainTimeout {
@@ -281,8 +319,9 @@ func (r *runner) preload(ctx context.Context, base ServiceStats) error {
 	return nil
 }
 
-// finishEvents waits for the acknowledgements and the service's ingest, then reconciles.
-func (r *runner) finishEvents(ctx context.Context, base ServiceStats) {
+// finishEvents waits for the acknowledgements and the service's ingest, then reconciles; it
+// returns the last stats read.
+func (r *runner) finishEvents(ctx context.Context, base ServiceStats) *ServiceStats {
 	o := &r.o
 	t0 := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, o.DrainTimeout)
@@ -301,6 +340,11 @@ func (r *runner) finishEvents(ctx context.Context, base ServiceStats) {
 	if n := r.pub.retries(); n > 0 {
 		r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("%d JetStream publishes were sent again after an error or a timeout (Nats-Msg-Id keeps them from being stored twice)", n))
 	}
+	final.readAt = time.Now()
+	if r.svc != nil {
+		final.pid = r.svc.pid()
+	}
+	return &final
 }
 
 // settings returns the effective options for the report.
@@ -319,6 +363,8 @@ func (r *runner) settings() map[string]any {
 		"campaigns": o.Campaigns, "creatives": o.Creatives, "placements": o.Placements, "cells": r.keys.len(),
 		"skew": o.Skew, "seed": o.Seed, "subject": o.Subject, "publish": r.pubMode,
 		"restart_signal": o.RestartSignal, "restart_down": o.RestartDown.String(),
+		"keys": o.Keys, "batch_mix": o.BatchMix.String(),
+		"checkpoint_interval": o.CheckpointInterval.String(), "remote_checkpoint_interval": o.RemoteCheckpointInterval.String(),
 		"pacer": r.pacer(),
 	}
 }
@@ -357,6 +403,9 @@ func (r *runner) addNotes() {
 	}
 	if c := rep.Capacity; c != nil && c.Service.OtherCPU > 20 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("capacity: other processes used %.0f%% CPU on this machine meanwhile: the figures are disturbed", c.Service.OtherCPU))
+	}
+	if r.svc != nil {
+		rep.Notes = append(rep.Notes, r.svc.unexpectedExits()...)
 	}
 	if n := r.pubErrors.Load(); n > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d event batches could not be handed to NATS (not counted as published)", n))

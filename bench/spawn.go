@@ -52,6 +52,12 @@ type child struct {
 	exited chan struct{}
 	// waitErr is the last exit's error (guarded by mu).
 	waitErr error
+	// stopping is set by signal until the next start: an exit meanwhile is expected. The
+	// other exits are kept in unexpected, and passed to onUnexpected when it is set (before
+	// start; it is called from the goroutine that waits for the process). Guarded by mu.
+	stopping     bool
+	unexpected   []string
+	onUnexpected func(msg string)
 }
 
 // current returns the running command and its exit channel (nil before the first start).
@@ -91,7 +97,7 @@ func (c *child) start() error {
 	}
 	exited := make(chan struct{})
 	c.mu.Lock()
-	c.cmd, c.exited = cmd, exited
+	c.cmd, c.exited, c.stopping = cmd, exited, false
 	c.mu.Unlock()
 	copied := make(chan struct{})
 	go func() {
@@ -104,8 +110,18 @@ func (c *child) start() error {
 		logf.Close()
 		c.mu.Lock()
 		c.waitErr = err
+		var msg string
+		if !c.stopping {
+			msg = fmt.Sprintf("the %s (pid %d) exited unexpectedly at %s: %s; its log: %s", c.name, cmd.Process.Pid,
+				time.Now().UTC().Format("15:04:05.000"), cmd.ProcessState, c.logPath)
+			c.unexpected = append(c.unexpected, msg)
+		}
+		notify := c.onUnexpected
 		c.mu.Unlock()
 		close(exited)
+		if msg != "" && notify != nil {
+			notify(msg)
+		}
 	}()
 	return nil
 }
@@ -138,6 +154,13 @@ func (c *child) pid() int {
 	}
 }
 
+// unexpectedExits returns a line for each exit that no signal asked for.
+func (c *child) unexpectedExits() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.unexpected...)
+}
+
 // exitErr returns the error of the last exit.
 func (c *child) exitErr() error {
 	c.mu.Lock()
@@ -151,6 +174,9 @@ func (c *child) signal(sig syscall.Signal, timeout time.Duration) error {
 	if cmd == nil {
 		return nil
 	}
+	c.mu.Lock()
+	c.stopping = true
+	c.mu.Unlock()
 	if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("cannot signal the %s: %w", c.name, err)
 	}
@@ -290,22 +316,34 @@ type gcStats struct {
 	pausesUs []float64
 }
 
-// scan copies r to w line by line, parsing the gctrace lines on the way.
+// scan copies r to w line by line, parsing the gctrace lines on the way. Every byte reaches w
+// (a final line without a newline gets one), however long its lines.
 func (g *gcStats) scan(r io.Reader, w io.Writer) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if pause, ok := parseGCTrace(string(line)); ok {
-			g.mu.Lock()
-			g.cycles++
-			g.pausesUs = append(g.pausesUs, pause)
-			g.mu.Unlock()
+	br := bufio.NewReaderSize(r, 64<<10)
+	long := false // inside a line longer than the buffer: not parsed
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if !long && err == nil {
+			if pause, ok := parseGCTrace(string(chunk[:len(chunk)-1])); ok {
+				g.mu.Lock()
+				g.cycles++
+				g.pausesUs = append(g.pausesUs, pause)
+				g.mu.Unlock()
+			}
 		}
-		w.Write(line)
-		w.Write([]byte{'\n'})
+		w.Write(chunk)
+		switch {
+		case err == bufio.ErrBufferFull:
+			long = true
+		case err != nil:
+			if len(chunk) > 0 {
+				w.Write([]byte{'\n'})
+			}
+			return
+		default:
+			long = false
+		}
 	}
-	io.Copy(io.Discard, r)
 }
 
 // parseGCTrace reads the stop-the-world time (µs) of one gctrace line:

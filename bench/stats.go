@@ -22,6 +22,7 @@ type ServiceStats struct {
 	Overflow        uint64            `json:"overflow"`
 	DroppedMessages uint64            `json:"dropped_messages"`
 	Keys            uint64            `json:"keys"`
+	MaxKeys         uint64            `json:"max_keys"`
 	CountedByType   map[string]uint64 `json:"counted_by_type"`
 	PendingMessages uint64            `json:"pending_messages"`
 	// Mode is "core" or "jetstream" (empty before the service reported it).
@@ -29,6 +30,50 @@ type ServiceStats struct {
 	// IngestLagMs is now minus the event time of the newest applied event, when reported.
 	IngestLagMs *float64 `json:"ingest_lag_ms"`
 	Since       string   `json:"since"`
+	// Buffer, Stream and Checkpoint are the JetStream retention figures (nil when the
+	// service does not report them).
+	Buffer     *BufferStats     `json:"buffer"`
+	Stream     *StreamStats     `json:"stream"`
+	Checkpoint *CheckpointStats `json:"checkpoint"`
+
+	// pid is the spawned service's process when the stats were read (0: not spawned or down)
+	// and readAt when; set by the bench's poller, not part of /v1/stats.
+	pid    int
+	readAt time.Time
+}
+
+// BufferStats is the spike buffer of /v1/stats: the events stream in JetStream mode.
+type BufferStats struct {
+	Kind     string `json:"kind"`
+	Messages uint64 `json:"messages"`
+	Bytes    uint64 `json:"bytes"`
+	MaxBytes int64  `json:"max_bytes"`
+}
+
+// StreamStats is the events stream of /v1/stats: its sequences and its trims (the purges up
+// to the oldest checkpoint kept in NATS).
+type StreamStats struct {
+	FirstSeq        uint64 `json:"first_seq"`
+	LastSeq         uint64 `json:"last_seq"`
+	Trims           uint64 `json:"trims"`
+	TrimmedMessages uint64 `json:"trimmed_messages"`
+}
+
+// CheckpointStats is the checkpoint part of /v1/stats. The counters and MaxPauseMs are the
+// service process's own: they start again after a restart.
+type CheckpointStats struct {
+	Seq           uint64  `json:"seq"`
+	AgeS          float64 `json:"age_s"`
+	SizeBytes     int64   `json:"size_bytes"`
+	DurationMs    int64   `json:"duration_ms"`
+	PauseMs       float64 `json:"pause_ms"`
+	MaxPauseMs    float64 `json:"max_pause_ms"`
+	Written       uint64  `json:"written"`
+	WriteErrors   uint64  `json:"write_errors"`
+	Loaded        bool    `json:"loaded"`
+	KeptInNATSSeq uint64  `json:"kept_in_nats_seq"`
+	KeptInNATS    uint64  `json:"kept_in_nats"`
+	KeepErrors    uint64  `json:"keep_errors"`
 }
 
 // parseStats decodes a /v1/stats body.

@@ -313,8 +313,39 @@ func (s *Synthetic) AppendBatch(dst []byte, n int, nowMs int64) []byte {
 	return append(dst, ']')
 }
 
-// Events returns the number of events appended by AppendBatch so far, clicks and conversions
-// included; the difference around a call is the number of events in that batch.
+// NumCells returns the number of (campaign, creative, placement) cells.
+func (s *Synthetic) NumCells() int { return len(s.cells) }
+
+// AppendSweep appends to dst a JSON array of one impression for each of the n cells from
+// first on (wrapping around), at event time nowMs, and returns the extended slice: traffic
+// that makes every key of those cells live whatever its share. Its ids continue the
+// sequence of AppendBatch, and its events count in Events and EventsByType.
+func (s *Synthetic) AppendSweep(dst []byte, first, n int, nowMs int64) []byte {
+	dst = append(dst, '[')
+	ev := &s.ev
+	for i := range n {
+		cell := (first + i) % len(s.cells)
+		s.seq++
+		s.id = append(s.id[:0], s.runID...)
+		s.id = append(s.id, '-')
+		s.id = strconv.AppendUint(s.id, s.seq, 36)
+		*ev = event.Event{ID: s.id, TS: nowMs, HasTS: true, Type: event.Impression,
+			CostMicros: 1000 + s.rng.Uint64N(2001)}
+		names := &s.names[cell]
+		ev.Dims[windows.DimCampaign] = names[0]
+		ev.Dims[windows.DimCreative] = names[1]
+		ev.Dims[windows.DimPlacement] = names[2]
+		ev.Dims[windows.DimDevice] = syntheticDevices.pick(s.rng.Float64())
+		ev.Dims[windows.DimCountry] = syntheticCountries.pick(s.rng.Float64())
+		dst = s.appendEvent(dst, i)
+	}
+	s.total += uint64(max(n, 0))
+	s.ev = event.Event{}
+	return append(dst, ']')
+}
+
+// Events returns the number of events appended by AppendBatch and AppendSweep so far, clicks
+// and conversions included; the difference around a call is the number of events in that batch.
 func (s *Synthetic) Events() uint64 {
 	return s.total
 }

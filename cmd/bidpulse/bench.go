@@ -20,12 +20,18 @@ const benchSynopsis = `Usage: bidpulse bench [flags]
 
 Load-tests bidpulse: open-loop bid requests over HTTP (latency from the intended
 send time, HDR percentiles), events over NATS, a scenario (steady, spike, ramp,
-restart, mixed, capacity), and a reconciliation of what was published against
-the /v1/stats deltas. Drive a running service (--target, --nats-url) or --spawn
-one for the run.
+restart, mixed, capacity, production), and a reconciliation of what was
+published against the /v1/stats deltas. Drive a running service (--target,
+--nats-url) or --spawn one for the run.
+
+The production scenario runs 10 minutes of 100,000 events/s in messages of
+mixed sizes over 1,000,000 live keys, bids at 50% of the measured capacity,
+checkpoints every 30 s, and one SIGKILL of the spawned service in the middle;
+its defaults apply to the flags not given.
 
 Examples:
   bidpulse bench --spawn --scenario spike --bid-rate 50% --html spike.html
+  bidpulse bench --spawn --scenario production --json prod.json --html prod.html
   bidpulse bench --target http://127.0.0.1:8080 --nats-url nats://127.0.0.1:4222 --bid-rate 2000
   bidpulse bench --spawn --scenario capacity --baseline`
 
@@ -40,6 +46,7 @@ type benchFlags struct {
 	htmlPath  string
 	baseAddr  string
 	baseSize  int
+	batchMix  string
 }
 
 func runBench(args []string) error {
@@ -47,6 +54,7 @@ func runBench(args []string) error {
 	fs.Usage = usageWithEnv(fs, benchSynopsis)
 	var o bench.Options
 	var f benchFlags
+	prod := bench.ProductionDefaults()
 	fs.StringVar(&o.Scenario, "scenario", bench.ScenarioSteady, "scenario: "+strings.Join(bench.Scenarios, ", "))
 	fs.StringVar(&o.Target, "target", "http://127.0.0.1:8080", "base URL of a running bidpulse (ignored with --spawn)")
 	fs.StringVar(&o.NATSURL, "nats-url", "", "NATS server of the service (default: the spawned service's, or nats://127.0.0.1:4222); with --spawn, the service uses it too")
@@ -58,9 +66,9 @@ func runBench(args []string) error {
 	fs.BoolVar(&f.keep, "keep", false, "keep the spawned service's directory (data and log) after the run")
 	fs.StringVar(&o.Pin, "pin", bench.PinAuto, "CPU pinning with taskset: auto (with --spawn: service on the upper half of the CPUs, generator on the lower), off, or SERVICE_CPUS:GENERATOR_CPUS such as 1:0")
 	fs.BoolVar(&o.Baseline, "baseline", false, "also measure a bare fasthttp handler serving a body of the same size, for the throughput ratio")
-	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "length of each phase (steady, each side of a spike or restart, each ramp step, each capacity measurement)")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "length of each phase (steady, each side of a spike or restart, each ramp step, each capacity measurement); production: the whole run, "+prod.Duration.String())
 	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "a first phase at the run's rates, reported apart; 0 for none")
-	fs.StringVar(&f.bidRate, "bid-rate", "1000", "open-loop bid requests/s, or a percentage of the closed-loop capacity measured first, such as 50%")
+	fs.StringVar(&f.bidRate, "bid-rate", "1000", "open-loop bid requests/s, or a percentage of the closed-loop capacity measured first, such as 50% (production: "+strconv.FormatFloat(prod.BidCapacityPercent, 'f', -1, 64)+"%)")
 	fs.StringVar(&o.Endpoint, "endpoint", "", "bid endpoint: single (GET /v1/multiplier), batch (POST /v1/multipliers) or mix (default: single; mix for the mixed scenario)")
 	fs.IntVar(&o.BatchSize, "batch-size", 10, "keys per POST /v1/multipliers")
 	fs.IntVar(&o.Conns, "conns", 256, "cap on open-loop requests in flight (one connection each); reported when reached")
@@ -68,9 +76,10 @@ func runBench(args []string) error {
 	fs.IntVar(&o.CapacityConns, "capacity-conns", 32, "concurrency of the closed-loop capacity measurement")
 	fs.IntVar(&o.CapacityRounds, "capacity-rounds", 1, "capacity measurements of each target; with --baseline they alternate and the ratio is the median")
 	fs.DurationVar(&o.CapacityDuration, "capacity-duration", 5*time.Second, "length of the capacity measurement made for --bid-rate N% and ramps")
-	fs.Float64Var(&o.EventRate, "event-rate", 2000, "events/s published during the run (0: none)")
-	fs.IntVar(&o.EventBatch, "event-batch", 100, "events per NATS message")
-	fs.IntVar(&o.Preload, "preload", 20000, "events published and drained before measuring, so bids find data")
+	fs.Float64Var(&o.EventRate, "event-rate", 2000, "events/s published during the run (0: none; production: "+strconv.FormatFloat(prod.EventRate, 'f', -1, 64)+")")
+	fs.IntVar(&o.EventBatch, "event-batch", 100, "events per NATS message (without --batch-mix)")
+	fs.StringVar(&f.batchMix, "batch-mix", "", "event message sizes drawn per message, SIZE:WEIGHT,... with weights as shares of the messages, sizes up to 10000 (production: "+prod.BatchMix+")")
+	fs.IntVar(&o.Preload, "preload", 20000, "events published and drained before measuring, so bids find data (production: 0, after its sweep of one impression per cell)")
 	fs.Float64Var(&o.SpikeFactor, "spike-factor", 10, "event rate multiplier during a spike")
 	fs.DurationVar(&o.SpikeDuration, "spike-duration", 0, "length of the spike (default --duration)")
 	fs.Float64Var(&o.RampFrom, "ramp-from", 0, "first ramp step, req/s (default 10% of the measured capacity)")
@@ -82,12 +91,15 @@ func runBench(args []string) error {
 	fs.IntVar(&o.Campaigns, "campaigns", 20, "campaigns of the key space (c1..cN)")
 	fs.IntVar(&o.Creatives, "creatives", 5, "creatives per campaign")
 	fs.IntVar(&o.Placements, "placements", 10, "placements")
+	fs.IntVar(&o.Keys, "keys", 0, "size the key space to this many live keys under the default rollups instead of --campaigns, --creatives and --placements (production: "+strconv.Itoa(prod.Keys)+", the service's default --max-keys)")
+	fs.DurationVar(&o.CheckpointInterval, "checkpoint-interval", 0, "--checkpoint-interval of the spawned service (0: its default; production: "+prod.CheckpointInterval.String()+")")
+	fs.DurationVar(&o.RemoteCheckpointInterval, "remote-checkpoint-interval", 0, "--remote-checkpoint-interval of the spawned service: how often its stream is trimmed (0: its default; production: "+prod.RemoteCheckpointInterval.String()+")")
 	fs.Float64Var(&o.Skew, "skew", 1, "Zipf exponent of campaign, creative and placement popularity, shared by bids and events (0: the synthetic profile)")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed of keys, traffic and true rates")
 	fs.StringVar(&o.RunID, "run-id", "", "prefix of event and message ids (default: bench- and the start time, unique per run)")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 60*time.Second, "how long to wait for ingest to catch up after the run")
-	fs.DurationVar(&o.RestartDown, "restart-down", time.Second, "restart scenario: how long the service stays down")
-	fs.StringVar(&o.RestartSignal, "restart-signal", "kill", "restart scenario: kill (SIGKILL) or term (SIGTERM)")
+	fs.DurationVar(&o.RestartDown, "restart-down", time.Second, "restart and production scenarios: how long the service stays down")
+	fs.StringVar(&o.RestartSignal, "restart-signal", "kill", "restart and production scenarios: kill (SIGKILL) or term (SIGTERM)")
 	fs.StringVar(&f.jsonPath, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&f.htmlPath, "html", "", "write the report as a self-contained HTML page to this file")
 	fs.StringVar(&f.baseAddr, bench.BaselineFlag, "", "internal: serve the baseline handler on this address instead of running a bench")
@@ -102,6 +114,9 @@ func runBench(args []string) error {
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 		return bench.ServeBaseline(f.baseAddr, f.baseSize, sigs)
+	}
+	if o.Scenario == bench.ScenarioProduction {
+		productionFlags(fs, &o, &f)
 	}
 	if err := f.apply(&o); err != nil {
 		return err
@@ -132,8 +147,33 @@ func runBench(args []string) error {
 	return nil
 }
 
+// productionFlags gives the production scenario's defaults (bench.ProductionDefaults) to the
+// flags whose general default does not fit it and that were not given.
+func productionFlags(fs *flag.FlagSet, o *bench.Options, f *benchFlags) {
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	// A zero field takes the production default in bench.Options.
+	if !set["event-rate"] {
+		o.EventRate = 0
+	}
+	if !set["duration"] {
+		o.Duration = 0
+	}
+	if !set["bid-rate"] {
+		f.bidRate = strconv.FormatFloat(bench.ProductionDefaults().BidCapacityPercent, 'f', -1, 64) + "%"
+	}
+	if !set["preload"] {
+		o.Preload = 0
+	}
+}
+
 // apply moves the command-only flags into o.
 func (f *benchFlags) apply(o *bench.Options) error {
+	mix, err := bench.ParseBatchMix(f.batchMix)
+	if err != nil {
+		return err
+	}
+	o.BatchMix = mix
 	rate := strings.TrimSpace(f.bidRate)
 	if pct, ok := strings.CutSuffix(rate, "%"); ok {
 		v, err := strconv.ParseFloat(pct, 64)

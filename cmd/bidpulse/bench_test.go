@@ -102,6 +102,9 @@ func TestBenchFlags(t *testing.T) {
 	f([]string{"--keep"}, "need --spawn")
 	f([]string{"--scenario", "soak"}, "unknown scenario")
 	f([]string{"--scenario", "restart"}, "needs --spawn")
+	f([]string{"--scenario", "production"}, "needs --spawn")
+	f([]string{"--batch-mix", "100"}, "invalid batch mix")
+	f([]string{"--checkpoint-interval", "1s"}, "need --spawn")
 	f([]string{"extra"}, "unexpected argument")
 }
 
@@ -125,5 +128,68 @@ func TestBenchSpawnRestart(t *testing.T) {
 	}
 	if rep["reconciliation"].(map[string]any)["ok"] != true {
 		t.Fatalf("unexpected reconciliation %v", rep["reconciliation"])
+	}
+}
+
+// TestBenchSpawnProduction runs the production scenario small and short: a few seconds of
+// events in messages of mixed sizes over about 3,000 live keys, a checkpoint kept in NATS (and
+// so a stream trim) every second, bids, and a SIGKILL of the spawned service in the middle.
+// The reconciliation must pass (runBench fails otherwise) and the report must carry the
+// stream's bytes and the service's RSS, once a second.
+func TestBenchSpawnProduction(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns, kills and restarts a service for about 10 s")
+	}
+	t.Setenv(benchExecMainEnv, "1")
+	dir := t.TempDir()
+	jsonPath, htmlPath := filepath.Join(dir, "p.json"), filepath.Join(dir, "p.html")
+	err := runBench([]string{"--spawn", "--pin", "off", "--scenario", "production", "--duration", "6s", "--warmup", "0",
+		"--event-rate", "3000", "--keys", "3000", "--batch-mix", "10:2,100:1,1000:1",
+		"--checkpoint-interval", "1s", "--remote-checkpoint-interval", "1s", "--restart-down", "200ms",
+		"--bid-rate", "100", "--timeout", "100ms", "--conns", "16", "--drain-timeout", "30s",
+		"--json", jsonPath, "--html", htmlPath})
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	rep := benchReport(t, jsonPath)
+	if rep["reconciliation"].(map[string]any)["ok"] != true {
+		t.Fatalf("unexpected reconciliation %v", rep["reconciliation"])
+	}
+	if rs := rep["restart"].(map[string]any); rs["signal"] != "kill" || rs["down_s"].(float64) <= 0 || rs["error"] != nil {
+		t.Fatalf("unexpected restart %v", rs)
+	}
+	var names []string
+	for _, p := range rep["phases"].([]any) {
+		names = append(names, p.(map[string]any)["name"].(string))
+	}
+	if strings.Join(names, " ") != "before restart after" {
+		t.Fatalf("unexpected phases %v", names)
+	}
+	p := rep["production"].(map[string]any)
+	if p["expected_keys"].(float64) > 3000 || p["keys_seen"] != p["expected_keys"] || p["processes"] != 2.0 ||
+		p["checkpoints"].(float64) < 1 || p["trims"].(float64) < 1 || len(p["batch_mix"].([]any)) != 3 {
+		t.Fatalf("unexpected production figures %v", p)
+	}
+	for _, name := range []string{"stream_mb", "rss_mb"} {
+		if s := p[name].(map[string]any); s["samples"].(float64) < 3 || s["max"].(float64) <= 0 {
+			t.Fatalf("unexpected %s series %v", name, s)
+		}
+	}
+	var stream, rss int
+	for _, s := range rep["series"].([]any) {
+		sec := s.(map[string]any)
+		if _, ok := sec["stream_bytes"]; ok {
+			stream++
+		}
+		if v, ok := sec["rss_mb"].(float64); ok && v > 0 {
+			rss++
+		}
+	}
+	if stream < 3 || rss < 3 {
+		t.Fatalf("unexpected series: %d seconds with the stream's bytes, %d with the RSS", stream, rss)
+	}
+	html, err := os.ReadFile(htmlPath)
+	if err != nil || !strings.Contains(string(html), "Stream and memory") {
+		t.Fatalf("unexpected HTML report (%v)", err)
 	}
 }
