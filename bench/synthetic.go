@@ -274,20 +274,7 @@ func (s *Synthetic) AppendBatch(dst []byte, n int, nowMs int64) []byte {
 	count := 0
 	for count < n {
 		cell := pickCum(s.cum, s.rng.Float64())
-		s.seq++
-		s.id = append(s.id[:0], s.runID...)
-		s.id = append(s.id, '-')
-		s.id = strconv.AppendUint(s.id, s.seq, 36)
-
-		ev := &s.ev
-		*ev = event.Event{ID: s.id, TS: nowMs, HasTS: true}
-		names := &s.names[cell]
-		ev.Dims[windows.DimCampaign] = names[0]
-		ev.Dims[windows.DimCreative] = names[1]
-		ev.Dims[windows.DimPlacement] = names[2]
-		ev.Dims[windows.DimDevice] = syntheticDevices.pick(s.rng.Float64())
-		ev.Dims[windows.DimCountry] = syntheticCountries.pick(s.rng.Float64())
-
+		ev := s.newEvent(cell, nowMs)
 		ev.Type = event.Impression
 		ev.CostMicros = 1000 + s.rng.Uint64N(2001)
 		dst = s.appendEvent(dst, count)
@@ -324,19 +311,8 @@ func (s *Synthetic) AppendSweep(dst []byte, first, n int, nowMs int64) []byte {
 	dst = append(dst, '[')
 	ev := &s.ev
 	for i := range n {
-		cell := (first + i) % len(s.cells)
-		s.seq++
-		s.id = append(s.id[:0], s.runID...)
-		s.id = append(s.id, '-')
-		s.id = strconv.AppendUint(s.id, s.seq, 36)
-		*ev = event.Event{ID: s.id, TS: nowMs, HasTS: true, Type: event.Impression,
-			CostMicros: 1000 + s.rng.Uint64N(2001)}
-		names := &s.names[cell]
-		ev.Dims[windows.DimCampaign] = names[0]
-		ev.Dims[windows.DimCreative] = names[1]
-		ev.Dims[windows.DimPlacement] = names[2]
-		ev.Dims[windows.DimDevice] = syntheticDevices.pick(s.rng.Float64())
-		ev.Dims[windows.DimCountry] = syntheticCountries.pick(s.rng.Float64())
+		s.newEvent((first+i)%len(s.cells), nowMs)
+		ev.Type, ev.CostMicros = event.Impression, 1000+s.rng.Uint64N(2001)
 		dst = s.appendEvent(dst, i)
 	}
 	s.total += uint64(max(n, 0))
@@ -361,4 +337,22 @@ func (s *Synthetic) appendEvent(dst []byte, count int) []byte {
 	}
 	s.byType[s.ev.Type]++
 	return event.AppendJSON(dst, &s.ev)
+}
+
+// newEvent starts s.ev as the next event of cell (a new id, its dimensions),
+// at event time nowMs, and returns it.
+func (s *Synthetic) newEvent(cell int, nowMs int64) *event.Event {
+	s.seq++
+	s.id = append(s.id[:0], s.runID...)
+	s.id = append(s.id, '-')
+	s.id = strconv.AppendUint(s.id, s.seq, 36)
+	ev := &s.ev
+	*ev = event.Event{ID: s.id, TS: nowMs, HasTS: true}
+	names := &s.names[cell]
+	ev.Dims[windows.DimCampaign] = names[0]
+	ev.Dims[windows.DimCreative] = names[1]
+	ev.Dims[windows.DimPlacement] = names[2]
+	ev.Dims[windows.DimDevice] = syntheticDevices.pick(s.rng.Float64())
+	ev.Dims[windows.DimCountry] = syntheticCountries.pick(s.rng.Float64())
+	return ev
 }

@@ -260,18 +260,7 @@ func testLogger(t *testing.T) zerolog.Logger {
 // back, and nothing is redelivered.
 func TestDeadLettersWhileDLQDown(t *testing.T) {
 	e := startTestService(t, nil)
-	js, err := jetstream.New(e.nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dlq, err := js.Stream(context.Background(), DLQStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dlqCfg := dlq.CachedInfo().Config
-	if err := js.DeleteStream(context.Background(), DLQStream); err != nil {
-		t.Fatal(err)
-	}
+	js, dlqCfg := deleteDLQ(t, e)
 	var bad strings.Builder
 	bad.WriteByte('[')
 	for i := 0; i < 1000; i++ {
@@ -388,18 +377,7 @@ func TestFullDeadLetterQueueDoesNotHang(t *testing.T) {
 	dir := t.TempDir()
 	opts := func(o *Options) { o.DataDir = dir; o.ShutdownTimeout = 3 * time.Second }
 	e := startTestService(t, opts)
-	js, err := jetstream.New(e.nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dlq, err := js.Stream(context.Background(), DLQStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dlqCfg := dlq.CachedInfo().Config
-	if err := js.DeleteStream(context.Background(), DLQStream); err != nil {
-		t.Fatal(err)
-	}
+	_, dlqCfg := deleteDLQ(t, e)
 	const n = 24
 	bad := make([][]byte, n)
 	for i := range bad {
@@ -501,4 +479,23 @@ func TestStreamTrimmedWithoutRemoteCheckpoints(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// deleteDLQ deletes the DLQ stream (no stream answers dead letters until it
+// is created again with the config returned).
+func deleteDLQ(t *testing.T, e *testEnv) (jetstream.JetStream, jetstream.StreamConfig) {
+	t.Helper()
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq, err := js.Stream(context.Background(), DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := dlq.CachedInfo().Config
+	if err := js.DeleteStream(context.Background(), DLQStream); err != nil {
+		t.Fatal(err)
+	}
+	return js, cfg
 }
