@@ -21,6 +21,10 @@ test: lint
 	@# Allocation tests skip themselves under -race (sync.Pool drops items there): run them again without it.
 	$(GO) test -count=1 -run 'Alloc' $(PKGS)
 
+## race: the whole suite with the race detector only (no lint, no allocation re-run).
+race:
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
 
@@ -38,9 +42,17 @@ bench: build
 		--json $(BENCH_OUT)/spike.json --html $(BENCH_OUT)/spike.html
 	@echo "reports: $(BENCH_OUT)/steady.html $(BENCH_OUT)/spike.html; figures: $(BENCH_OUT)/micro.txt"
 
-## fuzz: a short run of every fuzz target.
+## fuzz: a bounded run ($(FUZZTIME) each) of every fuzz target, one at a time (go test -fuzz
+## takes one target per run: each name is anchored).
+FUZZTIME ?= 20s
 fuzz:
-	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=30s ./bidder/event/
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+		for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+			echo "fuzz $$pkg $$t"; \
+			$(GO) test -run=NONE -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 lint:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
