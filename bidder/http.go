@@ -4,6 +4,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 )
 
@@ -118,6 +119,10 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 		if s.allow(ctx, "GET") {
 			ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
 			s.metrics.WritePrometheus(ctx)
+			// The process's and the Go runtime's series (memory, GC,
+			// goroutines, CPU): process-wide, the same for every
+			// service of a process.
+			metrics.WriteProcessMetrics(ctx)
 		}
 	case "/healthz":
 		route = routeHealthz
