@@ -77,7 +77,6 @@ type checkpointState struct {
 	lastPauseUs atomic.Int64 // how long ingest was paused for it
 	maxPauseUs  atomic.Int64
 	remoteSeq   atomic.Uint64 // of the last checkpoint kept in NATS
-	remoteAtMs  atomic.Int64
 	loaded      atomic.Bool
 	fromRemote  atomic.Value // string: the instance whose checkpoint in NATS was loaded
 	loadErr     atomic.Value // string

@@ -73,7 +73,6 @@ func (s *Service) uploadCheckpoint(ctx context.Context, seq uint64) error {
 		return fmt.Errorf("cannot put %s: %w", name, err)
 	}
 	s.ckpt.remoteSeq.Store(seq)
-	s.ckpt.remoteAtMs.Store(s.clock.NowMs())
 	s.stats.remoteCkpt.Inc()
 	s.log.Debug().Uint64("seq", seq).Uint64("bytes", info.Size).Dur("took", time.Since(t0)).Msg("checkpoint kept in NATS")
 	if err := s.lease.update(ctx, func(r *instanceRecord) { r.RemoteSeq, r.CheckpointSeq = seq, seq }); err != nil {

@@ -210,11 +210,6 @@ func (in *Ingester) Mode() string {
 	return "core"
 }
 
-// ErrStreamReset means the checkpoint's sequence is past the stream's last
-// one: the stream was deleted and created again. The caller drops the
-// restored state and consumes from 0.
-var ErrStreamReset = errStreamReset
-
 // Consume starts the dead-letter publisher and consumption: in JetStream mode
 // from stream sequence fromSeq (0: what the stream holds), in core mode with
 // a subscription to the event subject.

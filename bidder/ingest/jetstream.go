@@ -200,7 +200,7 @@ func (j *jsIngest) start(ctx context.Context, fromSeq uint64) error {
 			// The stream holds fewer messages than the checkpoint
 			// applied: it was deleted and created again.
 			return fmt.Errorf("%w: checkpoint sequence %d is past the stream's last sequence %d (was stream %s re-created?)",
-				errStreamReset, fromSeq-1, last, s.opts.Stream)
+				ErrStreamReset, fromSeq-1, last, s.opts.Stream)
 		}
 		if first > fromSeq && info.State.Msgs > 0 {
 			lost := first - fromSeq
@@ -381,7 +381,10 @@ func (j *jsIngest) recreate(reason string) error {
 	return nil
 }
 
-var errStreamReset = errors.New("stream reset")
+// ErrStreamReset means the checkpoint's sequence is past the stream's last
+// one: the stream was deleted and created again. The caller drops the
+// restored state and consumes from 0.
+var ErrStreamReset = errors.New("stream reset")
 
 // handle applies one stream message of consumer generation gen. The Consume
 // callback runs on one goroutine, so messages are applied one at a time, in
