@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/bidpulse/bidpulse/bidder/brain"
 	"github.com/bidpulse/bidpulse/models"
 	"github.com/bidpulse/bidpulse/windows"
 )
@@ -22,20 +23,15 @@ type answer struct {
 }
 
 // bidScratch is the per-request working memory of the bid path, pooled so
-// that answering allocates nothing in steady state.
+// that answering allocates nothing in steady state. brain.Input holds the
+// request's dimension values (Vals), the answering key (Key) and the
+// model's input (In).
 type bidScratch struct {
-	vals   windows.Values
-	norm   [windows.NumDims][]byte // normalised copies of device and country
-	key    []byte
-	chain  []int
-	counts []windows.Counts
-	out    []byte
-	a      answer
+	brain.Input
+	norm [windows.NumDims][]byte // normalised copies of device and country
+	out  []byte
+	a    answer
 
-	spans     []models.Spans
-	strengths []models.Strength
-	pkey      []byte
-	in        models.Input
 	rng       models.Rand
 	rngSeeded bool
 	// noTrack: the answer is for a listing (the snapshot), not a bid
@@ -47,12 +43,12 @@ var bidScratchPool = sync.Pool{New: func() any { return &bidScratch{} }}
 
 func getScratch() *bidScratch {
 	sc := bidScratchPool.Get().(*bidScratch)
-	sc.vals.Reset()
+	sc.Vals.Reset()
 	return sc
 }
 
 func putScratch(sc *bidScratch) {
-	sc.vals.Reset()
+	sc.Vals.Reset()
 	bidScratchPool.Put(sc)
 }
 
@@ -69,7 +65,7 @@ func bySpecificity(r *windows.Rollups) []int {
 	return idx
 }
 
-// decide computes the multiplier for the dimension values in sc.vals at
+// decide computes the multiplier for the dimension values in sc.Vals at
 // nowMs into sc.a.
 //
 // The answering level is the most specific configured rollup named by the
@@ -85,18 +81,18 @@ func (s *Service) decide(sc *bidScratch, nowMs int64) {
 		return
 	}
 	pol := s.policies.Load()
-	cfg := pol.For(sc.vals[windows.DimCampaign])
+	cfg := pol.For(sc.Vals[windows.DimCampaign])
 	a.cfg = cfg
 	span := cfg.Performance.Window
 	if s.overrides.len() > 0 {
 		for _, lvl := range s.specific {
-			if !s.rollups.Covers(lvl, &sc.vals) {
+			if !s.rollups.Covers(lvl, &sc.Vals) {
 				continue
 			}
-			sc.key = windows.AppendKey(sc.key[:0], lvl, s.rollups, &sc.vals)
-			if m, ok := s.overrides.get(sc.key, nowMs); ok {
+			sc.Key = windows.AppendKey(sc.Key[:0], lvl, s.rollups, &sc.Vals)
+			if m, ok := s.overrides.get(sc.Key, nowMs); ok {
 				a.level, a.override, a.multiplier = lvl, true, m
-				a.counts, _ = s.store.ReadSpan(sc.key, span, nowMs)
+				a.counts, _ = s.store.ReadSpan(sc.Key, span, nowMs)
 				a.res.Multiplier, a.res.BeforeClamp = m, m
 				a.res.Min, a.res.Max = m, m
 				return
@@ -104,36 +100,35 @@ func (s *Service) decide(sc *bidScratch, nowMs int64) {
 		}
 	}
 	for _, lvl := range s.specific {
-		if !s.rollups.Covers(lvl, &sc.vals) {
+		if !s.rollups.Covers(lvl, &sc.Vals) {
 			continue
 		}
-		sc.key = windows.AppendKey(sc.key[:0], lvl, s.rollups, &sc.vals)
-		c, ok := s.store.ReadSpan(sc.key, span, nowMs)
+		sc.Key = windows.AppendKey(sc.Key[:0], lvl, s.rollups, &sc.Vals)
+		c, ok := s.store.ReadSpan(sc.Key, span, nowMs)
 		if !ok || c.Impressions == 0 {
 			continue
 		}
 		a.level, a.counts = lvl, c
 		break
 	}
-	cs := s.campaignState(sc.vals[windows.DimCampaign])
+	cs := s.brain.Campaign(sc.Vals[windows.DimCampaign], nowMs, !sc.noTrack)
 	var ks *models.KeyState
 	if a.level < 0 {
 		// No data: the goal, pacing and modifier factors still apply.
-		sc.in = models.Input{NowMs: nowMs, Device: sc.vals[windows.DimDevice], Country: sc.vals[windows.DimCountry]}
+		sc.In = models.Input{NowMs: nowMs, Device: sc.Vals[windows.DimDevice], Country: sc.Vals[windows.DimCountry]}
 	} else {
-		// buildInput leaves the answering key in sc.key, and reads all
+		// buildInput leaves the answering key in sc.Key, and reads all
 		// its spans once: the answer reports the counts Evaluate used.
-		s.buildInput(sc, a.level, cfg, nowMs)
-		a.counts = sc.counts[len(sc.counts)-1]
-		if k := s.brain.key(sc.key, nowMs, !sc.noTrack); k != nil {
-			ks = k.state.Load()
-		}
+		s.brain.BuildInput(&sc.Input, a.level, cfg, nowMs)
+		counts := sc.Counts()
+		a.counts = counts[len(counts)-1]
+		ks = s.brain.Key(sc.Key, nowMs, !sc.noTrack)
 	}
 	if !sc.rngSeeded {
 		sc.rng = models.NewRand(rngSeeds.Add(0x9e3779b97f4a7c15))
 		sc.rngSeeded = true
 	}
-	models.Evaluate(cfg, &sc.in, cs, ks, &sc.rng, &a.res)
+	models.Evaluate(cfg, &sc.In, cs, ks, &sc.rng, &a.res)
 	a.multiplier = a.res.Multiplier
 }
 

@@ -54,7 +54,7 @@ func TestPoliciesThroughTheAPI(t *testing.T) {
 	if code, b := e.do(t, "PUT", "/v1/policies", "tok", `{"campaign":"c1","policy":{"pacing":{"daily_budget":5}}}`); code != 200 {
 		t.Fatalf("unexpected status %d: %s", code, b)
 	}
-	e.svc.controlTick(testNow)
+	e.svc.brain.Tick(testNow)
 	m = e.getJSON(t, "/v1/multiplier?campaign=c1&placement=p1&explain=1", 200)
 	if m["multiplier"] != 0.0 || factorNames(t, m)["pacing"] != 0 {
 		t.Fatalf("spent budget must answer 0: %v", m)
@@ -122,28 +122,28 @@ func TestControllerStateCheckpointed(t *testing.T) {
 	e.publish(t, fmt.Sprintf(`[{"id":"v1","type":"conversion","ts":%d,"click_ts":%d,"campaign":"c1"},{"id":"v2","type":"conversion","ts":%d,"click_ts":%d,"campaign":"c1"}]`,
 		testNow, testNow-3_600_000, testNow, testNow-60_000))
 	waitCounted(t, e, 2)
-	c := e.svc.brain.campaign([]byte("c1"), false)
-	n := uint64(0)
-	if c != nil {
-		c.mu.Lock()
-		n = c.hist.N
-		c.mu.Unlock()
+	st, h, ok := e.svc.brain.CampaignEntry("c1")
+	if !ok || h.N != 2 || st != nil {
+		t.Fatalf("delays not recorded, or state made before any answer: tracked %v, %d delays, state %+v", ok, h.N, st)
 	}
-	if n != 2 {
-		t.Fatalf("delays not recorded: %d", n)
+	// The tick advances answered campaigns only.
+	e.svc.brain.Tick(testNow)
+	if st, _, _ := e.svc.brain.CampaignEntry("c1"); st != nil {
+		t.Fatalf("a campaign never answered was ticked: %+v", st)
 	}
-	e.svc.controlTick(testNow)
-	if c.state.Load().LastTickMs != testNow {
-		t.Fatalf("campaign not ticked: %+v", c.state.Load())
+	e.getJSON(t, "/v1/multiplier?campaign=c1", 200)
+	e.svc.brain.Tick(testNow)
+	if st, _, _ := e.svc.brain.CampaignEntry("c1"); st == nil || st.LastTickMs != testNow {
+		t.Fatalf("answered campaign not ticked: %+v", st)
 	}
 	e.nc.Close()
 	if err := e.svc.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	e2 := startTestService(t, func(o *Options) { o.DataDir = dir })
-	c2 := e2.svc.brain.campaign([]byte("c1"), false)
-	if c2 == nil || c2.hist.N != 2 || c2.state.Load().LastTickMs != testNow {
-		t.Fatalf("controller state not restored from the checkpoint: %+v", c2)
+	st2, h2, _ := e2.svc.brain.CampaignEntry("c1")
+	if st2 == nil || h2.N != 2 || st2.LastTickMs != testNow {
+		t.Fatalf("controller state not restored from the checkpoint: %+v, %d delays", st2, h2.N)
 	}
 }
 
@@ -155,12 +155,12 @@ func TestSnapshotDoesNotTrackKeys(t *testing.T) {
 	if ctx.Response.StatusCode() != 200 {
 		t.Fatalf("unexpected status %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
-	if n := len(svc.brain.keys); n != 0 {
+	if n := svc.brain.Stats().Keys; n != 0 {
 		t.Fatalf("a snapshot created %d key states; want 0 (only bid requests do)", n)
 	}
 	ctx = requestCtx("/v1/multiplier?campaign=c1&placement=p1")
 	svc.serveHTTP(ctx)
-	if n := len(svc.brain.keys); n != 1 {
+	if n := svc.brain.Stats().Keys; n != 1 {
 		t.Fatalf("unexpected key states after one bid request; got %d; want 1", n)
 	}
 }
@@ -179,8 +179,8 @@ func TestControlTickFitsPriors(t *testing.T) {
 		}
 	}
 	svc.ingest.Apply([]byte("["+strings.Join(parts, ",")+"]"), testNow)
-	svc.controlTick(testNow)
-	if n := len(*svc.brain.strengths.Load()); n == 0 {
+	svc.brain.Tick(testNow)
+	if n := svc.brain.Strengths(); n == 0 {
 		t.Fatalf("the control tick fitted no prior strengths")
 	}
 	ctx := requestCtx("/v1/multiplier?campaign=c1&creative=cr1&placement=p9&explain=1")

@@ -151,11 +151,9 @@ func (s *Service) writeCheckpoint() error {
 	defer winSnap.Abort() // no-op once written
 	// The controller state is advanced by the control tick, not by ingest,
 	// so it need not be consistent with seq: it is copied outside the
-	// pause. tickMu, which controlTick holds too, keeps it to whole ticks
-	// (and only here: a stalled applier holds up checkpoints, never ticks).
-	s.tickMu.Lock()
+	// pause. The brain's Snapshot sees whole ticks (a stalled applier holds
+	// up checkpoints, never ticks).
 	h.Controllers = s.snapshotControllers()
-	s.tickMu.Unlock()
 	for _, r := range s.store.Resolutions() {
 		h.Resolutions = append(h.Resolutions, checkpointRes{WidthMs: r.Width.Milliseconds(), Buckets: r.Buckets})
 	}
@@ -405,7 +403,7 @@ func (s *Service) loadCheckpoint(ctx context.Context) (uint64, error) {
 	for name, c := range s.ingest.Stats().Counters() {
 		c.Set(h.Stats[name])
 	}
-	if err := s.restoreControllers(h.Controllers, s.clock.NowMs()); err != nil {
+	if err := s.brain.Restore(h.Controllers, s.clock.NowMs()); err != nil {
 		s.checkpointLoadFailed(path, fmt.Errorf("cannot load the controller state (controllers start afresh): %w", err))
 	}
 	dedupPath := filepath.Join(s.checkpointDir(), h.DedupFile)
@@ -457,8 +455,23 @@ func (s *Service) resetState() {
 	s.store = store
 	s.ingest.Reset(store)
 	// Everything a discarded checkpoint may have restored goes too.
-	s.brain = newBrain()
+	s.brain = s.newBrain()
 	s.ckpt.loaded.Store(false)
 	s.ckpt.lastSeq.Store(0)
 	s.ckpt.lastAtMs.Store(0)
+}
+
+// snapshotControllers encodes the brain's controller states for a
+// checkpoint. The states JSON cannot carry (NaN, infinities) are left out,
+// counted in bidpulse_checkpoint_controller_errors_total and logged once
+// per checkpoint with the first of them; they start afresh after a
+// restart.
+func (s *Service) snapshotControllers() json.RawMessage {
+	res := s.brain.Snapshot()
+	if res.LeftOut > 0 {
+		s.stats.ckptCtlErrors.Add(res.LeftOut)
+		s.log.Warn().Err(res.Err).Int("left_out", res.LeftOut).Str("first", res.First).
+			Msg("checkpoint: controller states that cannot be encoded are left out (they start afresh after a restart)")
+	}
+	return res.JSON
 }

@@ -36,26 +36,30 @@ func newIdleService(tb testing.TB) *Service {
 // ones, which a checkpoint must keep, and the names of the bad ones (NaN or
 // infinities), which it must leave out.
 type controllerStates struct {
-	campaigns    map[string]campaignSnapshot
+	campaigns    map[string]campaignWant
 	keys         map[string]models.KeyState
 	badCampaigns []string
 	badKeys      []string
 }
 
+type campaignWant struct {
+	State  models.CampaignState
+	Delays models.DelayHistogram
+}
+
 // putStates sets, in s's brain, three good campaign and key states and a
 // NaN and an infinity in two others of each.
 func putStates(s *Service) *controllerStates {
-	cs := &controllerStates{campaigns: map[string]campaignSnapshot{}, keys: map[string]models.KeyState{}}
+	cs := &controllerStates{campaigns: map[string]campaignWant{}, keys: map[string]models.KeyState{}}
 	setCampaign := func(name string, st models.CampaignState, h models.DelayHistogram) {
-		c := s.brain.campaign([]byte(name), true)
-		c.state.Store(&st)
-		c.mu.Lock()
-		c.hist = h
-		c.mu.Unlock()
+		if !s.brain.SetCampaign(name, &st, h, testNow) {
+			panic("cannot set campaign " + name)
+		}
 	}
 	setKey := func(key string, st models.KeyState) {
-		k := s.brain.key([]byte(key), testNow, true)
-		k.state.Store(&st)
+		if !s.brain.SetKey(key, &st, testNow) {
+			panic("cannot set key " + key)
+		}
 	}
 	// Campaign names with characters JSON escapes; keys that are not UTF-8.
 	for i, name := range []string{"c1", "c<&>\"2\"", "c3\u00e9"} {
@@ -67,7 +71,7 @@ func putStates(s *Service) *controllerStates {
 		h.Weights[i] = 2.5
 		h.N = uint64(i + 1)
 		setCampaign(name, st, h)
-		cs.campaigns[name] = campaignSnapshot{State: st, Delays: h}
+		cs.campaigns[name] = campaignWant{State: st, Delays: h}
 	}
 	for i := range 3 {
 		key := fmt.Sprintf("k%d\xff\x00", i)
@@ -94,39 +98,36 @@ func putStates(s *Service) *controllerStates {
 func (cs *controllerStates) check(t *testing.T, s *Service) {
 	t.Helper()
 	for name, want := range cs.campaigns {
-		c := s.brain.campaign([]byte(name), false)
-		if c == nil {
+		st, h, ok := s.brain.CampaignEntry(name)
+		if !ok || st == nil {
 			t.Fatalf("unexpected missing campaign %q after restore", name)
 		}
-		c.mu.Lock()
-		got := campaignSnapshot{State: *c.state.Load(), Delays: c.hist}
-		c.mu.Unlock()
+		got := campaignWant{State: *st, Delays: h}
 		if got != want {
 			t.Fatalf("unexpected state of campaign %q; got %+v; want %+v", name, got, want)
 		}
 	}
 	for key, want := range cs.keys {
-		k := s.brain.key([]byte(key), testNow, false)
-		if k == nil {
+		k, ok := s.brain.KeyEntry(key)
+		if !ok || k == nil {
 			t.Fatalf("unexpected missing key %q after restore", key)
 		}
-		if got := *k.state.Load(); got != want {
+		if got := *k; got != want {
 			t.Fatalf("unexpected state of key %q; got %+v; want %+v", key, got, want)
 		}
 	}
 	for _, name := range cs.badCampaigns {
-		if c := s.brain.campaign([]byte(name), false); c != nil {
-			t.Fatalf("unexpected campaign %q restored; got %+v; want none", name, *c.state.Load())
+		if st, _, ok := s.brain.CampaignEntry(name); ok {
+			t.Fatalf("unexpected campaign %q restored; got %+v; want none", name, st)
 		}
 	}
 	for _, key := range cs.badKeys {
-		if k := s.brain.key([]byte(key), testNow, false); k != nil {
-			t.Fatalf("unexpected key %q restored; got %+v; want none", key, *k.state.Load())
+		if k, ok := s.brain.KeyEntry(key); ok {
+			t.Fatalf("unexpected key %q restored; got %+v; want none", key, k)
 		}
 	}
-	s.brain.mu.RLock()
-	nc, nk := len(s.brain.campaigns), len(s.brain.keys)
-	s.brain.mu.RUnlock()
+	st := s.brain.Stats()
+	nc, nk := st.Campaigns, st.Keys
 	if nc != len(cs.campaigns) || nk != len(cs.keys) {
 		t.Fatalf("unexpected number of restored states; got %d campaigns, %d keys; want %d, %d", nc, nk, len(cs.campaigns), len(cs.keys))
 	}
@@ -154,7 +155,7 @@ func TestSnapshotControllersLeavesOutNonFiniteStates(t *testing.T) {
 	checkControllerErrors(t, s, 4)
 
 	s2 := newIdleService(t)
-	if err := s2.restoreControllers(raw, testNow); err != nil {
+	if err := s2.brain.Restore(raw, testNow); err != nil {
 		t.Fatalf("unexpected error restoring the controllers: %v", err)
 	}
 	cs.check(t, s2)
@@ -170,7 +171,10 @@ func TestSnapshotControllersEmpty(t *testing.T) {
 		s := newIdleService(t)
 		put(s)
 		raw := s.snapshotControllers()
-		var snap controllerSnapshot
+		var snap struct {
+			Campaigns map[string]json.RawMessage `json:"campaigns"`
+			Keys      map[string]json.RawMessage `json:"keys"`
+		}
 		if err := json.Unmarshal(raw, &snap); err != nil {
 			t.Fatalf("%s: unexpected error decoding %s: %v", name, raw, err)
 		}
@@ -180,8 +184,8 @@ func TestSnapshotControllersEmpty(t *testing.T) {
 	}
 	f("no states", func(s *Service) {})
 	f("only bad states", func(s *Service) {
-		s.brain.campaign([]byte("c"), true).state.Store(&models.CampaignState{Goal: models.GoalState{Error: math.Inf(1)}})
-		s.brain.key([]byte("k"), testNow, true).state.Store(&models.KeyState{Old: math.NaN()})
+		s.brain.SetCampaign("c", &models.CampaignState{Goal: models.GoalState{Error: math.Inf(1)}}, models.DelayHistogram{}, testNow)
+		s.brain.SetKey("k", &models.KeyState{Old: math.NaN()}, testNow)
 	})
 }
 

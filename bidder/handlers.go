@@ -40,7 +40,7 @@ func (s *Service) handleMultiplier(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusBadRequest, "unknown parameter "+string(k)+"; known: campaign, creative, placement, device, country, explain")
 		return
 	}
-	if len(sc.vals[windows.DimCampaign]) == 0 {
+	if len(sc.Vals[windows.DimCampaign]) == 0 {
 		writeError(ctx, fasthttp.StatusBadRequest, "missing campaign")
 		return
 	}
@@ -93,9 +93,9 @@ func (s *Service) handleMultipliers(ctx *fasthttp.RequestCtx) {
 	writeJSON(ctx, fasthttp.StatusOK, out)
 }
 
-// parseItem reads one batch item into sc.vals.
+// parseItem reads one batch item into sc.Vals.
 func (sc *bidScratch) parseItem(item *fastjson.Value) (explain bool, err error) {
-	sc.vals.Reset()
+	sc.Vals.Reset()
 	obj, e := item.Object()
 	if e != nil {
 		return false, queryError("item is not a JSON object")
@@ -130,7 +130,7 @@ func (sc *bidScratch) parseItem(item *fastjson.Value) (explain bool, err error) 
 		}
 		err = queryError("unknown field " + string(k) + "; known: campaign, creative, placement, device, country, explain")
 	})
-	if err == nil && len(sc.vals[windows.DimCampaign]) == 0 {
+	if err == nil && len(sc.Vals[windows.DimCampaign]) == 0 {
 		err = queryError("missing campaign")
 	}
 	return explain, err
@@ -152,22 +152,22 @@ func (s *Service) handleRates(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	if len(sc.vals[windows.DimCampaign]) == 0 {
+	if len(sc.Vals[windows.DimCampaign]) == 0 {
 		writeError(ctx, fasthttp.StatusBadRequest, "missing campaign")
 		return
 	}
-	lvl, ok := s.rollups.ByMask(sc.vals.Mask())
+	lvl, ok := s.rollups.ByMask(sc.Vals.Mask())
 	if !ok {
-		writeError(ctx, fasthttp.StatusBadRequest, "no configured rollup for "+maskName(sc.vals.Mask())+"; configured rollups: "+joinNames(s.rollups.Names()))
+		writeError(ctx, fasthttp.StatusBadRequest, "no configured rollup for "+maskName(sc.Vals.Mask())+"; configured rollups: "+joinNames(s.rollups.Names()))
 		return
 	}
-	sc.key = windows.AppendKey(sc.key[:0], lvl, s.rollups, &sc.vals)
+	sc.Key = windows.AppendKey(sc.Key[:0], lvl, s.rollups, &sc.Vals)
 	var spans [windows.NumSpans]windows.Counts
-	s.store.Read(sc.key, s.clock.NowMs(), &spans)
+	s.store.Read(sc.Key, s.clock.NowMs(), &spans)
 	b := append(sc.out[:0], `{"level":`...)
 	b = appendStr(b, s.rollups.Levels[lvl].Name)
 	b = append(b, `,"key":`...)
-	b = s.appendKeyObject(b, lvl, &sc.vals)
+	b = s.appendKeyObject(b, lvl, &sc.Vals)
 	b = append(b, `,"windows":{`...)
 	for sp := windows.Span(0); sp < windows.NumSpans; sp++ {
 		if sp > 0 {

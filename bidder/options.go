@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/bidpulse/bidpulse/bidder/brain"
 	"github.com/bidpulse/bidpulse/bidder/ingest"
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -53,6 +54,12 @@ type Options struct {
 	AdminToken string
 	// MaxKeys caps the live keys over all rollups (default 1,000,000).
 	MaxKeys int
+	// MaxKeyStates caps the answering keys with guardrail state (default
+	// 200,000), MaxCampaignStates the campaigns with controller state or
+	// learned delays (default 100,000). A key or campaign past the cap is
+	// answered as a new one and counted in bidpulse_brain_untracked_total.
+	MaxKeyStates      int
+	MaxCampaignStates int
 	// DedupSize is the memory, in bytes, of the (type, id) dedup cache
 	// (default 64 MiB, at least 32 MiB).
 	DedupSize int
@@ -173,6 +180,18 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxKeys == 0 {
 		o.MaxKeys = defaultMaxKeys
+	}
+	if o.MaxKeyStates == 0 {
+		o.MaxKeyStates = brain.DefaultMaxKeys
+	}
+	if o.MaxKeyStates < 0 {
+		return o, fmt.Errorf("invalid max-key-states %d: must be positive", o.MaxKeyStates)
+	}
+	if o.MaxCampaignStates == 0 {
+		o.MaxCampaignStates = brain.DefaultMaxCampaigns
+	}
+	if o.MaxCampaignStates < 0 {
+		return o, fmt.Errorf("invalid max-campaign-states %d: must be positive", o.MaxCampaignStates)
 	}
 	if o.MaxKeys < 0 {
 		return o, fmt.Errorf("invalid max-keys %d: must be positive", o.MaxKeys)

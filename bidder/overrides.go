@@ -216,7 +216,7 @@ func (s *Service) putOverride(ctx *fasthttp.RequestCtx, who string) {
 			err = queryError("unknown field " + string(k) + "; known: campaign, creative, placement, device, country, multiplier, freeze, ttl")
 		}
 	})
-	if err == nil && len(sc.vals[windows.DimCampaign]) == 0 {
+	if err == nil && len(sc.Vals[windows.DimCampaign]) == 0 {
 		err = queryError("missing campaign")
 	}
 	if err == nil && hasMult == freeze {
@@ -226,9 +226,9 @@ func (s *Service) putOverride(ctx *fasthttp.RequestCtx, who string) {
 		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
 		return
 	}
-	lvl, ok := s.rollups.ByMask(sc.vals.Mask())
+	lvl, ok := s.rollups.ByMask(sc.Vals.Mask())
 	if !ok {
-		writeError(ctx, fasthttp.StatusBadRequest, "no configured rollup for "+maskName(sc.vals.Mask())+"; configured rollups: "+joinNames(s.rollups.Names()))
+		writeError(ctx, fasthttp.StatusBadRequest, "no configured rollup for "+maskName(sc.Vals.Mask())+"; configured rollups: "+joinNames(s.rollups.Names()))
 		return
 	}
 	now := s.clock.NowMs()
@@ -238,15 +238,15 @@ func (s *Service) putOverride(ctx *fasthttp.RequestCtx, who string) {
 		mult = sc.a.multiplier
 	}
 	ov := &override{level: lvl, multiplier: mult, freeze: freeze, setBy: who, setAtMs: now}
-	sc.key = windows.AppendKey(sc.key[:0], lvl, s.rollups, &sc.vals)
-	ov.key = string(sc.key)
+	sc.Key = windows.AppendKey(sc.Key[:0], lvl, s.rollups, &sc.Vals)
+	ov.key = string(sc.Key)
 	for _, d := range s.rollups.Levels[lvl].Dims {
-		ov.vals[d] = string(sc.vals[d])
+		ov.vals[d] = string(sc.Vals[d])
 	}
 	if ttl > 0 {
 		ov.expiresMs = now + ttl.Milliseconds()
 	}
-	old, _ := s.overrides.lookup(sc.key)
+	old, _ := s.overrides.lookup(sc.Key)
 	if old == nil && s.overrides.len() >= maxOverrides {
 		writeError(ctx, fasthttp.StatusInsufficientStorage, fmt.Sprintf("too many overrides: the limit is %d", maxOverrides))
 		return
@@ -272,17 +272,17 @@ func (s *Service) deleteOverride(ctx *fasthttp.RequestCtx, who string) {
 			return
 		}
 	}
-	if len(sc.vals[windows.DimCampaign]) == 0 {
+	if len(sc.Vals[windows.DimCampaign]) == 0 {
 		writeError(ctx, fasthttp.StatusBadRequest, "missing campaign")
 		return
 	}
-	lvl, ok := s.rollups.ByMask(sc.vals.Mask())
+	lvl, ok := s.rollups.ByMask(sc.Vals.Mask())
 	if !ok {
-		writeError(ctx, fasthttp.StatusBadRequest, "no configured rollup for "+maskName(sc.vals.Mask())+"; configured rollups: "+joinNames(s.rollups.Names()))
+		writeError(ctx, fasthttp.StatusBadRequest, "no configured rollup for "+maskName(sc.Vals.Mask())+"; configured rollups: "+joinNames(s.rollups.Names()))
 		return
 	}
-	sc.key = windows.AppendKey(sc.key[:0], lvl, s.rollups, &sc.vals)
-	old, ok := s.overrides.lookup(sc.key)
+	sc.Key = windows.AppendKey(sc.Key[:0], lvl, s.rollups, &sc.Vals)
+	old, ok := s.overrides.lookup(sc.Key)
 	if !ok {
 		writeError(ctx, fasthttp.StatusNotFound, "no override for this "+s.rollups.Levels[lvl].Name)
 		return
@@ -293,7 +293,7 @@ func (s *Service) deleteOverride(ctx *fasthttp.RequestCtx, who string) {
 	}
 	b := append([]byte(`{"deleted":true,"level":`), appendStr(nil, s.rollups.Levels[lvl].Name)...)
 	b = append(b, `,"key":`...)
-	b = s.appendKeyObject(b, lvl, &sc.vals)
+	b = s.appendKeyObject(b, lvl, &sc.Vals)
 	writeJSON(ctx, fasthttp.StatusOK, append(b, '}'))
 }
 

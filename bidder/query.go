@@ -24,10 +24,10 @@ func dimByName(name []byte) (windows.Dim, bool) {
 }
 
 // setDim validates value and stores it, normalised (device lower-cased,
-// country upper-cased, as at ingest), into sc.vals[d]. value must stay
-// unchanged while sc.vals is used.
+// country upper-cased, as at ingest), into sc.Vals[d]. value must stay
+// unchanged while sc.Vals is used.
 func (sc *bidScratch) setDim(d windows.Dim, value []byte) error {
-	if len(sc.vals[d]) > 0 {
+	if len(sc.Vals[d]) > 0 {
 		return queryError("duplicate parameter " + windows.DimNames[d])
 	}
 	if len(value) == 0 {
@@ -47,7 +47,7 @@ func (sc *bidScratch) setDim(d windows.Dim, value []byte) error {
 		sc.norm[d] = appendUpper(sc.norm[d][:0], value)
 		value = sc.norm[d]
 	}
-	sc.vals[d] = value
+	sc.Vals[d] = value
 	return nil
 }
 

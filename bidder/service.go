@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/bidpulse/bidpulse/bidder/brain"
 	"github.com/bidpulse/bidpulse/bidder/ingest"
 	"github.com/bidpulse/bidpulse/bidder/logthrottle"
 	"github.com/bidpulse/bidpulse/models"
@@ -36,7 +37,7 @@ type Service struct {
 	// replaced whole on reload.
 	policies     atomic.Pointer[models.Policies]
 	filePolicies atomic.Pointer[models.Policies]
-	brain        *brain
+	brain        *brain.Brain
 	adminPol     adminPolicies
 	// specific lists the level indexes most specific first.
 	specific []int
@@ -69,12 +70,11 @@ type Service struct {
 	// housekeeping goroutine, or by Stop after it ended).
 	lastKept time.Time
 
-	// ckptMu serialises checkpoints, tickMu control ticks (and the copy of
-	// the controller state a checkpoint takes). Lock order: ckptMu, then the
-	// applier's lock (ingest.Pause), then the windows' shard locks; tickMu
-	// is never held with the applier's lock.
+	// ckptMu serialises checkpoints. Lock order: ckptMu, then the
+	// applier's lock (ingest.Pause), then the windows' shard locks; the
+	// brain's tick lock (taken by its Snapshot) is never held with the
+	// applier's lock.
 	ckptMu sync.Mutex
-	tickMu sync.Mutex
 	ckpt   checkpointState
 
 	httpSrv *fasthttp.Server
@@ -120,7 +120,6 @@ func New(opts Options) (*Service, error) {
 		clock:    opts.Clock,
 		rollups:  rollups,
 		store:    store,
-		brain:    newBrain(),
 		adminPol: adminPolicies{m: map[string]*policyRecord{}},
 		specific: bySpecificity(rollups),
 		metrics:  metrics.NewSet(),
@@ -130,6 +129,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s.filePolicies.Store(policy)
 	s.policies.Store(policy)
+	s.brain = s.newBrain()
 	s.stats = newStats(s.metrics, time.UnixMilli(s.clock.NowMs()).UTC())
 	s.http = newHTTPMetrics(s.metrics)
 	s.throttledLog = logthrottle.New(s.log, 10*time.Second)
@@ -347,7 +347,8 @@ func (s *Service) Start() (err error) {
 	// lease, and the control tick does not wait for either.
 	s.every(time.Second, func() { withTimeout(2*time.Second, s.ingest.Refresh) })
 	s.every(max(s.opts.LeaseTTL/3, 10*time.Millisecond), func() { withTimeout(s.opts.LeaseTTL/3, s.renewLease) })
-	s.every(s.opts.ControlInterval, func() { s.controlTick(s.clock.NowMs()) })
+	s.every(s.opts.ControlInterval, func() { s.brain.Tick(s.clock.NowMs()) })
+	s.every(time.Second, func() { s.brain.Publish(s.clock.NowMs()) })
 	// Ready once started; in JetStream mode /readyz also waits for the
 	// catch-up (see isReady).
 	s.ready.Store(true)
@@ -552,4 +553,18 @@ func withTimeout(d time.Duration, fn func(ctx context.Context)) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	fn(ctx)
+}
+
+// newBrain returns an empty brain over the service's store.
+func (s *Service) newBrain() *brain.Brain {
+	return brain.New(brain.Options{
+		Store: s.store, Rollups: s.rollups,
+		Policies: s.policies.Load, Now: s.clock.NowMs,
+		MaxKeys: s.opts.MaxKeyStates, MaxCampaigns: s.opts.MaxCampaignStates,
+	})
+}
+
+// recordDelay learns a conversion's click-to-conversion delay (ingest).
+func (s *Service) recordDelay(campaign []byte, clickMs, convMs int64) {
+	s.brain.RecordDelay(campaign, clickMs, convMs)
 }

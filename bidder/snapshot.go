@@ -126,7 +126,7 @@ func (s *Service) snapshot(level int, span windows.Span, sortBy, limit int, minI
 	sc.noTrack = true
 	defer func() { sc.noTrack = false }()
 	multiplierOf := func(e *snapshotEntry) {
-		if _, err := windows.DecodeKey(e.key, s.rollups, &sc.vals); err != nil {
+		if _, err := windows.DecodeKey(e.key, s.rollups, &sc.Vals); err != nil {
 			e.multiplier = 1
 			return
 		}

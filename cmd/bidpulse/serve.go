@@ -31,6 +31,8 @@ func runServe(args []string) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "json", "log format: json or console")
 	fs.IntVar(&o.MaxKeys, "max-keys", 1_000_000, "maximum live keys over all rollups; events needing more are refused as overflow")
+	fs.IntVar(&o.MaxKeyStates, "max-key-states", 200_000, "maximum answering keys with guardrail state; a key past it is answered as a new key and counted")
+	fs.IntVar(&o.MaxCampaignStates, "max-campaign-states", 100_000, "maximum campaigns with controller state (goal, pacing, delay model); a campaign past it is answered without and counted")
 	dedupSize := fs.String("dedup-size", "64MiB", "memory of the (type, id) dedup cache, e.g. 64MiB, 1GiB (at least 32MiB)")
 	fs.IntVar(&o.PendingMsgs, "pending-msgs", 1_000_000, "core NATS subscription buffer, in messages; past it messages are dropped and counted")
 	pendingBytes := fs.String("pending-bytes", "1GiB", "core NATS subscription buffer, in bytes")

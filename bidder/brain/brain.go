@@ -1,0 +1,543 @@
+// Package brain holds the controller state that bid answers read: per
+// campaign (goal, pacing, the compiled delay model and the learned delay
+// histogram) and per answering key (guardrails), the empirical-Bayes prior
+// strengths, the control tick that advances them, and the building of a
+// model's input from the windows. A bid reads bid.go -> brain -> models.
+//
+// # What a bid takes
+//
+// Nothing it can wait on. The states are published through atomic
+// pointers in copy-on-write tables (bidder/internal/cowmap): a bid's
+// look-up takes no lock. The first bid for a key or campaign the brain does
+// not yet track adds it to a pending set with a try-lock that gives up
+// rather than wait, and answers it as new (a nil state); Publish (every
+// second) and the control tick publish the pending entries. The control
+// tick advances a copy of each state and publishes it with a pointer swap,
+// so a bid sees either the previous state or the next one, never a half
+// built one.
+//
+// # Bounds
+//
+// At most MaxKeys key states and MaxCampaigns campaigns are held; when a
+// table is full, a new key or campaign is answered without state (as a
+// new one is) and counted in Stats (KeysFull, CampaignsFull). A key not
+// answered for KeyIdle is forgotten. A campaign gets its controller state
+// (about 2.3 KB) when it is first answered, is ticked while it is answered
+// within CampaignIdle and then loses that state; its entry, which keeps
+// the learned delay histogram (about 0.4 KB), is forgotten after
+// CampaignForget without an answer or a learned conversion delay.
+package brain
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bidpulse/bidpulse/bidder/internal/cowmap"
+	"github.com/bidpulse/bidpulse/models"
+	"github.com/bidpulse/bidpulse/windows"
+)
+
+// Defaults of the bounds.
+const (
+	DefaultMaxKeys      = 200_000
+	DefaultMaxCampaigns = 100_000
+
+	// KeyIdle: a key state not answered for that long is forgotten.
+	KeyIdle = time.Hour
+	// CampaignIdle: a campaign not answered for that long is no longer
+	// ticked and its controller state is dropped (it starts afresh when
+	// answered again).
+	CampaignIdle = time.Hour
+	// CampaignForget: a campaign entry (its learned delays) without an
+	// answer or a learned delay for that long is forgotten.
+	CampaignForget = 24 * time.Hour
+)
+
+// Options configure a Brain.
+type Options struct {
+	Store   *windows.Store
+	Rollups *windows.Rollups
+	// Policies returns the policies in force (read at each use).
+	Policies func() *models.Policies
+	// Now returns the time, Unix ms.
+	Now func() int64
+	// MaxKeys and MaxCampaigns bound the tables; <= 0: the defaults.
+	MaxKeys, MaxCampaigns int
+}
+
+// Brain is the controller state of one service. Safe for concurrent use.
+type Brain struct {
+	opts      Options
+	campaigns *cowmap.Map[campaign]
+	keys      *cowmap.Map[keyCtl]
+	strengths atomic.Pointer[map[string]models.Strength] // parent key + level byte -> fit
+
+	// tickMu serialises the writers of states (Tick, Publish, Restore)
+	// and Snapshot, so a snapshot sees whole ticks.
+	tickMu sync.Mutex
+
+	keysFull      atomic.Uint64
+	campaignsFull atomic.Uint64
+	ticks         atomic.Uint64
+	tickMs        atomic.Int64 // duration of the last tick
+
+	// WalkHook, when set (tests only), is called by the walks of Tick and
+	// Snapshot every walkHookEvery entries, with the walk's name, while
+	// the walk holds tickMu and no other lock.
+	WalkHook func(walk string)
+}
+
+// walkHookEvery is how often a walk calls WalkHook.
+const walkHookEvery = 1000
+
+// campaign is a campaign's entry.
+type campaign struct {
+	// state is nil until the campaign is answered and ticked.
+	state atomic.Pointer[models.CampaignState]
+	// lastUsed is the time of its last answer, lastSeen of its last
+	// answer or learned delay (Unix ms).
+	lastUsed atomic.Int64
+	lastSeen atomic.Int64
+	mu       sync.Mutex // guards hist
+	hist     models.DelayHistogram
+}
+
+type keyCtl struct {
+	state    atomic.Pointer[models.KeyState]
+	lastUsed atomic.Int64
+}
+
+// New returns an empty Brain.
+func New(o Options) *Brain {
+	if o.MaxKeys <= 0 {
+		o.MaxKeys = DefaultMaxKeys
+	}
+	if o.MaxCampaigns <= 0 {
+		o.MaxCampaigns = DefaultMaxCampaigns
+	}
+	b := &Brain{opts: o, campaigns: cowmap.New[campaign](), keys: cowmap.New[keyCtl]()}
+	empty := map[string]models.Strength{}
+	b.strengths.Store(&empty)
+	return b
+}
+
+func newCampaign() *campaign { return &campaign{} }
+func newKey() *keyCtl        { return &keyCtl{} }
+
+// touch raises a to now.
+func touch(a *atomic.Int64, nowMs int64) {
+	if a.Load() < nowMs {
+		a.Store(nowMs)
+	}
+}
+
+// Campaign returns the published controller state of a campaign, or nil
+// (not answered before, or not ticked yet). With track, the answer counts
+// as the campaign's use, and an untracked campaign is added (see the
+// package doc). It takes no lock it can wait on and allocates nothing once
+// the campaign is tracked.
+func (b *Brain) Campaign(name []byte, nowMs int64, track bool) *models.CampaignState {
+	c := b.campaigns.Get(name)
+	if c == nil {
+		if track {
+			c, full := b.campaigns.TryAdd(name, newCampaign, b.opts.MaxCampaigns)
+			if c != nil {
+				c.lastUsed.Store(nowMs)
+				c.lastSeen.Store(nowMs)
+			} else if full {
+				b.campaignsFull.Add(1)
+			}
+		}
+		return nil
+	}
+	if track {
+		touch(&c.lastUsed, nowMs)
+		touch(&c.lastSeen, nowMs)
+	}
+	return c.state.Load()
+}
+
+// Key returns the published guardrail state of an answering key, or nil
+// (a key never served). With track, the answer counts as the key's use,
+// and an untracked key is added. It takes no lock it can wait on and
+// allocates nothing once the key is tracked.
+func (b *Brain) Key(key []byte, nowMs int64, track bool) *models.KeyState {
+	k := b.keys.Get(key)
+	if k == nil {
+		if track {
+			k, full := b.keys.TryAdd(key, newKey, b.opts.MaxKeys)
+			if k != nil {
+				k.lastUsed.Store(nowMs)
+			} else if full {
+				b.keysFull.Add(1)
+			}
+		}
+		return nil
+	}
+	if track {
+		touch(&k.lastUsed, nowMs)
+	}
+	return k.state.Load()
+}
+
+// RecordDelay learns a conversion's click-to-conversion delay (ingest,
+// conversions with click_ts). It may wait for a table's writer lock: call
+// it off the bid path.
+func (b *Brain) RecordDelay(name []byte, clickMs, convMs int64) {
+	c := b.campaigns.Add(name, newCampaign, b.opts.MaxCampaigns)
+	if c == nil {
+		b.campaignsFull.Add(1)
+		return
+	}
+	touch(&c.lastSeen, b.opts.Now())
+	var w float64
+	if st := c.state.Load(); st != nil {
+		w = st.ClickWeight(clickMs)
+	} else {
+		var zero models.CampaignState
+		w = zero.ClickWeight(clickMs)
+	}
+	c.mu.Lock()
+	c.hist.Add(clickMs, convMs, w)
+	c.mu.Unlock()
+}
+
+// Stats are the brain's sizes and counters.
+type Stats struct {
+	Keys, KeysPending           int
+	Campaigns, CampaignsPending int
+	// CampaignStates counts the campaigns with controller state.
+	CampaignStates int
+	// KeysFull and CampaignsFull count answers given without state
+	// because the table was full.
+	KeysFull, CampaignsFull uint64
+	Ticks                   uint64
+	LastTick                time.Duration
+}
+
+// Stats returns the brain's figures. CampaignStates walks the campaign
+// table (no lock).
+func (b *Brain) Stats() Stats {
+	st := Stats{
+		Keys: b.keys.Len(), KeysPending: b.keys.Pending(),
+		Campaigns: b.campaigns.Len(), CampaignsPending: b.campaigns.Pending(),
+		KeysFull: b.keysFull.Load(), CampaignsFull: b.campaignsFull.Load(),
+		Ticks: b.ticks.Load(), LastTick: time.Duration(b.tickMs.Load()) * time.Millisecond,
+	}
+	b.campaigns.Range(func(_ string, c *campaign) bool {
+		if c.state.Load() != nil {
+			st.CampaignStates++
+		}
+		return true
+	}, nil)
+	return st
+}
+
+// Limits returns the bounds in force.
+func (b *Brain) Limits() (maxKeys, maxCampaigns int) {
+	return b.opts.MaxKeys, b.opts.MaxCampaigns
+}
+
+// Publish makes the keys and campaigns added since the last call visible
+// to bids, and gives each new campaign its first tick, so its first
+// answers after that carry its goal, pacing and delay model. Run it every
+// second or so, off the bid path.
+func (b *Brain) Publish(nowMs int64) {
+	if b.keys.Pending() == 0 && b.campaigns.Pending() == 0 {
+		return
+	}
+	b.tickMu.Lock()
+	defer b.tickMu.Unlock()
+	var p pacer
+	b.keys.Flush(nil, nil, p.pace)
+	if b.campaigns.Pending() == 0 {
+		return
+	}
+	var fresh []*campaign
+	var names []string
+	b.campaigns.Flush(nil, func(name string, c *campaign) {
+		if c.state.Load() == nil && c.lastUsed.Load() > 0 {
+			fresh = append(fresh, c)
+			names = append(names, name)
+		}
+	}, p.pace)
+	if len(fresh) == 0 {
+		return
+	}
+	t := b.newCampaignTicker(nowMs)
+	for i, c := range fresh {
+		t.tick(names[i], c)
+		p.pace()
+	}
+}
+
+// Tick advances the states at nowMs: it publishes pending entries, forgets
+// idle ones, ticks the campaigns answered within CampaignIdle (dropping
+// the state of the others), refits the prior strengths and ticks the keys.
+// Long walks step aside every 2 ms of work, so answers get the CPU on a
+// one-core process.
+func (b *Brain) Tick(nowMs int64) {
+	b.tickMu.Lock()
+	defer b.tickMu.Unlock()
+	start := time.Now()
+	var p pacer
+	hook := b.hook("tick")
+
+	keyIdle := KeyIdle.Milliseconds()
+	b.keys.Flush(func(_ string, k *keyCtl) bool {
+		return nowMs-k.lastUsed.Load() <= keyIdle
+	}, nil, p.pace)
+	forget := CampaignForget.Milliseconds()
+	b.campaigns.Flush(func(_ string, c *campaign) bool {
+		return nowMs-c.lastSeen.Load() <= forget
+	}, nil, p.pace)
+
+	t := b.newCampaignTicker(nowMs)
+	idle := CampaignIdle.Milliseconds()
+	b.campaigns.Range(func(name string, c *campaign) bool {
+		hook()
+		if nowMs-c.lastUsed.Load() > idle {
+			if c.state.Load() != nil {
+				c.state.Store(nil)
+			}
+			return true
+		}
+		t.tick(name, c)
+		p.pace()
+		return true
+	}, nil)
+
+	b.fitPriors(t.pol, nowMs, &p)
+
+	in := &Input{}
+	var hourly [24]windows.Counts
+	st := b.opts.Store
+	b.keys.Range(func(key string, k *keyCtl) bool {
+		hook()
+		p.pace()
+		lvl, err := windows.DecodeKey([]byte(key), b.opts.Rollups, &in.Vals)
+		if err != nil {
+			return true
+		}
+		cfg := t.pol.For(in.Vals[windows.DimCampaign])
+		b.BuildInput(in, lvl, cfg, nowMs)
+		if t.hourlyOK {
+			// The key's hourly buckets tell the delay correction the age
+			// of its older clicks.
+			kb := []byte(key)
+			if models.ReadBuckets(func(at int64) windows.Counts {
+				cnt, _ := st.ReadSpan(kb, windows.Span24h, at)
+				return cnt
+			}, time.Hour.Milliseconds(), nowMs, hourly[:]) {
+				in.In.Hourly = &hourly
+			}
+		}
+		var cs *models.CampaignState
+		if c := b.campaigns.Get(in.Vals[windows.DimCampaign]); c != nil {
+			cs = c.state.Load()
+		}
+		next := models.KeyState{}
+		if cur := k.state.Load(); cur != nil {
+			next = *cur
+		}
+		next.Tick(cfg, &in.In, cs)
+		k.state.Store(&next)
+		return true
+	}, nil)
+	b.ticks.Add(1)
+	b.tickMs.Store(time.Since(start).Milliseconds())
+}
+
+// hook returns the walk hook of walk, calling WalkHook every
+// walkHookEvery entries, or a no-op.
+func (b *Brain) hook(walk string) func() {
+	h := b.WalkHook
+	if h == nil {
+		return func() {}
+	}
+	n := 0
+	return func() {
+		n++
+		if n%walkHookEvery == 0 {
+			h(walk)
+		}
+	}
+}
+
+// campaignTicker ticks campaigns at one time under one policy set.
+type campaignTicker struct {
+	b        *Brain
+	pol      *models.Policies
+	nowMs    int64
+	hourlyOK bool
+	vals     windows.Values
+	key      []byte
+	in       models.TickInput
+}
+
+func (b *Brain) newCampaignTicker(nowMs int64) *campaignTicker {
+	t := &campaignTicker{b: b, pol: b.opts.Policies(), nowMs: nowMs}
+	if r, n := b.opts.Store.SpanResolution(windows.Span24h); r.Width == time.Hour && n == 24 {
+		t.hourlyOK = true
+	}
+	return t
+}
+
+// tick advances campaign c (named name) and publishes its next state.
+func (t *campaignTicker) tick(name string, c *campaign) {
+	st := t.b.opts.Store
+	t.vals.Reset()
+	t.vals[windows.DimCampaign] = []byte(name)
+	t.key = windows.AppendKey(t.key[:0], t.b.opts.Rollups.Campaign, t.b.opts.Rollups, &t.vals)
+	cfg := t.pol.For(t.vals[windows.DimCampaign])
+	t.in = models.TickInput{NowMs: t.nowMs}
+	st.Read(t.key, t.nowMs, (*[windows.NumSpans]windows.Counts)(&t.in.Campaign))
+	if t.hourlyOK {
+		key := t.key
+		t.in.HourlyKnown = models.ReadBuckets(func(at int64) windows.Counts {
+			cnt, _ := st.ReadSpan(key, windows.Span24h, at)
+			return cnt
+		}, time.Hour.Milliseconds(), t.nowMs, t.in.Hourly[:])
+	}
+	c.mu.Lock()
+	h := c.hist
+	c.mu.Unlock()
+	t.in.Delays = &h
+	next := models.CampaignState{}
+	if cur := c.state.Load(); cur != nil {
+		next = *cur
+	}
+	next.Tick(cfg, &t.in)
+	c.state.Store(&next)
+}
+
+// fitPriors refits, for every level with a parent, the prior strengths of
+// each parent's children from the children's counts (method of moments),
+// and publishes them.
+func (b *Brain) fitPriors(pol *models.Policies, nowMs int64, p *pacer) {
+	out := map[string]models.Strength{}
+	var vals windows.Values
+	r := b.opts.Rollups
+	// Each campaign's siblings are fitted on its own policy window.
+	spans := []windows.Span{pol.Default.Performance.Window}
+	for _, c := range pol.Campaigns {
+		if !slices.Contains(spans, c.Performance.Window) {
+			spans = append(spans, c.Performance.Window)
+		}
+	}
+	var pk []byte
+	for lvl, rl := range r.Levels {
+		if rl.Parent < 0 {
+			continue
+		}
+		for _, span := range spans {
+			groups := map[string][]windows.Counts{}
+			campaignOf := map[string]string{}
+			b.opts.Store.Scan(lvl, span, nowMs, func(key []byte, c windows.Counts) bool {
+				p.pace()
+				if _, err := windows.DecodeKey(key, r, &vals); err != nil {
+					return true
+				}
+				pk = append(windows.AppendKey(pk[:0], rl.Parent, r, &vals), byte(lvl))
+				g, ok := groups[string(pk)]
+				if !ok {
+					campaignOf[string(pk)] = string(vals[windows.DimCampaign])
+				}
+				groups[string(pk)] = append(g, c)
+				return true
+			})
+			for k, sib := range groups {
+				cfg := pol.For([]byte(campaignOf[k]))
+				if cfg.Performance.Window != span || !cfg.Performance.EmpiricalBayes.Enabled {
+					continue
+				}
+				out[k] = models.FitPriors(&cfg.Performance, sib).Strength
+			}
+		}
+	}
+	b.strengths.Store(&out)
+}
+
+// Input is the working memory that builds a model's input: embed it in a
+// pooled request scratch, so that answering allocates nothing.
+type Input struct {
+	// Vals are the request's dimension values.
+	Vals windows.Values
+	// Key is the encoded key BuildInput ended on (the answering key).
+	Key       []byte
+	pkey      []byte
+	chain     []int
+	counts    []windows.Counts
+	spans     []models.Spans
+	strengths []models.Strength
+	// In is the model's input BuildInput filled.
+	In models.Input
+}
+
+// Counts returns the counts in the policy window of the chain's levels,
+// the answering key's last.
+func (in *Input) Counts() []windows.Counts { return in.counts }
+
+// BuildInput fills in.In for the key of level lvl named by in.Vals: the
+// chain's counts in the policy window and all its spans, the fitted prior
+// strengths, the request's device and country. It leaves the key of level
+// lvl (the last of the chain) in in.Key.
+func (b *Brain) BuildInput(in *Input, lvl int, cfg *models.CampaignPolicy, nowMs int64) {
+	r := b.opts.Rollups
+	in.chain = r.Chain(in.chain[:0], lvl)
+	in.counts = in.counts[:0]
+	in.spans = in.spans[:0]
+	in.strengths = in.strengths[:0]
+	strengths := *b.strengths.Load()
+	span := cfg.Performance.Window
+	for i, l := range in.chain {
+		in.Key = windows.AppendKey(in.Key[:0], l, r, &in.Vals)
+		var sp models.Spans
+		b.opts.Store.Read(in.Key, nowMs, (*[windows.NumSpans]windows.Counts)(&sp))
+		in.spans = append(in.spans, sp)
+		in.counts = append(in.counts, sp[span])
+		var st models.Strength
+		if i > 0 && len(strengths) > 0 {
+			in.pkey = windows.AppendKey(in.pkey[:0], in.chain[i-1], r, &in.Vals)
+			in.pkey = append(in.pkey, byte(l))
+			st = strengths[string(in.pkey)]
+		}
+		in.strengths = append(in.strengths, st)
+	}
+	in.In = models.Input{
+		Chain: in.counts, Spans: in.spans, Strengths: in.strengths, NowMs: nowMs,
+		Device: in.Vals[windows.DimDevice], Country: in.Vals[windows.DimCountry],
+	}
+}
+
+// pacer lets a long background walk step aside: every 2 ms of work it
+// sleeps briefly. runtime.Gosched is not enough on a process with one P:
+// the yielding goroutine goes to the global run queue and is picked again
+// before the scheduler polls the network, so requests that arrived
+// meanwhile would wait for sysmon, up to 10 ms.
+type pacer struct {
+	last time.Time
+	n    int
+}
+
+func (p *pacer) pace() {
+	// time.Now costs ~20-40 ns: look at the clock every 64 calls.
+	p.n++
+	if p.n&63 != 0 {
+		return
+	}
+	now := time.Now()
+	if p.last.IsZero() {
+		p.last = now
+		return
+	}
+	if now.Sub(p.last) >= 2*time.Millisecond {
+		time.Sleep(20 * time.Microsecond)
+		p.last = time.Now()
+	}
+}
+
+// Strengths returns how many parents have fitted prior strengths.
+func (b *Brain) Strengths() int { return len(*b.strengths.Load()) }
