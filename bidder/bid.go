@@ -78,6 +78,7 @@ func (s *Service) decide(sc *bidScratch, nowMs int64) {
 	a.res.Reset()
 	if s.control != nil && s.control.kill.Load() {
 		a.killed = true
+		a.res.Min, a.res.Max = 1, 1 // the kill switch answers exactly 1
 		return
 	}
 	pol := s.policies.Load()

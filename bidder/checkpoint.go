@@ -455,7 +455,7 @@ func (s *Service) resetState() {
 	s.store = store
 	s.ingest.Reset(store)
 	// Everything a discarded checkpoint may have restored goes too.
-	s.brain = s.newBrain()
+	s.brain.Reset(store)
 	s.ckpt.loaded.Store(false)
 	s.ckpt.lastSeq.Store(0)
 	s.ckpt.lastAtMs.Store(0)

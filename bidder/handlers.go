@@ -397,6 +397,7 @@ func (s *Service) handleStats(ctx *fasthttp.RequestCtx) {
 		b = append(b, '}')
 	}
 	b = s.appendDLQ(append(b, `,"dlq":`...))
+	b = s.appendBrain(append(b, `,"brain":`...))
 	if s.natsSrv != nil {
 		b = append(b, `,"server_slow_consumers":`...)
 		b = appendUint(b, s.natsSrv.NumSlowConsumersClients())
@@ -441,5 +442,31 @@ func (s *Service) appendDLQ(b []byte) []byte {
 	b = appendUint(b, is.DLQStored.Get())
 	b = append(b, `,"errors":`...)
 	b = appendUint(b, is.DLQErrors.Get())
+	return append(b, '}')
+}
+
+// appendBrain appends the brain's sizes and bounds: states held, the caps,
+// and the answers given without state because a table was full.
+func (s *Service) appendBrain(b []byte) []byte {
+	st := s.brain.Stats()
+	maxKeys, maxCampaigns := s.brain.Limits()
+	b = append(b, `{"key_states":`...)
+	b = appendUint(b, uint64(st.Keys))
+	b = append(b, `,"max_key_states":`...)
+	b = appendUint(b, uint64(maxKeys))
+	b = append(b, `,"keys_untracked":`...)
+	b = appendUint(b, st.KeysFull)
+	b = append(b, `,"campaigns":`...)
+	b = appendUint(b, uint64(st.Campaigns))
+	b = append(b, `,"campaign_states":`...)
+	b = appendUint(b, uint64(st.CampaignStates))
+	b = append(b, `,"max_campaigns":`...)
+	b = appendUint(b, uint64(maxCampaigns))
+	b = append(b, `,"campaigns_untracked":`...)
+	b = appendUint(b, st.CampaignsFull)
+	b = append(b, `,"ticks":`...)
+	b = appendUint(b, st.Ticks)
+	b = append(b, `,"last_tick_ms":`...)
+	b = appendUint(b, uint64(st.LastTick.Milliseconds()))
 	return append(b, '}')
 }

@@ -57,6 +57,10 @@ func appendFloat(dst []byte, f float64) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return append(dst, '0')
 	}
+	if a := math.Abs(f); a >= 1e21 || (a < 1e-7 && a != 0) {
+		// Exponent form, as JSON.stringify prints it: never 309 digits.
+		return strconv.AppendFloat(dst, f, 'g', -1, 64)
+	}
 	return strconv.AppendFloat(dst, f, 'f', -1, 64)
 }
 
@@ -66,7 +70,7 @@ func appendRounded(dst []byte, f float64) []byte {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return append(dst, '0')
 	}
-	return strconv.AppendFloat(dst, math.Round(f*1e6)/1e6, 'f', -1, 64)
+	return appendFloat(dst, math.Round(f*1e6)/1e6)
 }
 
 func appendUint(dst []byte, n uint64) []byte { return strconv.AppendUint(dst, n, 10) }

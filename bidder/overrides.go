@@ -7,12 +7,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
+	"github.com/bidpulse/bidpulse/bidder/internal/cowmap"
 	"github.com/bidpulse/bidpulse/windows"
 )
 
@@ -38,26 +38,24 @@ type override struct {
 }
 
 // overrides is the table of operator overrides, keyed by encoded key. Safe
-// for concurrent use; the bid path takes only the read lock, and skips even
-// that while the table is empty.
+// for concurrent use; the bid path takes no lock (a copy-on-write table),
+// and skips even the look-up while the table is empty. Writers (the admin
+// API, the KV watch, expiry) are serialised by mu, so the limit holds.
 type overrides struct {
 	rollups *windows.Rollups
-	mu      sync.RWMutex
-	m       map[string]*override
-	n       atomic.Int64
+	mu      sync.Mutex
+	m       *cowmap.Map[override]
 }
 
 func newOverrides(r *windows.Rollups) *overrides {
-	return &overrides{rollups: r, m: map[string]*override{}}
+	return &overrides{rollups: r, m: cowmap.New[override]()}
 }
 
-func (o *overrides) len() int { return int(o.n.Load()) }
+func (o *overrides) len() int { return o.m.Len() }
 
 // get returns the multiplier overriding key at nowMs.
 func (o *overrides) get(key []byte, nowMs int64) (float64, bool) {
-	o.mu.RLock()
-	ov := o.m[string(key)]
-	o.mu.RUnlock()
+	ov := o.m.Get(key)
 	if ov == nil || (ov.expiresMs != 0 && nowMs >= ov.expiresMs) {
 		return 0, false
 	}
@@ -67,20 +65,17 @@ func (o *overrides) get(key []byte, nowMs int64) (float64, bool) {
 func (o *overrides) set(ov *override) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if _, ok := o.m[ov.key]; !ok && len(o.m) >= maxOverrides {
+	if o.m.GetString(ov.key) == nil && o.m.Len() >= maxOverrides {
 		return fmt.Errorf("too many overrides: the limit is %d", maxOverrides)
 	}
-	o.m[ov.key] = ov
-	o.n.Store(int64(len(o.m)))
+	o.m.Set(ov.key, ov)
 	return nil
 }
 
 // lookup returns a copy of the override of key (expired ones included).
 func (o *overrides) lookup(key []byte) (*override, bool) {
-	o.mu.RLock()
-	defer o.mu.RUnlock()
-	ov, ok := o.m[string(key)]
-	if !ok {
+	ov := o.m.Get(key)
+	if ov == nil {
 		return nil, false
 	}
 	c := *ov
@@ -90,22 +85,18 @@ func (o *overrides) lookup(key []byte) (*override, bool) {
 func (o *overrides) delete(key []byte) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	_, ok := o.m[string(key)]
-	delete(o.m, string(key))
-	o.n.Store(int64(len(o.m)))
-	return ok
+	return o.m.Delete(key) != nil
 }
 
 // list returns the live overrides ordered by level, then dimension values.
 func (o *overrides) list(nowMs int64) []override {
-	o.mu.RLock()
-	out := make([]override, 0, len(o.m))
-	for _, ov := range o.m {
+	out := make([]override, 0, o.m.Len())
+	o.m.Range(func(_ string, ov *override) bool {
 		if ov.expiresMs == 0 || nowMs < ov.expiresMs {
 			out = append(out, *ov)
 		}
-	}
-	o.mu.RUnlock()
+		return true
+	}, nil)
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].level != out[j].level {
 			return out[i].level < out[j].level
@@ -118,13 +109,17 @@ func (o *overrides) list(nowMs int64) []override {
 // expire removes overrides whose time to live has passed.
 func (o *overrides) expire(nowMs int64) {
 	o.mu.Lock()
-	for k, ov := range o.m {
-		if ov.expiresMs != 0 && nowMs >= ov.expiresMs {
-			delete(o.m, k)
-		}
+	defer o.mu.Unlock()
+	expired := false
+	o.m.Range(func(_ string, ov *override) bool {
+		expired = ov.expiresMs != 0 && nowMs >= ov.expiresMs
+		return !expired
+	}, nil)
+	if expired {
+		o.m.Flush(func(_ string, ov *override) bool {
+			return ov.expiresMs == 0 || nowMs < ov.expiresMs
+		}, nil, nil)
 	}
-	o.n.Store(int64(len(o.m)))
-	o.mu.Unlock()
 }
 
 // /v1/overrides: GET lists, PUT sets, DELETE removes.

@@ -561,6 +561,7 @@ func (s *Service) newBrain() *brain.Brain {
 		Store: s.store, Rollups: s.rollups,
 		Policies: s.policies.Load, Now: s.clock.NowMs,
 		MaxKeys: s.opts.MaxKeyStates, MaxCampaigns: s.opts.MaxCampaignStates,
+		Metrics: s.metrics,
 	})
 }
 

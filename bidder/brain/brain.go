@@ -34,6 +34,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/bidpulse/bidpulse/bidder/internal/cowmap"
 	"github.com/bidpulse/bidpulse/models"
 	"github.com/bidpulse/bidpulse/windows"
@@ -65,6 +67,8 @@ type Options struct {
 	Now func() int64
 	// MaxKeys and MaxCampaigns bound the tables; <= 0: the defaults.
 	MaxKeys, MaxCampaigns int
+	// Metrics, if set, gets the brain's series (bidpulse_brain_*).
+	Metrics *metrics.Set
 }
 
 // Brain is the controller state of one service. Safe for concurrent use.
@@ -78,10 +82,11 @@ type Brain struct {
 	// and Snapshot, so a snapshot sees whole ticks.
 	tickMu sync.Mutex
 
-	keysFull      atomic.Uint64
-	campaignsFull atomic.Uint64
-	ticks         atomic.Uint64
-	tickMs        atomic.Int64 // duration of the last tick
+	keysFull       *metrics.Counter
+	campaignsFull  *metrics.Counter
+	ticks          *metrics.Counter
+	tickMs         atomic.Int64 // duration of the last tick
+	campaignStates atomic.Int64 // campaigns with controller state
 
 	// WalkHook, when set (tests only), is called by the walks of Tick and
 	// Snapshot every walkHookEvery entries, with the walk's name, while
@@ -120,6 +125,19 @@ func New(o Options) *Brain {
 	b := &Brain{opts: o, campaigns: cowmap.New[campaign](), keys: cowmap.New[keyCtl]()}
 	empty := map[string]models.Strength{}
 	b.strengths.Store(&empty)
+	set := o.Metrics
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	b.keysFull = set.NewCounter(`bidpulse_brain_untracked_total{table="keys"}`)
+	b.campaignsFull = set.NewCounter(`bidpulse_brain_untracked_total{table="campaigns"}`)
+	b.ticks = set.NewCounter(`bidpulse_brain_ticks_total`)
+	set.NewGauge(`bidpulse_brain_key_states`, func() float64 { return float64(b.keys.Len()) })
+	set.NewGauge(`bidpulse_brain_key_states_max`, func() float64 { return float64(o.MaxKeys) })
+	set.NewGauge(`bidpulse_brain_campaigns`, func() float64 { return float64(b.campaigns.Len()) })
+	set.NewGauge(`bidpulse_brain_campaign_states`, func() float64 { return float64(b.campaignStates.Load()) })
+	set.NewGauge(`bidpulse_brain_campaigns_max`, func() float64 { return float64(o.MaxCampaigns) })
+	set.NewGauge(`bidpulse_brain_tick_seconds`, func() float64 { return float64(b.tickMs.Load()) / 1e3 })
 	return b
 }
 
@@ -217,21 +235,15 @@ type Stats struct {
 	LastTick                time.Duration
 }
 
-// Stats returns the brain's figures. CampaignStates walks the campaign
-// table (no lock).
+// Stats returns the brain's figures.
 func (b *Brain) Stats() Stats {
 	st := Stats{
 		Keys: b.keys.Len(), KeysPending: b.keys.Pending(),
 		Campaigns: b.campaigns.Len(), CampaignsPending: b.campaigns.Pending(),
-		KeysFull: b.keysFull.Load(), CampaignsFull: b.campaignsFull.Load(),
-		Ticks: b.ticks.Load(), LastTick: time.Duration(b.tickMs.Load()) * time.Millisecond,
+		CampaignStates: int(b.campaignStates.Load()),
+		KeysFull:       b.keysFull.Get(), CampaignsFull: b.campaignsFull.Get(),
+		Ticks: b.ticks.Get(), LastTick: time.Duration(b.tickMs.Load()) * time.Millisecond,
 	}
-	b.campaigns.Range(func(_ string, c *campaign) bool {
-		if c.state.Load() != nil {
-			st.CampaignStates++
-		}
-		return true
-	}, nil)
 	return st
 }
 
@@ -271,6 +283,7 @@ func (b *Brain) Publish(nowMs int64) {
 		t.tick(names[i], c)
 		p.pace()
 	}
+	b.campaignStates.Add(int64(len(fresh)))
 }
 
 // Tick advances the states at nowMs: it publishes pending entries, forgets
@@ -296,6 +309,7 @@ func (b *Brain) Tick(nowMs int64) {
 
 	t := b.newCampaignTicker(nowMs)
 	idle := CampaignIdle.Milliseconds()
+	states := int64(0)
 	b.campaigns.Range(func(name string, c *campaign) bool {
 		hook()
 		if nowMs-c.lastUsed.Load() > idle {
@@ -305,9 +319,11 @@ func (b *Brain) Tick(nowMs int64) {
 			return true
 		}
 		t.tick(name, c)
+		states++
 		p.pace()
 		return true
 	}, nil)
+	b.campaignStates.Store(states)
 
 	b.fitPriors(t.pol, nowMs, &p)
 
@@ -541,3 +557,17 @@ func (p *pacer) pace() {
 
 // Strengths returns how many parents have fitted prior strengths.
 func (b *Brain) Strengths() int { return len(*b.strengths.Load()) }
+
+// Reset empties the brain and makes it read store: for a service that
+// discards its loaded state before it serves (not safe with concurrent
+// bids).
+func (b *Brain) Reset(store *windows.Store) {
+	b.tickMu.Lock()
+	defer b.tickMu.Unlock()
+	b.opts.Store = store
+	b.campaigns = cowmap.New[campaign]()
+	b.keys = cowmap.New[keyCtl]()
+	empty := map[string]models.Strength{}
+	b.strengths.Store(&empty)
+	b.campaignStates.Store(0)
+}

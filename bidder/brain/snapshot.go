@@ -148,6 +148,14 @@ func (b *Brain) Restore(raw json.RawMessage, nowMs int64) error {
 	}
 	b.keys.Flush(nil, nil, nil)
 	b.campaigns.Flush(nil, nil, nil)
+	n := int64(0)
+	b.campaigns.Range(func(_ string, c *campaign) bool {
+		if c.state.Load() != nil {
+			n++
+		}
+		return true
+	}, nil)
+	b.campaignStates.Store(n)
 	return nil
 }
 
