@@ -44,6 +44,7 @@ var bidScratchPool = sync.Pool{New: func() any { return &bidScratch{} }}
 func getScratch() *bidScratch {
 	sc := bidScratchPool.Get().(*bidScratch)
 	sc.Vals.Reset()
+	sc.ResetMemo()
 	return sc
 }
 
@@ -105,11 +106,13 @@ func (s *Service) decide(sc *bidScratch, nowMs int64) {
 			continue
 		}
 		sc.Key = windows.AppendKey(sc.Key[:0], lvl, s.rollups, &sc.Vals)
-		c, ok := s.store.ReadSpan(sc.Key, span, nowMs)
-		if !ok || c.Impressions == 0 {
+		// All spans, through the request's memo: BuildInput reads this
+		// key's spans next, and a batch's items share their parents.
+		var sp models.Spans
+		if !s.brain.ReadSpans(&sc.Input, sc.Key, nowMs, &sp) || sp[span].Impressions == 0 {
 			continue
 		}
-		a.level, a.counts = lvl, c
+		a.level, a.counts = lvl, sp[span]
 		break
 	}
 	cs := s.brain.Campaign(sc.Vals[windows.DimCampaign], nowMs, !sc.noTrack)
@@ -136,10 +139,21 @@ func (s *Service) decide(sc *bidScratch, nowMs int64) {
 // rngSeeds seeds each scratch's exploration generator differently.
 var rngSeeds atomic.Uint64
 
+// spanJSON holds each span's name as a JSON string.
+var spanJSON = func() (out [windows.NumSpans]string) {
+	for sp := range windows.NumSpans {
+		out[sp] = string(appendStr(nil, sp.String()))
+	}
+	return out
+}()
+
+// defaultWindow is the default policy's window.
+var defaultWindow = models.DefaultPerformance().Window
+
 // window returns the span the answer's policy read.
 func (a *answer) window() windows.Span {
 	if a.cfg == nil {
-		return models.DefaultPerformance().Window
+		return defaultWindow
 	}
 	return a.cfg.Performance.Window
 }
@@ -150,12 +164,12 @@ func (s *Service) appendAnswer(dst []byte, a *answer, explain bool) []byte {
 	dst = appendRounded(dst, a.multiplier)
 	dst = append(dst, `,"level":`...)
 	if a.level < 0 {
-		dst = appendStr(dst, "none")
+		dst = append(dst, `"none"`...)
 	} else {
-		dst = appendStr(dst, s.rollups.Levels[a.level].Name)
+		dst = append(dst, s.levelJSON[a.level]...)
 	}
 	dst = append(dst, `,"window":`...)
-	dst = appendStr(dst, a.window().String())
+	dst = append(dst, spanJSON[a.window()]...)
 	dst = append(dst, `,"ctr":`...)
 	dst = appendFloat(dst, a.counts.CTR())
 	dst = append(dst, `,"cvr":`...)
@@ -181,7 +195,7 @@ func (s *Service) appendAnswer(dst []byte, a *answer, explain bool) []byte {
 			dst = appendStr(dst, "performance")
 		}
 		dst = append(dst, `,"window":`...)
-		dst = appendStr(dst, a.window().String())
+		dst = append(dst, spanJSON[a.window()]...)
 		dst = append(dst, `,"factors":`...)
 		dst = a.res.AppendFactorsJSON(dst)
 		dst = append(dst, `,"before_clamp":`...)

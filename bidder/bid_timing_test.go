@@ -54,3 +54,34 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)*101/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkMultipliersBatch measures POST /v1/multipliers with 100 items
+// per request through the handler (no network), reporting multipliers/s.
+func BenchmarkMultipliersBatch(b *testing.B) {
+	svc, _ := newTestService(b)
+	for i := 0; i < 20; i++ {
+		svc.ingest.Apply(batchPayload(fmt.Sprintf("w%d", i), 1000, 100), testNow)
+	}
+	var body []byte
+	body = append(body, '[')
+	for i := range 100 {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = fmt.Appendf(body, `{"campaign":"c1","creative":"cr1","placement":"p%d"}`, i)
+	}
+	body = append(body, ']')
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.Header.SetMethod("POST")
+		ctx.Request.SetRequestURI("/v1/multipliers")
+		ctx.Request.SetBody(body)
+		for pb.Next() {
+			ctx.Response.Reset()
+			svc.serveHTTP(&ctx)
+		}
+	})
+	b.ReportMetric(float64(b.N)*100/b.Elapsed().Seconds(), "multipliers/s")
+}

@@ -38,7 +38,9 @@ type Service struct {
 	policies     atomic.Pointer[models.Policies]
 	filePolicies atomic.Pointer[models.Policies]
 	brain        *brain.Brain
-	adminPol     adminPolicies
+	// levelJSON holds each rollup level's name as a JSON string.
+	levelJSON []string
+	adminPol  adminPolicies
 	// specific lists the level indexes most specific first.
 	specific []int
 
@@ -122,8 +124,15 @@ func New(opts Options) (*Service, error) {
 		store:    store,
 		adminPol: adminPolicies{m: map[string]*policyRecord{}},
 		specific: bySpecificity(rollups),
-		metrics:  metrics.NewSet(),
-		bgStop:   make(chan struct{}),
+		levelJSON: func() []string {
+			out := make([]string, len(rollups.Levels))
+			for i, l := range rollups.Levels {
+				out[i] = string(appendStr(nil, l.Name))
+			}
+			return out
+		}(),
+		metrics: metrics.NewSet(),
+		bgStop:  make(chan struct{}),
 
 		adminTokens: tokens,
 	}

@@ -490,6 +490,53 @@ type Input struct {
 	strengths []models.Strength
 	// In is the model's input BuildInput filled.
 	In models.Input
+
+	// memo holds the spans of the keys read since ResetMemo, so a batch
+	// whose items share a campaign (or campaign and creative) reads each
+	// shared key once.
+	memo  [memoSize]memoEntry
+	nMemo int
+	memoT int64
+}
+
+// memoSize bounds the per-request memo (a chain has at most a few levels).
+const memoSize = 8
+
+type memoEntry struct {
+	key []byte
+	sp  models.Spans
+	ok  bool
+}
+
+// ResetMemo forgets the keys read: call it at the start of each request.
+func (in *Input) ResetMemo() { in.nMemo = 0 }
+
+// ReadSpans reads key's counts in every span at nowMs into dst, from the
+// request's memo when the key was read before at the same time. It
+// reports whether the key exists.
+func (b *Brain) ReadSpans(in *Input, key []byte, nowMs int64, dst *models.Spans) bool {
+	if in.memoT != nowMs {
+		in.nMemo, in.memoT = 0, nowMs
+	}
+	for i := 0; i < in.nMemo; i++ {
+		if m := &in.memo[i]; string(m.key) == string(key) {
+			*dst = m.sp
+			return m.ok
+		}
+	}
+	ok := b.opts.Store.Read(key, nowMs, (*[windows.NumSpans]windows.Counts)(dst))
+	// The slots fill in order, then the last one is recycled: a request's
+	// shared parents are read first.
+	i := in.nMemo
+	if i == memoSize {
+		i--
+	} else {
+		in.nMemo++
+	}
+	m := &in.memo[i]
+	m.key = append(m.key[:0], key...)
+	m.sp, m.ok = *dst, ok
+	return ok
 }
 
 // Counts returns the counts in the policy window of the chain's levels,
@@ -511,7 +558,7 @@ func (b *Brain) BuildInput(in *Input, lvl int, cfg *models.CampaignPolicy, nowMs
 	for i, l := range in.chain {
 		in.Key = windows.AppendKey(in.Key[:0], l, r, &in.Vals)
 		var sp models.Spans
-		b.opts.Store.Read(in.Key, nowMs, (*[windows.NumSpans]windows.Counts)(&sp))
+		b.ReadSpans(in, in.Key, nowMs, &sp)
 		in.spans = append(in.spans, sp)
 		in.counts = append(in.counts, sp[span])
 		var st models.Strength
