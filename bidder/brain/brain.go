@@ -37,6 +37,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/bidpulse/bidpulse/bidder/internal/cowmap"
+	"github.com/bidpulse/bidpulse/internal/pace"
 	"github.com/bidpulse/bidpulse/models"
 	"github.com/bidpulse/bidpulse/windows"
 )
@@ -262,8 +263,8 @@ func (b *Brain) Publish(nowMs int64) {
 	}
 	b.tickMu.Lock()
 	defer b.tickMu.Unlock()
-	var p pacer
-	b.keys.Flush(nil, nil, p.pace)
+	var p pace.Pacer
+	b.keys.Flush(nil, nil, p.Check)
 	if b.campaigns.Pending() == 0 {
 		return
 	}
@@ -274,14 +275,14 @@ func (b *Brain) Publish(nowMs int64) {
 			fresh = append(fresh, c)
 			names = append(names, name)
 		}
-	}, p.pace)
+	}, p.Check)
 	if len(fresh) == 0 {
 		return
 	}
 	t := b.newCampaignTicker(nowMs)
 	for i, c := range fresh {
 		t.tick(names[i], c)
-		p.pace()
+		p.Step()
 	}
 	b.campaignStates.Add(int64(len(fresh)))
 }
@@ -295,17 +296,17 @@ func (b *Brain) Tick(nowMs int64) {
 	b.tickMu.Lock()
 	defer b.tickMu.Unlock()
 	start := time.Now()
-	var p pacer
+	var p pace.Pacer
 	hook := b.hook("tick")
 
 	keyIdle := KeyIdle.Milliseconds()
 	b.keys.Flush(func(_ string, k *keyCtl) bool {
 		return nowMs-k.lastUsed.Load() <= keyIdle
-	}, nil, p.pace)
+	}, nil, p.Check)
 	forget := CampaignForget.Milliseconds()
 	b.campaigns.Flush(func(_ string, c *campaign) bool {
 		return nowMs-c.lastSeen.Load() <= forget
-	}, nil, p.pace)
+	}, nil, p.Check)
 
 	t := b.newCampaignTicker(nowMs)
 	idle := CampaignIdle.Milliseconds()
@@ -320,7 +321,7 @@ func (b *Brain) Tick(nowMs int64) {
 		}
 		t.tick(name, c)
 		states++
-		p.pace()
+		p.Step()
 		return true
 	}, nil)
 	b.campaignStates.Store(states)
@@ -332,7 +333,7 @@ func (b *Brain) Tick(nowMs int64) {
 	st := b.opts.Store
 	b.keys.Range(func(key string, k *keyCtl) bool {
 		hook()
-		p.pace()
+		p.Step()
 		lvl, err := windows.DecodeKey([]byte(key), b.opts.Rollups, &in.Vals)
 		if err != nil {
 			return true
@@ -432,7 +433,7 @@ func (t *campaignTicker) tick(name string, c *campaign) {
 // fitPriors refits, for every level with a parent, the prior strengths of
 // each parent's children from the children's counts (method of moments),
 // and publishes them.
-func (b *Brain) fitPriors(pol *models.Policies, nowMs int64, p *pacer) {
+func (b *Brain) fitPriors(pol *models.Policies, nowMs int64, p *pace.Pacer) {
 	out := map[string]models.Strength{}
 	var vals windows.Values
 	r := b.opts.Rollups
@@ -452,7 +453,7 @@ func (b *Brain) fitPriors(pol *models.Policies, nowMs int64, p *pacer) {
 			groups := map[string][]windows.Counts{}
 			campaignOf := map[string]string{}
 			b.opts.Store.Scan(lvl, span, nowMs, func(key []byte, c windows.Counts) bool {
-				p.pace()
+				p.Step()
 				if _, err := windows.DecodeKey(key, r, &vals); err != nil {
 					return true
 				}
@@ -572,33 +573,6 @@ func (b *Brain) BuildInput(in *Input, lvl int, cfg *models.CampaignPolicy, nowMs
 	in.In = models.Input{
 		Chain: in.counts, Spans: in.spans, Strengths: in.strengths, NowMs: nowMs,
 		Device: in.Vals[windows.DimDevice], Country: in.Vals[windows.DimCountry],
-	}
-}
-
-// pacer lets a long background walk step aside: every 2 ms of work it
-// sleeps briefly. runtime.Gosched is not enough on a process with one P:
-// the yielding goroutine goes to the global run queue and is picked again
-// before the scheduler polls the network, so requests that arrived
-// meanwhile would wait for sysmon, up to 10 ms.
-type pacer struct {
-	last time.Time
-	n    int
-}
-
-func (p *pacer) pace() {
-	// time.Now costs ~20-40 ns: look at the clock every 64 calls.
-	p.n++
-	if p.n&63 != 0 {
-		return
-	}
-	now := time.Now()
-	if p.last.IsZero() {
-		p.last = now
-		return
-	}
-	if now.Sub(p.last) >= 2*time.Millisecond {
-		time.Sleep(20 * time.Microsecond)
-		p.last = time.Now()
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 
+	"github.com/bidpulse/bidpulse/internal/pace"
 	"github.com/bidpulse/bidpulse/models"
 )
 
@@ -39,10 +40,10 @@ type SnapshotResult struct {
 func (b *Brain) Snapshot() SnapshotResult {
 	b.tickMu.Lock()
 	defer b.tickMu.Unlock()
-	var p pacer
+	var p pace.Pacer
 	hook := b.hook("snapshot")
-	b.keys.Flush(nil, nil, p.pace)
-	b.campaigns.Flush(nil, nil, p.pace)
+	b.keys.Flush(nil, nil, p.Check)
+	b.campaigns.Flush(nil, nil, p.Check)
 
 	var buf bytes.Buffer
 	buf.Grow(64 + b.campaigns.Len()*600 + b.keys.Len()*256)
@@ -78,7 +79,7 @@ func (b *Brain) Snapshot() SnapshotResult {
 	cs := &campaignSnapshot{}
 	b.campaigns.Range(func(n string, c *campaign) bool {
 		hook()
-		p.pace()
+		p.Step()
 		cs.State = c.state.Load()
 		c.mu.Lock()
 		cs.Delays = c.hist
@@ -98,7 +99,7 @@ func (b *Brain) Snapshot() SnapshotResult {
 	sep = 0
 	b.keys.Range(func(k string, ctl *keyCtl) bool {
 		hook()
-		p.pace()
+		p.Step()
 		st := ctl.state.Load()
 		if st == nil {
 			return true // answered, not yet ticked: the zero state

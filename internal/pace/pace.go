@@ -1,0 +1,49 @@
+// Package pace lets a long loop off the request path step aside, so that
+// request goroutines get the CPU on a process with one or two Ps.
+package pace
+
+import "time"
+
+// Every is how much work a Pacer lets run between steps aside, and Pause
+// how long it steps aside.
+const (
+	Every = 2 * time.Millisecond
+	Pause = 20 * time.Microsecond
+)
+
+// Pacer steps a loop aside every Every of work: it sleeps Pause.
+// runtime.Gosched is not enough on a process with one P: the yielding
+// goroutine goes to the global run queue and is picked again before the
+// scheduler polls the network, so requests that arrived meanwhile would
+// wait for sysmon, up to 10 ms. A sleep parks the goroutine, and the idle
+// P polls the network. The zero value is ready to use; not safe for
+// concurrent use.
+type Pacer struct {
+	last time.Time
+	n    uint32
+}
+
+// Step counts one unit of work and steps aside when Every has passed since
+// the last time. It looks at the clock every 64 calls (time.Now costs
+// tens of nanoseconds), so a unit of work must be short.
+func (p *Pacer) Step() {
+	p.n++
+	if p.n&63 != 0 {
+		return
+	}
+	p.Check()
+}
+
+// Check steps aside when Every has passed since the last time: call it
+// between units of work that are long (a chunk, a shard).
+func (p *Pacer) Check() {
+	now := time.Now()
+	if p.last.IsZero() {
+		p.last = now
+		return
+	}
+	if now.Sub(p.last) >= Every {
+		time.Sleep(Pause)
+		p.last = time.Now()
+	}
+}
