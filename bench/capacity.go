@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -27,7 +26,8 @@ const capacityWarmup = 500 * time.Millisecond
 // capacity measures the closed-loop throughput of GET /v1/multiplier, and of the baseline
 // server when asked, under the same connections and pinning. With several rounds the two
 // alternate (baseline, service, baseline, service, ...), so a neighbour's load on a shared
-// machine hits both alike; the ratio is the median of the rounds' ratios.
+// machine hits both alike; the ratio is the median of the rounds' ratios. With a bid batch,
+// each round ends with the service's batches (POST /v1/multipliers).
 func (r *runner) capacity(ctx context.Context) (*CapacityResult, error) {
 	o := &r.o
 	d := o.CapacityDuration
@@ -51,18 +51,24 @@ func (r *runner) capacity(ctx context.Context) (*CapacityResult, error) {
 		}
 		defer stop()
 	}
-	var svcRuns, baseRuns []closedRun
+	var svcRuns, baseRuns, batchRuns []closedRun
 	for round := 0; round < o.CapacityRounds && ctx.Err() == nil; round++ {
 		if o.Baseline {
-			baseRuns = append(baseRuns, r.closedLoop(ctx, baseTarget, "baseline", d, basePid))
+			baseRuns = append(baseRuns, r.closedLoop(ctx, baseTarget, "baseline", d, basePid, 1))
 		}
 		pid := 0
 		if r.svc != nil {
 			pid = r.svc.pid()
 		}
-		svcRuns = append(svcRuns, r.closedLoop(ctx, r.target, "service", d, pid))
+		svcRuns = append(svcRuns, r.closedLoop(ctx, r.target, "service", d, pid, 1))
+		if o.BidBatch > 1 && ctx.Err() == nil {
+			batchRuns = append(batchRuns, r.closedLoop(ctx, r.target, "batch", d, pid, o.BidBatch))
+		}
 	}
 	res.Service = combineRuns("service", svcRuns)
+	if len(batchRuns) > 0 {
+		res.Batch = batchCapacity(o.BidBatch, batchRuns, &res.Service)
+	}
 	if o.Baseline {
 		b := combineRuns("baseline", baseRuns)
 		res.Baseline = &b
@@ -76,18 +82,19 @@ func (r *runner) capacity(ctx context.Context) (*CapacityResult, error) {
 			res.RatioPerCPU = (res.Service.RPS / res.Service.ServerCPU) / (b.RPS / b.ServerCPU)
 		}
 		for i := range min(len(svcRuns), len(baseRuns)) {
-			res.RoundFigures = append(res.RoundFigures, CapacityRound{
+			cr := CapacityRound{
 				Baseline: baseRuns[i].rps(), Service: svcRuns[i].rps(),
 				OtherCPU: 100 * (baseRuns[i].otherCPU + svcRuns[i].otherCPU).Seconds() / (baseRuns[i].wall + svcRuns[i].wall),
-			})
+				StealCPU: 100 * (baseRuns[i].stealCPU + svcRuns[i].stealCPU).Seconds() / (baseRuns[i].wall + svcRuns[i].wall),
+			}
+			if i < len(batchRuns) {
+				cr.BatchMultipliers = float64(batchRuns[i].items) / batchRuns[i].wall
+			}
+			res.RoundFigures = append(res.RoundFigures, cr)
 		}
 		if len(ratios) > 0 {
-			slices.Sort(ratios)
+			res.Ratio = median(ratios) // sorts them
 			res.Ratios = ratios
-			res.Ratio = ratios[len(ratios)/2]
-			if len(ratios)%2 == 0 {
-				res.Ratio = (ratios[len(ratios)/2-1] + ratios[len(ratios)/2]) / 2
-			}
 			r.notice("capacity: ratio %.3f (median of %d rounds, %.3f..%.3f; service %.0f req/s, baseline %.0f req/s overall)",
 				res.Ratio, len(ratios), ratios[0], ratios[len(ratios)-1], res.Service.RPS, b.RPS)
 		}
@@ -134,37 +141,83 @@ type closedRun struct {
 	rec           PhaseResult
 	wall          float64 // seconds
 	genCPU, svCPU time.Duration
-	// otherCPU is what the rest of the machine used meanwhile.
-	otherCPU time.Duration
+	// otherCPU is what the rest of the machine used meanwhile, stealCPU what the host took.
+	otherCPU, stealCPU time.Duration
+	// items are the multipliers answered in batches (0 for single GETs).
+	items uint64
+	// rt is what the service's runtime did (ok: known).
+	rt   runtimeDelta
+	rtOK bool
 }
 
 func (c *closedRun) rps() float64 { return float64(c.rec.Counts[OK]) / c.wall }
 
-// closedLoop measures one target's closed-loop throughput with single-key GETs.
-func (r *runner) closedLoop(ctx context.Context, target, name string, d time.Duration, serverPid int) closedRun {
+// closedLoop measures one target's closed-loop throughput: single-key GETs with batch 1,
+// POST /v1/multipliers with batch keys each otherwise. The service's runtime figures are read
+// around the service's runs (the target is r.target).
+func (r *runner) closedLoop(ctx context.Context, target, name string, d time.Duration, serverPid, batch int) closedRun {
 	o := &r.o
-	bids, err := newHTTPBids(target, o.CapacityConns, r.keys, EndpointSingle, 1, o.Seed)
+	endpoint := EndpointSingle
+	if batch > 1 {
+		endpoint = EndpointBatch
+	}
+	bids, err := newHTTPBids(target, o.CapacityConns, r.keys, endpoint, max(batch, 1), o.Seed)
 	if err != nil {
 		panic(fmt.Sprintf("BUG: cannot build the capacity client of %s: %v", target, err))
 	}
 	defer bids.close()
+	bids.countItems = batch > 1
 	// Closed-loop latency is the queue of CapacityConns requests: allow it a generous timeout,
 	// so the throughput is not cut by the bid timeout.
 	g := &generator{rec: NewRecorder(1), doer: bids, conns: o.CapacityConns, timeout: time.Second, now: time.Now}
 	g.runClosed(ctx, capacityWarmup, 0)
 	g.rec = NewRecorder(1)
-	self0, svc0, host0, t0 := selfCPU(), procCPU(serverPid), hostBusy(), time.Now()
+	items0 := bids.items()
+	var rt0 *runtimeSample
+	if target == r.target {
+		rt0, _ = r.stats.runtime()
+	}
+	self0, svc0, host0, t0 := selfCPU(), procCPU(serverPid), readHostTimes(), time.Now()
 	g.runClosed(ctx, d, 0)
 	run := closedRun{rec: g.rec.Phase(0), wall: time.Since(t0).Seconds(), genCPU: selfCPU() - self0}
 	if serverPid > 0 {
 		run.svCPU = procCPU(serverPid) - svc0
 	}
-	run.otherCPU = max(hostBusy()-host0-run.genCPU-run.svCPU, 0)
-	r.notice("capacity: %-8s %8.0f req/s, p50 %s ms, p99 %s ms, %d not ok; cpu server %.0f%%, generator %.0f%%, other processes %.0f%%",
-		name, run.rps(), ms(usToMs(run.rec.Latency.ValueAtQuantile(50))), ms(usToMs(run.rec.Latency.ValueAtQuantile(99))),
+	host := readHostTimes().sub(host0)
+	run.otherCPU = max(host.busy-run.genCPU-run.svCPU, 0)
+	run.stealCPU = max(host.steal, 0)
+	run.items = bids.items() - items0
+	if rt0 != nil {
+		rt1, _ := r.stats.runtime()
+		run.rt, run.rtOK = runtimeBetween(rt0, rt1)
+	}
+	extra := ""
+	if batch > 1 {
+		extra = fmt.Sprintf(" (%.0f multipliers/s)", float64(run.items)/run.wall)
+	}
+	r.notice("capacity: %-8s %8.0f req/s%s, p50 %s ms, p99 %s ms, %d not ok; cpu server %.0f%%, generator %.0f%%, other processes %.0f%%, host stole %.0f%% of a core",
+		name, run.rps(), extra, ms(usToMs(run.rec.Latency.ValueAtQuantile(50))), ms(usToMs(run.rec.Latency.ValueAtQuantile(99))),
 		run.rec.Requests()-run.rec.Counts[OK], 100*run.svCPU.Seconds()/run.wall, 100*run.genCPU.Seconds()/run.wall,
-		100*run.otherCPU.Seconds()/run.wall)
+		100*run.otherCPU.Seconds()/run.wall, 100*run.stealCPU.Seconds()/run.wall)
 	return run
+}
+
+// batchCapacity sums the batch runs and compares their service CPU per multiplier with the
+// single GETs' (single).
+func batchCapacity(size int, runs []closedRun, single *Throughput) *BatchCapacity {
+	b := &BatchCapacity{Size: size, Throughput: combineRuns("batch", runs)}
+	var wall float64
+	for _, r := range runs {
+		b.Multipliers += r.items
+		wall += r.wall
+	}
+	b.MultipliersPerS = float64(b.Multipliers) / wall
+	if b.ServerCPU > 0 && single.ServerCPU > 0 {
+		b.MultipliersPerCPUS = b.MultipliersPerS / (b.ServerCPU / 100)
+		b.SinglePerCPUS = single.RPS / (single.ServerCPU / 100)
+		b.PerCPUGain = b.MultipliersPerCPUS / b.SinglePerCPUS
+	}
+	return b
 }
 
 // combineRuns sums closed-loop runs into one Throughput.
@@ -176,9 +229,15 @@ func combineRuns(name string, runs []closedRun) Throughput {
 	hist := newHist()
 	var counts [numOutcomes]uint64
 	var wall float64
-	var gen, svc, other time.Duration
+	var gen, svc, other, steal time.Duration
+	var rt runtimeDelta
+	rtOK := true
 	for _, r := range runs {
 		other += r.otherCPU
+		steal += r.stealCPU
+		if rtOK = rtOK && r.rtOK; rtOK {
+			rt.add(r.rt)
+		}
 		hist.Merge(r.rec.Latency)
 		for i, n := range r.rec.Counts {
 			counts[i] += n
@@ -194,6 +253,10 @@ func combineRuns(name string, runs []closedRun) Throughput {
 	t.RPS = float64(t.OK) / wall
 	t.Latency, t.Outcomes = latencyOf(hist), outcomesOf(counts)
 	t.GenCPU, t.ServerCPU, t.OtherCPU = 100*gen.Seconds()/wall, 100*svc.Seconds()/wall, 100*other.Seconds()/wall
+	t.StealCPU = 100 * steal.Seconds() / wall
+	if rtOK {
+		t.Runtime = rt.report()
+	}
 	return t
 }
 

@@ -151,30 +151,56 @@ func procRSS(pid int) (rss, peak uint64) {
 	return rss, peak
 }
 
-// hostBusy returns the CPU time all processes of the machine have used since boot (user,
-// nice, system, irq, softirq and steal from /proc/stat), 0 if unknown. Its change minus the
-// bench's and the service's is what other processes took: a measurement on a shared machine
-// is only as good as that figure is small.
-func hostBusy() time.Duration {
+// hostTimes are the CPU times of the whole machine since boot, from the cpu line of
+// /proc/stat, summed over its CPUs.
+type hostTimes struct {
+	// busy is what all its processes used: user, nice, system, irq and softirq (a guest's
+	// time is inside user). Its change minus the bench's and the service's is what other
+	// processes took.
+	busy time.Duration
+	// steal is the time the hypervisor ran something else (another VM, its own work) while
+	// this machine's CPUs had work to do. No process here used it, so it is not "other
+	// processes": it is the host taking CPU from all of them, and a thread that was due to
+	// run waited meanwhile. On a shared VM it is the first suspect of a latency spike.
+	steal time.Duration
+}
+
+// sub returns the times spent from o to h.
+func (h hostTimes) sub(o hostTimes) hostTimes {
+	return hostTimes{busy: h.busy - o.busy, steal: h.steal - o.steal}
+}
+
+// readHostTimes returns the machine's CPU times (zero if unknown).
+func readHostTimes() hostTimes {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0
+		return hostTimes{}
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
+	return parseHostTimes(b)
+}
+
+// parseHostTimes reads the cpu line of a /proc/stat:
+//
+//	cpu  user nice system idle iowait irq softirq steal guest guest_nice
+//
+// in USER_HZ ticks. Idle and iowait are nobody's; guest and guest_nice are already in user
+// and nice.
+func parseHostTimes(stat []byte) hostTimes {
+	line, _, _ := strings.Cut(string(stat), "\n")
 	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0
+	if len(f) < 8 || f[0] != "cpu" {
+		return hostTimes{}
 	}
-	var ticks int64
-	for i, v := range f[1:9] {
-		if i == 3 || i == 4 { // idle, iowait
-			continue
-		}
-		n, _ := strconv.ParseInt(v, 10, 64)
-		ticks += n
+	tick := func(i int) time.Duration {
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		const clockTicks = 100
+		return time.Duration(n) * time.Second / clockTicks
 	}
-	const clockTicks = 100
-	return time.Duration(ticks) * time.Second / clockTicks
+	h := hostTimes{busy: tick(1) + tick(2) + tick(3) + tick(6) + tick(7)}
+	if len(f) > 8 { // kernels before 2.6.11 have no steal column
+		h.steal = tick(8)
+	}
+	return h
 }
 
 // cpuModel returns the CPU model name from /proc/cpuinfo ("" if unknown).

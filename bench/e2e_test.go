@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -104,6 +105,31 @@ func TestRunEndToEnd(t *testing.T) {
 			}
 			if len(rep.Series) < 2 || !strings.Contains(out.String(), "PASS: every published event") {
 				t.Fatalf("unexpected live output or series (%d seconds)", len(rep.Series))
+			}
+			// The CPU figures are shares of the machine's cores; the host's stolen time is
+			// apart from other processes'.
+			maxCPU := 100 * float64(runtime.NumCPU())
+			for _, s := range rep.Series {
+				if s.StealCPU < 0 || s.StealCPU > maxCPU || s.OtherCPU < 0 || s.OtherCPU > maxCPU {
+					t.Fatalf("unexpected CPU figures of second %v: other %v, steal %v (want 0..%v)", s.T, s.OtherCPU, s.StealCPU, maxCPU)
+				}
+			}
+			if p.StealCPU < 0 || p.StealCPU > maxCPU || !strings.Contains(out.String(), "steal%") {
+				t.Fatalf("unexpected steal figure %v of the phase", p.StealCPU)
+			}
+			// The service's runtime (this process's: it runs in it) over the phase, read
+			// from its GET /debug/runtime.
+			rt := p.Runtime
+			if rt == nil || rt.SchedSamples == 0 || rt.SchedLatencyMaxMs <= 0 || rt.SchedLatencyP99Ms > rt.SchedLatencyMaxMs ||
+				rt.GCPauses < rt.GCCycles || rt.GCPauseP99Ms > rt.GCPauseMaxMs || rt.HeapLiveMB <= 0 {
+				t.Fatalf("unexpected runtime figures of the phase %+v", rt)
+			}
+			if !strings.Contains(out.String(), "service by phase") {
+				t.Fatalf("unexpected text report without the service's figures by phase")
+			}
+			// Checkpoints are of JetStream mode (every 30 s by default: none in the run).
+			if mode == "true" && (p.Checkpoints == nil || *p.Checkpoints != 0) || mode == "false" && p.Checkpoints != nil {
+				t.Fatalf("unexpected checkpoints of the phase %v in jetstream=%s", p.Checkpoints, mode)
 			}
 		})
 	}

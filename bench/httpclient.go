@@ -31,8 +31,10 @@ const mixBatchEvery = 5
 var (
 	singlePrefix = []byte(`{"multiplier":`)
 	batchPrefix  = []byte(`[{`)
-	strPOST      = []byte("POST")
-	strJSON      = []byte("application/json")
+	// batchItemPrefix starts each answered item of a batch answer.
+	batchItemPrefix = []byte(`{"multiplier":`)
+	strPOST         = []byte("POST")
+	strJSON         = []byte("application/json")
 )
 
 // httpWorker is one worker's reusable request state; only its worker touches it. GET and
@@ -46,6 +48,8 @@ type httpWorker struct {
 	uri  []byte
 	body []byte
 	n    uint64
+	// items counts the multipliers answered in batches, when httpBids.countItems is set.
+	items uint64
 }
 
 // httpBids sends bid requests with fasthttp's HostClient, one connection per worker at most.
@@ -58,6 +62,9 @@ type httpBids struct {
 	endpoint string
 	batch    int
 	workers  []httpWorker
+	// countItems makes each worker count the items of its batch answers that are
+	// multipliers (the capacity's batch mode); set before any request.
+	countItems bool
 }
 
 // parseTarget splits a base URL such as http://127.0.0.1:8080 into a host:port and TLS flag.
@@ -167,7 +174,21 @@ func (h *httpBids) do(wi int, deadline time.Time) Outcome {
 	if !bytes.HasPrefix(w.resp.Body(), prefix) {
 		return BadBody
 	}
+	if batch && h.countItems {
+		// An answered item starts as a single answer does; an item in error is {"error":..}.
+		w.items += uint64(bytes.Count(w.resp.Body(), batchItemPrefix))
+	}
 	return OK
+}
+
+// items returns the multipliers answered in batches so far (see countItems). Call it when no
+// request is in flight.
+func (h *httpBids) items() uint64 {
+	var n uint64
+	for i := range h.workers {
+		n += h.workers[i].items
+	}
+	return n
 }
 
 // classifyError maps a client error to an Outcome.

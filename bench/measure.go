@@ -28,10 +28,25 @@ func (r *runner) measure(ctx context.Context, sched *Schedule) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	phaseEvents := make([]atomic.Uint64, len(phases))
+	var start time.Time
+	if t := r.ckptTimer; t != nil {
+		// Wait for the aligned start here rather than after opening the connections, which
+		// could go idle and close meanwhile.
+		start = t.alignStart(time.Now().Add(primeAllowance), sched)
+		r.notice("checkpoints: the run starts in %s, so that the service's checkpoints (every %s) fall %s into each spike phase",
+			time.Until(start).Round(time.Millisecond), t.interval, t.into)
+		sleepCtx(ctx, time.Until(start.Add(-primeAllowance)))
+	}
 	if sched.Bids() > 0 {
 		g.prime()
 	}
-	start := time.Now().Add(50 * time.Millisecond)
+	if t := r.ckptTimer; t != nil {
+		if time.Until(start) < 10*time.Millisecond { // opening the connections took longer
+			start = t.alignStart(time.Now().Add(50*time.Millisecond), sched)
+		}
+	} else {
+		start = time.Now().Add(50 * time.Millisecond)
+	}
 	r.retention.start = start
 	r.notice("run %s: %s, phases %d, %s; bids %s to %s, in-flight cap %d, timeout %s",
 		r.o.RunID, o.Scenario, len(phases), sched.Duration(), o.Endpoint, r.target, o.Conns, o.Timeout)
@@ -72,6 +87,12 @@ func (r *runner) measure(ctx context.Context, sched *Schedule) error {
 		defer close(pollDone)
 		r.pollStats(runCtx, &latest)
 	}()
+	runtimeSamples := make([]*runtimeSample, len(phases)+1)
+	scrapeDone := make(chan struct{})
+	go func() {
+		defer close(scrapeDone)
+		r.scrapeRuntime(runCtx, sched, start, runtimeSamples)
+	}()
 
 	// The live loop: one line per second, and the ramp's verdict at each step's end.
 	base := latest.Load()
@@ -82,7 +103,8 @@ func (r *runner) measure(ctx context.Context, sched *Schedule) error {
 			base = &ServiceStats{}
 		}
 	}
-	lastSelf, lastSvc, lastPid, lastHost := selfCPU(), time.Duration(0), 0, hostBusy()
+	sleepCtx(ctx, time.Until(start)) // the first second's CPU figures start with it
+	lastSelf, lastSvc, lastPid, lastHost := selfCPU(), time.Duration(0), 0, readHostTimes()
 	if r.svc != nil {
 		lastPid = r.svc.pid()
 		lastSvc = procCPU(lastPid)
@@ -141,7 +163,7 @@ func (r *runner) measure(ctx context.Context, sched *Schedule) error {
 			s.Backlog = int64(acked-ackedBase) - delta(st.Received, base.Received)
 			s.LagMs = st.IngestLagMs
 		}
-		self, host := selfCPU(), hostBusy()
+		self, host := selfCPU(), readHostTimes()
 		s.GenCPU = 100 * (self - lastSelf).Seconds() / span
 		svcUsed := time.Duration(0)
 		if r.svc != nil {
@@ -153,7 +175,9 @@ func (r *runner) measure(ctx context.Context, sched *Schedule) error {
 			}
 			lastSvc, lastPid = c, pid
 		}
-		s.OtherCPU = 100 * max(host-lastHost-(self-lastSelf)-svcUsed, 0).Seconds() / span
+		used := host.sub(lastHost)
+		s.OtherCPU = 100 * max(used.busy-(self-lastSelf)-svcUsed, 0).Seconds() / span
+		s.StealCPU = 100 * max(used.steal, 0).Seconds() / span
 		lastSelf, lastHost = self, host
 		if st := latest.Load(); st != nil && tick.Sub(st.readAt) < statsFresh {
 			if st.Buffer != nil && st.Buffer.Kind == "stream" {
@@ -194,8 +218,9 @@ func (r *runner) measure(ctx context.Context, sched *Schedule) error {
 	cancel()
 	wg.Wait()
 	<-pollDone
+	<-scrapeDone
 	r.rep.DurationS = lastTick.Sub(start).Seconds()
-	r.phaseReports(rec, sched, phaseEvents, stopAt.Sub(start))
+	r.phaseReports(rec, sched, phaseEvents, runtimeSamples, stopAt.Sub(start))
 	return nil
 }
 
@@ -219,9 +244,9 @@ func (r *runner) liveLine(s *Second, span float64) {
 	if s.RSSMB != nil {
 		mem += fmt.Sprintf(" rss %.0fMB", *s.RSSMB)
 	}
-	fmt.Fprintf(r.out, "%6.1fs %-12s bids %6.0f/s p50 %s p99 %s max %s ms  to %d err %d%s | events %6d/s acked %6d/s recv %6d/s%s | cpu gen %3.0f%% svc %3.0f%% other %3.0f%%%s\n",
+	fmt.Fprintf(r.out, "%6.1fs %-12s bids %6.0f/s p50 %s p99 %s max %s ms  to %d err %d%s | events %6d/s acked %6d/s recv %6d/s%s | cpu gen %3.0f%% svc %3.0f%% other %3.0f%% steal %3.0f%%%s\n",
 		s.T, s.Phase, float64(s.Bids)/span, ms(s.P50), ms(s.P99), ms(s.Max), s.Timeouts, s.Errors, extra,
-		s.Events, s.Acked, s.Received, lag, s.GenCPU, s.SvcCPU, s.OtherCPU, mem)
+		s.Events, s.Acked, s.Received, lag, s.GenCPU, s.SvcCPU, s.OtherCPU, s.StealCPU, mem)
 }
 
 // rampStep judges ramp step i once it has ended and reports whether the ramp must stop.
@@ -245,8 +270,9 @@ func (r *runner) rampStep(rec *Recorder, sched *Schedule, i int) bool {
 	return true
 }
 
-// phaseReports fills the report's phases from the recorder, up to ran (the run's length).
-func (r *runner) phaseReports(rec *Recorder, sched *Schedule, phaseEvents []atomic.Uint64, ran time.Duration) {
+// phaseReports fills the report's phases from the recorder, the service's runtime figures at
+// the phase boundaries and its checkpoints, up to ran (the run's length).
+func (r *runner) phaseReports(rec *Recorder, sched *Schedule, phaseEvents []atomic.Uint64, runtimeSamples []*runtimeSample, ran time.Duration) {
 	for i, ph := range sched.Phases() {
 		st := sched.PhaseStart(i)
 		if st >= ran {
@@ -260,21 +286,28 @@ func (r *runner) phaseReports(rec *Recorder, sched *Schedule, phaseEvents []atom
 			BidRate:   float64(p.Requests()) / d,
 			Requests:  p.Requests(), Latency: latencyOf(p.Latency), Outcomes: outcomesOf(p.Counts),
 			CapWaits: p.CapWaits, SendLag: latencyOf(p.SendLag), Curve: curveOf(p.Latency),
-			EventTarget: ph.EventRate, Events: phaseEvents[i].Load(),
+			EventTarget: ph.EventRate, Events: phaseEvents[i].Load(), Spike: ph.Spike,
 		}
 		pr.EventRate = float64(pr.Events) / d
-		var gen, svc, other float64
+		var gen, svc, other, steal float64
 		var n int
 		for _, s := range r.rep.Series {
 			if s.Phase == ph.Name {
 				gen += s.GenCPU
 				svc += s.SvcCPU
 				other += s.OtherCPU
+				steal += s.StealCPU
 				n++
 			}
 		}
 		if n > 0 {
-			pr.GenCPU, pr.SvcCPU, pr.OtherCPU = gen/float64(n), svc/float64(n), other/float64(n)
+			pr.GenCPU, pr.SvcCPU, pr.OtherCPU, pr.StealCPU = gen/float64(n), svc/float64(n), other/float64(n), steal/float64(n)
+		}
+		if rd, ok := runtimeBetween(runtimeSamples[i], runtimeSamples[i+1]); ok {
+			pr.Runtime = rd.report()
+		}
+		if r.retention.processes > 0 {
+			pr.Checkpoints = new(r.retention.during(st.Seconds(), st.Seconds()+d))
 		}
 		r.rep.Phases = append(r.rep.Phases, pr)
 	}
@@ -346,6 +379,9 @@ func (r *runner) pollStats(ctx context.Context, latest *atomic.Pointer[ServiceSt
 		if st, err := r.stats.get(); err == nil {
 			if r.svc != nil && r.svc.pid() == pid {
 				st.pid = pid
+			}
+			if r.svc == nil {
+				st.pid = externalPid
 			}
 			st.readAt = time.Now()
 			latest.Store(&st)

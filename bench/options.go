@@ -14,7 +14,9 @@ const (
 	// ScenarioSteady: bids and events at constant rates.
 	ScenarioSteady = "steady"
 	// ScenarioSpike: the promotion: bids steady, events x SpikeFactor for SpikeDuration, then
-	// back; phases before, during and after.
+	// back, SpikeRounds times: phases base 1, spike 1, base 2, spike 2, ..., after. Each spike's
+	// p99 is compared with the base phase just before it, so a neighbour's load or a GC that
+	// hits one pair does not decide the ratio (the median of the pairs' ratios).
 	ScenarioSpike = "spike"
 	// ScenarioRamp: the bid rate climbs in steps until p99 crosses P99Threshold; the last step
 	// under it is the capacity figure.
@@ -61,8 +63,9 @@ type Options struct {
 	// this process otherwise).
 	Baseline bool
 
-	// Duration is the length of each phase: the whole steady and mixed runs, before and after
-	// a spike or a restart, each ramp step, each capacity measurement (default 10s).
+	// Duration is the length of each phase: the whole steady and mixed runs, each base phase
+	// of a spike run, before and after a restart, each ramp step, each capacity measurement
+	// (default 10s).
 	Duration time.Duration
 	// Warmup is a first phase at the run's rates, reported apart (0: none).
 	Warmup time.Duration
@@ -85,6 +88,12 @@ type Options struct {
 	CapacityDuration time.Duration
 	// CapacityRounds alternates that many baseline and service measurements (default 1).
 	CapacityRounds int
+	// BidBatch, when > 1, adds to each capacity round a closed-loop measurement of POST
+	// /v1/multipliers with BidBatch keys per request, reported as multipliers/s and per
+	// CPU-second of the service, next to the single GETs (0 or 1: single GETs only). It
+	// belongs to the capacity scenario and turns Baseline on, so that the single GETs'
+	// ratio to the bare fasthttp handler is measured in the same run.
+	BidBatch int
 
 	// EventRate is the event rate in events/s (0: no events but Preload).
 	EventRate float64
@@ -94,9 +103,18 @@ type Options struct {
 	// windows with data (default 0).
 	Preload int
 	// SpikeFactor multiplies the event rate during a spike (default 10); SpikeDuration is its
-	// length (default Duration).
+	// length (default Duration); SpikeRounds the number of base + spike pairs (default 3).
+	//
+	// With Spawn and no CheckpointInterval, the spike scenario sets the service's checkpoint
+	// interval to one pair (Duration + SpikeDuration) and starts the run when the service's
+	// checkpoint ticker puts a checkpoint a quarter into each spike phase (it waits for the
+	// service's first checkpoint to learn the ticker's phase): every spike then holds one
+	// checkpoint and no base phase does. The service has no way to be asked for a
+	// checkpoint, so its own timer is timed instead. Give a CheckpointInterval to leave the
+	// checkpoints where they fall; the report says per phase whether one did.
 	SpikeFactor   float64
 	SpikeDuration time.Duration
+	SpikeRounds   int
 	// RampFrom and RampTo bound the ramp's bid rates (default 10% and 100% of the measured
 	// capacity); RampSteps is the number of steps (default 10); P99Threshold the p99 that ends
 	// it (default 1ms).
@@ -135,6 +153,10 @@ type Options struct {
 	// Out receives the live line each second, notices and the final text report (nil:
 	// discarded).
 	Out io.Writer
+
+	// alignCheckpoints is set by withDefaults when the spike scenario times the spawned
+	// service's checkpoints into its spike phases (see SpikeRounds).
+	alignCheckpoints bool
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -213,6 +235,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.SpikeFactor == 0 {
 		o.SpikeFactor = 10
 	}
+	if o.SpikeRounds == 0 {
+		o.SpikeRounds = 3
+	}
 	if o.RampSteps == 0 {
 		o.RampSteps = 10
 	}
@@ -255,6 +280,8 @@ func (o Options) withDefaults() (Options, error) {
 		{"event batch", o.EventBatch, 1, 10_000},
 		{"batch size", o.BatchSize, 1, 1000},
 		{"ramp steps", o.RampSteps, 1, 1000},
+		{"spike rounds", o.SpikeRounds, 1, 100},
+		{"bid batch", o.BidBatch, 0, 1000},
 		{"preload", o.Preload, 0, math.MaxInt32},
 		{"keys", o.Keys, 0, math.MaxInt32},
 	} {
@@ -282,6 +309,16 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if (o.CheckpointInterval > 0 || o.RemoteCheckpointInterval > 0) && o.Spawn == nil {
 		return o, errors.New("checkpoint intervals are flags of the spawned service: they need --spawn")
+	}
+	if o.BidBatch > 1 {
+		if o.Scenario != ScenarioCapacity {
+			return o, fmt.Errorf("a bid batch of %d is a mode of the capacity scenario, not of %s (the open-loop scenarios batch with --endpoint batch)", o.BidBatch, o.Scenario)
+		}
+		o.Baseline = true
+	}
+	if o.Scenario == ScenarioSpike && o.Spawn != nil && o.CheckpointInterval == 0 {
+		o.CheckpointInterval = o.Duration + o.SpikeDuration
+		o.alignCheckpoints = true
 	}
 	needsRate := o.Scenario != ScenarioCapacity && o.Scenario != ScenarioRamp
 	if needsRate && o.BidRate == 0 && o.BidCapacityPercent == 0 && o.EventRate == 0 {
@@ -315,10 +352,13 @@ func (o *Options) phases(rate, capacity float64) []Phase {
 	case ScenarioSteady, ScenarioMixed:
 		ps = append(ps, Phase{Name: o.Scenario, Duration: o.Duration, BidRate: rate, EventRate: o.EventRate})
 	case ScenarioSpike:
-		ps = append(ps,
-			Phase{Name: "before", Duration: o.Duration, BidRate: rate, EventRate: o.EventRate},
-			Phase{Name: "during", Duration: o.SpikeDuration, BidRate: rate, EventRate: o.EventRate * o.SpikeFactor},
-			Phase{Name: "after", Duration: o.Duration, BidRate: rate, EventRate: o.EventRate})
+		for i := 1; i <= max(o.SpikeRounds, 1); i++ {
+			n := strconv.Itoa(i)
+			ps = append(ps,
+				Phase{Name: "base " + n, Duration: o.Duration, BidRate: rate, EventRate: o.EventRate},
+				Phase{Name: "spike " + n, Duration: o.SpikeDuration, BidRate: rate, EventRate: o.EventRate * o.SpikeFactor, Spike: true})
+		}
+		ps = append(ps, Phase{Name: "after", Duration: o.Duration, BidRate: rate, EventRate: o.EventRate})
 	case ScenarioRestart:
 		ps = append(ps,
 			Phase{Name: "before", Duration: o.Duration, BidRate: rate, EventRate: o.EventRate},

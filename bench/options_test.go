@@ -48,6 +48,29 @@ func TestOptionsDefaultsAndErrors(t *testing.T) {
 	f(Options{Spawn: &SpawnOptions{}, Scenario: ScenarioProduction, Publish: PublishCore}, "needs JetStream")
 	f(Options{Target: "x", BidRate: 1, CheckpointInterval: time.Second}, "need --spawn")
 	f(Options{Target: "x", BidRate: 1, BatchMix: BatchMix{{Events: 20_000, Weight: 1}}}, "invalid batch mix size")
+	f(Options{Target: "x", BidRate: 1, BidBatch: 100}, "a mode of the capacity scenario")
+	f(Options{Target: "x", Scenario: ScenarioCapacity, BidBatch: 1001}, "invalid bid batch")
+	f(Options{Target: "x", BidRate: 1, Scenario: ScenarioSpike, SpikeRounds: -1}, "invalid spike rounds")
+
+	// A batch mode measures the baseline too; single GETs only with 0 or 1.
+	if c, err := (Options{Target: "x", Scenario: ScenarioCapacity, BidBatch: 100}).withDefaults(); err != nil || !c.Baseline {
+		t.Fatalf("unexpected batch capacity options %+v, %v", c, err)
+	}
+	if c, err := (Options{Target: "x", Scenario: ScenarioCapacity, BidBatch: 1}).withDefaults(); err != nil || c.Baseline {
+		t.Fatalf("unexpected single capacity options %+v, %v", c, err)
+	}
+	// A spawned spike run times the checkpoints into its spikes unless given an interval.
+	sp, err := Options{Spawn: &SpawnOptions{}, Scenario: ScenarioSpike, BidRate: 1, Duration: 3 * time.Second, SpikeDuration: 2 * time.Second}.withDefaults()
+	if err != nil || !sp.alignCheckpoints || sp.CheckpointInterval != 5*time.Second || sp.SpikeRounds != 3 {
+		t.Fatalf("unexpected spawned spike options %+v, %v", sp, err)
+	}
+	sp, err = Options{Spawn: &SpawnOptions{}, Scenario: ScenarioSpike, BidRate: 1, CheckpointInterval: time.Minute}.withDefaults()
+	if err != nil || sp.alignCheckpoints || sp.CheckpointInterval != time.Minute {
+		t.Fatalf("unexpected spike options with an interval %+v, %v", sp, err)
+	}
+	if sp, _ := (Options{Target: "x", Scenario: ScenarioSpike, BidRate: 1}).withDefaults(); sp.alignCheckpoints || sp.CheckpointInterval != 0 {
+		t.Fatalf("unexpected checkpoint timing of a service not spawned %+v", sp)
+	}
 
 	// The production scenario's zero fields take ProductionDefaults; given ones stay.
 	p, err := Options{Spawn: &SpawnOptions{}, Scenario: ScenarioProduction, EventRate: 500}.withDefaults()
@@ -78,6 +101,9 @@ func TestScenarioPhases(t *testing.T) {
 			if p.Restart {
 				s[len(s)-1] += ":restart"
 			}
+			if p.Spike {
+				s[len(s)-1] += ":spike"
+			}
 		}
 		return strings.Join(s, " ")
 	}
@@ -94,7 +120,10 @@ func TestScenarioPhases(t *testing.T) {
 	f(names(o, 500, 0), "warmup:1s:500:100 steady:2s:500:100")
 	o = base
 	o.Scenario, o.SpikeDuration = ScenarioSpike, time.Second
-	f(names(o, 500, 0), "before:2s:500:100 during:1s:500:1000 after:2s:500:100")
+	f(names(o, 500, 0), "base 1:2s:500:100 spike 1:1s:500:1000:spike base 2:2s:500:100 spike 2:1s:500:1000:spike "+
+		"base 3:2s:500:100 spike 3:1s:500:1000:spike after:2s:500:100")
+	o.SpikeRounds = 1
+	f(names(o, 500, 0), "base 1:2s:500:100 spike 1:1s:500:1000:spike after:2s:500:100")
 	o = base
 	o.Scenario, o.Spawn = ScenarioRestart, &SpawnOptions{}
 	f(names(o, 500, 0), "before:2s:500:100 restart:2s:500:100:restart after:2s:500:100")
@@ -248,4 +277,34 @@ func TestProcFigures(t *testing.T) {
 	if procCPU(0) != 0 {
 		t.Fatalf("unexpected CPU of pid 0")
 	}
+	if h := readHostTimes(); h.busy <= 0 || h.steal < 0 {
+		t.Fatalf("unexpected host times %+v", h)
+	}
+}
+
+func TestParseHostTimes(t *testing.T) {
+	f := func(stat string, busy, steal time.Duration) {
+		t.Helper()
+		if got := parseHostTimes([]byte(stat)); got.busy != busy || got.steal != steal {
+			t.Fatalf("unexpected host times of %q; got %+v; want busy %v, steal %v", stat, got, busy, steal)
+		}
+	}
+	// user nice system idle iowait irq softirq steal guest guest_nice, in 1/100 s.
+	f("cpu  100 20 30 5000 40 5 6 70 12 0\ncpu0 50 10 15 2500 20 2 3 35 6 0\n", 1610*time.Millisecond, 700*time.Millisecond)
+	f("cpu  100 20 30 5000 40 5 6\n", 1610*time.Millisecond, 0) // before steal was counted
+	f("intr 1 2 3\n", 0, 0)
+	f("", 0, 0)
+}
+
+func TestDisturbance(t *testing.T) {
+	f := func(other, steal float64, want string) {
+		t.Helper()
+		if got := disturbance(other, steal); !strings.Contains(got, want) || (want == "" && got != "") {
+			t.Fatalf("unexpected disturbance of other %v, steal %v; got %q; want one containing %q", other, steal, got, want)
+		}
+	}
+	f(5, 2, "")
+	f(70, 0, "disturbed by other processes, not by the host")
+	f(3, 70, "disturbed by the host, not by other processes (they used 3%): the host stole 70% of a core")
+	f(30, 40, "disturbed by the host and by other processes")
 }

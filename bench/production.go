@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"strings"
 	"time"
 )
@@ -232,15 +231,6 @@ func summarise(t, v []float64, total float64) SeriesSummary {
 		s.GrowthPct = 100 * (s.Thirds[2].Max/mid - 1)
 	}
 	return s
-}
-
-// median returns the median of v (0 for none); v is sorted in place.
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	slices.Sort(v)
-	return v[len(v)/2]
 }
 
 // productionResult builds the production figures once the run and the drain are over.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,7 +17,8 @@ import (
 const ReportVersion = 1
 
 // Report is everything a run measured: what the text report prints, WriteJSON writes and
-// WriteHTML draws. Latencies are in milliseconds, rates per second, CPU in percent of one core.
+// WriteHTML draws. Latencies are in milliseconds, rates per second, CPU in percent of one core
+// (up to 100 times the CPUs).
 type Report struct {
 	Version  int       `json:"version"`
 	RunID    string    `json:"run_id"`
@@ -39,6 +42,7 @@ type Report struct {
 	Phases         []PhaseReport   `json:"phases"`
 	Series         []Second        `json:"series"`
 	Ramp           *RampResult     `json:"ramp,omitempty"`
+	Spike          *SpikeResult    `json:"spike,omitempty"`
 	Restart        *RestartResult  `json:"restart,omitempty"`
 	Reconciliation *Reconciliation `json:"reconciliation,omitempty"`
 	Service        *ServiceReport  `json:"service,omitempty"`
@@ -97,8 +101,19 @@ type PhaseReport struct {
 	EventRate   float64      `json:"event_rate"`
 	GenCPU      float64      `json:"gen_cpu"`
 	SvcCPU      float64      `json:"svc_cpu"`
-	// OtherCPU is what the machine's other processes used (a disturbance indicator).
+	// OtherCPU is what the machine's other processes used, and StealCPU the time the host
+	// (the hypervisor) took from this machine's CPUs for something else: two different
+	// disturbances (see hostTimes).
 	OtherCPU float64 `json:"other_cpu"`
+	StealCPU float64 `json:"steal_cpu"`
+	// Spike marks a spike phase of the spike scenario.
+	Spike bool `json:"spike,omitempty"`
+	// Runtime is what the service's Go runtime did during the phase (absent when the service
+	// does not answer GET /debug/runtime, or restarted within the phase).
+	Runtime *RuntimeReport `json:"runtime,omitempty"`
+	// Checkpoints is the number of checkpoints the service wrote during the phase (absent
+	// when it reports none: core ingest).
+	Checkpoints *int `json:"checkpoints,omitempty"`
 }
 
 // Second is one second of the run (the live line and the charts).
@@ -122,6 +137,7 @@ type Second struct {
 	GenCPU    float64  `json:"gen_cpu"`
 	SvcCPU    float64  `json:"svc_cpu"`
 	OtherCPU  float64  `json:"other_cpu"`
+	StealCPU  float64  `json:"steal_cpu"`
 	// StreamBytes is the service's events stream (/v1/stats buffer.bytes) and RSSMB the
 	// spawned service's resident memory (VmRSS of /proc/<pid>/status, MiB), sampled in the
 	// second; absent when unknown (no JetStream, not spawned, or the service down).
@@ -141,8 +157,13 @@ type Throughput struct {
 	Outcomes  map[string]uint64 `json:"outcomes"`
 	GenCPU    float64           `json:"gen_cpu"`
 	ServerCPU float64           `json:"server_cpu"`
-	// OtherCPU is what the machine's other processes used meanwhile (percent of one core).
+	// OtherCPU is what the machine's other processes used meanwhile and StealCPU what the
+	// host took from its CPUs (percent of one core).
 	OtherCPU float64 `json:"other_cpu"`
+	StealCPU float64 `json:"steal_cpu"`
+	// Runtime is what the service's Go runtime did during the measurement (the service's
+	// runs only, when it answers GET /debug/runtime).
+	Runtime *RuntimeReport `json:"runtime,omitempty"`
 }
 
 // CapacityRound is one baseline + service pair of a capacity measurement.
@@ -150,6 +171,9 @@ type CapacityRound struct {
 	Baseline float64 `json:"baseline_rps"`
 	Service  float64 `json:"service_rps"`
 	OtherCPU float64 `json:"other_cpu"`
+	StealCPU float64 `json:"steal_cpu"`
+	// BatchMultipliers is the round's multipliers/s in batches (0 without a batch mode).
+	BatchMultipliers float64 `json:"batch_multipliers_per_s,omitempty"`
 }
 
 // CapacityResult is the closed-loop throughput of GET /v1/multiplier, and of the baseline.
@@ -171,6 +195,25 @@ type CapacityResult struct {
 	RatioPerCPU float64 `json:"ratio_per_cpu,omitempty"`
 	// RoundFigures are the rounds in the order run.
 	RoundFigures []CapacityRound `json:"round_figures,omitempty"`
+	// Batch is the batch mode's measurement (Options.BidBatch), made in each round after
+	// the single GETs.
+	Batch *BatchCapacity `json:"batch,omitempty"`
+}
+
+// BatchCapacity is the closed-loop throughput of POST /v1/multipliers with Size keys per
+// request. Its Throughput counts requests; the multipliers are the answered items (an item
+// the service answered with an error is not one).
+type BatchCapacity struct {
+	Size int `json:"size"`
+	Throughput
+	Multipliers     uint64  `json:"multipliers"`
+	MultipliersPerS float64 `json:"multipliers_per_s"`
+	// MultipliersPerCPUS is multipliers per CPU-second of the service, and SinglePerCPUS the
+	// single GETs' answers per CPU-second in the same rounds; PerCPUGain is their ratio (what
+	// a batch saves per multiplier). All 0 when the service's CPU is unknown (not spawned).
+	MultipliersPerCPUS float64 `json:"multipliers_per_cpu_s"`
+	SinglePerCPUS      float64 `json:"single_per_cpu_s"`
+	PerCPUGain         float64 `json:"per_cpu_gain"`
 }
 
 // RampResult is the outcome of a ramp.
@@ -260,6 +303,28 @@ func ms(v float64) string {
 	return fmt.Sprintf("%.0f", v)
 }
 
+// fmtCheckpoints formats a phase's checkpoint count for the tables ("-" when unknown).
+func fmtCheckpoints(n *int) string {
+	if n == nil {
+		return "-"
+	}
+	return strconv.Itoa(*n)
+}
+
+// median returns the median of xs (0 for none): of an even count, the mean of the middle
+// two. xs is sorted in place.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	m := xs[len(xs)/2]
+	if len(xs)%2 == 0 {
+		m = (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
+	}
+	return m
+}
+
 func fmtRatios(r []float64) string {
 	var b strings.Builder
 	for i, x := range r {
@@ -279,8 +344,12 @@ func (r *Report) WriteText(w io.Writer) {
 	if c := r.Capacity; c != nil {
 		fmt.Fprintf(w, "\ncapacity (closed loop, %d connections, %d x %.0fs each, GET /v1/multiplier answers of %d bytes):\n", c.Conns, c.Rounds, c.DurationS, c.BodyBytes)
 		line := func(t *Throughput) {
-			fmt.Fprintf(w, "  %-9s %10.0f req/s  p50 %s ms  p99 %s ms  errors %d  server cpu %.0f%%  generator cpu %.0f%%  other processes %.0f%%\n",
-				t.Name, t.RPS, ms(t.Latency.P50), ms(t.Latency.P99), t.Requests-t.OK, t.ServerCPU, t.GenCPU, t.OtherCPU)
+			fmt.Fprintf(w, "  %-9s %10.0f req/s  p50 %s ms  p99 %s ms  errors %d  server cpu %.0f%%  generator cpu %.0f%%  other processes %.0f%%  host stole %.0f%% of a core\n",
+				t.Name, t.RPS, ms(t.Latency.P50), ms(t.Latency.P99), t.Requests-t.OK, t.ServerCPU, t.GenCPU, t.OtherCPU, t.StealCPU)
+			if rt := t.Runtime; rt != nil {
+				fmt.Fprintf(w, "  %-9s GC %d cycles, pause p99 %s ms max %s ms; scheduler latency p99 %s ms max %s ms\n", "",
+					rt.GCCycles, ms(rt.GCPauseP99Ms), ms(rt.GCPauseMaxMs), ms(rt.SchedLatencyP99Ms), ms(rt.SchedLatencyMaxMs))
+			}
 		}
 		if c.Baseline != nil {
 			line(c.Baseline)
@@ -292,19 +361,34 @@ func (r *Report) WriteText(w io.Writer) {
 				fmt.Fprintf(w, "  ratio per server CPU %.3f (requests per CPU-second of the server, service / baseline)\n", c.RatioPerCPU)
 			}
 		}
+		if b := c.Batch; b != nil {
+			fmt.Fprintf(w, "  batch of %d keys (POST /v1/multipliers):\n", b.Size)
+			line(&b.Throughput)
+			fmt.Fprintf(w, "  batch     %10.0f multipliers/s (%d answered of %d asked)", b.MultipliersPerS, b.Multipliers, b.OK*uint64(b.Size))
+			if b.MultipliersPerCPUS > 0 {
+				fmt.Fprintf(w, "; %.0f multipliers per service CPU-second, %.2fx the single GETs' %.0f", b.MultipliersPerCPUS, b.PerCPUGain, b.SinglePerCPUS)
+			}
+			fmt.Fprintln(w)
+		}
 	}
 	if len(r.Phases) > 0 {
-		fmt.Fprintf(w, "\nbids (latency in ms from the intended send time; timeouts = answers later than %v, none, or not sent in time; all count in the percentiles):\n", r.Settings["timeout"])
-		fmt.Fprintf(w, "  %-14s %5s %9s %9s %9s %7s %7s %7s %7s %7s %8s %7s %6s %9s %5s %5s %6s\n",
-			"phase", "secs", "target/s", "done/s", "requests", "p50", "p90", "p99", "p99.9", "max", "timeouts", "errors", "capw", "events/s", "gen%", "svc%", "other%")
+		fmt.Fprintf(w, "\nbids (latency in ms from the intended send time; timeouts = answers later than %v, none, or not sent in time; all count in the percentiles;\n"+
+			"  CPU in %% of one core: gen = load generator, svc = service, other = other processes, steal = stolen by the host for something else):\n", r.Settings["timeout"])
+		fmt.Fprintf(w, "  %-14s %5s %9s %9s %9s %7s %7s %7s %7s %7s %8s %7s %6s %9s %5s %5s %6s %6s\n",
+			"phase", "secs", "target/s", "done/s", "requests", "p50", "p90", "p99", "p99.9", "max", "timeouts", "errors", "capw", "events/s", "gen%", "svc%", "other%", "steal%")
 		for i := range r.Phases {
 			p := &r.Phases[i]
 			to := p.Outcomes["late"] + p.Outcomes["timeout"] + p.Outcomes["expired"]
 			errs := p.Requests - p.Outcomes["ok"] - to
-			fmt.Fprintf(w, "  %-14s %5.1f %9.0f %9.0f %9d %7s %7s %7s %7s %7s %8d %7d %6d %9.0f %5.0f %5.0f %6.0f\n",
+			fmt.Fprintf(w, "  %-14s %5.1f %9.0f %9.0f %9d %7s %7s %7s %7s %7s %8d %7d %6d %9.0f %5.0f %5.0f %6.0f %6.0f\n",
 				p.Name, p.DurationS, p.BidTarget, p.BidRate, p.Requests, ms(p.Latency.P50), ms(p.Latency.P90),
-				ms(p.Latency.P99), ms(p.Latency.P999), ms(p.Latency.Max), to, errs, p.CapWaits, p.EventRate, p.GenCPU, p.SvcCPU, p.OtherCPU)
+				ms(p.Latency.P99), ms(p.Latency.P999), ms(p.Latency.Max), to, errs, p.CapWaits, p.EventRate, p.GenCPU, p.SvcCPU, p.OtherCPU, p.StealCPU)
 		}
+		r.writeServicePhases(w)
+	}
+	if r.Spike != nil {
+		fmt.Fprintln(w)
+		r.Spike.WriteText(w)
 	}
 	if rr := r.Ramp; rr != nil {
 		if rr.Capacity > 0 {
@@ -338,5 +422,29 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
+	}
+}
+
+// writeServicePhases writes the service's side of each phase: its Go runtime's GC pauses and
+// scheduler latency, and its checkpoints (nothing when no phase has either).
+func (r *Report) writeServicePhases(w io.Writer) {
+	known := false
+	for i := range r.Phases {
+		known = known || r.Phases[i].Runtime != nil || r.Phases[i].Checkpoints != nil
+	}
+	if !known {
+		return
+	}
+	fmt.Fprintf(w, "\nservice by phase (GET /debug/runtime at each phase's start and end; percentiles and max are bucket upper bounds, within 25%%; checkpoints from /v1/stats):\n")
+	fmt.Fprintf(w, "  %-14s %9s %9s %11s %11s %11s %11s %9s %11s\n",
+		"phase", "gc cycles", "gc pauses", "pause p99", "pause max", "sched p99", "sched max", "heap MB", "checkpoints")
+	for i := range r.Phases {
+		p := &r.Phases[i]
+		if rt := p.Runtime; rt != nil {
+			fmt.Fprintf(w, "  %-14s %9d %9d %11s %11s %11s %11s %9.0f %11s\n", p.Name, rt.GCCycles, rt.GCPauses,
+				ms(rt.GCPauseP99Ms), ms(rt.GCPauseMaxMs), ms(rt.SchedLatencyP99Ms), ms(rt.SchedLatencyMaxMs), rt.HeapLiveMB, fmtCheckpoints(p.Checkpoints))
+		} else {
+			fmt.Fprintf(w, "  %-14s %9s %9s %11s %11s %11s %11s %9s %11s\n", p.Name, "-", "-", "-", "-", "-", "-", "-", fmtCheckpoints(p.Checkpoints))
+		}
 	}
 }

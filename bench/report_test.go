@@ -28,15 +28,22 @@ func testReport() *Report {
 		Settings: map[string]any{"timeout": "10ms", "timeout_ms": 10.0, "bid_rate": 5000.0},
 		Capacity: &CapacityResult{Conns: 32, DurationS: 5, BodyBytes: 150,
 			Service:  Throughput{Name: "service", Requests: 100, OK: 100, RPS: 20000},
-			Baseline: &Throughput{Name: "baseline", Requests: 110, OK: 110, RPS: 22000}, Rounds: 1, Ratio: 0.909, Ratios: []float64{0.909}},
+			Baseline: &Throughput{Name: "baseline", Requests: 110, OK: 110, RPS: 22000}, Rounds: 1, Ratio: 0.909, Ratios: []float64{0.909},
+			Batch: &BatchCapacity{Size: 100, Throughput: Throughput{Name: "batch", Requests: 30, OK: 30, RPS: 600, ServerCPU: 95, StealCPU: 4,
+				Runtime: &RuntimeReport{GCCycles: 7, GCPauses: 14, GCPauseP99Ms: 0.08, GCPauseMaxMs: 0.1}},
+				Multipliers: 3000, MultipliersPerS: 60000, MultipliersPerCPUS: 63158, SinglePerCPUS: 21000, PerCPUGain: 3.0075}},
 		Notes: []string{"a note"},
 	}
-	for i, name := range []string{"before", "during"} {
+	for i, name := range []string{"base 1", "spike 1"} {
 		p := rec.Phase(i)
 		r.Phases = append(r.Phases, PhaseReport{Name: name, StartS: float64(i), DurationS: 1, BidTarget: 500, BidRate: 500,
 			Requests: p.Requests(), Latency: latencyOf(p.Latency), Outcomes: outcomesOf(p.Counts), SendLag: latencyOf(p.SendLag),
-			Curve: curveOf(p.Latency), EventTarget: 100, Events: 100, EventRate: 100})
+			Curve: curveOf(p.Latency), EventTarget: 100, Events: 100, EventRate: 100, OtherCPU: 3, StealCPU: 42, Spike: i == 1,
+			Checkpoints: new(i),
+			Runtime: &RuntimeReport{GCCycles: uint64(2 + i), GCPauses: uint64(4 + 2*i), GCPauseP99Ms: 0.065, GCPauseMaxMs: 0.082,
+				SchedSamples: 1000, SchedLatencyP99Ms: 0.131, SchedLatencyMaxMs: 2.048, HeapLiveMB: 12}})
 	}
+	r.Spike = spikeResult(r.Phases, 1, "timed into the spikes")
 	for i := range 2 {
 		lag := 3.0
 		r.Series = append(r.Series, Second{T: float64(i + 1), Phase: r.Phases[i].Name, BidTarget: 500, Bids: 500, OK: 500, P50: 0.12, P99: 2, Max: 10, Events: 100, Acked: 100, Received: 100, LagMs: &lag})
@@ -59,7 +66,7 @@ func TestReportJSON(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &m); err != nil {
 		t.Fatalf("unexpected invalid JSON: %v", err)
 	}
-	for _, k := range []string{"version", "run_id", "scenario", "machine", "pinning", "settings", "capacity", "phases", "series", "reconciliation", "service", "restart", "notes"} {
+	for _, k := range []string{"version", "run_id", "scenario", "machine", "pinning", "settings", "capacity", "phases", "series", "reconciliation", "service", "restart", "spike", "notes"} {
 		if _, ok := m[k]; !ok {
 			t.Fatalf("unexpected report without %q: %s", k, b.String())
 		}
@@ -77,6 +84,26 @@ func TestReportJSON(t *testing.T) {
 	}
 	if got := p0["curve"].([]any); len(got) != 22 {
 		t.Fatalf("unexpected curve points; got %d; want 22", len(got))
+	}
+	if p0["steal_cpu"] != 42.0 || p0["other_cpu"] != 3.0 || p0["checkpoints"] != 0.0 {
+		t.Fatalf("unexpected CPU or checkpoint figures of the first phase %v", p0)
+	}
+	rt := p0["runtime"].(map[string]any)
+	for _, k := range []string{"gc_cycles", "gc_pauses", "gc_pause_p99_ms", "gc_pause_max_ms", "sched_samples", "sched_latency_p99_ms", "sched_latency_max_ms", "heap_live_mb"} {
+		if _, ok := rt[k].(float64); !ok {
+			t.Fatalf("unexpected runtime without %q: %v", k, rt)
+		}
+	}
+	if p1 := phases[1].(map[string]any); p1["spike"] != true || p1["checkpoints"] != 1.0 {
+		t.Fatalf("unexpected spike phase %v", p1)
+	}
+	sp := m["spike"].(map[string]any)
+	if pairs := sp["pairs"].([]any); len(pairs) != 1 || sp["median_ratio"].(float64) <= 0 || sp["checkpoints"] != "timed into the spikes" {
+		t.Fatalf("unexpected spike result %v", sp)
+	}
+	bc := m["capacity"].(map[string]any)["batch"].(map[string]any)
+	if bc["size"] != 100.0 || bc["multipliers"] != 3000.0 || bc["multipliers_per_s"] != 60000.0 || bc["rps"] != 600.0 || bc["per_cpu_gain"] != 3.0075 {
+		t.Fatalf("unexpected batch capacity %v", bc)
 	}
 	rec := m["reconciliation"].(map[string]any)
 	if rec["ok"] != true || len(rec["checks"].([]any)) == 0 {
@@ -124,12 +151,14 @@ func TestReportHTML(t *testing.T) {
 	if err := json.Unmarshal([]byte(m[1]), &back); err != nil {
 		t.Fatalf("unexpected invalid inlined data: %v", err)
 	}
-	if back.RunID != r.RunID || len(back.Phases) != 2 || len(back.Series) != 2 || back.Capacity.Ratio != 0.909 {
+	if back.RunID != r.RunID || len(back.Phases) != 2 || len(back.Series) != 2 || back.Capacity.Ratio != 0.909 ||
+		back.Phases[0].StealCPU != 42 || back.Phases[1].Runtime.GCCycles != 3 || back.Capacity.Batch.MultipliersPerS != 60000 || back.Spike == nil {
 		t.Fatalf("unexpected inlined report %+v", back)
 	}
 	// The charts and tables the page draws.
 	for _, want := range []string{`id="latency-chart"`, `id="bids-chart"`, `id="events-chart"`, `id="curve-chart"`, `id="phases"`,
-		`id="reconcile"`, `id="capacity"`, "createElementNS", "<title>bidpulse bench: spike &lt;/script&gt;"} {
+		`id="reconcile"`, `id="capacity"`, `id="service-phases"`, `id="spike"`, "host stole % of a core", "scheduler latency p99 ms",
+		"batch multipliers/s", "createElementNS", "<title>bidpulse bench: spike &lt;/script&gt;"} {
 		if !strings.Contains(page, want) {
 			t.Fatalf("unexpected page without %q", want)
 		}
@@ -145,8 +174,17 @@ func TestReportText(t *testing.T) {
 		"pinning: service on CPU 1, load generator on CPU 0 (taskset)",
 		"ratio     0.909",
 		"phase           secs  target/s",
-		"  before",
-		"  during",
+		"other% steal%",
+		"  base 1",
+		"  spike 1",
+		"host stole 4% of a core",
+		"batch of 100 keys (POST /v1/multipliers)",
+		"60000 multipliers/s (3000 answered of 3000 asked); 63158 multipliers per service CPU-second, 3.01x the single GETs' 21000",
+		"service by phase",
+		"gc cycles",
+		"  spike 1                3         6       0.065       0.082       0.131       2.048        12           1",
+		"spike: p99 of each spike phase over the base phase before it (1 pairs): spike 1/base 1",
+		"checkpoints: timed into the spikes",
 		"PASS: every published event",
 		"GC: 3 cycles",
 		"restart: SIGKILL, service ready again after 1.50s",

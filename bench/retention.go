@@ -95,3 +95,16 @@ func (t *retentionTracker) markSeconds(series []Second) {
 		prev = s.T
 	}
 }
+
+// during returns the number of checkpoints that overlap the span [from, to] of the run (in
+// seconds from its start). Only the checkpoints seen by the once-a-second /v1/stats reads
+// count: of two within a second, the last; one in the run's last second may be missed.
+func (t *retentionTracker) during(from, to float64) int {
+	n := 0
+	for _, m := range t.marks {
+		if m.StartS < to && m.EndS >= from {
+			n++
+		}
+	}
+	return n
+}

@@ -55,6 +55,8 @@ type runner struct {
 	sizer *batchSizer
 	// retention follows the service's checkpoints and trims (the live loop's).
 	retention retentionTracker
+	// ckptTimer, when set, times the spike phases to the service's checkpoints.
+	ckptTimer *checkpointTimer
 
 	// gcSkip is the spawned service's GC cycles before the measurements.
 	gcSkip int
@@ -253,8 +255,15 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
+		why := ""
+		if o.alignCheckpoints {
+			r.ckptTimer, why = r.learnCheckpointTimer(ctx, o.CheckpointInterval)
+		}
 		if err := r.measure(ctx, sched); err != nil {
 			return nil, err
+		}
+		if o.Scenario == ScenarioSpike {
+			r.rep.Spike = spikeResult(r.rep.Phases, o.SpikeRounds, r.checkpointNote(why))
 		}
 	}
 	var final *ServiceStats
@@ -357,7 +366,7 @@ func (r *runner) settings() map[string]any {
 		"timeout_ms":     float64(o.Timeout.Microseconds()) / 1000,
 		"capacity_conns": o.CapacityConns, "capacity_duration": o.CapacityDuration.String(), "capacity_rounds": o.CapacityRounds, "baseline": o.Baseline,
 		"event_rate": o.EventRate, "event_batch": o.EventBatch, "preload": o.Preload,
-		"spike_factor": o.SpikeFactor, "spike_duration": o.SpikeDuration.String(),
+		"spike_factor": o.SpikeFactor, "spike_duration": o.SpikeDuration.String(), "spike_rounds": o.SpikeRounds, "bid_batch": o.BidBatch,
 		"ramp_from": o.RampFrom, "ramp_to": o.RampTo, "ramp_steps": o.RampSteps, "p99_threshold": o.P99Threshold.String(),
 		"dup_rate": o.DupRate, "bad_rate": o.BadRate,
 		"campaigns": o.Campaigns, "creatives": o.Creatives, "placements": o.Placements, "cells": r.keys.len(),
@@ -394,15 +403,22 @@ func (r *runner) addNotes() {
 		if r.pin.generator == "" && p.GenCPU > 90 { // a pinned generator spins: see generator.spin
 			rep.Notes = append(rep.Notes, fmt.Sprintf("phase %s: the load generator used %.0f%% CPU: it may be the bottleneck", p.Name, p.GenCPU))
 		}
-		if p.OtherCPU > 20 {
-			rep.Notes = append(rep.Notes, fmt.Sprintf("phase %s: other processes used %.0f%% CPU on this machine meanwhile: the figures are disturbed", p.Name, p.OtherCPU))
+		if n := disturbance(p.OtherCPU, p.StealCPU); n != "" {
+			rep.Notes = append(rep.Notes, "phase "+p.Name+": "+n)
 		}
 		if p.EventTarget > 0 && p.EventRate < 0.95*p.EventTarget {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("phase %s: events were published behind schedule: %.0f of %.0f events/s", p.Name, p.EventRate, p.EventTarget))
 		}
 	}
-	if c := rep.Capacity; c != nil && c.Service.OtherCPU > 20 {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("capacity: other processes used %.0f%% CPU on this machine meanwhile: the figures are disturbed", c.Service.OtherCPU))
+	if c := rep.Capacity; c != nil {
+		if n := disturbance(c.Service.OtherCPU, c.Service.StealCPU); n != "" {
+			rep.Notes = append(rep.Notes, "capacity: "+n)
+		}
+		if b := c.Batch; b != nil {
+			if n := disturbance(b.OtherCPU, b.StealCPU); n != "" {
+				rep.Notes = append(rep.Notes, "capacity, batches: "+n)
+			}
+		}
 	}
 	if r.svc != nil {
 		rep.Notes = append(rep.Notes, r.svc.unexpectedExits()...)
@@ -413,4 +429,28 @@ func (r *runner) addNotes() {
 	if n, e := r.readsOK.Load(), r.readsErr.Load(); n+e > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("dashboard reads (/v1/snapshot, /v1/rates): %d answered 200, %d failed", n, e))
 	}
+}
+
+// Disturbance thresholds, in percent of one core. Stolen time stops this machine's threads
+// (the service's among them) at any moment, so less of it disturbs a latency figure than of
+// other processes' use, which the scheduler spreads.
+const (
+	otherDisturbs = 20
+	stealDisturbs = 10
+)
+
+// disturbance says what disturbed a measurement: the host's stolen time, other processes, or
+// both ("" when neither passed its threshold).
+func disturbance(other, steal float64) string {
+	const hostSays = "the host stole %.0f%% of a core (time the hypervisor ran something else while this VM's CPUs had work; no process here used it)"
+	const othersSay = "other processes on this machine used %.0f%% CPU"
+	switch {
+	case steal > stealDisturbs && other > otherDisturbs:
+		return fmt.Sprintf("disturbed by the host and by other processes: "+hostSays+", and "+othersSay, steal, other)
+	case steal > stealDisturbs:
+		return fmt.Sprintf("disturbed by the host, not by other processes (they used %.0f%%): "+hostSays, other, steal)
+	case other > otherDisturbs:
+		return fmt.Sprintf("disturbed by other processes, not by the host (it stole %.0f%% of a core): "+othersSay, steal, other)
+	}
+	return ""
 }

@@ -23,6 +23,9 @@ type Phase struct {
 	// Restart kills the spawned service at the start of the phase and starts it again
 	// (the restart scenario).
 	Restart bool
+	// Spike marks a spike phase of the spike scenario: its p99 is compared with the phase
+	// before it, and the service's checkpoints may be timed to fall in it.
+	Spike bool
 }
 
 // endRate returns the bid rate at the end of the phase.

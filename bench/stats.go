@@ -36,11 +36,16 @@ type ServiceStats struct {
 	Stream     *StreamStats     `json:"stream"`
 	Checkpoint *CheckpointStats `json:"checkpoint"`
 
-	// pid is the spawned service's process when the stats were read (0: not spawned or down)
-	// and readAt when; set by the bench's poller, not part of /v1/stats.
+	// pid is the spawned service's process when the stats were read (0: down or unknown;
+	// externalPid: a service the bench did not spawn) and readAt when; set by the bench's
+	// poller, not part of /v1/stats.
 	pid    int
 	readAt time.Time
 }
+
+// externalPid stands for the process of a service the bench did not spawn: taken as one
+// process all along (its counters are followed as long as they do not go down).
+const externalPid = -1
 
 // BufferStats is the spike buffer of /v1/stats: the events stream in JetStream mode.
 type BufferStats struct {

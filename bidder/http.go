@@ -124,6 +124,8 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 			// service of a process.
 			metrics.WriteProcessMetrics(ctx)
 		}
+	case runtimeStatsPath:
+		s.serveRuntimeStats(ctx)
 	case "/healthz":
 		route = routeHealthz
 		if s.allow(ctx, "GET") {

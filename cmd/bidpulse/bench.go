@@ -24,6 +24,12 @@ restart, mixed, capacity, production), and a reconciliation of what was
 published against the /v1/stats deltas. Drive a running service (--target,
 --nats-url) or --spawn one for the run.
 
+The spike scenario alternates base and spike phases (--spike-rounds pairs, then
+an "after" phase) and compares each spike's p99 with the base phase before it.
+Per phase, the reports give the host's stolen CPU time apart from other
+processes' use, the service's GC pauses and scheduler latency (its GET
+/debug/runtime) and whether it wrote a checkpoint.
+
 The production scenario runs 10 minutes of 100,000 events/s in messages of
 mixed sizes over 1,000,000 live keys, bids at 50% of the measured capacity,
 checkpoints every 30 s, and one SIGKILL of the spawned service in the middle;
@@ -33,7 +39,9 @@ Examples:
   bidpulse bench --spawn --scenario spike --bid-rate 50% --html spike.html
   bidpulse bench --spawn --scenario production --json prod.json --html prod.html
   bidpulse bench --target http://127.0.0.1:8080 --nats-url nats://127.0.0.1:4222 --bid-rate 2000
-  bidpulse bench --spawn --scenario capacity --baseline`
+  bidpulse bench --spawn --scenario spike --bid-rate 50% --duration 3s --spike-duration 3s --spike-rounds 5
+  bidpulse bench --spawn --scenario capacity --baseline
+  bidpulse bench --spawn --scenario capacity --bid-batch 100 --capacity-rounds 3`
 
 // benchFlags are the command's flags that are not fields of bench.Options as they are.
 type benchFlags struct {
@@ -66,7 +74,7 @@ func runBench(args []string) error {
 	fs.BoolVar(&f.keep, "keep", false, "keep the spawned service's directory (data and log) after the run")
 	fs.StringVar(&o.Pin, "pin", bench.PinAuto, "CPU pinning with taskset: auto (with --spawn: service on the upper half of the CPUs, generator on the lower), off, or SERVICE_CPUS:GENERATOR_CPUS such as 1:0")
 	fs.BoolVar(&o.Baseline, "baseline", false, "also measure a bare fasthttp handler serving a body of the same size, for the throughput ratio")
-	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "length of each phase (steady, each side of a spike or restart, each ramp step, each capacity measurement); production: the whole run, "+prod.Duration.String())
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "length of each phase (steady, each base phase of a spike run, each side of a restart, each ramp step, each capacity measurement); production: the whole run, "+prod.Duration.String())
 	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "a first phase at the run's rates, reported apart; 0 for none")
 	fs.StringVar(&f.bidRate, "bid-rate", "1000", "open-loop bid requests/s, or a percentage of the closed-loop capacity measured first, such as 50% (production: "+strconv.FormatFloat(prod.BidCapacityPercent, 'f', -1, 64)+"%)")
 	fs.StringVar(&o.Endpoint, "endpoint", "", "bid endpoint: single (GET /v1/multiplier), batch (POST /v1/multipliers) or mix (default: single; mix for the mixed scenario)")
@@ -75,13 +83,15 @@ func runBench(args []string) error {
 	fs.DurationVar(&o.Timeout, "timeout", 10*time.Millisecond, "bid request timeout, from the intended send time (an ad server gives up)")
 	fs.IntVar(&o.CapacityConns, "capacity-conns", 32, "concurrency of the closed-loop capacity measurement")
 	fs.IntVar(&o.CapacityRounds, "capacity-rounds", 1, "capacity measurements of each target; with --baseline they alternate and the ratio is the median")
+	fs.IntVar(&o.BidBatch, "bid-batch", 0, "capacity scenario: also measure POST /v1/multipliers with this many keys per request (multipliers/s, and per CPU-second of the service), next to the single GETs and the baseline (implies --baseline); 0 or 1: single GETs only")
 	fs.DurationVar(&o.CapacityDuration, "capacity-duration", 5*time.Second, "length of the capacity measurement made for --bid-rate N% and ramps")
 	fs.Float64Var(&o.EventRate, "event-rate", 2000, "events/s published during the run (0: none; production: "+strconv.FormatFloat(prod.EventRate, 'f', -1, 64)+")")
 	fs.IntVar(&o.EventBatch, "event-batch", 100, "events per NATS message (without --batch-mix)")
 	fs.StringVar(&f.batchMix, "batch-mix", "", "event message sizes drawn per message, SIZE:WEIGHT,... with weights as shares of the messages, sizes up to 10000 (production: "+prod.BatchMix+")")
 	fs.IntVar(&o.Preload, "preload", 20000, "events published and drained before measuring, so bids find data (production: 0, after its sweep of one impression per cell)")
 	fs.Float64Var(&o.SpikeFactor, "spike-factor", 10, "event rate multiplier during a spike")
-	fs.DurationVar(&o.SpikeDuration, "spike-duration", 0, "length of the spike (default --duration)")
+	fs.DurationVar(&o.SpikeDuration, "spike-duration", 0, "length of each spike phase (default --duration)")
+	fs.IntVar(&o.SpikeRounds, "spike-rounds", 3, "spike scenario: base + spike pairs, each spike's p99 over the base's before it, and their median; with --spawn and no --checkpoint-interval, the service's checkpoints are timed into the spikes")
 	fs.Float64Var(&o.RampFrom, "ramp-from", 0, "first ramp step, req/s (default 10% of the measured capacity)")
 	fs.Float64Var(&o.RampTo, "ramp-to", 0, "last ramp step, req/s (default 100% of the measured capacity)")
 	fs.IntVar(&o.RampSteps, "ramp-steps", 10, "ramp steps")
@@ -92,7 +102,7 @@ func runBench(args []string) error {
 	fs.IntVar(&o.Creatives, "creatives", 5, "creatives per campaign")
 	fs.IntVar(&o.Placements, "placements", 10, "placements")
 	fs.IntVar(&o.Keys, "keys", 0, "size the key space to this many live keys under the default rollups instead of --campaigns, --creatives and --placements (production: "+strconv.Itoa(prod.Keys)+", the service's default --max-keys)")
-	fs.DurationVar(&o.CheckpointInterval, "checkpoint-interval", 0, "--checkpoint-interval of the spawned service (0: its default; production: "+prod.CheckpointInterval.String()+")")
+	fs.DurationVar(&o.CheckpointInterval, "checkpoint-interval", 0, "--checkpoint-interval of the spawned service (0: its default; spike: one base + spike pair, timed so that each spike phase holds a checkpoint; production: "+prod.CheckpointInterval.String()+")")
 	fs.DurationVar(&o.RemoteCheckpointInterval, "remote-checkpoint-interval", 0, "--remote-checkpoint-interval of the spawned service: how often its stream is trimmed (0: its default; production: "+prod.RemoteCheckpointInterval.String()+")")
 	fs.Float64Var(&o.Skew, "skew", 1, "Zipf exponent of campaign, creative and placement popularity, shared by bids and events (0: the synthetic profile)")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed of keys, traffic and true rates")

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -70,11 +71,12 @@ func TestBenchSpawnSteady(t *testing.T) {
 }
 
 // TestBenchSpawnCapacity measures the closed-loop throughput against the spawned service and
-// the spawned baseline server (the same executable with --serve-baseline).
+// the spawned baseline server (the same executable with --serve-baseline), and the batch
+// mode's multipliers in POST /v1/multipliers of 10 keys (which implies the baseline).
 func TestBenchSpawnCapacity(t *testing.T) {
 	t.Setenv(benchExecMainEnv, "1")
 	jsonPath := filepath.Join(t.TempDir(), "c.json")
-	err := runBench([]string{"--spawn", "--pin", "off", "--scenario", "capacity", "--baseline",
+	err := runBench([]string{"--spawn", "--pin", "off", "--scenario", "capacity", "--bid-batch", "10",
 		"--duration", "500ms", "--capacity-conns", "4", "--preload", "200", "--event-rate", "0", "--json", jsonPath})
 	if err != nil {
 		t.Fatalf("unexpected error: %v", err)
@@ -86,6 +88,83 @@ func TestBenchSpawnCapacity(t *testing.T) {
 	}
 	if base["ok"] != base["requests"] || svc["ok"] != svc["requests"] {
 		t.Fatalf("unexpected failed requests in the capacity runs: %v", c)
+	}
+	// Every batch answered 10 multipliers, counted; per CPU-second of the spawned service.
+	b := c["batch"].(map[string]any)
+	if b["size"] != 10.0 || b["ok"] != b["requests"] || b["ok"].(float64) < 1 || b["multipliers"] != 10*b["ok"].(float64) ||
+		b["multipliers_per_s"].(float64) <= b["rps"].(float64) || b["multipliers_per_cpu_s"].(float64) <= 0 ||
+		b["single_per_cpu_s"].(float64) <= 0 || b["per_cpu_gain"].(float64) <= 0 {
+		t.Fatalf("unexpected batch capacity %v", b)
+	}
+	// The service's runs carry its runtime's figures, the baseline's none.
+	for _, x := range []map[string]any{svc, b} {
+		rt, ok := x["runtime"].(map[string]any)
+		if !ok || rt["sched_samples"].(float64) <= 0 || rt["gc_cycles"].(float64) < 0 {
+			t.Fatalf("unexpected runtime figures of %v: %v", x["name"], x["runtime"])
+		}
+	}
+	if _, ok := base["runtime"]; ok {
+		t.Fatalf("unexpected runtime figures of the baseline %v", base)
+	}
+	if s := svc["steal_cpu"].(float64); s < 0 || s > 100*float64(runtime.NumCPU()) {
+		t.Fatalf("unexpected steal %v", s)
+	}
+}
+
+// TestBenchSpawnSpike runs the spike scenario in two short rounds against a spawned service:
+// the bench sets the service's checkpoint interval to one base + spike pair and times the run
+// so that each spike phase holds a checkpoint and no base phase does.
+func TestBenchSpawnSpike(t *testing.T) {
+	t.Setenv(benchExecMainEnv, "1")
+	dir := t.TempDir()
+	jsonPath, htmlPath := filepath.Join(dir, "s.json"), filepath.Join(dir, "s.html")
+	err := runBench([]string{"--spawn", "--pin", "off", "--scenario", "spike", "--spike-rounds", "2",
+		"--duration", "1s", "--spike-duration", "1s", "--warmup", "0", "--spike-factor", "5",
+		"--bid-rate", "200", "--timeout", "100ms", "--conns", "16", "--event-rate", "500", "--event-batch", "50", "--preload", "200",
+		"--campaigns", "5", "--creatives", "2", "--placements", "4", "--drain-timeout", "30s", "--json", jsonPath, "--html", htmlPath})
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	rep := benchReport(t, jsonPath)
+	var names []string
+	maxCPU := 100 * float64(runtime.NumCPU())
+	for _, x := range rep["phases"].([]any) {
+		p := x.(map[string]any)
+		name := p["name"].(string)
+		names = append(names, name)
+		want := 0.0
+		if strings.HasPrefix(name, "spike") {
+			want = 1
+		}
+		if p["checkpoints"] != want {
+			t.Fatalf("unexpected checkpoints in phase %s; got %v; want %v (the checkpoint marks: %v)", name, p["checkpoints"], want, rep["series"])
+		}
+		if s := p["steal_cpu"].(float64); s < 0 || s > maxCPU {
+			t.Fatalf("unexpected steal %v in phase %s", s, name)
+		}
+		if rt, ok := p["runtime"].(map[string]any); !ok || rt["sched_samples"].(float64) <= 0 {
+			t.Fatalf("unexpected runtime figures of phase %s: %v", name, p["runtime"])
+		}
+	}
+	if strings.Join(names, ",") != "base 1,spike 1,base 2,spike 2,after" {
+		t.Fatalf("unexpected phases %v", names)
+	}
+	sp := rep["spike"].(map[string]any)
+	pairs := sp["pairs"].([]any)
+	if len(pairs) != 2 || sp["median_ratio"].(float64) <= 0 || !strings.Contains(sp["checkpoints"].(string), "interval was set to 2s") {
+		t.Fatalf("unexpected spike result %v", sp)
+	}
+	for _, x := range pairs {
+		if p := x.(map[string]any); p["ratio"].(float64) <= 0 || p["spike_checkpoints"] != 1.0 || p["base_checkpoints"] != 0.0 {
+			t.Fatalf("unexpected pair %v", p)
+		}
+	}
+	if settings := rep["settings"].(map[string]any); settings["checkpoint_interval"] != "2s" || settings["spike_rounds"] != 2.0 {
+		t.Fatalf("unexpected settings %v", settings)
+	}
+	html, err := os.ReadFile(htmlPath)
+	if err != nil || !strings.Contains(string(html), `id="spike-section"`) {
+		t.Fatalf("unexpected HTML report (%v)", err)
 	}
 }
 
@@ -105,6 +184,8 @@ func TestBenchFlags(t *testing.T) {
 	f([]string{"--scenario", "production"}, "needs --spawn")
 	f([]string{"--batch-mix", "100"}, "invalid batch mix")
 	f([]string{"--checkpoint-interval", "1s"}, "need --spawn")
+	f([]string{"--bid-batch", "100"}, "a mode of the capacity scenario")
+	f([]string{"--scenario", "spike", "--spike-rounds", "-1", "--target", "http://127.0.0.1:1"}, "invalid spike rounds")
 	f([]string{"extra"}, "unexpected argument")
 }
 
