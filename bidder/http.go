@@ -118,11 +118,15 @@ func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 		route = routeMetrics
 		if s.allow(ctx, "GET") {
 			ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
-			s.metrics.WritePrometheus(ctx)
+			sc := getMetricsScrape()
+			s.metrics.WritePrometheus(sc)
 			// The process's and the Go runtime's series (memory, GC,
 			// goroutines, CPU): process-wide, the same for every
 			// service of a process.
-			metrics.WriteProcessMetrics(ctx)
+			metrics.WriteProcessMetrics(sc)
+			// Every family's HELP line gets its text (metrics_help.go).
+			ctx.Write(sc.described())
+			putMetricsScrape(sc)
 		}
 	case runtimeStatsPath:
 		s.serveRuntimeStats(ctx)
