@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/bidpulse/bidpulse/bidder/internal/cowmap"
 	"github.com/bidpulse/bidpulse/internal/pace"
@@ -77,7 +78,9 @@ type Brain struct {
 	opts      Options
 	campaigns *cowmap.Map[campaign]
 	keys      *cowmap.Map[keyCtl]
-	strengths atomic.Pointer[map[string]models.Strength] // parent key + level byte -> fit
+	strengths atomic.Pointer[map[uint64]models.Strength] // xxhash of parent key + level byte -> fit
+	// fit is the prior fit's working memory, reused by every tick.
+	fit priorFit
 
 	// tickMu serialises the writers of states (Tick, Publish, Restore)
 	// and Snapshot, so a snapshot sees whole ticks.
@@ -124,7 +127,7 @@ func New(o Options) *Brain {
 		o.MaxCampaigns = DefaultMaxCampaigns
 	}
 	b := &Brain{opts: o, campaigns: cowmap.New[campaign](), keys: cowmap.New[keyCtl]()}
-	empty := map[string]models.Strength{}
+	empty := map[uint64]models.Strength{}
 	b.strengths.Store(&empty)
 	set := o.Metrics
 	if set == nil {
@@ -430,19 +433,49 @@ func (t *campaignTicker) tick(name string, c *campaign) {
 	c.state.Store(&next)
 }
 
+// priorFit is the working memory of fitPriors, kept between ticks so that
+// a tick over a million keys does not allocate its groups anew.
+type priorFit struct {
+	idx     map[uint64]int32 // parent hash -> group
+	groups  []fitGroup
+	entries []fitEntry
+	sorted  []windows.Counts
+}
+
+type fitGroup struct {
+	hash uint64
+	cfg  *models.CampaignPolicy // nil: the group's policy fits no prior on this span
+	n    int32
+	off  int32
+}
+
+type fitEntry struct {
+	group int32
+	c     windows.Counts
+}
+
+// parentHash identifies a parent key and the child level: the key of the
+// fitted strengths. A 64-bit hash: two parents that collide (about one
+// chance in 10^7 with a million parents) share a fit.
+func parentHash(pkey []byte) uint64 { return xxhash.Sum64(pkey) }
+
 // fitPriors refits, for every level with a parent, the prior strengths of
 // each parent's children from the children's counts (method of moments),
-// and publishes them.
+// and publishes them. Each campaign's siblings are fitted on its own
+// policy window, only when its policy uses empirical Bayes.
 func (b *Brain) fitPriors(pol *models.Policies, nowMs int64, p *pace.Pacer) {
-	out := map[string]models.Strength{}
+	out := make(map[uint64]models.Strength, len(*b.strengths.Load()))
 	var vals windows.Values
 	r := b.opts.Rollups
-	// Each campaign's siblings are fitted on its own policy window.
 	spans := []windows.Span{pol.Default.Performance.Window}
 	for _, c := range pol.Campaigns {
 		if !slices.Contains(spans, c.Performance.Window) {
 			spans = append(spans, c.Performance.Window)
 		}
+	}
+	f := &b.fit
+	if f.idx == nil {
+		f.idx = map[uint64]int32{}
 	}
 	var pk []byte
 	for lvl, rl := range r.Levels {
@@ -450,27 +483,51 @@ func (b *Brain) fitPriors(pol *models.Policies, nowMs int64, p *pace.Pacer) {
 			continue
 		}
 		for _, span := range spans {
-			groups := map[string][]windows.Counts{}
-			campaignOf := map[string]string{}
+			clear(f.idx)
+			f.groups, f.entries = f.groups[:0], f.entries[:0]
 			b.opts.Store.Scan(lvl, span, nowMs, func(key []byte, c windows.Counts) bool {
 				p.Step()
 				if _, err := windows.DecodeKey(key, r, &vals); err != nil {
 					return true
 				}
 				pk = append(windows.AppendKey(pk[:0], rl.Parent, r, &vals), byte(lvl))
-				g, ok := groups[string(pk)]
+				h := parentHash(pk)
+				g, ok := f.idx[h]
 				if !ok {
-					campaignOf[string(pk)] = string(vals[windows.DimCampaign])
+					cfg := pol.For(vals[windows.DimCampaign])
+					if cfg.Performance.Window != span || !cfg.Performance.EmpiricalBayes.Enabled {
+						cfg = nil
+					}
+					g = int32(len(f.groups))
+					f.idx[h] = g
+					f.groups = append(f.groups, fitGroup{hash: h, cfg: cfg})
 				}
-				groups[string(pk)] = append(g, c)
+				if f.groups[g].cfg != nil {
+					f.groups[g].n++
+					f.entries = append(f.entries, fitEntry{g, c})
+				}
 				return true
 			})
-			for k, sib := range groups {
-				cfg := pol.For([]byte(campaignOf[k]))
-				if cfg.Performance.Window != span || !cfg.Performance.EmpiricalBayes.Enabled {
+			// Siblings side by side: a counting sort by group.
+			off := int32(0)
+			for i := range f.groups {
+				f.groups[i].off = off
+				off += f.groups[i].n
+				f.groups[i].n = 0
+			}
+			f.sorted = slices.Grow(f.sorted[:0], int(off))[:off]
+			for _, e := range f.entries {
+				g := &f.groups[e.group]
+				f.sorted[g.off+g.n] = e.c
+				g.n++
+			}
+			for i := range f.groups {
+				g := &f.groups[i]
+				if g.cfg == nil {
 					continue
 				}
-				out[k] = models.FitPriors(&cfg.Performance, sib).Strength
+				p.Step()
+				out[g.hash] = models.FitPriors(&g.cfg.Performance, f.sorted[g.off:g.off+g.n]).Strength
 			}
 		}
 	}
@@ -566,7 +623,7 @@ func (b *Brain) BuildInput(in *Input, lvl int, cfg *models.CampaignPolicy, nowMs
 		if i > 0 && len(strengths) > 0 {
 			in.pkey = windows.AppendKey(in.pkey[:0], in.chain[i-1], r, &in.Vals)
 			in.pkey = append(in.pkey, byte(l))
-			st = strengths[string(in.pkey)]
+			st = strengths[parentHash(in.pkey)]
 		}
 		in.strengths = append(in.strengths, st)
 	}
@@ -588,7 +645,7 @@ func (b *Brain) Reset(store *windows.Store) {
 	b.opts.Store = store
 	b.campaigns = cowmap.New[campaign]()
 	b.keys = cowmap.New[keyCtl]()
-	empty := map[string]models.Strength{}
+	empty := map[uint64]models.Strength{}
 	b.strengths.Store(&empty)
 	b.campaignStates.Store(0)
 }

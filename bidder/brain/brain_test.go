@@ -159,3 +159,36 @@ func BenchmarkMemory(b *testing.B) {
 		runtime.KeepAlive(keys)
 	}
 }
+
+// BenchmarkTickMillionKeys ticks a brain over a million live keys (500,000
+// campaigns with two placements each, at campaign and campaign/placement),
+// with the default bounds of answered keys and campaigns tracked: the
+// tick's time and the heap it allocates (the prior fits' groups are most
+// of it).
+func BenchmarkTickMillionKeys(b *testing.B) {
+	br, st := newTestBrain(b, Options{})
+	var vals windows.Values
+	r := br.opts.Rollups
+	campLvl, _ := r.ByMask(1 << windows.DimCampaign)
+	for c := range 500_000 {
+		for p := range 2 {
+			key := placementKey(br, &vals, c, p)
+			st.Add(key, testNow, testNow, windows.Counts{Impressions: 10, Clicks: uint64(c % 3)})
+			if p == 0 {
+				st.Add(windows.AppendKey(nil, campLvl, r, &vals), testNow, testNow, windows.Counts{Impressions: 20, Clicks: uint64(c % 3)})
+			}
+			if c*2+p < DefaultMaxKeys {
+				br.Key(key, testNow, true)
+			}
+		}
+		if c < DefaultMaxCampaigns {
+			br.Campaign(vals[windows.DimCampaign], testNow, true)
+		}
+	}
+	br.Publish(testNow)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		br.Tick(testNow + int64(i+1)*60_000)
+	}
+}
