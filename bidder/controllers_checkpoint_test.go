@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -103,7 +104,7 @@ func (cs *controllerStates) check(t *testing.T, s *Service) {
 			t.Fatalf("unexpected missing campaign %q after restore", name)
 		}
 		got := campaignWant{State: *st, Delays: h}
-		if got != want {
+		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("unexpected state of campaign %q; got %+v; want %+v", name, got, want)
 		}
 	}

@@ -17,6 +17,7 @@ func BenchmarkSnapshotControllers(b *testing.B) {
 		st.Goal.Observed = 12.5 + float64(i)
 		st.Pacing.LogFactor = -0.02 * float64(i)
 		st.Pacing.Rate = 0.3
+		st.Delay.DelayModel = &models.DelayModel{}
 		for j := range st.Delay.CDF {
 			st.Delay.CDF[j] = float64(j) / float64(len(st.Delay.CDF))
 			st.Delay.G[j] = 1000 * float64(j)

@@ -1,7 +1,9 @@
 package models
 
 import (
+	"encoding/binary"
 	"math"
+	"sync"
 
 	"github.com/bidpulse/bidpulse/windows"
 )
@@ -37,24 +39,33 @@ type delayTable struct {
 	Tail float64 `json:"tail"`
 }
 
-// DelayState is the compiled delay model of a campaign, refreshed on the
-// control tick from its histogram (or the fallback) and read on the bid
-// path. Plain data.
-type DelayState struct {
+// DelayModel is a compiled delay distribution: immutable once built, so
+// that the states of campaigns on the same fallback share one (a campaign
+// state without its tables is about a third of the size).
+type DelayModel struct {
 	// CDF is the delay distribution at the histogram's bin edges, and G
 	// its integral from 0 to each edge, in ms.
 	CDF [DelayBins + 1]float64 `json:"cdf"`
 	G   [DelayBins + 1]float64 `json:"g"`
 	// Learned says CDF comes from the histogram, not the fallback.
 	Learned bool `json:"learned"`
+	// Table of the state's Window and counting mode.
+	Table delayTable `json:"table"`
+}
+
+// DelayState is the compiled delay model of a campaign, refreshed on the
+// control tick from its histogram (or the fallback) and read on the bid
+// path. Plain data but for the model, which is shared and never changed
+// (its fields encode inline in JSON, as when they were the state's own).
+type DelayState struct {
+	// DelayModel is nil until the first refresh (Ready false).
+	*DelayModel
 	// Samples is the histogram's sample count at the last refresh.
 	Samples uint64 `json:"samples"`
 	// Window is the span the table was computed for, AtClick the counting
 	// mode.
 	Window  windows.Span `json:"window"`
 	AtClick bool         `json:"at_click"`
-	// Table of Window.
-	Table delayTable `json:"table"`
 	// CampaignTail is the campaign's effective clicks older than 24 h for
 	// Window, from its click history, and TailPerClick the same per click
 	// of the campaign's last 24 hours: a key's clicks older than a day are
@@ -68,34 +79,83 @@ type DelayState struct {
 	// tick; OldKnown says the tick had the hourly buckets.
 	CampaignOld float64 `json:"campaign_old"`
 	OldKnown    bool    `json:"old_known"`
-	// Ready says the state was refreshed at least once.
+	// Ready says the state was refreshed at least once (and has a model).
 	Ready bool `json:"ready"`
 }
 
 // refresh recompiles d from h (nil: none) and cfg at nowMs, for window.
+// A model from the fallback is shared by every state of the same fallback,
+// window and counting mode (fallbackModel); a learned one is compiled anew.
 func (d *DelayState) refresh(cfg *DelayConfig, h *DelayHistogram, window windows.Span, nowMs int64) {
 	d.Samples = 0
 	if h != nil {
 		d.Samples = h.Samples()
 	}
-	d.Learned = h != nil && d.Samples >= cfg.MinSamples && d.Samples > 0
-	if d.Learned {
-		h.CDF(nowMs, &d.CDF)
-	} else {
-		cfg.fallbackCDF(&d.CDF)
-	}
-	d.G[0] = 0
-	for k := 0; k < DelayBins; k++ {
-		d.G[k+1] = d.G[k] + float64(delayEdges[k+1]-delayEdges[k])*(d.CDF[k]+d.CDF[k+1])/2
-	}
 	d.Window = window
 	d.AtClick = cfg.CountedAt == CountedAtClick
-	d.table(window, d.AtClick, &d.Table)
-	d.Ready = true
+	if h != nil && d.Samples >= cfg.MinSamples && d.Samples > 0 {
+		m := &DelayModel{Learned: true}
+		h.CDF(nowMs, &m.CDF)
+		m.compile(window, d.AtClick)
+		d.DelayModel = m
+	} else {
+		d.DelayModel = fallbackModel(cfg, window, d.AtClick)
+	}
+	d.Ready = d.DelayModel != nil
+}
+
+// compile fills G from CDF, then the table of window.
+func (m *DelayModel) compile(window windows.Span, atClick bool) {
+	m.G[0] = 0
+	for k := 0; k < DelayBins; k++ {
+		m.G[k+1] = m.G[k] + float64(delayEdges[k+1]-delayEdges[k])*(m.CDF[k]+m.CDF[k+1])/2
+	}
+	m.table(window, atClick, &m.Table)
+}
+
+// fallbackModels caches the models compiled from fallbacks, by fallback,
+// window and counting mode: policies are few, so it stays small (bounded
+// by maxFallbackModels all the same).
+var fallbackModels struct {
+	mu  sync.Mutex
+	m   map[string]*DelayModel
+	key []byte
+}
+
+const maxFallbackModels = 4096
+
+// fallbackModel returns the shared model of cfg's fallback for window and
+// the counting mode. Safe for concurrent use.
+func fallbackModel(cfg *DelayConfig, window windows.Span, atClick bool) *DelayModel {
+	f := &fallbackModels
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := append(f.key[:0], byte(window), 0)
+	if atClick {
+		k[1] = 1
+	}
+	for _, p := range cfg.Fallback {
+		k = binary.LittleEndian.AppendUint64(k, uint64(p.After))
+		k = binary.LittleEndian.AppendUint64(k, math.Float64bits(p.Share))
+	}
+	f.key = k
+	if m := f.m[string(k)]; m != nil {
+		return m
+	}
+	m := &DelayModel{}
+	cfg.fallbackCDF(&m.CDF)
+	m.compile(window, atClick)
+	if f.m == nil {
+		f.m = map[string]*DelayModel{}
+	}
+	if len(f.m) < maxFallbackModels {
+		f.m[string(k)] = m
+	}
+	return m
 }
 
 // F returns the share of conversions that arrive within ms of their click.
-func (d *DelayState) F(ms float64) float64 {
+func (d *DelayModel) F(ms float64) float64 {
 	if ms <= 0 {
 		return 0
 	}
@@ -109,7 +169,7 @@ func (d *DelayState) F(ms float64) float64 {
 }
 
 // integral returns the integral of F from 0 to ms, in ms.
-func (d *DelayState) integral(ms float64) float64 {
+func (d *DelayModel) integral(ms float64) float64 {
 	if ms <= 0 {
 		return 0
 	}
@@ -123,7 +183,7 @@ func (d *DelayState) integral(ms float64) float64 {
 }
 
 // gIntegral integrates g from a to b (ms) for the window W.
-func (d *DelayState) gIntegral(a, b, W float64, atClick bool) float64 {
+func (d *DelayModel) gIntegral(a, b, W float64, atClick bool) float64 {
 	if b <= a {
 		return 0
 	}
@@ -138,7 +198,7 @@ func (d *DelayState) gIntegral(a, b, W float64, atClick bool) float64 {
 }
 
 // table fills t for window.
-func (d *DelayState) table(window windows.Span, atClick bool, t *delayTable) {
+func (d *DelayModel) table(window windows.Span, atClick bool, t *delayTable) {
 	W := float64(window.Duration().Milliseconds())
 	for j := 0; j < numAges; j++ {
 		lo, hi := ageBounds(j)

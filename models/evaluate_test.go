@@ -237,6 +237,14 @@ func TestEvaluateAllocs(t *testing.T) {
 	if _, ok := res.Factor(FactorExplore); !ok || res.NFactors < 9 {
 		t.Fatalf("unexpected factors; got %d; want every kind", res.NFactors)
 	}
-	f("CampaignState.Tick", func() { cs.Tick(&cfg, ti) })
+	// A learned delay model is compiled anew on each tick (a published
+	// state's model is never changed): one allocation; on the fallback,
+	// the shared model: none.
+	if n := testing.AllocsPerRun(200, func() { cs.Tick(&cfg, ti) }); n != 1 {
+		t.Fatalf("unexpected allocations in CampaignState.Tick with a learned model; got %v; want 1", n)
+	}
+	var fresh CampaignState
+	noDelays := &TickInput{NowMs: now, Campaign: camp, HourlyKnown: true}
+	f("CampaignState.Tick on the fallback", func() { fresh.Tick(&cfg, noDelays) })
 	f("KeyState.Tick", func() { ks.Tick(&cfg, in, &cs) })
 }

@@ -9,7 +9,8 @@ import (
 // CampaignState is the controller state of one campaign: the goal and
 // pacing controllers and the compiled delay model.
 //
-// It is plain data (no pointers; encoding/json round-trips it), owned by
+// It is plain data but for Delay's shared, immutable model (encoding/json
+// round-trips it), owned by
 // the caller: bidder keeps one per campaign, advances it with Tick on its
 // control tick (not per request), checkpoints it with the windows, and
 // passes it to Evaluate, which only reads it. Tick is deterministic: the
@@ -64,7 +65,9 @@ type TickInput struct {
 // Tick advances s to in.NowMs under cfg: it recompiles the delay model
 // (when cfg.Delay is on), steps the goal controller (under a target
 // policy) with the window's cost and delay-corrected expected conversions,
-// and steps pacing (when cfg has a budget). It allocates nothing.
+// and steps pacing (when cfg has a budget). It allocates nothing but a
+// learned delay model (one per tick: the model of a published state is
+// shared and never changed); a model from the fallback is shared.
 func (s *CampaignState) Tick(cfg *CampaignPolicy, in *TickInput) {
 	now := in.NowMs
 	if s.FirstMs == 0 {

@@ -395,6 +395,7 @@ type campaignTicker struct {
 	vals     windows.Values
 	key      []byte
 	in       models.TickInput
+	hist     models.DelayHistogram
 }
 
 func (b *Brain) newCampaignTicker(nowMs int64) *campaignTicker {
@@ -422,9 +423,9 @@ func (t *campaignTicker) tick(name string, c *campaign) {
 		}, time.Hour.Milliseconds(), t.nowMs, t.in.Hourly[:])
 	}
 	c.mu.Lock()
-	h := c.hist
+	t.hist = c.hist
 	c.mu.Unlock()
-	t.in.Delays = &h
+	t.in.Delays = &t.hist
 	next := models.CampaignState{}
 	if cur := c.state.Load(); cur != nil {
 		next = *cur

@@ -133,6 +133,9 @@ func (b *Brain) Restore(raw json.RawMessage, nowMs int64) error {
 	b.tickMu.Lock()
 	defer b.tickMu.Unlock()
 	for name, cs := range snap.Campaigns {
+		if cs.State != nil && cs.State.Delay.Ready && cs.State.Delay.DelayModel == nil {
+			cs.State.Delay.Ready = false // no model: recompiled on the next tick
+		}
 		if !b.setCampaign(name, cs.State, cs.Delays, nowMs) {
 			b.campaignsFull.Add(1)
 		}
