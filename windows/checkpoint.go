@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/bidpulse/bidpulse/internal/pace"
 )
 
 // A checkpoint is the whole content of a Store in a versioned,
@@ -94,12 +96,12 @@ func (s *Store) appendCheckpointHeader(b []byte, hint uint64) []byte {
 // to *keys. want (when set) is asked before a key of shard i and local id
 // is read; keep (when set) after it was read whole: false drops the record.
 func (s *Store) walkKeys(cw *ckptWriter, want, keep func(i int, local uint32) bool, keys *uint64) error {
-	var pacer backgroundPacer
+	var pacer pace.Pacer
 	for i := range s.shards {
 		sh := &s.shards[i]
 		for id := 0; ; id++ {
 			if id%256 == 255 {
-				pacer.pace()
+				pacer.Check()
 			}
 			end, wrote, long := false, false, 0
 			// Blocks are in slot order, not metas order: keep a few loads ahead.
@@ -235,25 +237,6 @@ func appendCounts(b []byte, c *Counts) []byte {
 		}
 	}
 	return b
-}
-
-// backgroundPacer lets a long background loop step aside: every 2 ms of
-// work it sleeps briefly. runtime.Gosched is not enough on a process with
-// one P (a one-core service): the yielding goroutine goes to the global run
-// queue and is picked again before the scheduler polls the network, so
-// requests that arrived meanwhile would wait for sysmon, up to 10 ms.
-type backgroundPacer struct{ last time.Time }
-
-func (p *backgroundPacer) pace() {
-	now := time.Now()
-	if p.last.IsZero() {
-		p.last = now
-		return
-	}
-	if now.Sub(p.last) >= 2*time.Millisecond {
-		time.Sleep(20 * time.Microsecond)
-		p.last = time.Now()
-	}
 }
 
 // ckptWriter buffers a checkpoint and keeps its running CRC and size.

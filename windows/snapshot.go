@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/bidpulse/bidpulse/internal/pace"
 )
 
 // Snapshot is a checkpoint of a Store as of the moment BeginSnapshot
@@ -27,8 +29,12 @@ type Snapshot struct {
 	claims [numShards][]uint64 // by local id; sized at the start
 	done   bool
 
-	mu       sync.Mutex // writers' records
-	side     []byte
+	// The writers' records, in chunks of about ckptFlushAt bytes: a
+	// writer appends under its shard's lock, so the records must never be
+	// one slice that grows (a copy of tens of MB there, not preemptible,
+	// held the applier and every bid read of that shard for 100+ ms).
+	mu       sync.Mutex
+	side     [][]byte
 	sideKeys uint64
 }
 
@@ -92,7 +98,11 @@ func (s *Store) beforeChange(sh *shard, r ref, p unsafe.Pointer, record bool) {
 		return
 	}
 	key, _ := recKey(sh.arena.Load().b, r.off())
-	sn.side = s.appendKeyRecord(sn.side, key, p, r.dense())
+	if n := len(sn.side); n == 0 || len(sn.side[n-1]) >= ckptFlushAt {
+		sn.side = append(sn.side, make([]byte, 0, ckptFlushAt+4096))
+	}
+	last := &sn.side[len(sn.side)-1]
+	*last = s.appendKeyRecord(*last, key, p, r.dense())
 	sn.sideKeys++
 }
 
@@ -133,10 +143,10 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	if err != nil {
 		return cw.n, err
 	}
-	for len(side) > 0 {
-		k := min(len(side), ckptFlushAt)
-		cw.buf = append(cw.buf, side[:k]...)
-		side = side[k:]
+	var pacer pace.Pacer
+	for _, c := range side {
+		pacer.Check()
+		cw.buf = append(cw.buf, c...)
 		if err := cw.flush(); err != nil {
 			return cw.n, err
 		}

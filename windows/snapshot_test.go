@@ -99,3 +99,55 @@ func TestSnapshotUnderWrites(t *testing.T) {
 		t.Fatalf("unexpected scan count %d", n)
 	}
 }
+
+// TestSnapshotSideInChunks changes every key after the snapshot began and
+// before it is written, so each key's record is the writer's (the side
+// records, several chunks of ckptFlushAt); the snapshot must equal a
+// checkpoint taken at its start.
+func TestSnapshotSideInChunks(t *testing.T) {
+	now := t0 + 3_600_000
+	s := mustStore(t, Config{MaxKeys: 100_000})
+	keys := make([][]byte, 20_000)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "\x01key-%d", i)
+		s.Add(keys[i], now-int64(i%50)*60_000, now, Counts{Impressions: 3, Clicks: 1, CostMicros: uint64(1000 + i)})
+	}
+	sn, err := s.BeginSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	if _, err := s.WriteCheckpoint(&want); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		s.Add(k, now, now, Counts{Impressions: 1})
+	}
+	sn.mu.Lock()
+	chunks := len(sn.side)
+	sn.mu.Unlock()
+	if chunks < 3 {
+		t.Fatalf("unexpected side records in %d chunks; want several", chunks)
+	}
+	var got bytes.Buffer
+	if _, err := sn.WriteTo(&got); err != nil {
+		t.Fatal(err)
+	}
+	a, b := mustStore(t, Config{MaxKeys: 100_000}), mustStore(t, Config{MaxKeys: 100_000})
+	if err := a.ReadCheckpoint(&want); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ReadCheckpoint(&got); err != nil {
+		t.Fatal(err)
+	}
+	if b.Len() != len(keys) || a.Len() != len(keys) {
+		t.Fatalf("unexpected keys; got %d and %d; want %d", b.Len(), a.Len(), len(keys))
+	}
+	for _, k := range keys {
+		var ca, cb [NumSpans]Counts
+		a.Read(k, now, &ca)
+		if !b.Read(k, now, &cb) || ca != cb {
+			t.Fatalf("unexpected state of %q; got %+v; want %+v", k, cb, ca)
+		}
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/bidpulse/bidpulse/internal/pace"
 )
 
 // Config configures a Store.
@@ -465,7 +467,7 @@ func (s *Store) EvictIdle(nowMs int64) int {
 // goroutine that waited for the lock each released runs and takes it before
 // the next chunk does (sync.Mutex lets the releasing goroutine barge back
 // in, and a waiter would wait up to milliseconds), and every 2 ms of work it
-// sleeps briefly, as the checkpoint walk does (backgroundPacer), so a
+// sleeps briefly, as the checkpoint walk does (internal/pace), so a
 // one-core process polls the network meanwhile.
 //
 // The threshold is fixed by nowMs at the start: a key written between
@@ -478,7 +480,7 @@ func (s *Store) EvictIdleChunked(nowMs int64, each func(chunk func())) int {
 		sh        *shard
 		start, n  int
 		done, ran bool
-		pacer     backgroundPacer
+		pacer     pace.Pacer
 	)
 	// One closure for the whole pass: chunk reads where the pass stands.
 	chunk := func() {
@@ -506,7 +508,7 @@ func (s *Store) EvictIdleChunked(nowMs int64, each func(chunk func())) int {
 				panic("BUG: windows: EvictIdleChunked's each returned without calling chunk")
 			}
 			runtime.Gosched()
-			pacer.pace()
+			pacer.Check()
 		}
 	}
 	return n

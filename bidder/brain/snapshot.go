@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 
 	"github.com/bidpulse/bidpulse/internal/pace"
 	"github.com/bidpulse/bidpulse/models"
@@ -38,6 +39,19 @@ type SnapshotResult struct {
 // are published first. It holds tickMu, so it sees whole ticks; the walk
 // steps aside every 2 ms of work.
 func (b *Brain) Snapshot() SnapshotResult {
+	var buf bytes.Buffer
+	res := b.SnapshotTo(&buf)
+	res.JSON = buf.Bytes()
+	return res
+}
+
+// SnapshotTo writes what Snapshot encodes to w, one state at a time (w
+// gets many small writes and must not fail: a memory buffer); JSON is
+// left nil. A checkpoint passes a writer that keeps the bytes in chunks:
+// one buffer of the whole snapshot (tens of MB) is zeroed and copied as it
+// grows in calls the scheduler cannot preempt (30-60 ms each at 200,000
+// key states, the bid answers of a one-core service waiting).
+func (b *Brain) SnapshotTo(w io.Writer) SnapshotResult {
 	b.tickMu.Lock()
 	defer b.tickMu.Unlock()
 	var p pace.Pacer
@@ -45,9 +59,12 @@ func (b *Brain) Snapshot() SnapshotResult {
 	b.keys.Flush(nil, nil, p.Check)
 	b.campaigns.Flush(nil, nil, p.Check)
 
-	var buf bytes.Buffer
-	buf.Grow(64 + b.campaigns.Len()*600 + b.keys.Len()*256)
+	var buf bytes.Buffer // up to one state, then emitted to w
 	enc := json.NewEncoder(&buf)
+	emit := func() {
+		w.Write(buf.Bytes())
+		buf.Reset()
+	}
 	// put appends sep, `name:` and the encoding of v to buf, or, when v
 	// cannot be encoded, nothing. Encoder.Encode writes nothing when it
 	// fails, and ends what it writes with a newline, which put removes.
@@ -92,6 +109,7 @@ func (b *Brain) Snapshot() SnapshotResult {
 			leftOut("campaign", name, err)
 			return true
 		}
+		emit()
 		sep = ','
 		return true
 	}, nil)
@@ -111,11 +129,12 @@ func (b *Brain) Snapshot() SnapshotResult {
 			leftOut("key", name, err)
 			return true
 		}
+		emit()
 		sep = ','
 		return true
 	}, nil)
 	buf.WriteString(`}}`)
-	res.JSON = buf.Bytes()
+	emit()
 	return res
 }
 

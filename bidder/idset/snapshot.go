@@ -8,7 +8,8 @@ import (
 	"hash/crc32"
 	"io"
 	"sync/atomic"
-	"time"
+
+	"github.com/bidpulse/bidpulse/internal/pace"
 )
 
 // File format: the magic "BPIDSET4", then seed1, seed2 and slots (uint64, little endian), then
@@ -66,13 +67,13 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		buf = buf[:0]
 		return err
 	}
-	var pacer backgroundPacer
+	var pacer pace.Pacer
 	for _, tab := range []table{sn.t.prev, sn.t.cur} {
 		t := tab.s
 		last := -1
 		for i := 0; i < len(t); i += 3 {
 			if i%(3*1024) == 0 {
-				pacer.pace()
+				pacer.Check()
 			}
 			// A live slot of the table's epoch, read whole: Put clears h1
 			// before it rewrites a slot, so an unchanged h1 means h2 and the
@@ -209,23 +210,4 @@ func (c *crcReader) ReadByte() (byte, error) {
 		c.crc = crc32.Update(c.crc, castagnoli, c.one[:])
 	}
 	return b, err
-}
-
-// backgroundPacer lets a long background loop step aside: every 2 ms of
-// work it sleeps briefly. runtime.Gosched is not enough on a process with
-// one P (a one-core service): the yielding goroutine goes to the global run
-// queue and is picked again before the scheduler polls the network, so
-// requests that arrived meanwhile would wait for sysmon, up to 10 ms.
-type backgroundPacer struct{ last time.Time }
-
-func (p *backgroundPacer) pace() {
-	now := time.Now()
-	if p.last.IsZero() {
-		p.last = now
-		return
-	}
-	if now.Sub(p.last) >= 2*time.Millisecond {
-		time.Sleep(20 * time.Microsecond)
-		p.last = time.Now()
-	}
 }

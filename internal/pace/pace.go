@@ -2,7 +2,10 @@
 // request goroutines get the CPU on a process with one or two Ps.
 package pace
 
-import "time"
+import (
+	"runtime"
+	"time"
+)
 
 // Every is how much work a Pacer lets run between steps aside, and Pause
 // how long it steps aside.
@@ -11,13 +14,16 @@ const (
 	Pause = 20 * time.Microsecond
 )
 
-// Pacer steps a loop aside every Every of work: it sleeps Pause.
-// runtime.Gosched is not enough on a process with one P: the yielding
-// goroutine goes to the global run queue and is picked again before the
-// scheduler polls the network, so requests that arrived meanwhile would
-// wait for sysmon, up to 10 ms. A sleep parks the goroutine, and the idle
-// P polls the network. The zero value is ready to use; not safe for
-// concurrent use.
+// Pacer steps a loop aside every Every of work: it sleeps Pause, then
+// yields. runtime.Gosched alone is not enough on a process with one P: the
+// yielding goroutine goes to the global run queue and is picked again
+// before the scheduler polls the network, so requests that arrived
+// meanwhile would wait for sysmon, up to 10 ms. The sleep parks the
+// goroutine, and the idle P polls the network; but the timer that ends
+// the sleep puts the walker back ahead of the goroutines the poll woke
+// (an execution trace showed one request served per pause), so it then
+// yields: every goroutine the poll woke runs before the walk resumes. The
+// zero value is ready to use; not safe for concurrent use.
 type Pacer struct {
 	last time.Time
 	n    uint32
@@ -44,6 +50,7 @@ func (p *Pacer) Check() {
 	}
 	if now.Sub(p.last) >= Every {
 		time.Sleep(Pause)
+		runtime.Gosched()
 		p.last = time.Now()
 	}
 }
