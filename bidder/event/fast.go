@@ -1,6 +1,9 @@
 package event
 
-import "github.com/bidpulse/bidpulse/windows"
+import (
+	"github.com/bidpulse/bidpulse/internal/jsonscan"
+	"github.com/bidpulse/bidpulse/windows"
+)
 
 // The fast path: a single pass over the payload for the shape trackers send, an event object or
 // an array of them whose values are plain strings (ASCII, no escapes), numbers, true, false or
@@ -25,7 +28,7 @@ const maxFastEvents = 4096
 
 // fastParse parses payload into p.evs on the fast path; false when the general path must.
 func (p *Parser) fastParse(b []byte) (int, bool) {
-	i := skipSpace(b, 0)
+	i := jsonscan.SkipSpace(b, 0)
 	if i >= len(b) {
 		return 0, false
 	}
@@ -41,7 +44,7 @@ func (p *Parser) fastParse(b []byte) (int, bool) {
 		i, n = j, 1
 	case '[':
 		p.evs = p.evs[:0]
-		i = skipSpace(b, i+1)
+		i = jsonscan.SkipSpace(b, i+1)
 		if i < len(b) && b[i] == ']' {
 			return 0, false // an empty array: rare, the general path counts it
 		}
@@ -55,7 +58,7 @@ func (p *Parser) fastParse(b []byte) (int, bool) {
 				return 0, false
 			}
 			n++
-			i = skipSpace(b, j)
+			i = jsonscan.SkipSpace(b, j)
 			if i >= len(b) {
 				return 0, false
 			}
@@ -66,12 +69,12 @@ func (p *Parser) fastParse(b []byte) (int, bool) {
 			if b[i] != ',' {
 				return 0, false
 			}
-			i = skipSpace(b, i+1)
+			i = jsonscan.SkipSpace(b, i+1)
 		}
 	default:
 		return 0, false
 	}
-	if skipSpace(b, i) != len(b) {
+	if jsonscan.SkipSpace(b, i) != len(b) {
 		return 0, false
 	}
 	return n, true
@@ -96,12 +99,12 @@ func (p *Parser) emitFast(n int, fn func(ev *Event, reason Reason, raw []byte)) 
 func fastObject(b []byte, i int, ev *Event) (int, bool) {
 	var seen, present uint16
 	var clickTS int64
-	i = skipSpace(b, i+1)
+	i = jsonscan.SkipSpace(b, i+1)
 	for {
 		if i >= len(b) || b[i] != '"' {
 			return 0, false // an empty object, a trailing comma, or not a key
 		}
-		end, ok := scanString(b, i+1)
+		end, ok := jsonscan.PlainString(b, i+1)
 		if !ok {
 			return 0, false
 		}
@@ -112,17 +115,17 @@ func fastObject(b []byte, i int, ev *Event) (int, bool) {
 			}
 			seen |= 1 << f
 		}
-		i = skipSpace(b, end+1)
+		i = jsonscan.SkipSpace(b, end+1)
 		if i >= len(b) || b[i] != ':' {
 			return 0, false
 		}
-		i = skipSpace(b, i+1)
+		i = jsonscan.SkipSpace(b, i+1)
 		if i >= len(b) {
 			return 0, false
 		}
 		switch c := b[i]; {
 		case c == '"':
-			end, ok := scanString(b, i+1)
+			end, ok := jsonscan.PlainString(b, i+1)
 			if !ok {
 				return 0, false
 			}
@@ -148,7 +151,7 @@ func fastObject(b []byte, i int, ev *Event) (int, bool) {
 				}
 			}
 		case c == '-' || c >= '0' && c <= '9':
-			end, ok := scanNumber(b, i)
+			end, ok := jsonscan.Number(b, i)
 			if !ok {
 				return 0, false
 			}
@@ -177,16 +180,16 @@ func fastObject(b []byte, i int, ev *Event) (int, bool) {
 			default:
 				return 0, false // a number where a string belongs
 			}
-		case c == 'n' && hasWord(b, i, "null"):
+		case c == 'n' && jsonscan.HasWord(b, i, "null"):
 			i += 4 // null is an absent field
-		case c == 't' && f < 0 && hasWord(b, i, "true"):
+		case c == 't' && f < 0 && jsonscan.HasWord(b, i, "true"):
 			i += 4
-		case c == 'f' && f < 0 && hasWord(b, i, "false"):
+		case c == 'f' && f < 0 && jsonscan.HasWord(b, i, "false"):
 			i += 5
 		default:
 			return 0, false // a nested object or array, or not JSON
 		}
-		i = skipSpace(b, i)
+		i = jsonscan.SkipSpace(b, i)
 		if i >= len(b) {
 			return 0, false
 		}
@@ -196,7 +199,7 @@ func fastObject(b []byte, i int, ev *Event) (int, bool) {
 		if b[i] != ',' {
 			return 0, false
 		}
-		i = skipSpace(b, i+1)
+		i = jsonscan.SkipSpace(b, i+1)
 	}
 	const required = 1<<fID | 1<<fType | 1<<fCampaign
 	if present&required != required {
@@ -206,89 +209,4 @@ func fastObject(b []byte, i int, ev *Event) (int, bool) {
 		ev.ClickTS, ev.HasClickTS = clickTS, true
 	}
 	return i + 1, true
-}
-
-// scanString returns the index of the quote that closes the string whose contents start at b[i];
-// false for an escape, a control character, a non-ASCII byte or no closing quote.
-func scanString(b []byte, i int) (int, bool) {
-	for ; i < len(b); i++ {
-		if c := b[i]; !plainByte[c] {
-			if c == '"' {
-				return i, true
-			}
-			return 0, false
-		}
-	}
-	return 0, false
-}
-
-// plainByte says which bytes a fast-path string holds as they are: ASCII,
-// not a control character, not '"' or '\\'.
-var plainByte = func() (t [256]bool) {
-	for c := 0x20; c < 0x80; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
-// scanNumber returns the index after the strict JSON number that starts at b[i]
-// (-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?); false when there is none.
-func scanNumber(b []byte, i int) (int, bool) {
-	if b[i] == '-' {
-		i++
-	}
-	switch {
-	case i >= len(b):
-		return 0, false
-	case b[i] == '0':
-		i++
-	case b[i] >= '1' && b[i] <= '9':
-		i = skipDigits(b, i+1)
-	default:
-		return 0, false
-	}
-	if i < len(b) && b[i] == '.' {
-		j := skipDigits(b, i+1)
-		if j == i+1 {
-			return 0, false
-		}
-		i = j
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		j := skipDigits(b, i)
-		if j == i {
-			return 0, false
-		}
-		i = j
-	}
-	return i, true
-}
-
-func skipDigits(b []byte, i int) int {
-	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-		i++
-	}
-	return i
-}
-
-// skipSpace returns the index of the first byte at or after i that is not JSON whitespace.
-func skipSpace(b []byte, i int) int {
-	for i < len(b) {
-		switch b[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-// hasWord reports whether b holds w at i.
-func hasWord(b []byte, i int, w string) bool {
-	return len(b)-i >= len(w) && string(b[i:i+len(w)]) == w
 }
