@@ -213,17 +213,14 @@ func scanItem(b []byte, i int, it *batchItem) (int, bool) {
 				return 0, false
 			}
 		}
-		i = jsonscan.SkipSpace(b, i)
-		if i >= len(b) {
+		next, closed, ok := jsonscan.AfterMember(b, i)
+		if !ok {
 			return 0, false
 		}
-		if b[i] == '}' {
+		i = next
+		if closed {
 			break
 		}
-		if b[i] != ',' {
-			return 0, false
-		}
-		i = jsonscan.SkipSpace(b, i+1)
 	}
 	if it.given&(1<<windows.DimCampaign) == 0 {
 		return 0, false

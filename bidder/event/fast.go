@@ -189,17 +189,14 @@ func fastObject(b []byte, i int, ev *Event) (int, bool) {
 		default:
 			return 0, false // a nested object or array, or not JSON
 		}
-		i = jsonscan.SkipSpace(b, i)
-		if i >= len(b) {
+		next, closed, ok := jsonscan.AfterMember(b, i)
+		if !ok {
 			return 0, false
 		}
-		if b[i] == '}' {
+		i = next
+		if closed {
 			break
 		}
-		if b[i] != ',' {
-			return 0, false
-		}
-		i = jsonscan.SkipSpace(b, i+1)
 	}
 	const required = 1<<fID | 1<<fType | 1<<fCampaign
 	if present&required != required {

@@ -93,3 +93,20 @@ func SkipSpace(b []byte, i int) int {
 func HasWord(b []byte, i int, w string) bool {
 	return len(b)-i >= len(w) && string(b[i:i+len(w)]) == w
 }
+
+// AfterMember reads what follows an object member's value, from b[i] on
+// (whitespace first): the object's closing brace (closed; next is its
+// index) or a comma (next is the first byte of the next member); false for
+// anything else.
+func AfterMember(b []byte, i int) (next int, closed, ok bool) {
+	i = SkipSpace(b, i)
+	switch {
+	case i >= len(b):
+		return 0, false, false
+	case b[i] == '}':
+		return i, true, true
+	case b[i] == ',':
+		return SkipSpace(b, i+1), false, true
+	}
+	return 0, false, false
+}
