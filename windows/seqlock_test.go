@@ -1,8 +1,10 @@
 package windows
 
 import (
+	"bytes"
 	"runtime"
 	"testing"
+	"time"
 )
 
 // A write that lands in the middle of a read, forced rather than left to
@@ -54,5 +56,45 @@ func TestSeqlockGuardsTornReads(t *testing.T) {
 	}
 	if !f(true) {
 		t.Fatalf("the guard test passed with read validation disabled: it cannot fail for what it names")
+	}
+}
+
+// A reader that finds its shard being written waits parked on the writer's
+// mutex instead of yielding in a loop, and then returns the finished write.
+// A writer can be off its CPU for milliseconds (its thread preempted by the
+// OS on shared cores); a reader that kept yielding kept its P and its core
+// meanwhile. The writer here stays in its critical section until the reader
+// is seen parked.
+func TestSeqlockReaderParksWhileWriterHolds(t *testing.T) {
+	if !optimisticReads {
+		t.Skip("readers take the writer lock on " + runtime.GOARCH + ": they wait in it already")
+	}
+	s := mustStore(t, Config{MaxKeys: 100})
+	key := testKey(0, "c")
+	now := t0 + 30*minuteMs
+	s.Add(key, now, now, Counts{Impressions: 1})
+	sh, h := s.shardOf(key)
+	sh.lock()
+	done := make(chan uint64)
+	go func() {
+		var dst [NumSpans]Counts
+		s.Read(key, now, &dst)
+		done <- dst[0].Impressions
+	}()
+	parked := false
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(5 * time.Second); !parked && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+		n := runtime.Stack(buf, true)
+		parked = bytes.Contains(buf[:n], []byte("[sync.Mutex.Lock"))
+	}
+	c := Counts{Impressions: 1}
+	s.addLocked(sh, h, key, now, now, &c, true)
+	sh.unlock()
+	if got := <-done; got != 2 {
+		t.Fatalf("unexpected impressions read; got %d; want 2 (the write the reader waited for)", got)
+	}
+	if !parked {
+		t.Fatalf("the reader did not park on the writer's mutex within 5 s while the writer held the shard")
 	}
 }
