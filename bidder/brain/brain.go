@@ -91,6 +91,7 @@ type Brain struct {
 	ticks          *metrics.Counter
 	tickMs         atomic.Int64 // duration of the last tick
 	campaignStates atomic.Int64 // campaigns with controller state
+	wanting        atomic.Int64 // campaigns marked wantState
 
 	// WalkHook, when set (tests only), is called by the walks of Tick and
 	// Snapshot every walkHookEvery entries, with the walk's name, while
@@ -109,8 +110,10 @@ type campaign struct {
 	// answer or learned delay (Unix ms).
 	lastUsed atomic.Int64
 	lastSeen atomic.Int64
-	mu       sync.Mutex // guards hist
-	hist     models.DelayHistogram
+	// wantState: answered without controller state, for Publish.
+	wantState atomic.Bool
+	mu        sync.Mutex // guards hist
+	hist      models.DelayHistogram
 }
 
 type keyCtl struct {
@@ -168,17 +171,22 @@ func (b *Brain) Campaign(name []byte, nowMs int64, track bool) *models.CampaignS
 			if c != nil {
 				c.lastUsed.Store(nowMs)
 				c.lastSeen.Store(nowMs)
+				b.wantState(c)
 			} else if full {
 				b.campaignsFull.Add(1)
 			}
 		}
 		return nil
 	}
+	st := c.state.Load()
 	if track {
 		touch(&c.lastUsed, nowMs)
 		touch(&c.lastSeen, nowMs)
+		if st == nil {
+			b.wantState(c)
+		}
 	}
-	return c.state.Load()
+	return st
 }
 
 // Key returns the published guardrail state of an answering key, or nil
@@ -257,37 +265,53 @@ func (b *Brain) Limits() (maxKeys, maxCampaigns int) {
 }
 
 // Publish makes the keys and campaigns added since the last call visible
-// to bids, and gives each new campaign its first tick, so its first
-// answers after that carry its goal, pacing and delay model. Run it every
-// second or so, off the bid path.
+// to bids, and gives each answered campaign without controller state its
+// first tick (one that got an entry from a learned delay before its first
+// answer included), so its answers after that carry its goal, pacing and
+// delay model. Run it every second or so, off the bid path.
 func (b *Brain) Publish(nowMs int64) {
-	if b.keys.Pending() == 0 && b.campaigns.Pending() == 0 {
+	if b.keys.Pending() == 0 && b.campaigns.Pending() == 0 && b.wanting.Load() == 0 {
 		return
 	}
 	b.tickMu.Lock()
 	defer b.tickMu.Unlock()
 	var p pace.Pacer
 	b.keys.Flush(nil, nil, p.Check)
-	if b.campaigns.Pending() == 0 {
+	b.campaigns.Flush(nil, nil, p.Check)
+	if b.wanting.Load() == 0 {
 		return
 	}
-	var fresh []*campaign
-	var names []string
-	b.campaigns.Flush(nil, func(name string, c *campaign) {
-		if c.state.Load() == nil && c.lastUsed.Load() > 0 {
-			fresh = append(fresh, c)
-			names = append(names, name)
+	var t *campaignTicker
+	b.campaigns.Range(func(name string, c *campaign) bool {
+		if !c.wantState.Load() {
+			return true
 		}
-	}, p.Check)
-	if len(fresh) == 0 {
-		return
-	}
-	t := b.newCampaignTicker(nowMs)
-	for i, c := range fresh {
-		t.tick(names[i], c)
+		if t == nil {
+			t = b.newCampaignTicker(nowMs)
+		}
+		if c.state.Load() == nil {
+			t.tick(name, c)
+			b.campaignStates.Add(1)
+		}
+		b.ticked(c)
 		p.Step()
+		return true
+	}, nil)
+}
+
+// wantState marks an answered campaign without controller state for
+// Publish (once: the flag is set with a compare-and-swap).
+func (b *Brain) wantState(c *campaign) {
+	if !c.wantState.Load() && c.wantState.CompareAndSwap(false, true) {
+		b.wanting.Add(1)
 	}
-	b.campaignStates.Add(int64(len(fresh)))
+}
+
+// ticked clears c's mark after a tick gave it a state.
+func (b *Brain) ticked(c *campaign) {
+	if c.wantState.Swap(false) {
+		b.wanting.Add(-1)
+	}
 }
 
 // Tick advances the states at nowMs: it publishes pending entries, forgets
@@ -308,7 +332,11 @@ func (b *Brain) Tick(nowMs int64) {
 	}, nil, p.Check)
 	forget := CampaignForget.Milliseconds()
 	b.campaigns.Flush(func(_ string, c *campaign) bool {
-		return nowMs-c.lastSeen.Load() <= forget
+		if nowMs-c.lastSeen.Load() <= forget {
+			return true
+		}
+		b.ticked(c) // forgotten: no longer waits for a state
+		return false
 	}, nil, p.Check)
 
 	t := b.newCampaignTicker(nowMs)
@@ -320,9 +348,11 @@ func (b *Brain) Tick(nowMs int64) {
 			if c.state.Load() != nil {
 				c.state.Store(nil)
 			}
+			b.ticked(c)
 			return true
 		}
 		t.tick(name, c)
+		b.ticked(c)
 		states++
 		p.Step()
 		return true
@@ -649,4 +679,5 @@ func (b *Brain) Reset(store *windows.Store) {
 	empty := map[uint64]models.Strength{}
 	b.strengths.Store(&empty)
 	b.campaignStates.Store(0)
+	b.wanting.Store(0)
 }

@@ -85,6 +85,28 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
+// TestLearnedDelayBeforeFirstAnswer: a campaign whose entry came from a
+// learned conversion delay gets its controller state within a Publish of
+// its first answer, like a campaign first seen in a bid.
+func TestLearnedDelayBeforeFirstAnswer(t *testing.T) {
+	b, _ := newTestBrain(t, Options{})
+	b.RecordDelay([]byte("c1"), testNow-60_000, testNow)
+	b.Publish(testNow)
+	if _, h, ok := b.CampaignEntry("c1"); !ok || h.N != 1 {
+		t.Fatalf("the learned delay made no entry: tracked %v, %d delays", ok, h.N)
+	}
+	if b.Campaign([]byte("c1"), testNow, true) != nil {
+		t.Fatal("a campaign never answered has a state")
+	}
+	b.Publish(testNow)
+	if b.Campaign([]byte("c1"), testNow, true) == nil {
+		t.Fatal("Publish did not tick an answered campaign whose entry came from a learned delay")
+	}
+	if s := b.Stats(); s.CampaignStates != 1 || b.wanting.Load() != 0 {
+		t.Fatalf("unexpected stats after its first tick: %+v, %d waiting", s, b.wanting.Load())
+	}
+}
+
 func TestBoundsCounted(t *testing.T) {
 	b, _ := newTestBrain(t, Options{MaxKeys: 3, MaxCampaigns: 2})
 	var vals windows.Values
