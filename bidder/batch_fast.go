@@ -164,12 +164,8 @@ func scanItem(b []byte, i int, it *batchItem) (int, bool) {
 		if f < 0 {
 			return 0, false
 		}
-		i = jsonscan.SkipSpace(b, end+1)
-		if i >= len(b) || b[i] != ':' {
-			return 0, false
-		}
-		i = jsonscan.SkipSpace(b, i+1)
-		if i >= len(b) {
+		var ok bool
+		if i, ok = jsonscan.Colon(b, end+1); !ok {
 			return 0, false
 		}
 		if f < fieldExplain {

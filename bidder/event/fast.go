@@ -115,12 +115,7 @@ func fastObject(b []byte, i int, ev *Event) (int, bool) {
 			}
 			seen |= 1 << f
 		}
-		i = jsonscan.SkipSpace(b, end+1)
-		if i >= len(b) || b[i] != ':' {
-			return 0, false
-		}
-		i = jsonscan.SkipSpace(b, i+1)
-		if i >= len(b) {
+		if i, ok = jsonscan.Colon(b, end+1); !ok {
 			return 0, false
 		}
 		switch c := b[i]; {

@@ -110,3 +110,15 @@ func AfterMember(b []byte, i int) (next int, closed, ok bool) {
 	}
 	return 0, false, false
 }
+
+// Colon reads the colon after an object member's name, from b[i] on
+// (whitespace first), and returns the index of the value that follows
+// it; false when there is no colon or no value.
+func Colon(b []byte, i int) (int, bool) {
+	i = SkipSpace(b, i)
+	if i >= len(b) || b[i] != ':' {
+		return 0, false
+	}
+	i = SkipSpace(b, i+1)
+	return i, i < len(b)
+}
