@@ -620,21 +620,13 @@ func (s *Service) resetState() {
 	s.ckpt.lastAtMs.Store(0)
 }
 
-// snapshotControllers encodes the brain's controller states for a
-// checkpoint. The states JSON cannot carry (NaN, infinities) are left out,
-// counted in bidpulse_checkpoint_controller_errors_total and logged once
-// per checkpoint with the first of them; they start afresh after a
-// restart.
-func (s *Service) snapshotControllers() json.RawMessage {
-	var buf bytes.Buffer
-	s.writeControllers(&buf)
-	return buf.Bytes()
-}
-
-// writeControllers is snapshotControllers writing to w (a checkpoint's
-// chunkBuf: never one buffer of the whole snapshot).
+// writeControllers writes the brain's controller states for a checkpoint
+// to w (a chunkBuf: never one buffer of the whole snapshot). The states
+// JSON cannot carry (NaN, infinities) are left out, counted in
+// bidpulse_checkpoint_controller_errors_total and logged once per
+// checkpoint with the first of them; they start afresh after a restart.
 func (s *Service) writeControllers(w io.Writer) {
-	res := s.brain.SnapshotTo(w)
+	res := s.brain.Snapshot(w)
 	if res.LeftOut > 0 {
 		s.stats.ckptCtlErrors.Add(res.LeftOut)
 		s.log.Warn().Err(res.Err).Int("left_out", res.LeftOut).Str("first", res.First).

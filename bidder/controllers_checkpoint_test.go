@@ -16,6 +16,14 @@ import (
 	"github.com/bidpulse/bidpulse/models"
 )
 
+// snapshotControllers returns what a checkpoint writes of s's controller
+// states.
+func (s *Service) snapshotControllers() json.RawMessage {
+	var buf bytes.Buffer
+	s.writeControllers(&buf)
+	return buf.Bytes()
+}
+
 // newIdleService builds a Service that is not started: its brain, stats
 // and metrics are real, and nothing runs in the background.
 func newIdleService(tb testing.TB) *Service {

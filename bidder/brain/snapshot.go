@@ -22,9 +22,8 @@ type campaignSnapshot struct {
 	Delays models.DelayHistogram `json:"delays"`
 }
 
-// SnapshotResult is what Snapshot encoded and what it left out.
+// SnapshotResult is what Snapshot left out.
 type SnapshotResult struct {
-	JSON json.RawMessage
 	// LeftOut counts the states JSON cannot carry (a NaN or an infinity);
 	// First names the first of them and Err is its error.
 	LeftOut int
@@ -32,26 +31,19 @@ type SnapshotResult struct {
 	Err     error
 }
 
-// Snapshot encodes the controller states as JSON: campaigns by name, keys
-// by their encoded window key in base64 (JSON strings must be UTF-8). Each
-// state is encoded on its own, so one that JSON cannot carry is left out
-// alone (it starts afresh after a restart) and reported. Pending entries
-// are published first. It holds tickMu, so it sees whole ticks; the walk
-// steps aside every 2 ms of work.
-func (b *Brain) Snapshot() SnapshotResult {
-	var buf bytes.Buffer
-	res := b.SnapshotTo(&buf)
-	res.JSON = buf.Bytes()
-	return res
-}
-
-// SnapshotTo writes what Snapshot encodes to w, one state at a time (w
-// gets many small writes and must not fail: a memory buffer); JSON is
-// left nil. A checkpoint passes a writer that keeps the bytes in chunks:
-// one buffer of the whole snapshot (tens of MB) is zeroed and copied as it
-// grows in calls the scheduler cannot preempt (30-60 ms each at 200,000
-// key states, the bid answers of a one-core service waiting).
-func (b *Brain) SnapshotTo(w io.Writer) SnapshotResult {
+// Snapshot writes the controller states to w as JSON: campaigns by name,
+// keys by their encoded window key in base64 (JSON strings must be UTF-8).
+// Each state is encoded on its own, so one that JSON cannot carry is left
+// out alone (it starts afresh after a restart) and reported. Pending
+// entries are published first. It holds tickMu, so it sees whole ticks;
+// the walk steps aside every 2 ms of work.
+//
+// w gets many small writes, one state at a time, and must not fail (a
+// memory buffer). A checkpoint passes a writer that keeps the bytes in
+// chunks: one buffer of the whole snapshot (tens of MB) is zeroed and
+// copied as it grows in calls the scheduler cannot preempt (30-60 ms each
+// at 200,000 key states, the bid answers of a one-core service waiting).
+func (b *Brain) Snapshot(w io.Writer) SnapshotResult {
 	b.tickMu.Lock()
 	defer b.tickMu.Unlock()
 	var p pace.Pacer
