@@ -16,24 +16,30 @@ type adminToken struct {
 	hash [32]byte
 }
 
-// parseAdminTokens reads Options.AdminToken: a single secret (named
-// "admin"), or comma-separated name:secret pairs ("alice:s3cret,ci:t0ken").
-func parseAdminTokens(s string) ([]adminToken, error) {
-	if s == "" {
-		return nil, nil
-	}
-	if !strings.Contains(s, ":") {
-		return []adminToken{{name: "admin", hash: sha256.Sum256([]byte(s))}}, nil
-	}
+// parseAdminTokens reads Options.AdminToken, a single secret named "admin"
+// (any byte but a line break, ':' and ',' included), and Options.AdminTokens,
+// comma-separated name:secret pairs ("alice:s3cret,ci:t0ken"). The two are
+// separate options so that a secret is never read as a pair.
+func parseAdminTokens(single, pairs string) ([]adminToken, error) {
 	var out []adminToken
 	seen := map[string]bool{}
-	for _, part := range strings.Split(s, ",") {
+	if single != "" {
+		if strings.ContainsAny(single, "\r\n") {
+			return nil, fmt.Errorf("invalid admin-token: a line break in the secret")
+		}
+		out = append(out, adminToken{name: "admin", hash: sha256.Sum256([]byte(single))})
+		seen["admin"] = true
+	}
+	if pairs == "" {
+		return out, nil
+	}
+	for _, part := range strings.Split(pairs, ",") {
 		name, secret, ok := strings.Cut(part, ":")
 		if !ok || name == "" || secret == "" {
-			return nil, fmt.Errorf("invalid admin-token: want a secret, or name:secret pairs separated by commas")
+			return nil, fmt.Errorf("invalid admin-tokens: want name:secret pairs separated by commas")
 		}
 		if seen[name] {
-			return nil, fmt.Errorf("invalid admin-token: name %q given twice", name)
+			return nil, fmt.Errorf("invalid admin-tokens: name %q given twice (\"admin\" is the name of --admin-token)", name)
 		}
 		seen[name] = true
 		out = append(out, adminToken{name: name, hash: sha256.Sum256([]byte(secret))})
@@ -48,7 +54,7 @@ func parseAdminTokens(s string) ([]adminToken, error) {
 // through timing.
 func (s *Service) checkAdmin(ctx *fasthttp.RequestCtx) (string, bool) {
 	if len(s.adminTokens) == 0 {
-		writeError(ctx, fasthttp.StatusForbidden, "admin API disabled: start bidpulse with --admin-token")
+		writeError(ctx, fasthttp.StatusForbidden, "admin API disabled: start bidpulse with --admin-token or --admin-tokens")
 		return "", false
 	}
 	auth := ctx.Request.Header.Peek("Authorization")

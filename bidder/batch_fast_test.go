@@ -22,7 +22,7 @@ func newBatchService(t testing.TB) *Service {
 		t.Fatal(err)
 	}
 	for _, c := range []string{"c1", "c2"} {
-		if svc.policies.Load().For([]byte(c)).Explore.Enabled {
+		if svc.control.Policies().For([]byte(c)).Explore.Enabled {
 			t.Fatalf("unexpected exploration in the default policy of %s: answers would not be comparable", c)
 		}
 	}

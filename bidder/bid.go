@@ -77,22 +77,22 @@ func (s *Service) decide(sc *bidScratch, nowMs int64) {
 	a := &sc.a
 	a.multiplier, a.level, a.counts, a.override, a.killed, a.cfg = 1, -1, windows.Counts{}, false, false, nil
 	a.res.Reset()
-	if s.control != nil && s.control.kill.Load() {
+	if s.control.Killed() {
 		a.killed = true
 		a.res.Min, a.res.Max = 1, 1 // the kill switch answers exactly 1
 		return
 	}
-	pol := s.policies.Load()
+	pol := s.control.Policies()
 	cfg := pol.For(sc.Vals[windows.DimCampaign])
 	a.cfg = cfg
 	span := cfg.Performance.Window
-	if s.overrides.len() > 0 {
+	if s.control.NumOverrides() > 0 {
 		for _, lvl := range s.specific {
 			if !s.rollups.Covers(lvl, &sc.Vals) {
 				continue
 			}
 			sc.Key = windows.AppendKey(sc.Key[:0], lvl, s.rollups, &sc.Vals)
-			if m, ok := s.overrides.get(sc.Key, nowMs); ok {
+			if m, ok := s.control.Override(sc.Key, nowMs); ok {
 				a.level, a.override, a.multiplier = lvl, true, m
 				a.counts, _ = s.store.ReadSpan(sc.Key, span, nowMs)
 				a.res.Multiplier, a.res.BeforeClamp = m, m

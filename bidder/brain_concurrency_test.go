@@ -199,7 +199,7 @@ func TestBrainStatesNeverHalfBuilt(t *testing.T) {
 	svc, _ := newTestService(t)
 	const keys = 50
 	svc.ingest.Apply(placementEvents("e", 0, keys), testNow)
-	ref := brain.New(brain.Options{Store: svc.store, Rollups: svc.rollups, Policies: svc.policies.Load, Now: svc.clock.NowMs})
+	ref := brain.New(brain.Options{Store: svc.store, Rollups: svc.rollups, Policies: svc.control.Policies, Now: svc.clock.NowMs})
 	names := make([][]byte, keys)
 	sc := getScratch()
 	for i := range names {
@@ -357,7 +357,7 @@ func TestAnswerNumbersAreFinite(t *testing.T) {
 		t.Fatalf("cannot set the kill switch: %d %s", code, b)
 	}
 	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-		if !e.svc.control.kill.Load() {
+		if !e.svc.control.Killed() {
 			return fmt.Errorf("kill switch not on yet")
 		}
 		return nil

@@ -6,14 +6,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bidpulse/bidpulse/bidder/control"
 )
 
 func TestOverridesSharedAndPersistent(t *testing.T) {
 	dir := t.TempDir()
 	const tokens = "alice:a-secret,bob:b-secret"
-	first := startTestService(t, func(o *Options) { o.AdminToken = tokens; o.DataDir = dir })
+	// Instances that share a bucket share the control key.
+	const key = "0123456789abcdef-shared"
+	first := startTestService(t, func(o *Options) { o.AdminTokens = tokens; o.DataDir = dir; o.ControlKey = key })
 	second := startTestService(t, func(o *Options) {
-		o.AdminToken = tokens
+		o.AdminTokens = tokens
+		o.ControlKey = key
 		o.NATSURL = first.svc.NATSURL()
 		o.Instance = "second"
 		o.DataDir = t.TempDir()
@@ -37,7 +42,7 @@ func TestOverridesSharedAndPersistent(t *testing.T) {
 	})
 	// The audit log names who did what.
 	code, b = second.do(t, "GET", "/v1/audit", "b-secret", "")
-	var audit struct{ Entries []auditEntry }
+	var audit struct{ Entries []control.AuditEntry }
 	if err := json.Unmarshal(b, &audit); code != 200 || err != nil || len(audit.Entries) != 1 ||
 		audit.Entries[0].Who != "alice" || audit.Entries[0].Action != "override.set" || string(audit.Entries[0].Old) != "null" {
 		t.Fatalf("unexpected audit (%d): %s", code, b)
@@ -49,7 +54,7 @@ func TestOverridesSharedAndPersistent(t *testing.T) {
 	// store is under the data dir).
 	first.nc.Close()
 	first.svc.Stop(t.Context())
-	again := startTestService(t, func(o *Options) { o.AdminToken = tokens; o.DataDir = dir })
+	again := startTestService(t, func(o *Options) { o.AdminTokens = tokens; o.DataDir = dir; o.ControlKey = key })
 	if m := again.getJSON(t, "/v1/multiplier?campaign=c1&placement=p1", 200); m["multiplier"] != 1.5 {
 		t.Fatalf("override lost on restart: %v", m)
 	}
@@ -108,7 +113,7 @@ func TestKillSwitchAndFreeze(t *testing.T) {
 		t.Fatalf("cannot clear the kill switch; got %d", code)
 	}
 	code, b = e.do(t, "GET", "/v1/audit?limit=1", "tok", "")
-	var audit struct{ Entries []auditEntry }
+	var audit struct{ Entries []control.AuditEntry }
 	if err := json.Unmarshal(b, &audit); code != 200 || err != nil || len(audit.Entries) != 1 ||
 		!strings.Contains(string(audit.Entries[0].Old), `"enabled":true`) || !strings.Contains(string(audit.Entries[0].New), `"enabled":false`) {
 		t.Fatalf("unexpected audit of the kill switch: %s", b)
@@ -119,11 +124,11 @@ func TestKillSwitchAndFreeze(t *testing.T) {
 }
 
 func TestParseAdminTokens(t *testing.T) {
-	f := func(s string, names []string, ok bool) {
+	f := func(single, pairs string, names []string, ok bool) {
 		t.Helper()
-		got, err := parseAdminTokens(s)
+		got, err := parseAdminTokens(single, pairs)
 		if (err == nil) != ok || len(got) != len(names) {
-			t.Fatalf("unexpected parseAdminTokens(%q): %v, %v", s, got, err)
+			t.Fatalf("unexpected parseAdminTokens(%q, %q): %v, %v", single, pairs, got, err)
 		}
 		for i := range got {
 			if got[i].name != names[i] {
@@ -131,10 +136,16 @@ func TestParseAdminTokens(t *testing.T) {
 			}
 		}
 	}
-	f("", nil, true)
-	f("secret", []string{"admin"}, true)
-	f("a:1,b:2", []string{"a", "b"}, true)
-	f("a:1,a:2", nil, false)
-	f("a:", nil, false)
-	f(":x", nil, false)
+	f("", "", nil, true)
+	f("secret", "", []string{"admin"}, true)
+	// A single secret is never read as pairs, whatever it holds.
+	f("s3cr:et,x:y", "", []string{"admin"}, true)
+	f("", "a:1,b:2", []string{"a", "b"}, true)
+	f("secret", "a:1", []string{"admin", "a"}, true)
+	f("secret", "admin:1", nil, false)
+	f("", "a:1,a:2", nil, false)
+	f("", "a:", nil, false)
+	f("", ":x", nil, false)
+	f("", "secret", nil, false)
+	f("a\nb", "", nil, false)
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
+
+	"github.com/bidpulse/bidpulse/bidder/control"
 )
 
 // /v1/killswitch (admin): GET shows it; PUT {"enabled":true,"reason":".."}
@@ -25,7 +27,7 @@ func (s *Service) handleKillSwitch(ctx *fasthttp.RequestCtx) {
 			writeError(ctx, fasthttp.StatusBadRequest, `body must be a JSON object such as {"enabled":true,"reason":"incident 42"}`)
 			return
 		}
-		k := &killRecord{SetBy: who, SetAtMs: s.clock.NowMs()}
+		k := control.KillRecord{SetBy: who, SetAtMs: s.clock.NowMs()}
 		var bad string
 		v.GetObject().Visit(func(key []byte, fv *fastjson.Value) {
 			switch string(key) {
@@ -37,8 +39,8 @@ func (s *Service) handleKillSwitch(ctx *fasthttp.RequestCtx) {
 				k.Enabled = b
 			case "reason":
 				r, err := fv.StringBytes()
-				if err != nil || len(r) > 1024 {
-					bad = "reason must be a string of at most 1024 bytes"
+				if err != nil {
+					bad = "reason must be a string"
 				}
 				k.Reason = string(r)
 			default:
@@ -52,17 +54,14 @@ func (s *Service) handleKillSwitch(ctx *fasthttp.RequestCtx) {
 			writeError(ctx, fasthttp.StatusBadRequest, bad)
 			return
 		}
-		if err := s.control.setKillSwitch(k); err != nil {
-			writeError(ctx, fasthttp.StatusServiceUnavailable, err.Error())
+		if err := s.control.SetKillSwitch(k); err != nil {
+			writeControlError(ctx, err)
 			return
 		}
 	}
-	k := s.control.killInfo.Load()
-	if k == nil {
-		k = &killRecord{}
-	}
+	k := s.control.KillSwitch()
 	b := []byte(`{"enabled":`)
-	b = strconv.AppendBool(b, s.control.kill.Load())
+	b = strconv.AppendBool(b, s.control.Killed())
 	b = append(b, `,"reason":`...)
 	b = appendStr(b, k.Reason)
 	b = append(b, `,"set_by":`...)
@@ -92,13 +91,13 @@ func (s *Service) handleAudit(ctx *fasthttp.RequestCtx) {
 	}
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	entries, err := s.control.recentAudit(c, limit)
+	entries, err := s.control.RecentAudit(c, limit)
 	if err != nil {
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "cannot read the audit log: "+err.Error())
 		return
 	}
 	if entries == nil {
-		entries = []auditEntry{}
+		entries = []control.AuditEntry{}
 	}
 	b, _ := json.Marshal(map[string]any{"entries": entries})
 	writeJSON(ctx, fasthttp.StatusOK, b)

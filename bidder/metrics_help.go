@@ -208,7 +208,12 @@ var metricHelp = map[string]string{
 	"bidpulse_keys_max":           "The cap on live keys over all rollups (--max-keys); events needing a key past it are counted as overflow.",
 	"bidpulse_keys_evicted_total": "Idle keys evicted from the windows.",
 	"bidpulse_overrides":          "Operator overrides held (PUT /v1/overrides); an expired one leaves at the next eviction pass.",
-	"bidpulse_ready":              "1 while GET /readyz answers 200 (started, not stopping and, in JetStream mode, consuming, caught up and not stalled), else 0.",
+	"bidpulse_killswitch_enabled": "1 while the kill switch is on (every bid answered 1), else 0.",
+	"bidpulse_control_rejected_records_total": "Control records read from the KV bucket bidpulse_control and ignored because they break the admin API's rules, by kind " +
+		"(override, policy, killswitch; key: a key naming no record). Each is logged (throttled).",
+	"bidpulse_control_unsigned_records_total": "Control records applied from the KV bucket without a valid signature of the control key: written outside the admin API " +
+		"(nats kv put), or by an instance with another key. Their author is recorded as nats-kv and they are audited.",
+	"bidpulse_ready": "1 while GET /readyz answers 200 (started, not stopping and, in JetStream mode, consuming, caught up and not stalled), else 0.",
 
 	// Checkpoints.
 	"bidpulse_checkpoint_age_seconds": "JetStream mode: age of the last checkpoint written or loaded, in seconds (0: none).",

@@ -50,8 +50,19 @@ type Options struct {
 	Subject string
 	// Instance names this replica (default: the host name).
 	Instance string
-	// AdminToken enables the admin API (overrides) when set.
-	AdminToken string
+	// AdminToken, when set, enables the admin API (overrides, policies,
+	// the kill switch, the audit log) with this one secret, named "admin" in
+	// the audit log. AdminTokens adds named secrets: comma-separated
+	// name:secret pairs ("alice:s3cret,ci:t0ken"), each audited under its
+	// name.
+	AdminToken  string
+	AdminTokens string
+	// ControlKey signs the control records (overrides, policies, the kill
+	// switch) this instance writes to the KV bucket, so that the instances
+	// sharing the bucket tell them from records written by anything else
+	// (audited as "nats-kv"). Instances sharing a bucket should share it;
+	// empty: a key generated once in DataDir/control.key.
+	ControlKey string
 	// MaxKeys caps the live keys over all rollups (default 1,000,000).
 	MaxKeys int
 	// MaxKeyStates caps the answering keys with guardrail state (default
@@ -177,6 +188,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if err := checkSubject(o.Subject); err != nil {
 		return o, err
+	}
+	if o.ControlKey != "" && len(o.ControlKey) < 16 {
+		return o, errors.New("invalid control key: want at least 16 bytes (a secret shared by the instances of one KV bucket)")
 	}
 	if o.MaxKeys == 0 {
 		o.MaxKeys = defaultMaxKeys

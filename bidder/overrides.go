@@ -1,126 +1,20 @@
 package bidder
 
 import (
-	"fmt"
+	"errors"
 	"math"
-	"sort"
 	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
 
-	"github.com/bidpulse/bidpulse/bidder/internal/cowmap"
+	"github.com/bidpulse/bidpulse/bidder/control"
 	"github.com/bidpulse/bidpulse/windows"
 )
 
-const (
-	// maxOverrides bounds the override table.
-	maxOverrides = 100_000
-	// maxOverrideMultiplier is the largest multiplier an operator may set.
-	maxOverrideMultiplier = 10
-	// maxOverrideTTL bounds an override's time to live.
-	maxOverrideTTL = 366 * 24 * time.Hour
-)
-
-// override is an operator's fixed multiplier for exactly one key.
-type override struct {
-	level      int
-	key        string // encoded key
-	vals       [windows.NumDims]string
-	multiplier float64
-	expiresMs  int64 // 0: never
-	freeze     bool  // set with "freeze": the value served when it was set
-	setBy      string
-	setAtMs    int64
-}
-
-// overrides is the table of operator overrides, keyed by encoded key. Safe
-// for concurrent use; the bid path takes no lock (a copy-on-write table),
-// and skips even the look-up while the table is empty. Writers (the admin
-// API, the KV watch, expiry) are serialised by mu, so the limit holds.
-type overrides struct {
-	rollups *windows.Rollups
-	mu      sync.Mutex
-	m       *cowmap.Map[override]
-}
-
-func newOverrides(r *windows.Rollups) *overrides {
-	return &overrides{rollups: r, m: cowmap.New[override]()}
-}
-
-func (o *overrides) len() int { return o.m.Len() }
-
-// get returns the multiplier overriding key at nowMs.
-func (o *overrides) get(key []byte, nowMs int64) (float64, bool) {
-	ov := o.m.Get(key)
-	if ov == nil || (ov.expiresMs != 0 && nowMs >= ov.expiresMs) {
-		return 0, false
-	}
-	return ov.multiplier, true
-}
-
-func (o *overrides) set(ov *override) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.m.GetString(ov.key) == nil && o.m.Len() >= maxOverrides {
-		return fmt.Errorf("too many overrides: the limit is %d", maxOverrides)
-	}
-	o.m.Set(ov.key, ov)
-	return nil
-}
-
-// lookup returns a copy of the override of key (expired ones included).
-func (o *overrides) lookup(key []byte) (*override, bool) {
-	ov := o.m.Get(key)
-	if ov == nil {
-		return nil, false
-	}
-	c := *ov
-	return &c, true
-}
-
-func (o *overrides) delete(key []byte) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.m.Delete(key) != nil
-}
-
-// list returns the live overrides ordered by level, then dimension values.
-func (o *overrides) list(nowMs int64) []override {
-	out := make([]override, 0, o.m.Len())
-	o.m.Range(func(_ string, ov *override) bool {
-		if ov.expiresMs == 0 || nowMs < ov.expiresMs {
-			out = append(out, *ov)
-		}
-		return true
-	}, nil)
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].level != out[j].level {
-			return out[i].level < out[j].level
-		}
-		return strings.Join(out[i].vals[:], "\x00") < strings.Join(out[j].vals[:], "\x00")
-	})
-	return out
-}
-
-// expire removes overrides whose time to live has passed.
-func (o *overrides) expire(nowMs int64) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	expired := false
-	o.m.Range(func(_ string, ov *override) bool {
-		expired = ov.expiresMs != 0 && nowMs >= ov.expiresMs
-		return !expired
-	}, nil)
-	if expired {
-		o.m.Flush(func(_ string, ov *override) bool {
-			return ov.expiresMs == 0 || nowMs < ov.expiresMs
-		}, nil, nil)
-	}
-}
+// The overrides' table, their checks and their KV records live in
+// bidder/control; these are the admin API's handlers.
 
 // /v1/overrides: GET lists, PUT sets, DELETE removes.
 func (s *Service) handleOverrides(ctx *fasthttp.RequestCtx) {
@@ -132,7 +26,7 @@ func (s *Service) handleOverrides(ctx *fasthttp.RequestCtx) {
 	case "GET", "HEAD":
 		now := s.clock.NowMs()
 		b := []byte(`{"overrides":[`)
-		for i, ov := range s.overrides.list(now) {
+		for i, ov := range s.control.Overrides(now) {
 			if i > 0 {
 				b = append(b, ',')
 			}
@@ -179,8 +73,12 @@ func (s *Service) putOverride(ctx *fasthttp.RequestCtx, who string) {
 		switch string(k) {
 		case "multiplier":
 			f, e := fv.Float64()
-			if e != nil || !(f >= 0 && f <= maxOverrideMultiplier) {
-				err = queryError("multiplier must be a number in [0, 10] (0 = do not bid)")
+			if e != nil {
+				err = queryError("multiplier must be a number")
+				return
+			}
+			if e := s.control.CheckMultiplier(f); e != nil {
+				err = queryError(e.Error())
 				return
 			}
 			mult, hasMult = f, true
@@ -202,7 +100,7 @@ func (s *Service) putOverride(ctx *fasthttp.RequestCtx, who string) {
 				return
 			}
 			d, e := time.ParseDuration(string(b))
-			if e != nil || d <= 0 || d > maxOverrideTTL {
+			if e != nil || d <= 0 || d > control.MaxOverrideTTL {
 				err = queryError(`ttl must be a duration string such as "2h", positive and at most 8784h`)
 				return
 			}
@@ -215,7 +113,7 @@ func (s *Service) putOverride(ctx *fasthttp.RequestCtx, who string) {
 		err = queryError("missing campaign")
 	}
 	if err == nil && hasMult == freeze {
-		err = queryError(`give either "multiplier" (0..10) or "freeze":true (hold the value served now)`)
+		err = queryError(`give either "multiplier" or "freeze":true (hold the value served now)`)
 	}
 	if err != nil {
 		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
@@ -232,22 +130,17 @@ func (s *Service) putOverride(ctx *fasthttp.RequestCtx, who string) {
 		s.decide(sc, now)
 		mult = sc.a.multiplier
 	}
-	ov := &override{level: lvl, multiplier: mult, freeze: freeze, setBy: who, setAtMs: now}
+	ov := &control.Override{Level: lvl, Multiplier: mult, Freeze: freeze, SetBy: who, SetAtMs: now}
 	sc.Key = windows.AppendKey(sc.Key[:0], lvl, s.rollups, &sc.Vals)
-	ov.key = string(sc.Key)
+	ov.Key = string(sc.Key)
 	for _, d := range s.rollups.Levels[lvl].Dims {
-		ov.vals[d] = string(sc.Vals[d])
+		ov.Vals[d] = string(sc.Vals[d])
 	}
 	if ttl > 0 {
-		ov.expiresMs = now + ttl.Milliseconds()
+		ov.ExpiresMs = now + ttl.Milliseconds()
 	}
-	old, _ := s.overrides.lookup(sc.Key)
-	if old == nil && s.overrides.len() >= maxOverrides {
-		writeError(ctx, fasthttp.StatusInsufficientStorage, fmt.Sprintf("too many overrides: the limit is %d", maxOverrides))
-		return
-	}
-	if err := s.control.putOverride(ov, old); err != nil {
-		writeError(ctx, fasthttp.StatusServiceUnavailable, err.Error())
+	if err := s.control.PutOverride(ov); err != nil {
+		writeControlError(ctx, err)
 		return
 	}
 	writeJSON(ctx, fasthttp.StatusOK, s.appendOverride(nil, ov))
@@ -277,13 +170,13 @@ func (s *Service) deleteOverride(ctx *fasthttp.RequestCtx, who string) {
 		return
 	}
 	sc.Key = windows.AppendKey(sc.Key[:0], lvl, s.rollups, &sc.Vals)
-	old, ok := s.overrides.lookup(sc.Key)
-	if !ok {
-		writeError(ctx, fasthttp.StatusNotFound, "no override for this "+s.rollups.Levels[lvl].Name)
+	found, err := s.control.DeleteOverride(sc.Key, who)
+	if err != nil {
+		writeControlError(ctx, err)
 		return
 	}
-	if err := s.control.deleteOverride(old, who); err != nil {
-		writeError(ctx, fasthttp.StatusServiceUnavailable, err.Error())
+	if !found {
+		writeError(ctx, fasthttp.StatusNotFound, "no override for this "+s.rollups.Levels[lvl].Name)
 		return
 	}
 	b := append([]byte(`{"deleted":true,"level":`), appendStr(nil, s.rollups.Levels[lvl].Name)...)
@@ -293,26 +186,40 @@ func (s *Service) deleteOverride(ctx *fasthttp.RequestCtx, who string) {
 }
 
 // appendOverride appends {"campaign":..,..,"level":..,"multiplier":..,"expires_at":..}.
-func (s *Service) appendOverride(b []byte, ov *override) []byte {
+func (s *Service) appendOverride(b []byte, ov *control.Override) []byte {
 	b = append(b, '{')
-	for _, d := range s.rollups.Levels[ov.level].Dims {
+	for _, d := range s.rollups.Levels[ov.Level].Dims {
 		b = appendKeyField(b, windows.DimNames[d])
-		b = appendStr(b, ov.vals[d])
+		b = appendStr(b, ov.Vals[d])
 		b = append(b, ',')
 	}
 	b = append(b, `"level":`...)
-	b = appendStr(b, s.rollups.Levels[ov.level].Name)
+	b = appendStr(b, s.rollups.Levels[ov.Level].Name)
 	b = append(b, `,"multiplier":`...)
-	b = appendFloat(b, ov.multiplier)
+	b = appendFloat(b, ov.Multiplier)
 	b = append(b, `,"freeze":`...)
-	b = strconv.AppendBool(b, ov.freeze)
+	b = strconv.AppendBool(b, ov.Freeze)
 	b = append(b, `,"set_by":`...)
-	b = appendStr(b, ov.setBy)
+	b = appendStr(b, ov.SetBy)
 	b = append(b, `,"expires_at":`...)
-	if ov.expiresMs == 0 {
+	if ov.ExpiresMs == 0 {
 		b = append(b, "null"...)
 	} else {
-		b = appendStr(b, time.UnixMilli(ov.expiresMs).UTC().Format(time.RFC3339))
+		b = appendStr(b, time.UnixMilli(ov.ExpiresMs).UTC().Format(time.RFC3339))
 	}
 	return append(b, '}')
+}
+
+// writeControlError answers a control plane change that failed: 507 when a
+// table is full, 503 when the KV bucket did not store it, else 400 (the
+// change broke a rule).
+func writeControlError(ctx *fasthttp.RequestCtx, err error) {
+	switch {
+	case errors.Is(err, control.ErrTooManyOverrides):
+		writeError(ctx, fasthttp.StatusInsufficientStorage, err.Error())
+	case control.IsStoreError(err):
+		writeError(ctx, fasthttp.StatusServiceUnavailable, err.Error())
+	default:
+		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
+	}
 }

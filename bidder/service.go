@@ -18,9 +18,9 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/bidpulse/bidpulse/bidder/brain"
+	"github.com/bidpulse/bidpulse/bidder/control"
 	"github.com/bidpulse/bidpulse/bidder/ingest"
 	"github.com/bidpulse/bidpulse/bidder/logthrottle"
-	"github.com/bidpulse/bidpulse/models"
 	"github.com/bidpulse/bidpulse/windows"
 )
 
@@ -32,15 +32,9 @@ type Service struct {
 	clock   Clock
 	rollups *windows.Rollups
 	store   *windows.Store
-	// policies are the effective multiplier policies: the config file's,
-	// with the per-campaign ones set through the admin API on top;
-	// replaced whole on reload.
-	policies     atomic.Pointer[models.Policies]
-	filePolicies atomic.Pointer[models.Policies]
-	brain        *brain.Brain
+	brain   *brain.Brain
 	// levelJSON holds each rollup level's name as a JSON string.
 	levelJSON []string
-	adminPol  adminPolicies
 	// specific lists the level indexes most specific first.
 	specific []int
 
@@ -48,10 +42,11 @@ type Service struct {
 	stats        *stats
 	http         *httpMetrics
 	throttledLog *logthrottle.Log
-	overrides    *overrides
-	control      *control
-	adminTokens  []adminToken
-	snapshots    *snapshotCache
+	// control holds the overrides, the kill switch and the effective
+	// policies (bidder/control).
+	control     *control.Control
+	adminTokens []adminToken
+	snapshots   *snapshotCache
 	// ingest consumes the events and applies them to the windows; it owns
 	// the applier's lock.
 	ingest *ingest.Ingester
@@ -104,7 +99,7 @@ func New(opts Options) (*Service, error) {
 			opts.Instance = "bidpulse"
 		}
 	}
-	tokens, err := parseAdminTokens(opts.AdminToken)
+	tokens, err := parseAdminTokens(opts.AdminToken, opts.AdminTokens)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +117,6 @@ func New(opts Options) (*Service, error) {
 		clock:    opts.Clock,
 		rollups:  rollups,
 		store:    store,
-		adminPol: adminPolicies{m: map[string]*policyRecord{}},
 		specific: bySpecificity(rollups),
 		levelJSON: func() []string {
 			out := make([]string, len(rollups.Levels))
@@ -136,13 +130,14 @@ func New(opts Options) (*Service, error) {
 
 		adminTokens: tokens,
 	}
-	s.filePolicies.Store(policy)
-	s.policies.Store(policy)
+	s.control = control.New(control.Options{
+		Rollups: rollups, Policies: policy, DataDir: opts.DataDir, Key: controlKey(opts.ControlKey),
+		Now: s.clock.NowMs, Log: s.log, Metrics: s.metrics,
+	})
 	s.brain = s.newBrain()
 	s.stats = newStats(s.metrics, time.UnixMilli(s.clock.NowMs()).UTC())
 	s.http = newHTTPMetrics(s.metrics)
 	s.throttledLog = logthrottle.New(s.log, 10*time.Second)
-	s.overrides = newOverrides(rollups)
 	s.snapshots = newSnapshotCache()
 	s.owner = newOwnerID()
 	s.ingest = s.newIngester(store)
@@ -155,7 +150,6 @@ func (s *Service) registerGauges() {
 	s.metrics.NewGauge(`bidpulse_keys`, func() float64 { return float64(s.store.Len()) })
 	s.metrics.NewGauge(`bidpulse_windows_saturated_adds`, func() float64 { return float64(s.store.Saturated()) })
 	s.metrics.NewGauge(`bidpulse_keys_max`, func() float64 { return float64(s.store.MaxKeys()) })
-	s.metrics.NewGauge(`bidpulse_overrides`, func() float64 { return float64(s.overrides.len()) })
 	s.metrics.NewGauge(`bidpulse_ready`, func() float64 { return b2f(s.isReady()) })
 	s.metrics.NewGauge(`bidpulse_ingest_lag_seconds`, func() float64 { return float64(s.ingestLagMs()) / 1e3 })
 	s.metrics.NewGauge(`bidpulse_buffer_fill_ratio`, func() float64 { return s.bufferFill() })
@@ -292,7 +286,7 @@ func (s *Service) Start() (err error) {
 	s.ingest.Connected(s.nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.startControl(ctx); err != nil {
+	if err := s.control.Start(ctx, s.nc); err != nil {
 		return err
 	}
 	if err := s.ingest.Open(ctx, s.nc); err != nil {
@@ -428,7 +422,7 @@ func (s *Service) evict() {
 		s.stats.evicted.Add(n)
 		s.log.Info().Int("keys", n).Int("live", s.store.Len()).Msg("evicted idle keys")
 	}
-	s.overrides.expire(now)
+	s.control.ExpireOverrides(now)
 }
 
 // Stop stops the service gracefully: /readyz turns 503, in-flight HTTP
@@ -493,7 +487,7 @@ func (s *Service) Stop(ctx context.Context) error {
 		} else if n > 0 {
 			s.log.Error().Int("dead_letters", n).Msg("dead letters not published at stop (core mode keeps no checkpoint): lost")
 		}
-		s.control.stop()
+		s.control.Stop()
 		if s.nc != nil {
 			t0 := time.Now()
 			if err := s.drain(ctx); err != nil {
@@ -568,7 +562,7 @@ func withTimeout(d time.Duration, fn func(ctx context.Context)) {
 func (s *Service) newBrain() *brain.Brain {
 	return brain.New(brain.Options{
 		Store: s.store, Rollups: s.rollups,
-		Policies: s.policies.Load, Now: s.clock.NowMs,
+		Policies: s.control.Policies, Now: s.clock.NowMs,
 		MaxKeys: s.opts.MaxKeyStates, MaxCampaigns: s.opts.MaxCampaignStates,
 		Metrics: s.metrics,
 	})
@@ -577,4 +571,13 @@ func (s *Service) newBrain() *brain.Brain {
 // recordDelay learns a conversion's click-to-conversion delay (ingest).
 func (s *Service) recordDelay(campaign []byte, clickMs, convMs int64) {
 	s.brain.RecordDelay(campaign, clickMs, convMs)
+}
+
+// controlKey is Options.ControlKey as the control plane takes it (nil: its
+// own key file).
+func controlKey(k string) []byte {
+	if k == "" {
+		return nil
+	}
+	return []byte(k)
 }

@@ -50,7 +50,7 @@ func (s *Service) computeSnapshot(q *snapshotQuery, nowMs int64) []byte {
 func (s *Service) parseSnapshotQuery(args *fasthttp.Args) (snapshotQuery, error) {
 	q := snapshotQuery{
 		level:   s.rollups.Campaign,
-		span:    s.policies.Load().Default.Performance.Window,
+		span:    s.control.Policies().Default.Performance.Window,
 		sortBy:  sortImpressions,
 		limit:   defaultSnapshotLimit,
 		minImpr: defaultMinImpr,

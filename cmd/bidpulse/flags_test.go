@@ -2,6 +2,8 @@ package main
 
 import (
 	"flag"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -56,4 +58,31 @@ func TestParseBytes(t *testing.T) {
 	f("1.5GiB", 0, false)
 	f("ten", 0, false)
 	f("99999999999999999999GiB", 0, false)
+}
+
+func TestSecretFromFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	f := func(value, path, sep, want string, ok bool) {
+		t.Helper()
+		got := value
+		err := secretFromFile(&got, path, "x", "x-file", sep)
+		if (err == nil) != ok || (ok && got != want) {
+			t.Fatalf("unexpected secretFromFile(%q, %q): %q, %v; want %q", value, path, got, err, want)
+		}
+	}
+	f("kept", "", "", "kept", true)
+	f("", write("one", "s3cr:et,x\n"), "", "s3cr:et,x", true)
+	f("", write("crlf", "abc\r\n\n"), "", "abc", true)
+	f("", write("two", "a\nb\n"), "", "", false)
+	f("", write("pairs", "alice:1\n\nbob:2\n"), ",", "alice:1,bob:2", true)
+	f("", write("empty", "\n \n"), "", "", false)
+	f("both", write("both", "x"), "", "", false)
+	f("", filepath.Join(dir, "missing"), "", "", false)
 }

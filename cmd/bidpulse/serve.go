@@ -27,7 +27,11 @@ func runServe(args []string) error {
 	fs.StringVar(&o.Subject, "subject", "bidpulse.events.>", "NATS subject of the events (must not match bidpulse.dlq)")
 	fs.StringVar(&o.Instance, "instance", "", "name of this replica (default: the host name)")
 	configPath := fs.String("config", "", "YAML config file: rollups, resolutions, policy (default: built-in defaults)")
-	fs.StringVar(&o.AdminToken, "admin-token", "", "bearer token of the admin API (overrides); empty: admin API disabled")
+	fs.StringVar(&o.AdminToken, "admin-token", "", "bearer token of the admin API (overrides, policies, kill switch, audit), named \"admin\"; prefer the environment (BIDPULSE_ADMIN_TOKEN) or --admin-token-file to the command line; empty: admin API disabled")
+	fs.StringVar(&o.AdminTokens, "admin-tokens", "", "named admin tokens, comma-separated name:secret pairs, each audited under its name (environment: BIDPULSE_ADMIN_TOKENS)")
+	adminTokenFile := fs.String("admin-token-file", "", "file holding the admin token (one line)")
+	adminTokensFile := fs.String("admin-tokens-file", "", "file holding the named admin tokens, one name:secret per line")
+	controlKeyFile := fs.String("control-key-file", "", "file holding the key that signs the control records in the KV bucket, shared by the instances of one bucket (default: <data-dir>/control.key, generated)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "json", "log format: json or console")
 	fs.IntVar(&o.MaxKeys, "max-keys", 1_000_000, "maximum live keys over all rollups; events needing more are refused as overflow")
@@ -78,6 +82,15 @@ func runServe(args []string) error {
 	}
 	if o.FetchBytes, err = parseBytes(*fetchBytes); err != nil {
 		return fmt.Errorf("invalid --fetch-bytes: %w", err)
+	}
+	if err := secretFromFile(&o.AdminToken, *adminTokenFile, "admin-token", "admin-token-file", ""); err != nil {
+		return err
+	}
+	if err := secretFromFile(&o.AdminTokens, *adminTokensFile, "admin-tokens", "admin-tokens-file", ","); err != nil {
+		return err
+	}
+	if err := secretFromFile(&o.ControlKey, *controlKeyFile, "control-key", "control-key-file", ""); err != nil {
+		return err
 	}
 	n, err := parseBytes(*dlqMaxBytes)
 	if err != nil {

@@ -1,0 +1,279 @@
+// Package control is bidpulse's control plane: the operator decisions that
+// move money (overrides, the kill switch, campaign policies set through the
+// admin API), the NATS KV bucket that keeps and shares them, and the audit log
+// of every change.
+//
+// Every record is checked where it is read, with the rules of the admin API:
+// a record written to the KV bucket by anything else than bidpulse's admin API
+// (`nats kv put`, a forged client) gets the same range checks, hard_max
+// included, and a bad one is ignored, logged and counted in
+// bidpulse_control_rejected_records_total. Records written by bidpulse carry
+// an HMAC-SHA256 of their content under the control key (Options.Key): their
+// set_by is the admin token's name that made the change. A record without a
+// valid signature is applied when it passes the checks, but its author is
+// "nats-kv" (whoever holds credentials that may write the bucket), whatever
+// set_by it claims, and the change is audited under that name.
+//
+// The bid path reads the tables without a lock: Killed, Policies and
+// Override are atomic loads and a copy-on-write map look-up.
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/bidpulse/bidpulse/bidder/internal/cowmap"
+	"github.com/bidpulse/bidpulse/bidder/logthrottle"
+	"github.com/bidpulse/bidpulse/models"
+	"github.com/bidpulse/bidpulse/windows"
+)
+
+// The KV bucket, the audit stream and the key names in the bucket.
+const (
+	Bucket       = "bidpulse_control"
+	AuditSubject = "bidpulse.audit"
+	AuditStream  = "BIDPULSE_AUDIT"
+	killKey      = "killswitch"
+	overridePre  = "override."
+	policyPre    = "policy."
+	// keyFile is the control key's file in the data dir when Options.Key
+	// is not given.
+	keyFile = "control.key"
+)
+
+// Options configure a Control.
+type Options struct {
+	// Rollups are the configured levels: an override names one of them.
+	Rollups *windows.Rollups
+	// Policies are the config file's policies (validated).
+	Policies *models.Policies
+	// DataDir holds audit.log and, without Key, control.key.
+	DataDir string
+	// Key signs the records this instance writes to the KV bucket and
+	// checks the ones it reads. Instances that share a bucket should share
+	// it; without it, a key is generated once in DataDir/control.key.
+	Key []byte
+	// Now is the clock, in Unix milliseconds.
+	Now func() int64
+	// Log receives the audit lines and the rejected records (throttled).
+	Log zerolog.Logger
+	// Metrics receives the control plane's series.
+	Metrics *metrics.Set
+}
+
+// Control holds the control plane's tables. Its methods are safe for
+// concurrent use.
+type Control struct {
+	rollups *windows.Rollups
+	now     func() int64
+	log     zerolog.Logger
+	warn    *logthrottle.Log
+	dataDir string
+	key     []byte
+
+	js      jetstream.JetStream // nil: memory only
+	kv      jetstream.KeyValue  // nil: memory only
+	watcher jetstream.KeyWatcher
+	done    chan struct{}
+
+	overrides *overrides
+
+	kill     atomic.Bool
+	killInfo atomic.Pointer[KillRecord]
+
+	polMu        sync.Mutex // serialises writers of the policy tables
+	filePolicies atomic.Pointer[models.Policies]
+	policies     atomic.Pointer[models.Policies]
+	adminPol     map[string]*PolicyRecord // guarded by polMu
+
+	audit auditLog
+
+	rejected   [numKinds]*metrics.Counter
+	unverified *metrics.Counter
+}
+
+// New builds a Control holding opts.Policies, no override and the kill switch
+// off, in memory only until Start.
+func New(opts Options) *Control {
+	c := &Control{
+		rollups:   opts.Rollups,
+		now:       opts.Now,
+		log:       opts.Log,
+		warn:      logthrottle.New(opts.Log, 10*time.Second),
+		dataDir:   opts.DataDir,
+		key:       opts.Key,
+		done:      make(chan struct{}),
+		overrides: &overrides{m: cowmap.New[Override]()},
+		adminPol:  map[string]*PolicyRecord{},
+	}
+	c.audit.c, c.audit.stop = c, make(chan struct{})
+	c.filePolicies.Store(opts.Policies)
+	c.policies.Store(opts.Policies)
+	ms := opts.Metrics
+	if ms == nil {
+		ms = metrics.NewSet()
+	}
+	for k := range c.rejected {
+		c.rejected[k] = ms.NewCounter(`bidpulse_control_rejected_records_total{kind="` + kindNames[k] + `"}`)
+	}
+	c.unverified = ms.NewCounter(`bidpulse_control_unsigned_records_total`)
+	ms.NewGauge(`bidpulse_overrides`, func() float64 { return float64(c.overrides.m.Len()) })
+	ms.NewGauge(`bidpulse_killswitch_enabled`, func() float64 {
+		if c.kill.Load() {
+			return 1
+		}
+		return 0
+	})
+	return c
+}
+
+// Start opens audit.log and, when nc's server offers JetStream, the KV bucket
+// and the audit stream; it loads the bucket's records before it returns, so
+// the first answers honour them, and then watches the bucket. Without
+// JetStream the control plane is held in memory only (lost on restart, not
+// shared), which is logged.
+func (c *Control) Start(ctx context.Context, nc *nats.Conn) error {
+	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
+		return fmt.Errorf("cannot create data dir: %w", err)
+	}
+	if err := c.audit.open(filepath.Join(c.dataDir, "audit.log")); err != nil {
+		return err
+	}
+	if c.key == nil {
+		k, err := loadOrCreateKey(filepath.Join(c.dataDir, keyFile))
+		if err != nil {
+			return err
+		}
+		c.key = k
+	}
+	js, err := jetstream.New(nc)
+	if err == nil {
+		_, err = js.AccountInfo(ctx)
+	}
+	if err != nil {
+		c.log.Warn().Err(err).Msg("no JetStream: overrides, policies and the kill switch are held in memory only (lost on restart, not shared)")
+		close(c.done)
+		return nil
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "bidpulse overrides, campaign policies and kill switch",
+		History:     5,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return fmt.Errorf("cannot open KV bucket %s: %w", Bucket, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        AuditStream,
+		Description: "bidpulse audit log: changes that move money",
+		Subjects:    []string{AuditSubject},
+		Storage:     jetstream.FileStorage,
+		MaxAge:      365 * 24 * time.Hour,
+		MaxBytes:    256 << 20,
+		Discard:     jetstream.DiscardOld,
+		// Instances that see the same change made outside the admin API
+		// each audit it under the same Nats-Msg-Id: one entry is kept.
+		Duplicates: 2 * time.Minute,
+	}); err != nil {
+		return fmt.Errorf("cannot create stream %s: %w", AuditStream, err)
+	}
+	c.js, c.kv = js, kv
+	c.audit.startDelayed()
+	c.watcher, err = kv.WatchAll(context.Background())
+	if err != nil {
+		return fmt.Errorf("cannot watch KV bucket %s: %w", Bucket, err)
+	}
+	// The initial values arrive first, then a nil entry: wait for it so
+	// the first answers already honour the stored records. A change made
+	// while this instance was down is not audited by it: it cannot tell it
+	// from a record it had already seen.
+	for {
+		select {
+		case e := <-c.watcher.Updates():
+			if e == nil {
+				go c.watch()
+				return nil
+			}
+			c.apply(e, false)
+		case <-ctx.Done():
+			return fmt.Errorf("cannot load KV bucket %s: %w", Bucket, ctx.Err())
+		}
+	}
+}
+
+func (c *Control) watch() {
+	defer close(c.done)
+	for e := range c.watcher.Updates() {
+		if e != nil {
+			c.apply(e, true)
+		}
+	}
+}
+
+// Stop stops watching the bucket and closes audit.log.
+func (c *Control) Stop() {
+	if c.watcher != nil {
+		c.watcher.Stop()
+		<-c.done
+	}
+	c.audit.close()
+}
+
+// Shared reports whether the control plane is kept in a KV bucket (false:
+// in memory only).
+func (c *Control) Shared() bool { return c.kv != nil }
+
+// kvTimeout bounds one KV or audit stream operation.
+const kvTimeout = 5 * time.Second
+
+// errStore wraps the failure to store a change in the KV bucket.
+var errStore = errors.New("cannot store the change in the KV bucket")
+
+// put stores a signed record under key, when there is a bucket, and returns
+// its revision (0: memory only).
+func (c *Control) put(key string, r signer) (uint64, error) {
+	if c.kv == nil {
+		return 0, nil
+	}
+	b := sign(c.key, key, r)
+	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+	defer cancel()
+	rev, err := c.kv.Put(ctx, key, b)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", errStore, err)
+	}
+	return rev, nil
+}
+
+// remove deletes key from the bucket after storing a signed tombstone under
+// it, so that the other instances see who deleted it; a bare delete (from
+// outside the admin API) is audited as "nats-kv".
+func (c *Control) remove(key string, tomb signer) (uint64, error) {
+	rev, err := c.put(key, tomb)
+	if err != nil || c.kv == nil {
+		return rev, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+	defer cancel()
+	if err := c.kv.Delete(ctx, key); err != nil {
+		// The tombstone already deletes it everywhere.
+		c.warn.Warn("kv-delete", "cannot delete a tombstoned key from the KV bucket", err)
+	}
+	return rev, nil
+}
+
+// IsStoreError reports whether err is the failure to store a change in the KV
+// bucket (a 503 for the admin API, not the caller's fault).
+func IsStoreError(err error) bool { return errors.Is(err, errStore) }
