@@ -85,6 +85,26 @@ const MaxMoney = 9e12
 // maxMoneyMicros is MaxMoney in micros; it fits uint64 (and int64) with room to spare.
 const maxMoneyMicros = uint64(MaxMoney * 1e6)
 
+// The accepted range of ts and click_ts: Unix milliseconds of this era. A time in another unit is
+// a plausible producer mistake that no later check would name: in seconds (1.7e9 in 2026) it
+// would count as late, in microseconds (1.7e15) or nanoseconds (1.7e18) as future, both only
+// counted in the stats. Outside the range it is rejected (bad_ts, bad_click_ts) and so
+// dead-lettered.
+const (
+	// MinTS is the earliest accepted time: 1e12 ms, 2001-09-09T01:46:40Z. Every Unix-ms time
+	// since then has 13 digits; a time in seconds has at most 10 until the year 2286, so it falls
+	// below, as do 0 and small counters.
+	MinTS = 1_000_000_000_000
+	// MaxTSAhead is how far past the consumer's clock (Parser.NowMs) a time may be: 24 h, past
+	// any time-zone mistake (at most 14 h) or clock skew. A time ahead by less is valid here; the
+	// ingest counts it as future when it is more than 5 s ahead.
+	MaxTSAhead = 24 * 3600 * 1000
+	// MaxTS is the latest accepted time for a Parser without a clock (NowMs 0), and the cap of
+	// NowMs + MaxTSAhead: 9999999999999 ms, 2286-11-20T17:46:39.999Z, the last 13-digit time.
+	// Microseconds and nanoseconds of this era are above it.
+	MaxTS = 9_999_999_999_999
+)
+
 // Event is one parsed and validated event.
 //
 // An Event handed out by Parser.Parse borrows its byte slices from the Parser: they are valid only
@@ -94,8 +114,9 @@ type Event struct {
 	ID []byte
 	// Type is Impression, Click or Conversion.
 	Type Type
-	// TS is the event time in Unix milliseconds; valid only when HasTS. When absent the consumer
-	// uses the JetStream message time, else the receive time.
+	// TS is the event time in Unix milliseconds, in [MinTS, NowMs+MaxTSAhead] (see Parser.NowMs);
+	// valid only when HasTS. When absent the consumer uses the JetStream message time, else the
+	// receive time.
 	TS    int64
 	HasTS bool
 	// Dims holds campaign (always present) and the optional creative, placement, device and
@@ -107,8 +128,8 @@ type Event struct {
 	CostMicros uint64
 	// ValueMicros is the conversion value in micro units, like CostMicros.
 	ValueMicros uint64
-	// ClickTS is the Unix ms time of the click a conversion is attributed to; valid only when
-	// HasClickTS, which is never set for impressions and clicks.
+	// ClickTS is the Unix ms time of the click a conversion is attributed to, in the range of TS;
+	// valid only when HasClickTS, which is never set for impressions and clicks.
 	ClickTS    int64
 	HasClickTS bool
 }

@@ -15,18 +15,21 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		``, `{}`, `[]`, `null`, `[1,"a",null]`,
 		`{"id":"8c1f","type":"click","ts":1764345600123,"campaign":"c42","creative":"cr7","placement":"news.example/top","device":"Mobile","country":"fr","cost":0.0021,"value":0}`,
-		`[{"id":"a","type":"impression","campaign":"c","cost":0.002},{"id":"a","type":"conversion","campaign":"c","value":42.5,"click_ts":5}]`,
+		`[{"id":"a","type":"impression","campaign":"c","cost":0.002},{"id":"a","type":"conversion","campaign":"c","value":42.5,"click_ts":1764345600005}]`,
 		`{"id":"\u0000\ud83d\ude00\"","type":"conversion","campaign":"\u00e9","device":"TV","country":"us","x":[{"y":1e-3}]}`,
 		`[{"id":"a","type":"bad","campaign":"\u0007"},{"id":"a\\","type":"click","campaign":"c","ts":1.5}]`,
 		`{"id":"a","type":"click","campaign":"c","cost":NaN}`,
 		`{"id":"a","type":"click","campaign":"c","cost":9000000000000.0000001,"ts":-0}`,
 		"[{\"id\":\"\xff\",\"type\":\"click\",\"campaign\":\"c\"}]",
-		` [ {"id":"a","type":"conversion","campaign":"c","device":null,"x":true,"y":false,"z":-1.5E+3,"click_ts":9,"value":0.5} ] `,
+		` [ {"id":"a","type":"conversion","campaign":"c","device":null,"x":true,"y":false,"z":-1.5E+3,"click_ts":1764345600009,"value":0.5} ] `,
 		`{"id":"a","type":"click","campaign":"c","country":"fr","device":"TV","ts":01}`,
+		`{"id":"f","type":"conversion","campaign":"c","ts":1764432000001,"click_ts":1764432000000}`,
+		`[{"id":"s","type":"click","campaign":"c","ts":1764345600},{"id":"u","type":"click","campaign":"c","ts":1764345600123000}]`,
 	} {
 		f.Add([]byte(s))
 	}
-	var p, p2 Parser
+	// With a clock, so the upper bound of ts is the relative one (the seeds hold times past it).
+	p, p2 := Parser{NowMs: fuzzNowMs}, Parser{NowMs: fuzzNowMs}
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		calls := 0
 		firstReason := OK
@@ -60,7 +63,7 @@ func FuzzParse(f *testing.F) {
 		if n != calls {
 			t.Fatalf("unexpected count; got %d; want %d callbacks", n, calls)
 		}
-		checkFastPath(t, payload)
+		checkFastPath(t, payload, fuzzNowMs)
 		for _, ev := range evs {
 			checkEvent(t, ev)
 			out := AppendJSON(nil, ev)
@@ -78,18 +81,21 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+// fuzzNowMs is the consumer's clock of FuzzParse: 2025-11-28T16:00:00Z.
+const fuzzNowMs = 1764345600000
+
 // checkFastPath checks that when the fast path accepts payload, the general path accepts every
-// event of it too and yields the same events.
-func checkFastPath(t *testing.T, payload []byte) {
+// event of it too and yields the same events; both parsers have the clock nowMs.
+func checkFastPath(t *testing.T, payload []byte, nowMs int64) {
 	t.Helper()
-	var p Parser
+	p := Parser{NowMs: nowMs}
 	n, ok := p.fastParse(payload)
 	if !ok {
 		return
 	}
 	var fast, general []*Event
 	p.emitFast(n, func(ev *Event, reason Reason, raw []byte) { fast = append(fast, cloneEvent(ev)) })
-	var g Parser
+	g := Parser{NowMs: nowMs}
 	gn := g.parseGeneral(payload, func(ev *Event, reason Reason, raw []byte) {
 		if reason != OK {
 			t.Fatalf("unexpected fast-path acceptance of %q; the general path rejects an event: %s", payload, reason)
@@ -115,7 +121,8 @@ func checkEvent(t *testing.T, ev *Event) {
 			t.Fatalf("unexpected long dimension %q", d)
 		}
 	}
-	if ev.TS < 0 || ev.ClickTS < 0 || ev.CostMicros > maxMoneyMicros || ev.ValueMicros > maxMoneyMicros {
+	if ev.HasTS && (ev.TS < MinTS || ev.TS > MaxTS) || ev.HasClickTS && (ev.ClickTS < MinTS || ev.ClickTS > MaxTS) ||
+		ev.CostMicros > maxMoneyMicros || ev.ValueMicros > maxMoneyMicros {
 		t.Fatalf("unexpected out-of-range number in %+v", ev)
 	}
 	if ev.HasClickTS && ev.Type != Conversion {

@@ -33,11 +33,12 @@ func (p *Parser) fastParse(b []byte) (int, bool) {
 		return 0, false
 	}
 	n := 0
+	maxTS := p.maxTS()
 	switch b[i] {
 	case '{':
 		p.evs = p.evs[:0]
 		p.evs = append(p.evs, Event{})
-		j, ok := fastObject(b, i, &p.evs[0])
+		j, ok := fastObject(b, i, &p.evs[0], maxTS)
 		if !ok {
 			return 0, false
 		}
@@ -53,7 +54,7 @@ func (p *Parser) fastParse(b []byte) (int, bool) {
 				return 0, false
 			}
 			p.evs = append(p.evs, Event{})
-			j, ok := fastObject(b, i, &p.evs[n])
+			j, ok := fastObject(b, i, &p.evs[n], maxTS)
 			if !ok {
 				return 0, false
 			}
@@ -95,8 +96,9 @@ func (p *Parser) emitFast(n int, fn func(ev *Event, reason Reason, raw []byte)) 
 }
 
 // fastObject parses the object at b[i] == '{' into ev and returns the index after it; false
-// when the object is not a valid event of the fast path's shape.
-func fastObject(b []byte, i int, ev *Event) (int, bool) {
+// when the object is not a valid event of the fast path's shape. maxTS is the latest accepted ts
+// and click_ts (Parser.maxTS).
+func fastObject(b []byte, i int, ev *Event, maxTS int64) (int, bool) {
 	var seen, present uint16
 	var clickTS int64
 	i = jsonscan.SkipSpace(b, i+1)
@@ -155,7 +157,7 @@ func fastObject(b []byte, i int, ev *Event) (int, bool) {
 			switch f {
 			case -1:
 			case fTS:
-				if ev.TS, ok = parseTS(num); !ok {
+				if ev.TS, ok = parseTS(num); !ok || !tsInRange(ev.TS, maxTS) {
 					return 0, false
 				}
 				ev.HasTS = true
@@ -168,7 +170,7 @@ func fastObject(b []byte, i int, ev *Event) (int, bool) {
 					return 0, false
 				}
 			case fClickTS:
-				if clickTS, ok = parseTS(num); !ok {
+				if clickTS, ok = parseTS(num); !ok || !tsInRange(clickTS, maxTS) {
 					return 0, false
 				}
 				present |= 1 << fClickTS

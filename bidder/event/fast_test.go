@@ -14,9 +14,9 @@ func TestFastPath(t *testing.T) {
 	}{
 		{string(benchSingle), true},
 		{string(benchBatch), true},
-		{" \n[ {\"id\" : \"a\" ,\"type\":\"conversion\",\"campaign\":\"c\",\"click_ts\":5, \"value\":1e2} ]\t", true},
+		{" \n[ {\"id\" : \"a\" ,\"type\":\"conversion\",\"campaign\":\"c\",\"click_ts\":1764345600005, \"value\":1e2} ]\t", true},
 		{`{"id":"a","type":"click","campaign":"c","device":null,"x":true,"y":false,"z":-1.5E+3,"w":null}`, true},
-		{`{"id":"a","type":"click","campaign":"c","click_ts":7}`, true}, // click_ts dropped: not a conversion
+		{`{"id":"a","type":"click","campaign":"c","click_ts":1764345600007}`, true}, // click_ts dropped: not a conversion
 		{`{"x":"","id":"a","type":"impression","campaign":"c","country":"fr","device":"TV"}`, true},
 		// Everything below takes the general path.
 		{`[]`, false},
@@ -29,6 +29,8 @@ func TestFastPath(t *testing.T) {
 		{`{"id":"a","type":"click","campaign":"c","ts":01}`, false},
 		{`{"id":"a","type":"click","campaign":"c","ts":1.5}`, false},
 		{`{"id":"a","type":"click","campaign":"c","ts":"1"}`, false},
+		{`{"id":"a","type":"click","campaign":"c","ts":1764345600}`, false},
+		{`{"id":"a","type":"conversion","campaign":"c","click_ts":1764345600123000}`, false},
 		{`{"id":"a","type":"click","campaign":"c","creative":""}`, false},
 		{`{"id":"a","type":"click","campaign":"c","creative":1}`, false},
 		{`{"id":"a\u0062","type":"click","campaign":"c"}`, false},
@@ -51,7 +53,7 @@ func TestFastPath(t *testing.T) {
 		if fast != tc.fast {
 			t.Errorf("unexpected path for %q; got fast %v; want %v", tc.payload, fast, tc.fast)
 		}
-		checkFastPath(t, []byte(tc.payload))
+		checkFastPath(t, []byte(tc.payload), 0)
 	}
 }
 

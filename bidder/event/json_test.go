@@ -82,7 +82,7 @@ func TestAppendJSONRoundTrip(t *testing.T) {
 	}
 	f(`{"id":"a","type":"impression","campaign":"c"}`)
 	f(`{"id":"8c1f","type":"click","ts":1764345600123,"campaign":"c42","creative":"cr7","placement":"news.example/top","device":"Mobile","country":"fr","cost":0.0021,"value":0}`)
-	f(`{"id":"a","type":"conversion","campaign":"c","value":80.123456,"cost":9e12,"click_ts":0,"ts":9223372036854775807}`)
+	f(`{"id":"a","type":"conversion","campaign":"c","value":80.123456,"cost":9e12,"click_ts":1000000000000,"ts":9999999999999}`)
 	f(`{"id":"\u0000\"\\\/\b\f\n\r\t\u2028\u2029\ud83d\ude00","type":"click","campaign":"\u00e9","device":"\u00c9A","country":"\u00e9a"}`)
 	f(`{"id":"\ud800","type":"click","campaign":"\\u0041"}`)
 }

@@ -35,8 +35,9 @@ import (
 //     - campaign: as id, with bad_campaign.
 //     - creative, placement, device, country: optional; when present as id, with
 //     bad_dimension. country is then upper-cased and device lower-cased (ASCII letters).
-//     - ts: optional; a non-negative integer written as plain digits that fits int64 (bad_ts:
-//     1.5, 1.0, 1e3, -1, -0, "123", true, 9223372036854775808).
+//     - ts: optional; an integer written as plain digits, Unix milliseconds in [MinTS, max],
+//     where max is NowMs+MaxTSAhead, or MaxTS when NowMs is 0 (bad_ts: 1.5, 1.0, 1e3, -1, -0,
+//     "123", true, 0, a time in seconds, microseconds or nanoseconds).
 //     - cost, value: optional numbers, 0 <= x <= MaxMoney (bad_money; -0 is 0), converted to
 //     micros exactly.
 //     - click_ts: optional; like ts (bad_click_ts). It is checked on every type but kept only
@@ -46,6 +47,11 @@ type Parser struct {
 	ev Event
 	// evs holds the events of the payload on the fast path (see fastParse).
 	evs []Event
+
+	// NowMs is the consumer's clock, in Unix ms, for the upper bound of ts and click_ts:
+	// NowMs + MaxTSAhead (at most MaxTS). 0 means no clock: the bound is MaxTS. The ingest sets it
+	// to the service time of each message before Parse.
+	NowMs int64
 
 	// BeforeEvents, when set, is called with every event of a payload that
 	// took the fast path and holds more than one, before fn is called for
@@ -216,8 +222,9 @@ func (p *Parser) check(v *fastjson.Value) Reason {
 	ev.Dims[windows.DimDevice] = lowerASCII(p.device[:0], ev.Dims[windows.DimDevice])
 	ev.Dims[windows.DimCountry] = upperASCII(p.country[:0], ev.Dims[windows.DimCountry])
 
+	maxTS := p.maxTS()
 	if fv := p.fields[fTS]; fv != nil {
-		if ev.TS, ev.HasTS = p.integer(fv); !ev.HasTS {
+		if ev.TS, ev.HasTS = p.integer(fv); !ev.HasTS || !tsInRange(ev.TS, maxTS) {
 			return BadTS
 		}
 	}
@@ -234,7 +241,7 @@ func (p *Parser) check(v *fastjson.Value) Reason {
 	}
 	if fv := p.fields[fClickTS]; fv != nil {
 		ts, ok := p.integer(fv)
-		if !ok {
+		if !ok || !tsInRange(ts, maxTS) {
 			return BadClickTS
 		}
 		if ev.Type == Conversion {
@@ -242,6 +249,19 @@ func (p *Parser) check(v *fastjson.Value) Reason {
 		}
 	}
 	return OK
+}
+
+// maxTS returns the latest accepted ts and click_ts (see NowMs).
+func (p *Parser) maxTS() int64 {
+	if p.NowMs <= 0 || p.NowMs > MaxTS-MaxTSAhead {
+		return MaxTS
+	}
+	return p.NowMs + MaxTSAhead
+}
+
+// tsInRange reports whether ts is a Unix-ms time of this era: in [MinTS, maxTS].
+func tsInRange(ts, maxTS int64) bool {
+	return ts >= MinTS && ts <= maxTS
 }
 
 // fieldIndex returns the field of key k, or -1 for an unknown key.

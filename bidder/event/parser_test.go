@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -154,9 +155,9 @@ func TestParseFields(t *testing.T) {
 	}
 	f(``, ts(0, false))
 	f(`,"ts":null`, ts(0, false))
-	f(`,"ts":0`, ts(0, true))
+	f(`,"ts":1000000000000`, ts(MinTS, true))
 	f(`,"ts":1764345600123`, ts(1764345600123, true))
-	f(`,"ts":9223372036854775807`, ts(9223372036854775807, true))
+	f(`,"ts":9999999999999`, ts(MaxTS, true)) // no clock: the 13-digit bound
 
 	// Money, in micros, rounded half away from zero.
 	cost := func(want uint64) func(ev *Event) (any, any) {
@@ -200,7 +201,7 @@ func TestParseFields(t *testing.T) {
 	}
 	conv(``, 0, false)
 	conv(`,"click_ts":null`, 0, false)
-	conv(`,"click_ts":0`, 0, true)
+	conv(`,"click_ts":1000000000000`, MinTS, true)
 	conv(`,"click_ts":1764345600000`, 1764345600000, true)
 
 	// Length limits count bytes after unescaping.
@@ -290,9 +291,10 @@ func TestParseReasons(t *testing.T) {
 	}
 	f(obj(base+`,"creative":"a`+strings.Repeat(`\u00e9`, MaxFieldLen/2)+`"`), FieldTooLong)
 
-	// bad_ts.
+	// bad_ts: not a plain non-negative integer, or not Unix ms of this era (see TestParseTSRange).
 	for _, ts := range []string{`1.5`, `1.0`, `1e3`, `-1`, `-0`, `"123"`, `true`, `[]`, `{}`,
-		`9223372036854775808`, `99999999999999999999`, `1e400`} {
+		`9223372036854775808`, `99999999999999999999`, `1e400`, `0`, `1764345600`,
+		`1764345600123000`, `1764345600123000000`, `9223372036854775807`} {
 		f(obj(base+`,"ts":`+ts), BadTS)
 	}
 
@@ -306,7 +308,7 @@ func TestParseReasons(t *testing.T) {
 
 	// bad_click_ts, on any type.
 	for _, typ := range []string{"impression", "click", "conversion"} {
-		for _, ts := range []string{`1.5`, `-1`, `"1"`, `1e3`, `9223372036854775808`} {
+		for _, ts := range []string{`1.5`, `-1`, `"1"`, `1e3`, `9223372036854775808`, `0`, `1764345600`, `1764345600123000`} {
 			f(obj(`"id":"a","type":"`+typ+`","campaign":"c","click_ts":`+ts), BadClickTS)
 		}
 	}
@@ -333,7 +335,8 @@ func TestParseCheckOrder(t *testing.T) {
 	f(`{"id":"a","type":"click","campaign":"c","device":"`+long+`","country":""}`, FieldTooLong)
 	f(`{"id":"a","type":"click","campaign":"c","country":"","ts":-1}`, BadDimension)
 	f(`{"id":"a","type":"click","campaign":"c","ts":-1,"cost":-1}`, BadTS)
-	f(`{"click_ts":-1,"value":-1,"cost":1,"ts":1,"campaign":"c","type":"click","id":"a"}`, BadMoney)
+	f(`{"click_ts":-1,"value":-1,"cost":1,"ts":1764345600123,"campaign":"c","type":"click","id":"a"}`, BadMoney)
+	f(`{"id":"a","type":"click","campaign":"c","ts":1764345600,"cost":-1}`, BadTS)
 	f(`{"id":"a","type":"click","campaign":"c","cost":-1,"value":-1,"click_ts":-1}`, BadMoney)
 	f(`{"id":"a","type":"click","campaign":"c","value":-1,"click_ts":-1}`, BadMoney)
 	f(`{"id":"a","type":"click","campaign":"c","click_ts":-1}`, BadClickTS)
@@ -401,8 +404,8 @@ func TestParseBatch(t *testing.T) {
 	f(`[`+ev("d")+`,`+ev("d")+`]`, "OK d", "OK d") // duplicates are the consumer's business
 
 	// The Parser is reusable after a rejection, and state does not leak between events.
-	f(`[{"id":"a","type":"conversion","campaign":"c","creative":"k","ts":5,"cost":1,"click_ts":3},{"id":"b","type":"click","campaign":"c"}]`, "OK a", "OK b")
-	rs, _ := parseAll(t, &p, `[{"id":"a","type":"conversion","campaign":"c","creative":"k","device":"TV","country":"fr","ts":5,"cost":1,"value":2,"click_ts":3},{"id":"b","type":"click","campaign":"c"}]`)
+	f(`[{"id":"a","type":"conversion","campaign":"c","creative":"k","ts":1764345600005,"cost":1,"click_ts":1764345600003},{"id":"b","type":"click","campaign":"c"}]`, "OK a", "OK b")
+	rs, _ := parseAll(t, &p, `[{"id":"a","type":"conversion","campaign":"c","creative":"k","device":"TV","country":"fr","ts":1764345600005,"cost":1,"value":2,"click_ts":1764345600003},{"id":"b","type":"click","campaign":"c"}]`)
 	want := &Event{ID: []byte("b"), Type: Click}
 	want.Dims[windows.DimCampaign] = []byte("c")
 	if !reflect.DeepEqual(rs[1].ev, want) {
@@ -504,5 +507,59 @@ func TestParseAllocs(t *testing.T) {
 	buf := make([]byte, 0, 1024)
 	if allocs := testing.AllocsPerRun(100, func() { buf = AppendJSON(buf[:0], ev) }); allocs != 0 {
 		t.Fatalf("unexpected allocations per AppendJSON; got %v; want 0", allocs)
+	}
+}
+
+func TestParseTSRange(t *testing.T) {
+	// ts and click_ts must be Unix milliseconds of this era: from MinTS (2001-09-09) to
+	// MaxTSAhead past the consumer's clock. A time in another unit is bad_ts, on the fast path's
+	// payloads too (it leaves them to the general path, which rejects).
+	const now = 1767323045000 // 2026-01-02T03:04:05Z
+	f := func(nowMs int64, ts int64, want Reason) {
+		t.Helper()
+		for _, tc := range []struct {
+			payload string
+			bad     Reason
+		}{
+			{fmt.Sprintf(`{"id":"a","type":"click","campaign":"c","ts":%d}`, ts), BadTS},
+			{fmt.Sprintf(`[{"id":"a","type":"conversion","campaign":"c","click_ts":%d}]`, ts), BadClickTS},
+		} {
+			if want != OK {
+				want = tc.bad
+			}
+			p := Parser{NowMs: nowMs}
+			rs, n := parseAll(t, &p, tc.payload)
+			if n != 1 || rs[0].reason != want {
+				t.Fatalf("unexpected outcome of %s with the clock at %d; got %v; want %s", tc.payload, nowMs, rs, want)
+			}
+			if _, fast := p.fastParse([]byte(tc.payload)); fast != (want == OK) {
+				t.Fatalf("unexpected fast path for %s; got %v; want %v", tc.payload, fast, want == OK)
+			}
+		}
+	}
+	for _, nowMs := range []int64{now, 0} {
+		f(nowMs, now, OK)
+		f(nowMs, now/1000, BadTS)           // seconds
+		f(nowMs, now*1000, BadTS)           // microseconds
+		f(nowMs, now*1000_000, BadTS)       // nanoseconds
+		f(nowMs, 0, BadTS)                  // zero
+		f(nowMs, MinTS-1, BadTS)            // 2001-09-09, 1 ms early
+		f(nowMs, MinTS, OK)                 // 2001-09-09T01:46:40Z
+		f(nowMs, now-25*3600*1000, OK)      // late is the ingest's business
+		f(nowMs, now+MaxTSAhead, OK)        // future is the ingest's business
+		f(nowMs, math.MaxInt64/1000, BadTS) // 2.9e5 years ahead
+	}
+	// With a clock, the bound is relative to it; without one, it is MaxTS.
+	f(now, now+MaxTSAhead+1, BadTS)
+	f(0, now+MaxTSAhead+1, OK)
+	f(0, MaxTS, OK)
+	f(0, MaxTS+1, BadTS)
+	f(MaxTS-MaxTSAhead/2, MaxTS+1, BadTS) // the relative bound stops at MaxTS
+	// Negative times are not plain digits.
+	if r := parseOne(t, `{"id":"a","type":"click","campaign":"c","ts":-1767323045000}`); r.reason != BadTS {
+		t.Fatalf("unexpected outcome of a negative ts; got %v; want bad_ts", r)
+	}
+	if r := parseOne(t, `{"id":"a","type":"conversion","campaign":"c","click_ts":-1767323045000}`); r.reason != BadClickTS {
+		t.Fatalf("unexpected outcome of a negative click_ts; got %v; want bad_click_ts", r)
 	}
 }
