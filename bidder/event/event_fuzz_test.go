@@ -49,6 +49,16 @@ func FuzzParse(f *testing.F) {
 			if reason != BadJSON && !json.Valid(raw) {
 				t.Fatalf("unexpected raw for reason %s; got %q; want valid JSON", reason, raw)
 			}
+			// What a dead letter keeps: a JSON object of known fields only.
+			var known map[string]json.RawMessage
+			if k := p.AppendKnown(nil); json.Unmarshal(k, &known) != nil {
+				t.Fatalf("unexpected known fields of %q; got %q; want a JSON object", payload, k)
+			}
+			for name := range known {
+				if fieldIndex([]byte(name)) < 0 {
+					t.Fatalf("unexpected field %q among the known fields of %q", name, payload)
+				}
+			}
 		})
 		// Strictness agrees with encoding/json (within fastjson.MaxDepth).
 		rejected := calls == 1 && firstReason == BadJSON

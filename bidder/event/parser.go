@@ -102,7 +102,9 @@ var dimFields = [windows.NumDims]int{
 // object and for a top-level scalar; the element re-serialised as valid JSON for an element of
 // an array: same keys in the same order, numbers verbatim, strings re-escaped, no whitespace,
 // invalid UTF-8 as U+FFFD). ev, its slices and raw are valid only during fn; fn must not call
-// p.Parse.
+// p.Parse. ev holds known fields only. raw holds whatever the producer sent, fields outside the
+// schema (personal data) included: what a consumer keeps of a rejection is AppendKnown's output,
+// and raw only by explicit choice.
 //
 // Parse returns the number of events seen: an unparsable payload counts 1, an empty array 0.
 // payload is not modified nor retained.
