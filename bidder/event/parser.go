@@ -253,6 +253,10 @@ func (p *Parser) check(v *fastjson.Value) Reason {
 	return OK
 }
 
+// TSRange returns the accepted range of ts and click_ts, in Unix ms: [MinTS, max] with max
+// NowMs+MaxTSAhead, or MaxTS without a clock (see NowMs).
+func (p *Parser) TSRange() (lo, hi int64) { return MinTS, p.maxTS() }
+
 // maxTS returns the latest accepted ts and click_ts (see NowMs).
 func (p *Parser) maxTS() int64 {
 	if p.NowMs <= 0 || p.NowMs > MaxTS-MaxTSAhead {

@@ -39,6 +39,7 @@ type applier struct {
 	// balance (received = counted + the other outcomes).
 	out     outcomes
 	subject string // subject of the current message
+	known   []byte // the known fields of a rejected event (event.Parser.AppendKnown)
 	nowMs   int64  // service time of the current message
 	oldest  int64  // events before it are late (Store.Oldest(nowMs))
 	seq     uint64 // stream sequence of the current message (0: core mode)
@@ -155,6 +156,7 @@ func (in *applier) handleMsg(msg *nats.Msg) {
 func (in *applier) applyMsg(payload []byte, nowMs, defaultTs int64, more bool) {
 	in.nowMs, in.defaultTs = nowMs, defaultTs
 	in.oldest = in.ing.store.Oldest(nowMs)
+	in.parser.NowMs = nowMs
 	in.fps, in.next = in.fps[:0], 0
 	in.parser.Parse(payload, in.onEvent)
 	in.fps = in.fps[:0]
@@ -200,6 +202,9 @@ func (in *applier) handleEvent(ev *event.Event, reason event.Reason, raw []byte)
 	in.next++
 	if reason != event.OK {
 		in.out.rejected[reason]++
+		if reason == event.BadTS || reason == event.BadClickTS {
+			in.logBadTime(reason, k)
+		}
 		in.deadLetter(raw, reason, k)
 		return
 	}
@@ -328,6 +333,24 @@ func (in *applier) addNearCap(ev *event.Event, ts, nowMs int64, c windows.Counts
 func (in *applier) queue(off int, ts int64, c windows.Counts) {
 	key := in.pendKeys[off:len(in.pendKeys):len(in.pendKeys)]
 	in.pend = append(in.pend, windows.Event{Key: key, TsMs: ts, C: c})
+}
+
+// logBadTime logs, throttled, an event refused for a time outside the
+// accepted range (event.MinTS to event.MaxTSAhead past the service clock).
+// The usual cause is a producer's unit (seconds, microseconds), which would
+// otherwise show only in the stats. The line holds the event's known fields
+// (the refused time among them), never its payload; the k-th event of its
+// message.
+func (in *applier) logBadTime(reason event.Reason, k int) {
+	suppressed, ok := in.ing.throttledLog.Allow("bad_ts")
+	if !ok {
+		return
+	}
+	in.known = in.parser.AppendKnown(in.known[:0])
+	lo, hi := in.parser.TSRange()
+	in.ing.log.Warn().Str("reason", reason.String()).RawJSON("fields", in.known).Uint64("seq", in.seq).Int("index", k).
+		Int64("min_ms", lo).Int64("max_ms", hi).Int("suppressed", suppressed).
+		Msg("event refused: its time is not Unix milliseconds of this era (in seconds? microseconds?); dead-lettered")
 }
 
 // deadLetter queues a rejected payload, the k-th event of its message, for

@@ -31,20 +31,29 @@ func New(log zerolog.Logger, interval time.Duration) *Log {
 // Warn logs msg with err unless a warning of the same topic was logged less
 // than the interval ago.
 func (t *Log) Warn(topic, msg string, err error) {
+	if suppressed, ok := t.Allow(topic); ok {
+		t.log.Warn().Err(err).Int("suppressed", suppressed).Msg(msg)
+	}
+}
+
+// Allow reports whether a line of topic may be logged now (none was
+// allowed less than the interval ago) and, when it may, how many were
+// suppressed since the last one. The caller then logs the line itself, with
+// the fields it needs and the suppressed count.
+func (t *Log) Allow(topic string) (suppressed int, ok bool) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	st := t.topics[topic]
 	if st == nil {
 		st = &throttleState{}
 		t.topics[topic] = st
 	}
 	now := time.Now()
-	if now.Sub(st.last) < t.interval {
+	if !st.last.IsZero() && now.Sub(st.last) < t.interval {
 		st.suppressed++
-		t.mu.Unlock()
-		return
+		return 0, false
 	}
-	suppressed := st.suppressed
+	suppressed = st.suppressed
 	st.last, st.suppressed = now, 0
-	t.mu.Unlock()
-	t.log.Warn().Err(err).Int("suppressed", suppressed).Msg(msg)
+	return suppressed, true
 }
