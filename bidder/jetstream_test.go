@@ -327,7 +327,8 @@ func TestJetStreamPoisonMessages(t *testing.T) {
 		t.Fatalf("unexpected dead letters in %s; got %d; want 21", DLQStream, info.State.Msgs)
 	}
 	msg, err := st.GetMsg(context.Background(), info.State.LastSeq)
-	if err != nil || msg.Header.Get(ingest.RejectHeader) != "bad_json" || string(msg.Data) != "not json" {
+	if err != nil || msg.Header.Get(ingest.RejectHeader) != "bad_json" || string(msg.Data) != "{}" ||
+		msg.Header.Get(ingest.PayloadBytesHeader) != "8" || !strings.HasPrefix(msg.Header.Get(ingest.PayloadHashHeader), "hmac-sha256:") {
 		t.Fatalf("unexpected last dead letter %+v: %v", msg, err)
 	}
 }

@@ -103,6 +103,12 @@ type Options struct {
 	StreamDuplicates time.Duration
 	// DLQMaxBytes bounds the dead-letter stream (default 1 GiB; oldest first out).
 	DLQMaxBytes int64
+	// DLQRaw keeps each rejected payload verbatim in its dead letter, and so
+	// whatever personal data a producer put in it (fields outside the schema:
+	// user ids, IP addresses), for the DLQ's 7 days. Off by default: a letter
+	// keeps the event's known fields, its reason and a keyed hash of the
+	// payload (docs/EVENTS.md).
+	DLQRaw bool
 	// CheckpointInterval is how often the state is checkpointed in
 	// JetStream mode (default 30s); a checkpoint is also written on Stop.
 	CheckpointInterval time.Duration

@@ -375,7 +375,8 @@ func TestFullDeadLetterQueueDoesNotHang(t *testing.T) {
 		t.Skip("publishes 22 MiB of rejected payloads; skipped under -short")
 	}
 	dir := t.TempDir()
-	opts := func(o *Options) { o.DataDir = dir; o.ShutdownTimeout = 3 * time.Second }
+	// With the payloads kept in the letters: they are what can fill the queue.
+	opts := func(o *Options) { o.DataDir = dir; o.ShutdownTimeout = 3 * time.Second; o.DLQRaw = true }
 	e := startTestService(t, opts)
 	_, dlqCfg := deleteDLQ(t, e)
 	const n = 24

@@ -189,7 +189,7 @@ func (s *Service) newIngester(store *windows.Store) *ingest.Ingester {
 		Store: store, Rollups: s.rollups, Clock: s.clock, Log: s.log, Warn: s.throttledLog, Metrics: s.metrics,
 		DedupSize: o.DedupSize, OnConversionDelay: s.recordDelay,
 		JetStream: o.JetStream, Subject: o.Subject, Stream: o.Stream, StreamMaxBytes: o.StreamMaxBytes,
-		StreamMaxAge: o.StreamMaxAge, StreamDuplicates: o.StreamDuplicates, DLQMaxBytes: o.DLQMaxBytes,
+		StreamMaxAge: o.StreamMaxAge, StreamDuplicates: o.StreamDuplicates, DLQMaxBytes: o.DLQMaxBytes, DLQRaw: o.DLQRaw,
 		Instance: o.Instance, Owner: s.owner, FetchBatch: o.FetchBatch, FetchBytes: o.FetchBytes,
 		AckWait: o.AckWait, StallAfter: o.StallAfter, StillOwner: s.stillOwner,
 		PendingMsgs: o.PendingMsgs, PendingBytes: o.PendingBytes, ApplyHook: o.applyHook,
@@ -245,6 +245,16 @@ func (s *Service) Start() (err error) {
 			s.Stop(context.Background())
 		}
 	}()
+	// First, so that whatever comes next (the embedded server's store,
+	// audit.log, checkpoints) is made in a directory of mode 0700.
+	if err := ensureDataDir(s.opts.DataDir, s.log); err != nil {
+		return err
+	}
+	key, err := loadDLQKey(s.opts.DataDir)
+	if err != nil {
+		return err
+	}
+	s.ingest.SetDLQKey(key)
 	url := s.opts.NATSURL
 	var connOpts []nats.Option
 	if url == "" {

@@ -272,8 +272,13 @@ func TestEndToEndOutcomes(t *testing.T) {
 			t.Fatalf("dead letter %d missing: %v", i, err)
 		}
 		reasons[msg.Header.Get(ingest.RejectHeader)]++
-		if msg.Header.Get(ingest.RejectHeader) == "not_object" && string(msg.Data) != "42" && string(msg.Data) != "[1]" {
-			t.Fatalf("unexpected not_object dead letter %q", msg.Data)
+		// Not the payload: its known fields (none for a scalar), its size.
+		if msg.Header.Get(ingest.RejectHeader) == "not_object" && (string(msg.Data) != "{}" ||
+			msg.Header.Get(ingest.BodyHeader) != ingest.BodyFields || msg.Header.Get(ingest.PayloadBytesHeader) != "2" && msg.Header.Get(ingest.PayloadBytesHeader) != "3") {
+			t.Fatalf("unexpected not_object dead letter %q %v", msg.Data, msg.Header)
+		}
+		if msg.Header.Get(ingest.RejectHeader) == "bad_type" && string(msg.Data) != `{"id":"x","type":"view","campaign":"c"}` {
+			t.Fatalf("unexpected bad_type dead letter %q", msg.Data)
 		}
 	}
 	for _, b := range bad {

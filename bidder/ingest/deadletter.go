@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -11,23 +12,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/bidpulse/bidpulse/bidder/event"
 )
-
-// DeadLetter is a rejected payload on its way to the DLQ.
-type DeadLetter struct {
-	Seq     uint64       `json:"seq"` // stream sequence of its message (0: core mode)
-	Index   int          `json:"index"`
-	Subject string       `json:"subject,omitempty"`
-	Reason  event.Reason `json:"reason"`
-	Data    []byte       `json:"data"`
-}
 
 // deadLetters publishes dead letters in the background, in order, retrying
 // each until the DLQ stream stores it: the applier only queues them, so a bad
 // batch or a DLQ that does not answer never stalls ingest while the queue
-// has room. The queue is bounded in bytes; when it is full, add waits (the
+// has room. The queue is bounded in bytes (of letters: a letter holds the
+// event's known fields, the payload only with Options.DLQRaw, see
+// DeadLetter); when it is full, add waits (the
 // applier with it) until there is room: nothing is dropped. In JetStream mode
 // a message is acknowledged only once its dead letters are stored (see
 // jsIngest.markApplied), and the letters still queued are saved in each
@@ -74,7 +66,8 @@ func (d *deadLetters) start(nc *nats.Conn, js jetstream.JetStream, stream string
 	go d.run()
 }
 
-// add queues a copy of l.Data; it waits while the queue is full.
+// add queues a copy of l (of its Fields and Data); it waits while the queue
+// is full.
 func (d *deadLetters) add(l DeadLetter) {
 	d.addBounded(l, true)
 }
@@ -107,13 +100,18 @@ func (d *deadLetters) clear() {
 }
 
 func (d *deadLetters) addBounded(l DeadLetter, bounded bool) {
-	l.Data = append([]byte(nil), l.Data...)
+	if l.Data != nil {
+		// Not nil when empty: nil means the payload is not kept.
+		l.Data = append(make([]byte, 0, len(l.Data)), l.Data...)
+	}
+	l.Fields = append(json.RawMessage(nil), l.Fields...)
+	n := l.bytes()
 	d.mu.Lock()
-	for bounded && d.bytes > 0 && d.bytes+len(l.Data) > d.maxBytes {
+	for bounded && d.bytes > 0 && d.bytes+n > d.maxBytes {
 		d.room.Wait()
 	}
 	d.q = append(d.q, l)
-	d.bytes += len(l.Data)
+	d.bytes += n
 	d.mu.Unlock()
 	select {
 	case d.wake <- struct{}{}:
@@ -185,7 +183,7 @@ func (d *deadLetters) run() {
 		d.mu.Lock()
 		d.q[0] = DeadLetter{}
 		d.q = d.q[1:]
-		d.bytes -= len(l.Data)
+		d.bytes -= l.bytes()
 		if len(d.q) == 0 {
 			d.q = nil
 		}
@@ -195,11 +193,7 @@ func (d *deadLetters) run() {
 }
 
 func (d *deadLetters) publish(l *DeadLetter) error {
-	m := &nats.Msg{Subject: DLQSubject, Header: nats.Header{}, Data: l.Data}
-	m.Header.Set(RejectHeader, event.ReasonNames[l.Reason])
-	if l.Subject != "" {
-		m.Header.Set("Bidpulse-Subject", l.Subject)
-	}
+	m := l.msg()
 	if d.js == nil {
 		return d.nc.PublishMsg(m)
 	}

@@ -30,7 +30,9 @@
 //
 // Dead letters are queued by the applier and published in the background, in
 // order, retried until stored; the queue is bounded (the applier waits when it
-// is full) and saved with each checkpoint (QueuedDeadLetters, Requeue).
+// is full) and saved with each checkpoint (QueuedDeadLetters, Restore). A
+// letter keeps the rejected event's known fields and a keyed hash of its
+// payload (SetDLQKey), the payload itself only with Options.DLQRaw.
 //
 // Core mode (no JetStream) is at-most-once: what the client or the server
 // drops for a slow consumer is counted (Dropped), not recovered.
@@ -94,7 +96,11 @@ type Options struct {
 	StreamMaxAge     time.Duration
 	StreamDuplicates time.Duration
 	DLQMaxBytes      int64
-	Instance         string // names the durable consumer
+	// DLQRaw keeps each rejected payload verbatim in its dead letter (the
+	// personal data it may carry included); without it a letter keeps the
+	// event's known fields and a keyed hash of the payload (DeadLetter).
+	DLQRaw   bool
+	Instance string // names the durable consumer
 	// Owner identifies this process; it is set in the consumer's metadata,
 	// so a consumer replaced from outside is recognised.
 	Owner      string
@@ -127,6 +133,8 @@ type Ingester struct {
 	dedup        *dedup
 	deadLetters  *deadLetters
 	throttledLog *logthrottle.Log
+	// dlqKey keys the hashes of dead-lettered payloads (SetDLQKey).
+	dlqKey []byte
 
 	// applyMu is the applier's lock (see the package doc). Lock order: the
 	// service's checkpoint lock, then applyMu, then the windows' shard locks.
@@ -150,8 +158,19 @@ func New(o Options) *Ingester {
 	in := &Ingester{opts: o, log: o.Log, clock: o.Clock, store: o.Store, rollups: o.Rollups,
 		stats: newStats(o.Metrics), dedup: newDedup(o.DedupSize), throttledLog: o.Warn}
 	in.deadLetters = newDeadLetters(in.stats, in.throttledLog.Warn)
+	in.dlqKey = newDLQKey()
 	in.applier = newApplier(in)
 	return in
+}
+
+// SetDLQKey sets the key of the dead letters' payload hashes (DLQKeySize
+// bytes; see payloadHasher), before Restore and Consume. Without it the
+// Ingester uses a random key of its own.
+func (in *Ingester) SetDLQKey(key []byte) {
+	in.applyMu.Lock()
+	defer in.applyMu.Unlock()
+	in.dlqKey = append([]byte(nil), key...)
+	in.applier.hasher = newPayloadHasher(in.dlqKey)
 }
 
 // Stats returns the ingest counters.
@@ -322,8 +341,11 @@ func (in *Ingester) QueuedDeadLetters() []DeadLetter { return in.deadLetters.que
 
 // Restore installs the state of a checkpoint of sequence seq, before
 // Consume: the dead letters it had queued, its newest event time and, when
-// set is not nil, its dedup set (written by generation gen).
+// set is not nil, its dedup set (written by generation gen). Letters of an
+// earlier bidpulse (the payload, no hash) are brought to this one's form,
+// and the payloads are dropped unless Options.DLQRaw (upgradeLetters).
 func (in *Ingester) Restore(letters []DeadLetter, newestTs int64, set *idset.Set, gen uint64) {
+	upgradeLetters(letters, newPayloadHasher(in.dlqKey), in.opts.DLQRaw)
 	in.deadLetters.requeue(letters)
 	in.applier.newestTs.Store(newestTs)
 	if set != nil {

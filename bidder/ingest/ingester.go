@@ -40,6 +40,7 @@ type applier struct {
 	out     outcomes
 	subject string // subject of the current message
 	known   []byte // the known fields of a rejected event (event.Parser.AppendKnown)
+	hasher  *payloadHasher
 	nowMs   int64  // service time of the current message
 	oldest  int64  // events before it are late (Store.Oldest(nowMs))
 	seq     uint64 // stream sequence of the current message (0: core mode)
@@ -100,7 +101,7 @@ func (o *outcomes) publish(s *Stats) {
 const maxPending = 512
 
 func newApplier(ing *Ingester) *applier {
-	in := &applier{ing: ing}
+	in := &applier{ing: ing, hasher: newPayloadHasher(ing.dlqKey)}
 	// A method value made once, so parsing a message allocates no closure.
 	in.onEvent = in.handleEvent
 	in.parser.BeforeEvents = in.prefetch
@@ -202,6 +203,7 @@ func (in *applier) handleEvent(ev *event.Event, reason event.Reason, raw []byte)
 	in.next++
 	if reason != event.OK {
 		in.out.rejected[reason]++
+		in.known = in.parser.AppendKnown(in.known[:0])
 		if reason == event.BadTS || reason == event.BadClickTS {
 			in.logBadTime(reason, k)
 		}
@@ -339,22 +341,31 @@ func (in *applier) queue(off int, ts int64, c windows.Counts) {
 // accepted range (event.MinTS to event.MaxTSAhead past the service clock).
 // The usual cause is a producer's unit (seconds, microseconds), which would
 // otherwise show only in the stats. The line holds the event's known fields
-// (the refused time among them), never its payload; the k-th event of its
-// message.
+// (in.known: the refused time among them), never its payload; the k-th
+// event of its message.
 func (in *applier) logBadTime(reason event.Reason, k int) {
 	suppressed, ok := in.ing.throttledLog.Allow("bad_ts")
 	if !ok {
 		return
 	}
-	in.known = in.parser.AppendKnown(in.known[:0])
 	lo, hi := in.parser.TSRange()
 	in.ing.log.Warn().Str("reason", reason.String()).RawJSON("fields", in.known).Uint64("seq", in.seq).Int("index", k).
 		Int64("min_ms", lo).Int64("max_ms", hi).Int("suppressed", suppressed).
 		Msg("event refused: its time is not Unix milliseconds of this era (in seconds? microseconds?); dead-lettered")
 }
 
-// deadLetter queues a rejected payload, the k-th event of its message, for
-// the DLQ with its reason (see deadLetters: it never waits on the network).
+// deadLetter queues the k-th event of its message, rejected, for the DLQ
+// with its reason, its known fields (in.known) and the keyed hash of its
+// payload raw; raw itself only with Options.DLQRaw (see deadLetters: it
+// never waits on the network).
 func (in *applier) deadLetter(raw []byte, reason event.Reason, k int) {
-	in.ing.deadLetters.add(DeadLetter{Seq: in.seq, Index: k, Subject: in.subject, Reason: reason, Data: raw})
+	l := DeadLetter{Seq: in.seq, Index: k, Subject: in.subject, Reason: reason,
+		Fields: in.known, Hash: in.hasher.hash(raw), Size: len(raw)}
+	if in.ing.opts.DLQRaw {
+		l.Data = raw
+		if l.Data == nil {
+			l.Data = []byte{}
+		}
+	}
+	in.ing.deadLetters.add(l)
 }

@@ -46,6 +46,7 @@ func runServe(args []string) error {
 	fs.DurationVar(&o.StreamMaxAge, "stream-max-age", 0, "also trim the stream by age (0: no; an age limit drops unconsumed events without telling producers)")
 	fs.DurationVar(&o.StreamDuplicates, "stream-duplicates", 2*time.Minute, "the stream's Nats-Msg-Id duplicate window")
 	dlqMaxBytes := fs.String("dlq-max-bytes", "1GiB", "dead-letter stream size limit (oldest dropped first)")
+	fs.BoolVar(&o.DLQRaw, "dlq-raw", false, "keep each rejected payload verbatim in its dead letter, with any personal data in it, for the DLQ's 7 days (default: the event's known fields and a keyed hash)")
 	fs.DurationVar(&o.CheckpointInterval, "checkpoint-interval", 30*time.Second, "how often the state is checkpointed (JetStream mode)")
 	fs.DurationVar(&o.RemoteCheckpointInterval, "remote-checkpoint-interval", 2*time.Minute, "how often a checkpoint is also kept in NATS, for an instance without a local one; the stream is trimmed up to it (-1ns: never)")
 	fetchBytes := fs.String("fetch-bytes", "16MiB", "byte cap of one JetStream pull (at least 8MiB, the largest message)")
