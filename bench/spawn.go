@@ -79,7 +79,8 @@ func freePort() (int, error) {
 
 // start starts the child (again, for a restart: same command line, same ports and data dir).
 func (c *child) start() error {
-	logf, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	// Owner only, like what the service writes in its data dir.
+	logf, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("cannot open the %s log: %w", c.name, err)
 	}

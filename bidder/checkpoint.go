@@ -105,7 +105,7 @@ func (s *Service) writeCheckpoint() error {
 	defer s.ckptMu.Unlock()
 	t0 := time.Now()
 	dir := s.checkpointDir()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := ensureOwnDir(dir); err != nil {
 		return s.checkpointFailed(fmt.Errorf("cannot create checkpoint dir: %w", err))
 	}
 
@@ -406,10 +406,15 @@ func releaseGently(f *os.File) {
 
 const releaseStep = 8 << 20
 
-// writeFileSynced writes path through a buffer and syncs it; on error the
-// file is removed.
+// writeFileSynced writes path (mode 0600: see fileMode) through a buffer
+// and syncs it; on error the file is removed. A file left at path by an
+// earlier run (a temporary one a crash left behind) is removed first, so
+// the file written has this mode, not the old one's.
 func writeFileSynced(path string, write func(w io.Writer) error) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fileMode)
 	if err != nil {
 		return err
 	}

@@ -150,7 +150,7 @@ func (s *Service) fetchRemoteCheckpoint(ctx context.Context, name string, seq ui
 		return fmt.Errorf("%s has no valid %s header", name, ckptLenHeader)
 	}
 	dir := s.checkpointDir()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := ensureOwnDir(dir); err != nil {
 		return fmt.Errorf("cannot create checkpoint dir: %w", err)
 	}
 	// The dedup set goes second in the object, first to its file: the

@@ -17,6 +17,10 @@ func TestDLQKey(t *testing.T) {
 		t.Fatalf("unexpected new key %x: %v", key, err)
 	}
 	path := filepath.Join(dir, dlqKeyFile)
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("unexpected key file %v: %v; want mode 0600", fi, err)
+	}
 	// Kept: the same key at the next start.
 	again, err := loadDLQKey(dir)
 	if err != nil || !bytes.Equal(again, key) {
