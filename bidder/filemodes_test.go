@@ -89,3 +89,23 @@ func TestDataDirModes(t *testing.T) {
 		t.Logf("%s: %d files, %d directories", d, files, dirs)
 	}
 }
+
+// A data dir others may read is used as it is (it may be a mount point set
+// up so), with a warning at start.
+func TestDataDirOpenToOthersWarned(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "shared")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logs, logger := newLogCapture(t)
+	startTestService(t, func(o *Options) { o.DataDir, o.Logger = dir, logger })
+	if lines := logs.linesWith(`"level":"warn"`, "the data dir is open to other users", `"mode":"0755"`); len(lines) != 1 {
+		t.Fatalf("unexpected warnings about the data dir; got %q; want 1", lines)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("unexpected change of the data dir's mode: %v %v", fi, err)
+	}
+}
