@@ -193,7 +193,7 @@ func (d *deadLetters) run() {
 }
 
 func (d *deadLetters) publish(l *DeadLetter) error {
-	m := l.msg()
+	m := l.msg(d.nc.MaxPayload())
 	if d.js == nil {
 		return d.nc.PublishMsg(m)
 	}

@@ -25,7 +25,17 @@ const (
 	PayloadBytesHeader = "Bidpulse-Payload-Bytes"
 	// BodyHeader says what the body is: BodyFields or BodyRaw.
 	BodyHeader = "Bidpulse-Body"
+	// RawOmittedHeader, on a letter whose payload was asked for
+	// (Options.DLQRaw), says why the body holds the known fields instead:
+	// the payload and the letter's headers would pass the largest message
+	// the server takes, and a letter that cannot be stored would hold up
+	// the acknowledgement of its message for ever.
+	RawOmittedHeader = "Bidpulse-Raw-Omitted"
 )
+
+// letterHeaderRoom is what a letter's headers may take, counted against the
+// server's max payload with its body.
+const letterHeaderRoom = 4 << 10
 
 // Values of BodyHeader.
 const (
@@ -63,8 +73,9 @@ func (l *DeadLetter) bytes() int {
 	return len(l.Fields) + len(l.Data) + len(l.Subject) + len(l.Hash)
 }
 
-// msg encodes the letter as its DLQ message (without Nats-Msg-Id).
-func (l *DeadLetter) msg() *nats.Msg {
+// msg encodes the letter as its DLQ message (without Nats-Msg-Id), whose
+// headers and body must fit in maxPayload bytes (0: no limit).
+func (l *DeadLetter) msg(maxPayload int64) *nats.Msg {
 	m := &nats.Msg{Subject: DLQSubject, Header: nats.Header{}}
 	m.Header.Set(RejectHeader, event.ReasonNames[l.Reason])
 	if l.Subject != "" {
@@ -72,8 +83,9 @@ func (l *DeadLetter) msg() *nats.Msg {
 	}
 	m.Header.Set(PayloadHashHeader, l.Hash)
 	m.Header.Set(PayloadBytesHeader, strconv.Itoa(l.Size))
+	tooLarge := maxPayload > 0 && int64(len(l.Data)+letterHeaderRoom) > maxPayload
 	switch {
-	case l.Data != nil:
+	case l.Data != nil && !tooLarge:
 		m.Header.Set(BodyHeader, BodyRaw)
 		m.Data = l.Data
 	case len(l.Fields) > 0:
@@ -82,6 +94,10 @@ func (l *DeadLetter) msg() *nats.Msg {
 	default:
 		m.Header.Set(BodyHeader, BodyFields)
 		m.Data = []byte("{}")
+	}
+	if l.Data != nil && tooLarge {
+		m.Header.Set(RawOmittedHeader, "payload of "+strconv.Itoa(len(l.Data))+" bytes: with the letter's headers it passes the server's max payload of "+
+			strconv.FormatInt(maxPayload, 10)+" bytes")
 	}
 	return m
 }

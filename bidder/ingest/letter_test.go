@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/bidpulse/bidpulse/bidder/event"
@@ -37,7 +38,7 @@ func TestPayloadHash(t *testing.T) {
 func TestDeadLetterMessage(t *testing.T) {
 	f := func(l DeadLetter, wantBody, wantKind string) {
 		t.Helper()
-		m := l.msg()
+		m := l.msg(0)
 		if string(m.Data) != wantBody || m.Header.Get(BodyHeader) != wantKind {
 			t.Fatalf("unexpected body; got %s %q; want %s %q", m.Header.Get(BodyHeader), m.Data, wantKind, wantBody)
 		}
@@ -55,6 +56,17 @@ func TestDeadLetterMessage(t *testing.T) {
 	f(l, `{"id":"a",1}`, BodyRaw)
 	l.Data = []byte{}
 	f(l, ``, BodyRaw)
+
+	// A payload that would not fit in the server's max payload with the
+	// letter's headers: the known fields, and why.
+	l.Fields, l.Data = json.RawMessage(`{"id":"big"}`), bytes.Repeat([]byte("x"), 1<<20)
+	m := l.msg(1 << 20)
+	if string(m.Data) != `{"id":"big"}` || m.Header.Get(BodyHeader) != BodyFields || !strings.Contains(m.Header.Get(RawOmittedHeader), "1048576 bytes") {
+		t.Fatalf("unexpected letter of a payload too large: %q %v", m.Data, m.Header)
+	}
+	if m := l.msg(2 << 20); m.Header.Get(BodyHeader) != BodyRaw || m.Header.Get(RawOmittedHeader) != "" {
+		t.Fatalf("unexpected letter of a payload that fits: %v", m.Header)
+	}
 }
 
 func TestUpgradeLetters(t *testing.T) {
