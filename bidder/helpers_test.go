@@ -53,7 +53,17 @@ func startTestService(t *testing.T, edit func(o *Options)) *testEnv {
 	if url == "" {
 		url = o.NATSURL
 	}
-	nc, err := nats.Connect(url)
+	var connOpts []nats.Option
+	if svc.opts.natsAuth {
+		// The embedded server requires authentication: the test
+		// publishes as a producer.
+		nk, err := nats.NkeyOptionFromSeed(NATSSeedFile(svc.opts.DataDir, NATSUserProducer))
+		if err != nil {
+			t.Fatalf("cannot read the producer's seed: %v", err)
+		}
+		connOpts = append(connOpts, nk)
+	}
+	nc, err := nats.Connect(url, connOpts...)
 	if err != nil {
 		t.Fatalf("cannot connect to NATS: %v", err)
 	}

@@ -182,6 +182,8 @@ var metricHelp = map[string]string{
 	"bidpulse_nats_pending_bytes":    "Core mode: bytes of the event messages the NATS subscription received and the service has not applied yet.",
 	"bidpulse_nats_dropped_messages": "Core mode: event messages lost to a slow consumer, dropped by the NATS client past the subscription's " +
 		"pending limits plus those the embedded server dropped for the service's connection (cumulative, written as a gauge).",
+	"bidpulse_nats_server_refused_total": "Embedded NATS server: what it refused its clients, by reason: publish or subscribe outside the user's " +
+		"permissions, authentication failed, TLS handshake failed. Logged at most once per 10 s per reason.",
 
 	// JetStream.
 	"bidpulse_jetstream_applied_seq":         "JetStream mode: stream sequence of the last applied message (0 in core mode or before the first).",

@@ -8,6 +8,7 @@ import (
 
 	"github.com/bidpulse/bidpulse/bidder/brain"
 	"github.com/bidpulse/bidpulse/bidder/ingest"
+	"github.com/bidpulse/bidpulse/bidder/natsauth"
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/rs/zerolog"
@@ -43,6 +44,25 @@ type Options struct {
 	// NATSAddr is the embedded server's client listen address (default
 	// 127.0.0.1:4222; port -1 picks a free port).
 	NATSAddr string
+	// NATSClient is how the service authenticates to the external server
+	// of NATSURL and verifies it (credentials, TLS). Refused without
+	// NATSURL: the embedded server's users are bidpulse's own (see
+	// NATSServerAuth).
+	NATSClient natsauth.Config
+	// NATSServerAuth says whether the embedded server requires
+	// authentication: NATSAuthOn, NATSAuthOff or NATSAuthAuto (the
+	// default: on when NATSAddr is not loopback only). With it on, the
+	// server accepts only its three nkey users, whose seeds are generated
+	// at the first start under DataDir/nats-auth (see NATSUserService).
+	NATSServerAuth string
+	// NATSServerInsecure lets the embedded server listen beyond loopback
+	// without authentication, which is refused otherwise.
+	NATSServerInsecure bool
+	// NATSServerTLSCert and NATSServerTLSKey (PEM files, both or neither)
+	// make the embedded server's listener require TLS. The service's own
+	// connection is in-process and needs none.
+	NATSServerTLSCert string
+	NATSServerTLSKey  string
 	// DataDir holds the embedded server's JetStream store (default ./data).
 	DataDir string
 	// Subject is the event subject the service subscribes to (default
@@ -159,6 +179,9 @@ type Options struct {
 	// wrapNATSConn (tests only) wraps the in-process connections to it.
 	natsServerHook func(*server.Options)
 	wrapNATSConn   func(net.Conn) net.Conn
+	// natsAuth is NATSServerAuth decided (withDefaults): whether the
+	// embedded server requires authentication.
+	natsAuth bool
 	// noFinalCheckpoint (tests only) skips the checkpoint on Stop, as if
 	// the process had been killed.
 	noFinalCheckpoint bool
@@ -197,6 +220,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.ControlKey != "" && len(o.ControlKey) < 16 {
 		return o, errors.New("invalid control key: want at least 16 bytes (a secret shared by the instances of one KV bucket)")
+	}
+	if err := o.checkNATSSecurity(); err != nil {
+		return o, err
 	}
 	if o.MaxKeys == 0 {
 		o.MaxKeys = defaultMaxKeys
@@ -296,6 +322,36 @@ func (o Options) withDefaults() (Options, error) {
 		return o, errors.New("Options.Clock is required")
 	}
 	return o, nil
+}
+
+// checkNATSSecurity checks the NATS security settings against the mode
+// (embedded or external server) and decides natsAuth.
+func (o *Options) checkNATSSecurity() error {
+	if o.NATSURL != "" {
+		switch {
+		case o.NATSServerAuth == NATSAuthOn || o.NATSServerAuth == NATSAuthOff:
+			return fmt.Errorf("nats-auth %s is for the embedded NATS server, which does not run with --nats-url; the external server's own configuration says who may connect", o.NATSServerAuth)
+		case o.NATSServerInsecure:
+			return errors.New("nats-insecure is for the embedded NATS server, which does not run with --nats-url")
+		case o.NATSServerTLSCert != "" || o.NATSServerTLSKey != "":
+			return errors.New("nats-server-tls-cert and nats-server-tls-key are for the embedded NATS server, which does not run with --nats-url; " +
+				"to verify an external server, use nats-tls-ca")
+		}
+		return o.NATSClient.CheckURL(o.NATSURL)
+	}
+	if !o.NATSClient.IsZero() {
+		return errors.New("NATS client credentials and TLS settings (nats-creds, nats-nkey, nats-user, nats-token, nats-tls-*) are for an external server (--nats-url); " +
+			"the embedded server's users are generated under the data dir (--nats-auth on) and its TLS is nats-server-tls-cert and nats-server-tls-key")
+	}
+	if (o.NATSServerTLSCert == "") != (o.NATSServerTLSKey == "") {
+		return errors.New("nats-server-tls-cert and nats-server-tls-key go together: give both or neither")
+	}
+	if o.NATSServerAuth == "" {
+		o.NATSServerAuth = NATSAuthAuto
+	}
+	var err error
+	o.natsAuth, err = embeddedAuth(o.NATSServerAuth, o.NATSAddr, o.NATSServerInsecure)
+	return err
 }
 
 // checkSubject refuses an event subject that is not a valid NATS subject or

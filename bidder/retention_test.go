@@ -126,7 +126,7 @@ func startExternalNATSDir(t *testing.T, dataDir string) interface {
 	WaitForShutdown()
 } {
 	t.Helper()
-	srv, err := startEmbeddedNATS("127.0.0.1:-1", dataDir, "test", testLogger(t), nil)
+	srv, err := startEmbeddedNATS(embeddedNATS{addr: "127.0.0.1:-1", dataDir: dataDir, name: "test", log: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

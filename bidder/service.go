@@ -21,6 +21,7 @@ import (
 	"github.com/bidpulse/bidpulse/bidder/control"
 	"github.com/bidpulse/bidpulse/bidder/ingest"
 	"github.com/bidpulse/bidpulse/bidder/logthrottle"
+	"github.com/bidpulse/bidpulse/bidder/natsauth"
 	"github.com/bidpulse/bidpulse/windows"
 )
 
@@ -259,15 +260,41 @@ func (s *Service) Start() (err error) {
 	var connOpts []nats.Option
 	if url == "" {
 		t0 := time.Now()
-		s.natsSrv, err = startEmbeddedNATS(s.opts.NATSAddr, s.opts.DataDir, s.opts.Instance, s.log, s.opts.natsServerHook)
+		var users *natsUsers
+		if s.opts.natsAuth {
+			if users, err = loadNATSUsers(s.opts.DataDir, s.log); err != nil {
+				return err
+			}
+		}
+		s.natsSrv, err = startEmbeddedNATS(embeddedNATS{
+			addr: s.opts.NATSAddr, dataDir: s.opts.DataDir, name: s.opts.Instance,
+			users: users, names: natsNames{subject: s.opts.Subject, stream: s.opts.Stream},
+			tlsCert: s.opts.NATSServerTLSCert, tlsKey: s.opts.NATSServerTLSKey,
+			log: s.log, refused: newNATSRefusals(s.metrics, s.throttledLog), edit: s.opts.natsServerHook,
+		})
 		if err != nil {
 			return err
 		}
-		url = s.natsSrv.ClientURL()
+		// In-process: a nats:// URL, so that the client does not ask for
+		// the TLS the listener may require (the server does not, in-process).
+		url = "nats://" + s.natsSrv.Addr().String()
 		connOpts = append(connOpts, nats.InProcessServer(inProcessProvider{srv: s.natsSrv, wrap: s.opts.wrapNATSConn}))
+		if users != nil {
+			connOpts = append(connOpts, nats.Nkey(users.service.pub, users.service.kp.Sign))
+		}
 		s.ingest.WatchServer(s.natsSrv)
 		s.log.Info().Str("addr", s.natsSrv.Addr().String()).Str("store", s.opts.DataDir).
+			Bool("auth", users != nil).Bool("tls", s.opts.NATSServerTLSCert != "").
 			Dur("took", time.Since(t0)).Msg("embedded NATS server started")
+		if users != nil {
+			users.logUsers(s.log, s.natsSrv.ClientURL(), natsNames{subject: s.opts.Subject, stream: s.opts.Stream})
+		}
+	} else {
+		o, err := s.opts.NATSClient.Options()
+		if err != nil {
+			return err
+		}
+		connOpts = append(connOpts, o...)
 	}
 	connOpts = append(connOpts,
 		nats.Name("bidpulse "+s.opts.Instance),
@@ -282,7 +309,7 @@ func (s *Service) Start() (err error) {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			s.ingest.Connected(nc)
-			s.log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("NATS reconnected")
+			s.log.Info().Str("url", natsauth.Redact(nc.ConnectedUrl())).Msg("NATS reconnected")
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			s.throttledLog.Warn("nats", "NATS error (a slow consumer drops messages: counted in dropped_messages in core mode; in JetStream mode they are delivered again)", err)
@@ -291,7 +318,7 @@ func (s *Service) Start() (err error) {
 	t0 := time.Now()
 	s.nc, err = nats.Connect(url, connOpts...)
 	if err != nil {
-		return fmt.Errorf("cannot connect to NATS at %s: %w", url, err)
+		return fmt.Errorf("cannot connect to NATS at %s: %w", natsauth.Redact(url), err)
 	}
 	s.ingest.Connected(s.nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -332,14 +359,14 @@ func (s *Service) Start() (err error) {
 			return err
 		}
 		st, _ := s.ingest.Stream()
-		s.log.Info().Str("url", s.nc.ConnectedUrlRedacted()).Str("stream", s.opts.Stream).Str("subject", s.opts.Subject).
+		s.log.Info().Str("url", natsauth.Redact(s.nc.ConnectedUrl())).Str("stream", s.opts.Stream).Str("subject", s.opts.Subject).
 			Str("consumer", st.Consumer).Uint64("from_seq", st.StartSeq).Uint64("to_seq", st.TargetSeq).
 			Str("mode", "jetstream").Dur("took", time.Since(t0)).Msg("consuming events")
 	} else {
 		if err := s.ingest.Consume(ctx, 0); err != nil {
 			return err
 		}
-		s.log.Info().Str("url", s.nc.ConnectedUrlRedacted()).Str("subject", s.opts.Subject).
+		s.log.Info().Str("url", natsauth.Redact(s.nc.ConnectedUrl())).Str("subject", s.opts.Subject).
 			Str("mode", "core").Dur("took", time.Since(t0)).Msg("subscribed to events")
 	}
 

@@ -44,9 +44,10 @@ const (
 	Bucket       = "bidpulse_control"
 	AuditSubject = "bidpulse.audit"
 	AuditStream  = "BIDPULSE_AUDIT"
-	killKey      = "killswitch"
-	overridePre  = "override."
-	policyPre    = "policy."
+	// KillKey is the kill switch's key in the bucket.
+	KillKey     = "killswitch"
+	overridePre = "override."
+	policyPre   = "policy."
 	// keyFile is the control key's file in the data dir when Options.Key
 	// is not given.
 	keyFile = "control.key"

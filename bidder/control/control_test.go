@@ -153,8 +153,8 @@ func TestForgedRecordsAreRejected(t *testing.T) {
 		{"country lower-case", overrideKVKey(overrideKey(t, tc.Control, "campaign/country", map[string]string{"campaign": "c1", "country": "us"})),
 			`{"level":"campaign/country","dims":{"campaign":"c1","country":"us"},"multiplier":1,"set_by":"x","set_at_ms":1}`, "override"},
 		{"expiry beyond a year", kvKey, strings.Replace(valid, `"set_at_ms":1`, `"set_at_ms":1,"expires_at_ms":99999999999999`, 1), "override"},
-		{"long reason", killKey, `{"enabled":true,"reason":"` + strings.Repeat("x", 2000) + `","set_by":"x","set_at_ms":1}`, "killswitch"},
-		{"kill switch not a bool", killKey, `{"enabled":"yes","set_by":"x","set_at_ms":1}`, "killswitch"},
+		{"long reason", KillKey, `{"enabled":true,"reason":"` + strings.Repeat("x", 2000) + `","set_by":"x","set_at_ms":1}`, "killswitch"},
+		{"kill switch not a bool", KillKey, `{"enabled":"yes","set_by":"x","set_at_ms":1}`, "killswitch"},
 		{"policy of another campaign", policyKVKey("c1"), `{"campaign":"c2","policy":{},"set_by":"x","set_at_ms":1}`, "policy"},
 		{"policy min above max", policyKVKey("c1"), `{"campaign":"c1","policy":{"min":2,"max":1.5},"set_by":"x","set_at_ms":1}`, "policy"},
 		{"policy not a policy", policyKVKey("c1"), `{"campaign":"c1","policy":{"maxx":2},"set_by":"x","set_at_ms":1}`, "policy"},
@@ -200,14 +200,14 @@ func TestForgedRecordsAreRejected(t *testing.T) {
 // stream, audit.log and the service log) under the NATS identity.
 func TestKillSwitchFromNATSIsAudited(t *testing.T) {
 	tc := startControl(t, startNATS(t), nil, 0)
-	if _, err := tc.kv.Put(t.Context(), killKey, []byte(`{"enabled":true,"reason":"from the CLI","set_by":"ceo","set_at_ms":5}`)); err != nil {
+	if _, err := tc.kv.Put(t.Context(), KillKey, []byte(`{"enabled":true,"reason":"from the CLI","set_by":"ceo","set_at_ms":5}`)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "kill switch on", tc.Killed)
 	if k := tc.KillSwitch(); k.SetBy != NATSIdentity || k.Reason != "from the CLI" {
 		t.Fatalf("unexpected kill switch: %+v", k)
 	}
-	if err := tc.kv.Delete(t.Context(), killKey); err != nil {
+	if err := tc.kv.Delete(t.Context(), KillKey); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "kill switch off", func() bool { return !tc.Killed() })

@@ -56,7 +56,7 @@ func (c *Control) SetKillSwitch(k KillRecord) error {
 	}
 	// Read before the put: the KV watcher may apply the new value first.
 	old := c.killInfo.Load()
-	rev, err := c.put(killKey, &k)
+	rev, err := c.put(KillKey, &k)
 	if err != nil {
 		return err
 	}

@@ -134,7 +134,7 @@ func (c *Control) apply(e jetstream.KeyValueEntry, live bool) {
 	deleted := e.Operation() != jetstream.KeyValuePut
 	rev := e.Revision()
 	switch {
-	case key == killKey:
+	case key == KillKey:
 		if deleted {
 			c.applyKill(&KillRecord{SetBy: NATSIdentity, SetAtMs: c.now()}, live, rev, false)
 			return
