@@ -7,6 +7,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/bidpulse/bidpulse/bidder/natsauth"
 )
 
 // Scenarios.
@@ -50,6 +52,10 @@ type Options struct {
 	// NATSURL is the NATS server the service consumes from; with Spawn it is the spawned
 	// service's (its embedded server, or SpawnOptions.NATSURL).
 	NATSURL string
+	// NATSClient is how the bench authenticates to the NATS server and verifies it. With a
+	// Spawn on its embedded server, a zero NATSClient takes the producer's seed the service
+	// generated, if it runs with authentication (--spawn-args --nats-auth=on).
+	NATSClient natsauth.Config
 	// Subject is where events are published (default bidpulse.events.bench).
 	Subject string
 	// Publish is PublishAuto (default), PublishJetStream or PublishCore.

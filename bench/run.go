@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bidpulse/bidpulse/bidder/natsauth"
 )
 
 // Run runs the bench o describes and returns its report, after printing the live lines and
@@ -110,7 +112,11 @@ func (r *runner) setup(ctx context.Context) error {
 		}
 		r.target, r.natsURL = "http://"+r.svc.httpAddr, r.svc.natsURL
 		r.notice("spawned bidpulse: pid %d, http %s, nats %s, dir %s, ready in %s",
-			r.svc.pid(), r.svc.httpAddr, r.svc.natsURL, r.svc.dir, time.Since(t0).Round(time.Millisecond))
+			r.svc.pid(), r.svc.httpAddr, natsauth.Redact(r.svc.natsURL), r.svc.dir, time.Since(t0).Round(time.Millisecond))
+		if seed := r.svc.producerSeed(); seed != "" && !o.NATSClient.HasAuth() && sp.NATSURL == "" {
+			o.NATSClient.NkeyFile = seed
+			r.notice("the spawned service's NATS requires authentication: publishing as its producer user (%s)", seed)
+		}
 	}
 	if r.pin.generator != "" {
 		if err := pinSelf(r.pin.generator); err != nil {
@@ -152,12 +158,18 @@ func (r *runner) connectNATS(ctx context.Context) error {
 		url = nats.DefaultURL
 		r.natsURL = url
 	}
-	var err error
-	r.nc, err = nats.Connect(url, nats.Name("bidpulse bench "+o.RunID),
-		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
-		nats.ReconnectBufSize(256<<20))
+	if err := o.NATSClient.CheckURL(url); err != nil {
+		return err
+	}
+	opts, err := o.NATSClient.Options()
 	if err != nil {
-		return fmt.Errorf("cannot connect to NATS at %s: %w", url, err)
+		return err
+	}
+	r.nc, err = nats.Connect(url, append(opts, nats.Name("bidpulse bench "+o.RunID),
+		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
+		nats.ReconnectBufSize(256<<20))...)
+	if err != nil {
+		return fmt.Errorf("cannot connect to NATS at %s: %w", natsauth.Redact(url), err)
 	}
 	mode := o.Publish
 	if mode == PublishAuto {
@@ -211,7 +223,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	o := &r.o
 	r.rep = &Report{
 		Version: ReportVersion, RunID: o.RunID, Scenario: o.Scenario, Started: time.Now().UTC(),
-		Target: r.target, NATSURL: r.natsURL, Publish: r.pubMode, Spawned: r.svc != nil,
+		Target: r.target, NATSURL: natsauth.Redact(r.natsURL), Publish: r.pubMode, Spawned: r.svc != nil,
 		Pinning: r.pin.note, Settings: r.settings(), Notes: []string{},
 		Machine: Machine{CPUs: runtime.NumCPU(), CPUModel: cpuModel(), OS: runtime.GOOS, Arch: runtime.GOARCH,
 			Go: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0)},

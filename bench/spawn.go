@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/bidpulse/bidpulse/bidder"
+	"github.com/bidpulse/bidpulse/bidder/natsauth"
 )
 
 // SpawnOptions configure a bidpulse started by the bench as a child process for the run.
@@ -30,6 +33,9 @@ type SpawnOptions struct {
 	// NATSURL, when set, makes the service use that NATS server (--nats-url) instead of its
 	// embedded one.
 	NATSURL string
+	// NATSClient is how the service authenticates to the NATS server of NATSURL (ignored
+	// without it). It is passed in the child's environment, never on its command line.
+	NATSClient natsauth.Config
 	// Keep keeps the temporary directory (data dir and service log) after the run.
 	Keep bool
 	// Env are extra environment variables of the child.
@@ -232,6 +238,7 @@ type spawnedService struct {
 	*child
 	exe      string
 	dir      string
+	dataDir  string
 	httpAddr string
 	natsURL  string // the NATS server the service and the bench use
 }
@@ -260,9 +267,15 @@ func newSpawnedService(o SpawnOptions, cpus string) (*spawnedService, error) {
 		"--data-dir", filepath.Join(dir, "data"),
 		"--instance", "bench",
 	}
-	s := &spawnedService{exe: exe, dir: dir, httpAddr: "127.0.0.1:" + strconv.Itoa(httpPort)}
+	s := &spawnedService{exe: exe, dir: dir, dataDir: filepath.Join(dir, "data"), httpAddr: "127.0.0.1:" + strconv.Itoa(httpPort)}
+	var env []string
 	if o.NATSURL != "" {
-		args = append(args, "--nats-url", o.NATSURL)
+		if natsauth.URLCredentials(o.NATSURL) != "" {
+			env = append(env, "BIDPULSE_NATS_URL="+o.NATSURL) // not in argv: it carries a secret
+		} else {
+			args = append(args, "--nats-url", o.NATSURL)
+		}
+		env = append(env, natsClientEnv(o.NATSClient)...)
 		s.natsURL = o.NATSURL
 	} else {
 		natsPort, err := freePort()
@@ -280,11 +293,38 @@ func newSpawnedService(o SpawnOptions, cpus string) (*spawnedService, error) {
 	s.child = &child{
 		name:    "spawned bidpulse",
 		argv:    withTaskset(cpus, args),
-		env:     append([]string{"GODEBUG=gctrace=1"}, o.Env...),
+		env:     append(append([]string{"GODEBUG=gctrace=1"}, env...), o.Env...),
 		logPath: filepath.Join(dir, "service.log"),
 		gc:      &gcStats{},
 	}
 	return s, nil
+}
+
+// natsClientEnv is c as the environment of a bidpulse child: every setting, the empty ones
+// included, so that the child's are c's whatever the bench's own environment holds.
+func natsClientEnv(c natsauth.Config) []string {
+	return []string{
+		"BIDPULSE_NATS_CREDS=" + c.CredsFile,
+		"BIDPULSE_NATS_NKEY=" + c.NkeyFile,
+		"BIDPULSE_NATS_USER=" + c.User,
+		"BIDPULSE_NATS_PASSWORD=" + c.Password,
+		"BIDPULSE_NATS_PASSWORD_FILE=" + c.PasswordFile,
+		"BIDPULSE_NATS_TOKEN=" + c.Token,
+		"BIDPULSE_NATS_TOKEN_FILE=" + c.TokenFile,
+		"BIDPULSE_NATS_TLS_CA=" + c.TLSCA,
+		"BIDPULSE_NATS_TLS_CERT=" + c.TLSCert,
+		"BIDPULSE_NATS_TLS_KEY=" + c.TLSKey,
+	}
+}
+
+// producerSeed returns the producer's nkey seed file the service generated for its embedded
+// server, or "" when there is none (it runs without authentication, or with --nats-url).
+func (s *spawnedService) producerSeed() string {
+	p := bidder.NATSSeedFile(s.dataDir, bidder.NATSUserProducer)
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
 }
 
 // remove deletes the service's directory.

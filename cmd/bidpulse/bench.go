@@ -67,6 +67,7 @@ func runBench(args []string) error {
 	fs.StringVar(&o.Target, "target", "http://127.0.0.1:8080", "base URL of a running bidpulse (ignored with --spawn)")
 	fs.StringVar(&o.NATSURL, "nats-url", "", "NATS server of the service (default: the spawned service's, or nats://127.0.0.1:4222); with --spawn, the service uses it too")
 	fs.StringVar(&o.Subject, "subject", "bidpulse.events.bench", "subject to publish events on")
+	natsClient := natsClientFlags(fs)
 	fs.StringVar(&o.Publish, "publish", bench.PublishAuto, "event publishing: auto (JetStream when a stream captures the subject), jetstream (acknowledged, Nats-Msg-Id) or core")
 	fs.BoolVar(&f.spawn, "spawn", false, "start a bidpulse serve child process on free loopback ports with a temporary data dir, and stop it after")
 	fs.StringVar(&f.spawnArgs, "spawn-args", "", "extra flags of the spawned `bidpulse serve`, space-separated")
@@ -127,6 +128,10 @@ func runBench(args []string) error {
 	}
 	if o.Scenario == bench.ScenarioProduction {
 		productionFlags(fs, &o, &f)
+	}
+	o.NATSClient = *natsClient
+	for _, w := range natsSecretWarnings(args, o.NATSURL) {
+		fmt.Fprintf(os.Stderr, "warning: %s\n", w)
 	}
 	if err := f.apply(&o); err != nil {
 		return err
@@ -199,7 +204,7 @@ func (f *benchFlags) apply(o *bench.Options) error {
 		o.BidRate = v
 	}
 	if f.spawn {
-		o.Spawn = &bench.SpawnOptions{Args: strings.Fields(f.spawnArgs), JetStream: f.jetstream, NATSURL: o.NATSURL, Keep: f.keep}
+		o.Spawn = &bench.SpawnOptions{Args: strings.Fields(f.spawnArgs), JetStream: f.jetstream, NATSURL: o.NATSURL, NATSClient: o.NATSClient, Keep: f.keep}
 	} else if f.spawnArgs != "" || f.jetstream != "" || f.keep {
 		return errors.New("--spawn-args, --jetstream and --keep need --spawn")
 	}

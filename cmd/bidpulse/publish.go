@@ -18,6 +18,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/bidpulse/bidpulse/bench"
+	"github.com/bidpulse/bidpulse/bidder/natsauth"
 )
 
 // maxLine bounds one NDJSON line (and one JSON document read from a file).
@@ -38,6 +39,7 @@ type publishOptions struct {
 	runID     string
 	jetstream string
 	retryFor  time.Duration
+	auth      *natsauth.Config
 }
 
 func runPublish(args []string) error {
@@ -61,6 +63,7 @@ Publishes events to NATS: JSON (one object or an array) or NDJSON from
 	fs.StringVar(&o.runID, "run-id", "", "prefix of synthetic event ids (default: derived from the start time, unique per run)")
 	fs.StringVar(&o.jetstream, "jetstream", "auto", "auto: acknowledged JetStream publishes when a stream captures the subject, else core; true; false")
 	fs.DurationVar(&o.retryFor, "retry-for", 2*time.Minute, "how long to retry a JetStream publish that is not acknowledged (e.g. during a NATS restart)")
+	o.auth = natsClientFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -73,9 +76,19 @@ Publishes events to NATS: JSON (one object or an array) or NDJSON from
 	if !strings.HasPrefix(o.subject, "bidpulse.events.") {
 		fmt.Fprintf(os.Stderr, "warning: subject %q is outside bidpulse.events.>; the default service subscription will not see it\n", o.subject)
 	}
-	nc, err := nats.Connect(o.natsURL, nats.Name("bidpulse publish"), nats.MaxReconnects(-1))
+	for _, w := range natsSecretWarnings(args, o.natsURL) {
+		fmt.Fprintf(os.Stderr, "warning: %s\n", w)
+	}
+	if err := o.auth.CheckURL(o.natsURL); err != nil {
+		return err
+	}
+	authOpts, err := o.auth.Options()
 	if err != nil {
-		return fmt.Errorf("cannot connect to NATS at %s (is `bidpulse serve` running?): %w", o.natsURL, err)
+		return err
+	}
+	nc, err := nats.Connect(o.natsURL, append(authOpts, nats.Name("bidpulse publish"), nats.MaxReconnects(-1))...)
+	if err != nil {
+		return fmt.Errorf("cannot connect to NATS at %s (is `bidpulse serve` running?): %w", natsauth.Redact(o.natsURL), err)
 	}
 	defer nc.Close()
 	snd, err := newSender(nc, &o)
@@ -111,7 +124,7 @@ func publishSynthetic(snd *sender, o *publishOptions) error {
 		Seed: o.seed, RunID: runID,
 	})
 	fmt.Fprintf(os.Stderr, "publishing synthetic traffic to %s on %s (%s): %d events/s for %s, batches of %d\n",
-		snd.nc.ConnectedUrlRedacted(), o.subject, snd.mode(), o.rate, o.duration, o.batch)
+		natsauth.Redact(snd.nc.ConnectedUrl()), o.subject, snd.mode(), o.rate, o.duration, o.batch)
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()

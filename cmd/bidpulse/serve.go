@@ -23,6 +23,12 @@ func runServe(args []string) error {
 	fs.StringVar(&o.HTTPAddr, "http-addr", ":8080", "HTTP API listen address")
 	fs.StringVar(&o.NATSURL, "nats-url", "", "NATS server or cluster URLs, comma-separated; empty: run an embedded NATS server")
 	fs.StringVar(&o.NATSAddr, "nats-addr", "127.0.0.1:4222", "listen address of the embedded NATS server (port -1: random)")
+	fs.StringVar(&o.NATSServerAuth, "nats-auth", bidder.NATSAuthAuto, "embedded NATS server: require authentication: on, off, or auto (on when --nats-addr is not loopback); "+
+		"its users' nkey seeds are generated under --data-dir/nats-auth at the first start")
+	fs.BoolVar(&o.NATSServerInsecure, "nats-insecure", false, "embedded NATS server: allow listening beyond loopback without authentication (refused otherwise)")
+	fs.StringVar(&o.NATSServerTLSCert, "nats-server-tls-cert", "", "embedded NATS server: PEM certificate of its listener, which then requires TLS (with --nats-server-tls-key)")
+	fs.StringVar(&o.NATSServerTLSKey, "nats-server-tls-key", "", "embedded NATS server: PEM key of --nats-server-tls-cert")
+	natsClient := natsClientFlags(fs)
 	fs.StringVar(&o.DataDir, "data-dir", "./data", "directory for the embedded NATS server's JetStream store")
 	fs.StringVar(&o.Subject, "subject", "bidpulse.events.>", "NATS subject of the events (must not match bidpulse.dlq)")
 	fs.StringVar(&o.Instance, "instance", "", "name of this replica (default: the host name)")
@@ -65,6 +71,10 @@ func runServe(args []string) error {
 	log, err := newLogger(*logLevel, *logFormat)
 	if err != nil {
 		return err
+	}
+	o.NATSClient = *natsClient
+	for _, w := range natsSecretWarnings(args, o.NATSURL) {
+		log.Warn().Msg(w)
 	}
 	if o.DedupSize, err = parseBytes(*dedupSize); err != nil {
 		return fmt.Errorf("invalid --dedup-size: %w", err)
