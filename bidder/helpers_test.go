@@ -53,7 +53,10 @@ func startTestService(t *testing.T, edit func(o *Options)) *testEnv {
 	if url == "" {
 		url = o.NATSURL
 	}
-	var connOpts []nats.Option
+	connOpts, err := o.NATSClient.Options() // the external server's credentials, if any
+	if err != nil {
+		t.Fatal(err)
+	}
 	if svc.opts.natsAuth {
 		// The embedded server requires authentication: the test
 		// publishes as a producer.

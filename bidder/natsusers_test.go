@@ -414,6 +414,33 @@ func TestNATSAuthServiceWorks(t *testing.T) {
 	}
 }
 
+// Core mode with authentication: the producer's events reach the service's
+// subscription across the accounts. And a second instance shares the first
+// one's embedded server as the bidpulse user (--nats-url, --nats-nkey).
+func TestNATSAuthCoreModeAndSecondInstance(t *testing.T) {
+	core := startAuthService(t, func(o *Options) { o.JetStream = JetStreamFalse })
+	core.publish(t, ev("i1", "impression", testNow, "c1", "", ""))
+	core.waitReceived(t, 1)
+
+	first := startAuthService(t, func(o *Options) { o.AdminToken = "tok" })
+	seed := NATSSeedFile(first.svc.opts.DataDir, NATSUserService)
+	second := startTestService(t, func(o *Options) {
+		o.AdminToken = "tok"
+		o.Instance = "second"
+		o.NATSURL = first.svc.NATSURL()
+		o.NATSClient = natsauth.Config{NkeyFile: seed}
+	})
+	if code, b := second.do(t, "PUT", "/v1/overrides", "tok", `{"campaign":"c1","multiplier":1.5}`); code != 200 {
+		t.Fatalf("unexpected status of an override %d: %s", code, b)
+	}
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if m := first.getJSON(t, "/v1/multiplier?campaign=c1", 200); m["multiplier"] != 1.5 {
+			return fmt.Errorf("first instance answers %v", m["multiplier"])
+		}
+		return nil
+	})
+}
+
 // The monitor reads the state and changes nothing.
 func TestNATSAuthMonitorReadsOnly(t *testing.T) {
 	e := startAuthService(t, func(o *Options) { o.AdminToken = "tok" })
