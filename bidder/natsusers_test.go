@@ -249,6 +249,16 @@ func TestNATSAuthProducerLeastPrivilege(t *testing.T) {
 		prod.expectRefused(t, "Subscription to", s)
 	}
 
+	// Purge the stream with a rollup header on an event: the stream does
+	// not allow rollups.
+	roll := &nats.Msg{Subject: "bidpulse.events.test", Header: nats.Header{}, Data: []byte(ev("roll", "impression", testNow, "c1", "", "p1"))}
+	roll.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupAll)
+	if _, err := prod.js.PublishMsg(ctx, roll); err == nil {
+		t.Fatal("unexpected success of a rollup by the producer")
+	} else {
+		t.Logf("rollup refused: %v", err)
+	}
+
 	// Reply-subject injection: events the producer may publish, each with
 	// a reply subject naming what the stream's acknowledgement would
 	// overwrite if it were delivered in the service's account.
