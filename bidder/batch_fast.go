@@ -48,8 +48,9 @@ var (
 )
 
 // answerBatchFast answers POST /v1/multipliers on the fast path; false, with nothing written,
-// when the general path must answer.
-func (s *Service) answerBatchFast(ctx *fasthttp.RequestCtx) bool {
+// when the general path must answer. With denyExplain, an item asking for explain gets
+// errExplainToken, as on the general path.
+func (s *Service) answerBatchFast(ctx *fasthttp.RequestCtx, denyExplain bool) bool {
 	if batchFastOff.Load() {
 		return false
 	}
@@ -67,6 +68,10 @@ func (s *Service) answerBatchFast(ctx *fasthttp.RequestCtx) bool {
 		it := &bs.items[i]
 		if i > 0 {
 			out = append(out, ',')
+		}
+		if it.explain && denyExplain {
+			out = appendItemError(out, errExplainToken)
+			continue
 		}
 		if err := sc.setItem(body, it); err != nil {
 			// Not reached while scanItem refuses every value setDim refuses;

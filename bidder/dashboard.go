@@ -14,7 +14,9 @@ import (
 // style sheet and the service facts it needs (dashboard/meta). The page
 // reads everything else from the public API: /v1/snapshot/stream,
 // /readyz, /v1/multiplier, /v1/rates and, with the admin token an operator
-// types in, /v1/overrides.
+// types in, /v1/overrides. With a read token configured, the page and
+// these files stay open (they hold no data) and the operator types the
+// read or admin token in to see the data.
 
 const dashboardPrefix = "/dashboard/"
 
@@ -107,6 +109,8 @@ func (s *Service) handleDashboardMeta(ctx *fasthttp.RequestCtx) {
 	b = appendFloat(b, s.control.Policies().Default.Max)
 	b = append(b, `},"admin":`...)
 	b = strconv.AppendBool(b, len(s.adminTokens) > 0)
+	b = append(b, `,"read_token":`...)
+	b = strconv.AppendBool(b, len(s.readTokens) > 0)
 	b = append(b, `,"sse_interval_ms":`...)
 	b = strconv.AppendInt(b, s.sse.interval.Milliseconds(), 10)
 	b = append(b, `,"max_streams":`...)

@@ -56,7 +56,10 @@ var batchParserPool fastjson.ParserPool
 // The common shape takes the fast path (batch_fast.go); what follows is the
 // general path, which answers everything else.
 func (s *Service) handleMultipliers(ctx *fasthttp.RequestCtx) {
-	if s.answerBatchFast(ctx) {
+	// explain carries the policy's inputs: with a read token configured, an
+	// item asking for it needs the token (http_auth.go).
+	denyExplain := s.explainDenied(ctx)
+	if s.answerBatchFast(ctx, denyExplain) {
 		return
 	}
 	p := batchParserPool.Get()
@@ -84,6 +87,9 @@ func (s *Service) handleMultipliers(ctx *fasthttp.RequestCtx) {
 			out = append(out, ',')
 		}
 		explain, err := sc.parseItem(item)
+		if err == nil && explain && denyExplain {
+			err = errExplainToken
+		}
 		if err != nil {
 			out = appendItemError(out, err)
 			continue

@@ -2,34 +2,83 @@ package bidder
 
 import (
 	"errors"
+	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 )
 
+// Defaults of the HTTP options (the serve flags show them too).
 const (
-	// maxBodySize bounds every request body (POST /v1/multipliers, PUT
-	// /v1/overrides); larger bodies get a JSON 413.
-	maxBodySize = 1 << 20
-	// readBufferSize bounds request headers, long query strings included.
-	readBufferSize = 64 << 10
+	DefaultHTTPMaxConns       = 8192
+	DefaultHTTPMaxConnsPerIP  = 1024
+	DefaultHTTPReadTimeout    = 10 * time.Second
+	DefaultHTTPIdleTimeout    = time.Minute
+	DefaultHTTPMaxHeaderBytes = 16 << 10
+
+	minHTTPMaxHeaderBytes = 4 << 10
 )
 
+// httpDefaults sets the HTTP fields of o left zero to their defaults, or
+// returns an error naming the first invalid one.
+func (o *Options) httpDefaults() error {
+	if o.HTTPMaxConns == 0 {
+		o.HTTPMaxConns = DefaultHTTPMaxConns
+	}
+	if o.HTTPMaxConnsPerIP == 0 {
+		o.HTTPMaxConnsPerIP = DefaultHTTPMaxConnsPerIP
+	}
+	if o.HTTPReadTimeout == 0 {
+		o.HTTPReadTimeout = DefaultHTTPReadTimeout
+	}
+	if o.HTTPReadTimeout < 0 {
+		return fmt.Errorf("invalid http-read-timeout %s: must be positive", o.HTTPReadTimeout)
+	}
+	if o.HTTPIdleTimeout == 0 {
+		o.HTTPIdleTimeout = DefaultHTTPIdleTimeout
+	}
+	if o.HTTPIdleTimeout < 0 {
+		return fmt.Errorf("invalid http-idle-timeout %s: must be positive", o.HTTPIdleTimeout)
+	}
+	if o.HTTPMaxHeaderBytes == 0 {
+		o.HTTPMaxHeaderBytes = DefaultHTTPMaxHeaderBytes
+	}
+	if o.HTTPMaxHeaderBytes < minHTTPMaxHeaderBytes {
+		return fmt.Errorf("invalid http-max-header-bytes %d: must be at least %d (4 KiB)", o.HTTPMaxHeaderBytes, minHTTPMaxHeaderBytes)
+	}
+	return nil
+}
+
 func (s *Service) newHTTPServer() *fasthttp.Server {
+	o := &s.opts
+	concurrency := 0 // fasthttp's default, 256 Ki connections
+	if o.HTTPMaxConns > 0 {
+		// The listener refuses past HTTPMaxConns with a JSON answer; a
+		// margin keeps fasthttp's own plain-text refusal out of reach while
+		// closed connections are still being counted down.
+		concurrency = o.HTTPMaxConns + o.HTTPMaxConns/8 + 16
+	}
 	return &fasthttp.Server{
 		Handler:               s.serveHTTP,
 		ErrorHandler:          s.serveHTTPError,
+		HeaderReceived:        s.headerReceived,
+		ExpectHandler:         s.expectContinue,
 		Name:                  "bidpulse",
-		ReadBufferSize:        readBufferSize,
+		Concurrency:           concurrency,
+		ReadBufferSize:        o.HTTPMaxHeaderBytes,
 		MaxRequestBodySize:    maxBodySize,
-		ReadTimeout:           10 * time.Second,
+		ReadTimeout:           o.HTTPReadTimeout,
 		WriteTimeout:          10 * time.Second,
-		IdleTimeout:           2 * time.Minute,
+		IdleTimeout:           o.HTTPIdleTimeout,
 		NoDefaultServerHeader: false,
 		NoDefaultContentType:  true,
 		CloseOnShutdown:       true,
-		Logger:                fasthttpLogger{s},
+		// Multipart bodies are not part of the API: never parse one.
+		DisablePreParseMultipartForm: true,
+		SecureErrorLogMessage:        true,
+		Logger:                       fasthttpLogger{s},
 	}
 }
 
@@ -39,118 +88,156 @@ func (l fasthttpLogger) Printf(format string, args ...any) {
 	l.s.log.Debug().Msgf(format, args...)
 }
 
-// serveHTTPError answers requests fasthttp could not parse, as JSON.
+// serveHTTPError answers requests fasthttp could not read or parse, as
+// JSON, and closes their connection (fasthttp does).
 func (s *Service) serveHTTPError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
+	g := s.guard
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large: the limit is 1 MiB")
+		h := &ctx.Request.Header
+		if h.ContentLength() <= 0 {
+			// A body without a Content-Length: a chunked one, past the 1
+			// byte headerReceived gives it (fasthttp has reset the header
+			// by now, so its route is not known).
+			g.refuse(ctx, refusedTransferEncoding, fasthttp.StatusLengthRequired, msgTransferEncoding)
+			break
+		}
+		path := uriPath(h.RequestURI())
+		limit := bodyLimitOf(h)
+		if route := routeOf(path); limit == 0 && route != routeOther && methodRuleOf(route, path, h.Method()) == nil {
+			// A method the route does not answer: say that, not the size.
+			rr := &routeRules[route]
+			ctx.Response.Header.Set("Allow", rr.allow)
+			g.refuse(ctx, refusedBody, fasthttp.StatusMethodNotAllowed, "method "+string(h.Method())+" not allowed; use "+rr.allow)
+			break
+		}
+		if limit == 0 {
+			g.refuse(ctx, refusedBody, fasthttp.StatusRequestEntityTooLarge, "request body too large: "+string(h.Method())+" "+string(path)+" takes no body")
+			break
+		}
+		g.refuse(ctx, refusedBodyTooLarge, fasthttp.StatusRequestEntityTooLarge,
+			"request body too large: the limit of "+string(h.Method())+" "+string(path)+" is "+sizeName(limit))
 	case errors.As(err, &small):
-		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request headers or query string too large: the limit is 64 KiB")
+		g.refuse(ctx, refusedHeadersTooLarge, fasthttp.StatusRequestHeaderFieldsTooLarge,
+			"request headers or query string too large: the limit is "+sizeName(g.maxHeaderBytes))
 	default:
 		var te interface{ Timeout() bool }
 		if errors.As(err, &te) && te.Timeout() {
-			writeError(ctx, fasthttp.StatusRequestTimeout, "request timeout")
-			return
+			g.refuse(ctx, refusedTimeout, fasthttp.StatusRequestTimeout, "request timeout: the request was not received within "+s.opts.HTTPReadTimeout.String())
+			break
 		}
-		writeError(ctx, fasthttp.StatusBadRequest, "cannot parse request: "+err.Error())
+		g.refuse(ctx, refusedUnparsable, fasthttp.StatusBadRequest, "cannot parse request: "+err.Error())
 	}
 	s.http.count(routeOther, ctx.Response.StatusCode())
 }
 
+// sizeName writes a byte size as the docs do: 1 MiB, 64 KiB, 100 bytes.
+func sizeName(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.Itoa(n>>20) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.Itoa(n>>10) + " KiB"
+	}
+	return strconv.Itoa(n) + " bytes"
+}
+
+// serveHTTP is the router: it finds the request's route in routeRules,
+// checks the request against it (checkRequest: framing and sizes; the
+// method; checkParams: the query parameters; the read token), and only then
+// calls the route's handler.
 func (s *Service) serveHTTP(ctx *fasthttp.RequestCtx) {
 	path := ctx.Path()
-	route := routeOther
-	switch string(path) {
-	case "/v1/multiplier":
-		route = routeMultiplier
-		if s.allow(ctx, "GET") {
-			s.handleMultiplier(ctx)
-			s.observeBid(ctx.Time())
+	route := routeOf(path)
+	m := methodRuleOf(route, path, ctx.Method())
+	if s.checkRequest(ctx, route, m) && s.routeAllowed(ctx, route, m) {
+		if s.opts.routeHook != nil {
+			s.opts.routeHook(route)
 		}
-	case "/v1/multipliers":
-		route = routeMultipliers
-		if s.allow(ctx, "POST") {
-			s.handleMultipliers(ctx)
-			s.observeBatch(ctx.Time())
-		}
-	case "/v1/rates":
-		route = routeRates
-		if s.allow(ctx, "GET") {
-			s.handleRates(ctx)
-		}
-	case "/v1/snapshot":
-		route = routeSnapshot
-		if s.allow(ctx, "GET") {
-			s.handleSnapshot(ctx)
-		}
-	case "/v1/snapshot/stream":
-		route = routeSnapshotStream
-		if s.allow(ctx, "GET") {
-			s.handleSnapshotStream(ctx)
-		}
-	case "/v1/stats":
-		route = routeStats
-		if s.allow(ctx, "GET") {
-			s.handleStats(ctx)
-		}
-	case "/v1/overrides":
-		route = routeOverrides
-		if s.allow(ctx, "GET", "PUT", "DELETE") {
-			s.handleOverrides(ctx)
-		}
-	case "/v1/policies":
-		route = routePolicies
-		if s.allow(ctx, "GET", "PUT", "DELETE") {
-			s.handlePolicies(ctx)
-		}
-	case "/v1/killswitch":
-		route = routeKillSwitch
-		if s.allow(ctx, "GET", "PUT") {
-			s.handleKillSwitch(ctx)
-		}
-	case "/v1/audit":
-		route = routeAudit
-		if s.allow(ctx, "GET") {
-			s.handleAudit(ctx)
-		}
-	case "/metrics":
-		route = routeMetrics
-		if s.allow(ctx, "GET") {
-			ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
-			sc := getMetricsScrape()
-			s.metrics.WritePrometheus(sc)
-			// The process's and the Go runtime's series (memory, GC,
-			// goroutines, CPU): process-wide, the same for every
-			// service of a process.
-			metrics.WriteProcessMetrics(sc)
-			// Every family's HELP line gets its text (metrics_help.go).
-			ctx.Write(sc.described())
-			putMetricsScrape(sc)
-		}
-	case runtimeStatsPath:
-		s.serveRuntimeStats(ctx)
-	case "/healthz":
-		route = routeHealthz
-		if s.allow(ctx, "GET") {
-			writeJSON(ctx, fasthttp.StatusOK, append(make([]byte, 0, 512), `{"status":"ok"}`...))
-		}
-	case "/readyz":
-		route = routeReadyz
-		if s.allow(ctx, "GET") {
-			s.handleReadyz(ctx)
-		}
-	default:
-		if isDashboardPath(path) {
-			route = routeDashboard
-			if s.allow(ctx, "GET") {
-				s.handleDashboard(ctx, path)
-			}
-			break
-		}
-		writeError(ctx, fasthttp.StatusNotFound, "not found: "+string(path))
+		s.dispatch(ctx, route, path)
 	}
 	s.http.count(route, ctx.Response.StatusCode())
+}
+
+// routeAllowed answers 404, 405, 400 (a query parameter the route does not
+// take) or 401 (the read token) and returns false, or returns true.
+func (s *Service) routeAllowed(ctx *fasthttp.RequestCtx, route int, m *methodRule) bool {
+	if route == routeOther {
+		writeError(ctx, fasthttp.StatusNotFound, "not found: "+string(ctx.Path()))
+		return false
+	}
+	if m == nil {
+		rr := &routeRules[route]
+		ctx.Response.Header.Set("Allow", rr.allow)
+		writeError(ctx, fasthttp.StatusMethodNotAllowed, "method "+string(ctx.Method())+" not allowed; use "+rr.allow)
+		return false
+	}
+	if !checkParams(ctx, m) {
+		return false
+	}
+	if m.auth == authRead {
+		return s.checkRead(ctx)
+	}
+	if route == routeMultiplier && len(s.readTokens) > 0 {
+		// explain carries the policy's inputs (targets, budgets): it needs
+		// the read token. An invalid value is the handler's 400.
+		if v := ctx.QueryArgs().Peek("explain"); v != nil {
+			if on, ok := parseBool(v); ok && on {
+				return s.checkRead(ctx)
+			}
+		}
+	}
+	return true
+}
+
+// dispatch calls the handler of route.
+func (s *Service) dispatch(ctx *fasthttp.RequestCtx, route int, path []byte) {
+	switch route {
+	case routeMultiplier:
+		s.handleMultiplier(ctx)
+		s.observeBid(ctx.Time())
+	case routeMultipliers:
+		s.handleMultipliers(ctx)
+		s.observeBatch(ctx.Time())
+	case routeRates:
+		s.handleRates(ctx)
+	case routeSnapshot:
+		s.handleSnapshot(ctx)
+	case routeSnapshotStream:
+		s.handleSnapshotStream(ctx)
+	case routeStats:
+		s.handleStats(ctx)
+	case routeOverrides:
+		s.handleOverrides(ctx)
+	case routePolicies:
+		s.handlePolicies(ctx)
+	case routeKillSwitch:
+		s.handleKillSwitch(ctx)
+	case routeAudit:
+		s.handleAudit(ctx)
+	case routeMetrics:
+		ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+		sc := getMetricsScrape()
+		s.metrics.WritePrometheus(sc)
+		// The process's and the Go runtime's series (memory, GC,
+		// goroutines, CPU): process-wide, the same for every
+		// service of a process.
+		metrics.WriteProcessMetrics(sc)
+		// Every family's HELP line gets its text (metrics_help.go).
+		ctx.Write(sc.described())
+		putMetricsScrape(sc)
+	case routeDebugRuntime:
+		s.serveRuntimeStats(ctx)
+	case routeHealthz:
+		writeJSON(ctx, fasthttp.StatusOK, append(make([]byte, 0, 512), `{"status":"ok"}`...))
+	case routeReadyz:
+		s.handleReadyz(ctx)
+	case routeDashboard:
+		s.handleDashboard(ctx, path)
+	default:
+		panic("BUG: no handler for route " + routeNames[route])
+	}
 }
 
 // allow answers 405 unless the request's method is one of methods (HEAD is

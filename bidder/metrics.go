@@ -56,11 +56,12 @@ const (
 	routeReadyz
 	routeSnapshotStream
 	routeDashboard
+	routeDebugRuntime
 	routeOther
 	numRoutes
 )
 
-var routeNames = [numRoutes]string{"multiplier", "multipliers", "rates", "snapshot", "stats", "overrides", "killswitch", "policies", "audit", "metrics", "healthz", "readyz", "snapshot_stream", "dashboard", "other"}
+var routeNames = [numRoutes]string{"multiplier", "multipliers", "rates", "snapshot", "stats", "overrides", "killswitch", "policies", "audit", "metrics", "healthz", "readyz", "snapshot_stream", "dashboard", "debug_runtime", "other"}
 
 // commonCodes get their counters made up front, so counting a request
 // allocates nothing; rarer codes are created on first use.

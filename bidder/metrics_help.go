@@ -158,6 +158,15 @@ var metricHelp = map[string]string{
 		`route="multiplier" is GET /v1/multiplier, route="multipliers" the batch POST /v1/multipliers. Buckets 5us..100ms.`,
 	"bidpulse_http_requests_total": "HTTP requests answered, by route (dashboard and snapshot_stream included; " +
 		"other: any other path, and requests that could not be parsed) and status code.",
+	"bidpulse_http_connections":                "Open HTTP connections.",
+	"bidpulse_http_connections_max":            "The cap on open HTTP connections (--http-max-conns; 0: none).",
+	"bidpulse_http_connections_per_ip_max":     "The cap on open HTTP connections per client address, an IPv6 /64 as one (--http-max-conns-per-ip; 0: none).",
+	"bidpulse_http_connections_accepted_total": "HTTP connections accepted within the caps.",
+	"bidpulse_http_connections_refused_total": "HTTP connections refused on arrival, by reason: max_conns (the total cap, answered 503) " +
+		"or per_ip (the cap per client address, answered 429).",
+	"bidpulse_http_requests_refused_total": "HTTP requests refused before any handler, by reason: transfer_encoding (411 or 400), " +
+		"line_ending (a bare LF), obs_fold, bad_header, duplicate_header (Content-Length, Authorization), protocol (not HTTP/1.x), " +
+		"body_not_allowed, body_too_large, headers_too_large, timeout (not received within --http-read-timeout), unparsable.",
 
 	// Ingest.
 	"bidpulse_ingest_messages_total":        "NATS messages of events taken in (a batch of events is one message).",

@@ -105,6 +105,33 @@ type Options struct {
 	// MaxSSEStreams bounds the open snapshot streams (default 64); past it
 	// a new stream is refused with a 503.
 	MaxSSEStreams int
+	// HTTPMaxConns caps the open HTTP connections (default 8192; -1: no
+	// cap). Past it a new connection is answered a JSON 503 with
+	// Retry-After and closed, before any of its bytes is read.
+	HTTPMaxConns int
+	// HTTPMaxConnsPerIP caps the open HTTP connections from one client
+	// address, an IPv6 /64 counting as one (default 1024; -1: no cap).
+	// Past it a new connection is answered a JSON 429 and closed. Behind a
+	// proxy that does not keep client addresses, every connection comes
+	// from the proxy: raise it or turn it off.
+	HTTPMaxConnsPerIP int
+	// HTTPReadTimeout bounds the reading of one request, headers and body,
+	// from its first byte (for a new connection, from its opening), so a
+	// client that trickles a request loses its connection (default 10s).
+	HTTPReadTimeout time.Duration
+	// HTTPIdleTimeout is how long a keep-alive connection may wait for its
+	// next request (default 1m).
+	HTTPIdleTimeout time.Duration
+	// HTTPMaxHeaderBytes bounds a request's line and headers, query string
+	// included: fasthttp's per-connection read buffer (default 16 KiB, at
+	// least 4 KiB). Past it, a JSON 431.
+	HTTPMaxHeaderBytes int
+	// ReadToken, when set, is required (Authorization: Bearer) by the read
+	// endpoints: /v1/rates, /v1/snapshot and its stream, /v1/stats, GET
+	// /v1/policies, /metrics, /debug/runtime, and explain on the bid
+	// endpoints. One secret, or name:secret pairs separated by commas, as
+	// AdminToken; an admin token is accepted too. See http_auth.go.
+	ReadToken string
 	// JetStream selects the ingest mode: "auto" (default: JetStream when
 	// the server offers it, which the embedded one does), "true" or
 	// "false" (a core subscription: at-most-once, lowest latency).
@@ -175,6 +202,9 @@ type Options struct {
 	// applyHook, when set (tests only), is called before each message is
 	// applied, with its stream sequence (0 in core mode).
 	applyHook func(seq uint64)
+	// routeHook, when set (tests only), is called with the route of every
+	// request that passed the router's checks, just before its handler.
+	routeHook func(route int)
 	// natsServerHook (tests only) edits the embedded server's options;
 	// wrapNATSConn (tests only) wraps the in-process connections to it.
 	natsServerHook func(*server.Options)
@@ -314,6 +344,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.ControlInterval <= 0 {
 		o.ControlInterval = time.Minute
+	}
+	if err := o.httpDefaults(); err != nil {
+		return o, err
 	}
 	if o.Config.Rollups == nil {
 		o.Config = DefaultConfig()

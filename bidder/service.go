@@ -47,6 +47,9 @@ type Service struct {
 	// policies (bidder/control).
 	control     *control.Control
 	adminTokens []adminToken
+	readTokens  []adminToken
+	conns       *connLimiter
+	guard       *httpGuard
 	snapshots   *snapshotCache
 	// ingest consumes the events and applies them to the windows; it owns
 	// the applier's lock.
@@ -104,6 +107,10 @@ func New(opts Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	readTokens, err := parseReadTokens(opts.ReadToken)
+	if err != nil {
+		return nil, err
+	}
 	rollups, res, policy, err := opts.Config.build()
 	if err != nil {
 		return nil, err
@@ -130,6 +137,7 @@ func New(opts Options) (*Service, error) {
 		bgStop:  make(chan struct{}),
 
 		adminTokens: tokens,
+		readTokens:  readTokens,
 	}
 	s.control = control.New(control.Options{
 		Rollups: rollups, Policies: policy, DataDir: opts.DataDir, Key: controlKey(opts.ControlKey),
@@ -139,6 +147,7 @@ func New(opts Options) (*Service, error) {
 	s.stats = newStats(s.metrics, time.UnixMilli(s.clock.NowMs()).UTC())
 	s.http = newHTTPMetrics(s.metrics)
 	s.throttledLog = logthrottle.New(s.log, 10*time.Second)
+	s.guard = newHTTPGuard(opts.HTTPMaxHeaderBytes, s.metrics)
 	s.snapshots = newSnapshotCache()
 	s.owner = newOwnerID()
 	s.ingest = s.newIngester(store)
@@ -377,7 +386,8 @@ func (s *Service) Start() (err error) {
 	s.sse.start()
 	s.httpSrv = s.newHTTPServer()
 	s.httpDone = make(chan error, 1)
-	go func() { s.httpDone <- s.httpSrv.Serve(s.httpLn) }()
+	s.conns = newConnLimiter(s.httpLn, s.opts.HTTPMaxConns, s.opts.HTTPMaxConnsPerIP, s.metrics)
+	go func() { s.httpDone <- s.httpSrv.Serve(s.conns) }()
 	s.log.Info().Str("addr", s.httpLn.Addr().String()).Msg("HTTP API listening")
 
 	s.bg.Add(1)
