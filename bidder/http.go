@@ -17,6 +17,7 @@ const (
 	DefaultHTTPReadTimeout    = 10 * time.Second
 	DefaultHTTPIdleTimeout    = time.Minute
 	DefaultHTTPMaxHeaderBytes = 16 << 10
+	DefaultSnapshotScanRate   = 1_000_000
 
 	minHTTPMaxHeaderBytes = 4 << 10
 )
@@ -47,6 +48,9 @@ func (o *Options) httpDefaults() error {
 	}
 	if o.HTTPMaxHeaderBytes < minHTTPMaxHeaderBytes {
 		return fmt.Errorf("invalid http-max-header-bytes %d: must be at least %d (4 KiB)", o.HTTPMaxHeaderBytes, minHTTPMaxHeaderBytes)
+	}
+	if o.SnapshotScanRate == 0 {
+		o.SnapshotScanRate = DefaultSnapshotScanRate
 	}
 	return nil
 }

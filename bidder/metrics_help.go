@@ -260,6 +260,14 @@ var metricHelp = map[string]string{
 	"bidpulse_sse_snapshots_computed_total": "Snapshots computed for dashboard streams (one per distinct query per tick, and the first frame of a new query).",
 	"bidpulse_sse_ticks_total":              "Dashboard stream ticks (one per --sse-interval, streams open or not).",
 
+	// Snapshot scans.
+	"bidpulse_snapshot_scans_total":        "Scans of a level's keys for /v1/snapshot and its stream (at most one per level and window at a time, shared about a second).",
+	"bidpulse_snapshot_scanned_keys_total": "Keys visited by the snapshot scans (and by their multiplier pass, for the multiplier sort).",
+	"bidpulse_snapshot_scans_shared_total": "Snapshot answers and stream frames served by a scan already made or in flight, instead of a new one.",
+	"bidpulse_snapshot_scans_refused_total": "Snapshot scans refused because the scans spent their budget (--snapshot-scan-rate): " +
+		"a 503 for GET /v1/snapshot, the last scan again for a stream.",
+	"bidpulse_snapshot_scan_rate_max": "The budget of the snapshot scans, in keys visited per second (--snapshot-scan-rate; 0: none).",
+
 	// Go runtime (runtime/metrics).
 	"go_sched_latencies_seconds": "Time goroutines spent runnable, waiting for a thread, before running, in seconds " +
 		"(runtime/metrics /sched/latencies; buckets up to 1s, longer waits only in +Inf; no _sum or _count).",

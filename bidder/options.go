@@ -132,6 +132,11 @@ type Options struct {
 	// endpoints. One secret, or name:secret pairs separated by commas, as
 	// AdminToken; an admin token is accepted too. See http_auth.go.
 	ReadToken string
+	// SnapshotScanRate bounds the keys the snapshot scans visit per second,
+	// over all queries (default 1,000,000; -1: no bound). Past it, GET
+	// /v1/snapshot answers 503 with Retry-After and the streams keep their
+	// last scan.
+	SnapshotScanRate int
 	// JetStream selects the ingest mode: "auto" (default: JetStream when
 	// the server offers it, which the embedded one does), "true" or
 	// "false" (a core subscription: at-most-once, lowest latency).

@@ -50,7 +50,7 @@ type Service struct {
 	readTokens  []adminToken
 	conns       *connLimiter
 	guard       *httpGuard
-	snapshots   *snapshotCache
+	scans       *scanCache
 	// ingest consumes the events and applies them to the windows; it owns
 	// the applier's lock.
 	ingest *ingest.Ingester
@@ -148,7 +148,7 @@ func New(opts Options) (*Service, error) {
 	s.http = newHTTPMetrics(s.metrics)
 	s.throttledLog = logthrottle.New(s.log, 10*time.Second)
 	s.guard = newHTTPGuard(opts.HTTPMaxHeaderBytes, s.metrics)
-	s.snapshots = newSnapshotCache()
+	s.scans = newScanCache(opts.SnapshotScanRate, s.metrics)
 	s.owner = newOwnerID()
 	s.ingest = s.newIngester(store)
 	s.sse = newSSEHub(s)

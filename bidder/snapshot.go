@@ -2,12 +2,11 @@ package bidder
 
 import (
 	"bytes"
-	"sort"
-	"sync"
+	"strconv"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/bidpulse/bidpulse/internal/pace"
 	"github.com/bidpulse/bidpulse/windows"
 )
 
@@ -15,12 +14,6 @@ const (
 	defaultSnapshotLimit = 100
 	maxSnapshotLimit     = 1000
 	defaultMinImpr       = 100
-	// snapshotTTLMs is how long an identical snapshot query is answered
-	// from cache: a snapshot scans every key of a level, and dashboards
-	// poll it.
-	snapshotTTLMs = 1000
-	// maxCachedSnapshots bounds the cache; past it the cache is emptied.
-	maxCachedSnapshots = 256
 )
 
 const (
@@ -32,46 +25,7 @@ const (
 	sortMultiplier
 )
 
-var sortNames = []string{"impressions", "clicks", "conversions", "ctr", "cvr", "multiplier"}
-
-type snapshotEntry struct {
-	key        []byte // into the scan's arena
-	counts     windows.Counts
-	multiplier float64
-}
-
-type snapshotCache struct {
-	mu sync.Mutex
-	m  map[string]cachedSnapshot
-}
-
-type cachedSnapshot struct {
-	atMs int64
-	body []byte
-}
-
-func newSnapshotCache() *snapshotCache {
-	return &snapshotCache{m: map[string]cachedSnapshot{}}
-}
-
-func (c *snapshotCache) get(q []byte, nowMs int64) ([]byte, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[string(q)]
-	if !ok || nowMs-e.atMs >= snapshotTTLMs || nowMs < e.atMs {
-		return nil, false
-	}
-	return e.body, true
-}
-
-func (c *snapshotCache) put(q []byte, nowMs int64, body []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= maxCachedSnapshots {
-		clear(c.m)
-	}
-	c.m[string(q)] = cachedSnapshot{atMs: nowMs, body: body}
-}
+var sortNames = [...]string{"impressions", "clicks", "conversions", "ctr", "cvr", "multiplier"}
 
 // GET /v1/snapshot?level=..&window=..&sort=..&limit=..[&campaign=..][&min_impressions=..]
 func (s *Service) handleSnapshot(ctx *fasthttp.RequestCtx) {
@@ -80,128 +34,122 @@ func (s *Service) handleSnapshot(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
 		return
 	}
-	now := s.clock.NowMs()
-	ck := q.key()
-	if body, ok := s.snapshots.get([]byte(ck), now); ok {
-		writeJSON(ctx, fasthttp.StatusOK, body)
+	body, err := s.snapshotBody(&q, s.clock.NowMs(), s.scans.ttl, false)
+	if err != nil {
+		writeScanError(ctx, err)
 		return
 	}
-	body := s.computeSnapshot(&q, now)
-	s.snapshots.put([]byte(ck), now, body)
 	writeJSON(ctx, fasthttp.StatusOK, body)
 }
 
-// snapshot computes the top keys of level in span. It scans every key of the
-// level, so its cost grows with the level's keys; answers are cached for
-// about a second.
-func (s *Service) snapshot(level int, span windows.Span, sortBy, limit int, minImpr uint64, campaign []byte, now int64) []byte {
-	var arena []byte
-	var entries []snapshotEntry
-	var vals windows.Values
-	// The scan and the answers run on a request goroutine: they step aside
-	// every 2 ms of work, so bids get the CPU on a one-core service.
-	var p pace.Pacer
-	s.store.Scan(level, span, now, func(key []byte, c windows.Counts) bool {
-		p.Step()
-		if c.Impressions == 0 && c.Clicks == 0 && c.Conversions == 0 {
-			return true
-		}
-		if (sortBy == sortCTR || sortBy == sortCVR) && c.Impressions < minImpr {
-			return true
-		}
-		if campaign != nil {
-			if _, err := windows.DecodeKey(key, s.rollups, &vals); err != nil || !bytes.Equal(vals[windows.DimCampaign], campaign) {
-				return true
-			}
-		}
-		off := len(arena)
-		arena = append(arena, key...)
-		entries = append(entries, snapshotEntry{key: arena[off:len(arena):len(arena)], counts: c})
-		return true
-	})
-	// The arena may have moved while growing: re-slice every key.
-	off := 0
-	for i := range entries {
-		n := len(entries[i].key)
-		entries[i].key = arena[off : off+n : off+n]
-		off += n
+// writeScanError answers a snapshot that could not be had: 503, with
+// Retry-After when the scan budget is spent.
+func writeScanError(ctx *fasthttp.RequestCtx, err error) {
+	retry := 1
+	if b, ok := err.(errScanBudget); ok {
+		retry = b.retryAfter
+	}
+	ctx.Response.Header.Set("Retry-After", strconv.Itoa(retry))
+	writeError(ctx, fasthttp.StatusServiceUnavailable, err.Error())
+}
+
+// snapshotBody returns the answer of q from a scan of its level and window
+// made less than maxAge ago (scanCache.get). With stale, a scan older than
+// that is used when the budget allows no new one (the streams); err is then
+// nil. The answer is cached with its scan.
+func (s *Service) snapshotBody(q *snapshotQuery, nowMs int64, maxAge time.Duration, stale bool) ([]byte, error) {
+	r, err := s.scans.get(s, scanShape{level: q.level, span: q.span}, nowMs, maxAge, stale)
+	if r == nil {
+		return nil, err
+	}
+	qk := q.key()
+	if b, ok := r.body(qk); ok {
+		return b, nil
+	}
+	b := s.renderSnapshot(r, q)
+	r.keepBody(qk, b)
+	return b, nil
+}
+
+// renderSnapshot answers q from the scan r: the first limit keys of r in
+// q's sort that pass its filters (campaign; min_impressions for the ctr and
+// cvr sorts). It walks r's sorted order, so it costs the keys it skips and
+// the multipliers of the keys it shows, never a scan.
+func (s *Service) renderSnapshot(r *scanResult, q *snapshotQuery) []byte {
+	order := r.order(s, q.sortBy)
+	var mults []float64
+	if q.sortBy == sortMultiplier {
+		mults = r.multipliers(s)
+	}
+	minImpr := uint64(0)
+	if q.sortBy == sortCTR || q.sortBy == sortCVR {
+		minImpr = q.minImpr
 	}
 	sc := getScratch()
 	defer putScratch(sc)
 	sc.noTrack = true
 	defer func() { sc.noTrack = false }()
-	multiplierOf := func(e *snapshotEntry) {
-		p.Step()
-		if _, err := windows.DecodeKey(e.key, s.rollups, &sc.Vals); err != nil {
-			e.multiplier = 1
-			return
-		}
-		s.decide(sc, now)
-		e.multiplier = sc.a.multiplier
-	}
-	if sortBy == sortMultiplier {
-		for i := range entries {
-			multiplierOf(&entries[i])
-		}
-	}
-	metric := func(e *snapshotEntry) float64 {
-		switch sortBy {
-		case sortClicks:
-			return float64(e.counts.Clicks)
-		case sortConversions:
-			return float64(e.counts.Conversions)
-		case sortCTR:
-			return e.counts.CTR()
-		case sortCVR:
-			return e.counts.CVR()
-		case sortMultiplier:
-			return e.multiplier
-		}
-		return float64(e.counts.Impressions)
-	}
-	sort.Slice(entries, func(i, j int) bool {
-		a, b := metric(&entries[i]), metric(&entries[j])
-		if a != b {
-			return a > b
-		}
-		return bytes.Compare(entries[i].key, entries[j].key) < 0
-	})
-	if len(entries) > limit {
-		entries = entries[:limit]
-	}
+	var vals windows.Values
 	b := []byte(`{"level":`)
-	b = appendStr(b, s.rollups.Levels[level].Name)
+	b = appendStr(b, s.rollups.Levels[q.level].Name)
 	b = append(b, `,"window":`...)
-	b = appendStr(b, span.String())
+	b = appendStr(b, q.span.String())
 	b = append(b, `,"sort":`...)
-	b = appendStr(b, sortNames[sortBy])
+	b = appendStr(b, sortNames[q.sortBy])
 	b = append(b, `,"keys":[`...)
-	for i := range entries {
-		e := &entries[i]
-		if sortBy != sortMultiplier {
-			multiplierOf(e)
+	n := 0
+	for _, i := range order {
+		if n == q.limit {
+			break
 		}
-		if i > 0 {
+		e := &r.entries[i]
+		if e.impressions < minImpr {
+			continue
+		}
+		key := r.key(int(i))
+		if q.campaign != nil && !bytes.Equal(campaignOf(key), q.campaign) {
+			continue
+		}
+		var mult float64
+		if mults != nil {
+			mult = mults[i]
+		} else {
+			mult = s.multiplierOfKey(sc, key, r.nowMs)
+		}
+		if n > 0 {
 			b = append(b, ',')
 		}
-		lvl, _ := windows.DecodeKey(e.key, s.rollups, &vals)
+		n++
+		lvl, _ := windows.DecodeKey(key, s.rollups, &vals)
+		c := e.counts()
 		b = append(b, `{"key":`...)
 		b = s.appendKeyObject(b, lvl, &vals)
 		b = append(b, `,"impressions":`...)
-		b = appendUint(b, e.counts.Impressions)
+		b = appendUint(b, c.Impressions)
 		b = append(b, `,"clicks":`...)
-		b = appendUint(b, e.counts.Clicks)
+		b = appendUint(b, c.Clicks)
 		b = append(b, `,"conversions":`...)
-		b = appendUint(b, e.counts.Conversions)
+		b = appendUint(b, c.Conversions)
 		b = append(b, `,"ctr":`...)
-		b = appendFloat(b, e.counts.CTR())
+		b = appendFloat(b, c.CTR())
 		b = append(b, `,"cvr":`...)
-		b = appendFloat(b, e.counts.CVR())
+		b = appendFloat(b, c.CVR())
 		b = append(b, `,"multiplier":`...)
-		b = appendRounded(b, e.multiplier)
+		b = appendRounded(b, mult)
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)
+}
+
+// multiplierOfKey returns the multiplier a request naming exactly the
+// dimensions of key gets at nowMs (1 for a key that does not decode). sc
+// must have noTrack set: a snapshot does not make keys tracked.
+func (s *Service) multiplierOfKey(sc *bidScratch, key []byte, nowMs int64) float64 {
+	if _, err := windows.DecodeKey(key, s.rollups, &sc.Vals); err != nil {
+		return 1
+	}
+	s.decide(sc, nowMs)
+	return sc.a.multiplier
 }
 
 func indexOf(list []string, s string) int {

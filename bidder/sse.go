@@ -222,7 +222,13 @@ func (h *sseHub) subscribe(q snapshotQuery, conn net.Conn) (*sseStream, error) {
 	needFrame, seq := g.frame == nil, h.seq
 	h.mu.Unlock()
 	if needFrame {
-		f := h.buildFrame(seq, g, h.computeCommon(time.Now(), false))
+		f, err := h.buildFrame(seq, g, h.computeCommon(time.Now(), false))
+		if f == nil {
+			// No scan of this level and window, and the budget allows
+			// none now: refuse the stream rather than hold it empty.
+			h.release(st)
+			return nil, err
+		}
 		h.mu.Lock()
 		g.frame = f
 		h.mu.Unlock()
@@ -259,11 +265,14 @@ func (h *sseHub) tick(now time.Time) {
 	h.mu.Unlock()
 	frames := make([]*sseFrame, len(groups))
 	for i, g := range groups {
-		frames[i] = h.buildFrame(seq, g, common)
+		frames[i], _ = h.buildFrame(seq, g, common)
 	}
 	h.mu.Lock()
 	for i, g := range groups {
-		g.frame = frames[i]
+		if frames[i] != nil {
+			// nil: no scan could be had; the group keeps its last frame.
+			g.frame = frames[i]
+		}
 	}
 	h.seq = seq
 	close(h.wake)
@@ -272,10 +281,17 @@ func (h *sseHub) tick(now time.Time) {
 }
 
 // buildFrame computes the snapshot of g and wraps it with common into an
-// event. Called with tickMu held.
-func (h *sseHub) buildFrame(seq uint64, g *sseGroup, common []byte) *sseFrame {
+// event. The snapshot comes from a scan of its level and window made within
+// the last half interval (shared with the other groups of that level and
+// window and with GET /v1/snapshot), or, when the scan budget allows no new
+// one, from the latest; with neither, buildFrame returns nil and the error.
+// Called with tickMu held.
+func (h *sseHub) buildFrame(seq uint64, g *sseGroup, common []byte) (*sseFrame, error) {
 	nowMs := h.s.clock.NowMs()
-	snap := h.s.computeSnapshot(&g.q, nowMs)
+	snap, err := h.s.snapshotBody(&g.q, nowMs, min(h.interval/2, h.s.scans.ttl), true)
+	if snap == nil {
+		return nil, err
+	}
 	h.snapshots.Inc()
 	b := make([]byte, 0, len(common)+len(snap)+128)
 	b = append(b, "event: snapshot\ndata: {\"seq\":"...)
@@ -289,7 +305,7 @@ func (h *sseHub) buildFrame(seq uint64, g *sseGroup, common []byte) *sseFrame {
 	b = append(b, `,"snapshot":`...)
 	b = append(b, snap...)
 	b = append(b, "}\n\n"...)
-	return &sseFrame{data: b}
+	return &sseFrame{data: b}, nil
 }
 
 // current returns the latest frame of st's query and the channel closed on
@@ -358,6 +374,10 @@ func (s *Service) handleSnapshotStream(ctx *fasthttp.RequestCtx) {
 	}
 	st, err := s.sse.subscribe(q, ctx.Conn())
 	if err != nil {
+		if _, ok := err.(errScanBudget); ok {
+			writeScanError(ctx, err)
+			return
+		}
 		ctx.Response.Header.Set("Retry-After", "5")
 		writeError(ctx, fasthttp.StatusServiceUnavailable, err.Error())
 		return

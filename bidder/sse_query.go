@@ -38,12 +38,6 @@ func (q *snapshotQuery) key() string {
 	return string(b)
 }
 
-// computeSnapshot returns the snapshot JSON of q at nowMs, exactly as GET
-// /v1/snapshot answers it (without its one-second cache).
-func (s *Service) computeSnapshot(q *snapshotQuery, nowMs int64) []byte {
-	return s.snapshot(q.level, q.span, q.sortBy, q.limit, q.minImpr, q.campaign, nowMs)
-}
-
 // parseSnapshotQuery reads the parameters of GET /v1/snapshot and of its
 // stream (level, window, sort, limit, campaign, min_impressions) with their
 // defaults and error messages.
@@ -70,7 +64,7 @@ func (s *Service) parseSnapshotQuery(args *fasthttp.Args) (snapshotQuery, error)
 			}
 			q.span = sp
 		case "sort":
-			i := indexOf(sortNames, string(v))
+			i := indexOf(sortNames[:], string(v))
 			if i < 0 {
 				return q, queryError("unknown sort " + strconv.Quote(string(v)) + "; known: impressions, clicks, conversions, ctr, cvr, multiplier")
 			}
