@@ -349,3 +349,37 @@ func shot(t *testing.T, tab context.Context, name, also string) {
 	}
 	t.Logf("screenshot: %s (%d bytes), copied to %s", path, len(png), also)
 }
+
+// TestDashboardReadTokenInBrowser opens the dashboard of a service started
+// with a read token: the page says it needs the token, then shows the live
+// data once the read token is typed in, and keeps the overrides locked for
+// it.
+func TestDashboardReadTokenInBrowser(t *testing.T) {
+	tab := newBrowser(t, 60*time.Second)
+	const read, admin = "r3ad", "adm1n"
+	e := startTestService(t, func(o *Options) {
+		o.ReadToken = read
+		o.AdminToken = admin
+		o.SSEInterval = 200 * time.Millisecond
+	})
+	n := publishTraffic(t, e, testNow-1000)
+	e.waitReceived(t, uint64(n))
+	waitJS := func(what, js string) {
+		t.Helper()
+		if _, err := chromedp.Run(tab, chromedp.Poll[string](`(() => { const v = (`+js+`); return v ? JSON.stringify(v) : null; })()`,
+			chromedp.WithPollingTimeout(20*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+			t.Fatalf("page never showed %s: %v", what, err)
+		}
+	}
+	if err := chromedp.Do(tab, chromedp.Navigate(e.base+"/?level=campaign/placement")); err != nil {
+		t.Fatalf("cannot open the dashboard: %v", err)
+	}
+	waitJS("the refused stream", `document.getElementById('banner').textContent.includes('401') && document.getElementById('stream-status').textContent === 'stream: disconnected'`)
+	waitJS("the token prompt", `document.getElementById('ov-status').textContent.includes('needs its read token')`)
+	if err := chromedp.Do(tab, chromedp.SetValue(chromedp.ID("token"), read), chromedp.Click(chromedp.ID("token-go"))); err != nil {
+		t.Fatalf("cannot type the token: %v", err)
+	}
+	waitJS("the live stream", `document.getElementById('stream-status').textContent === 'stream: live'`)
+	waitJS("the top keys", `(() => { const r = `+tableRowsJS+`; return r.some(r => r.placement === 'news.example/top' && r.impressions === '5,000'); })()`)
+	waitJS("the locked overrides", `document.getElementById('ov-status').textContent === 'not an admin token: the overrides need the admin token'`)
+}

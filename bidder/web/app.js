@@ -1,8 +1,10 @@
 // bidpulse operator dashboard. Plain JavaScript, no dependencies: it reads
 // GET /v1/snapshot/stream (server-sent events), /readyz, /v1/multiplier,
-// /v1/rates and, with the admin token typed in (kept in this page's memory
-// only), /v1/overrides. Every value from the service reaches the page as
-// text (textContent), never as HTML.
+// /v1/rates and, with the admin token typed in, /v1/overrides. A token typed
+// in (kept in this page's memory only) goes with every request: the read
+// token, when the service has one (--read-token), is what the stream, the
+// rates and explain need; the admin token serves both. Every value from the
+// service reaches the page as text (textContent), never as HTML.
 'use strict';
 
 (() => {
@@ -11,13 +13,15 @@
   const HISTORY = 300;   // points kept for charts and sparklines
   const PAGE = 50;       // table rows per page
   const READY_POLL_MS = 2000;
+  const RETRY_MS = 3000;   // reconnection delay after an error answer
 
   const $ = (id) => document.getElementById(id);
 
   const state = {
     meta: null,
     query: null,          // {level, window, sort, limit, campaign, min_impressions}
-    es: null,
+    stream_ac: null,      // aborts the stream being read
+    retryMs: 2000,        // reconnection delay the stream asked for (its "retry:")
     retryTimer: 0,
     stream: 'connecting', // connecting | live | stale | down
     streamWhy: '',
@@ -99,9 +103,12 @@
 
   // ---- HTTP -------------------------------------------------------------
 
+  function authHeaders() {
+    return state.token ? { Authorization: 'Bearer ' + state.token } : {};
+  }
+
   async function api(method, path, body) {
-    const opts = { method, headers: {}, cache: 'no-store' };
-    if (state.token && path.startsWith('/v1/overrides')) opts.headers.Authorization = 'Bearer ' + state.token;
+    const opts = { method, headers: authHeaders(), cache: 'no-store' };
     if (body !== undefined) {
       opts.headers['Content-Type'] = 'application/json';
       opts.body = JSON.stringify(body);
@@ -138,58 +145,85 @@
   }
 
   function connect() {
-    if (state.es) state.es.close();
+    if (state.stream_ac) state.stream_ac.abort();
     clearTimeout(state.retryTimer);
     const params = streamParams();
     history.replaceState(null, '', '?' + params.toString());
     const url = '/v1/snapshot/stream?' + params.toString();
-    const es = new EventSource(url);
-    state.es = es;
+    const ac = new AbortController();
+    state.stream_ac = ac;
     setStream(state.lastFrame ? 'down' : 'connecting', state.lastFrame ? 'reconnecting' : '');
-    es.addEventListener('snapshot', (e) => {
-      if (es !== state.es) return;
-      let f;
-      try { f = JSON.parse(e.data); } catch (err) { return; }
-      onFrame(f);
-    });
-    let shutdown = false;
-    es.addEventListener('shutdown', () => {
-      shutdown = true;
-      if (es === state.es) setStream('down', 'the service is shutting down');
-    });
-    es.onerror = () => {
-      if (es !== state.es) return;
-      if (es.readyState === EventSource.CLOSED) {
-        probe(url);
-      } else {
-        setStream('down', shutdown ? 'the service shut down; reconnecting' : 'connection lost; reconnecting');
-      }
-    };
+    readStream(url, ac);
   }
 
-  // An EventSource gives up on an answer other than 200 without showing
-  // it: ask once more to read the error, then retry (unless the query
-  // itself is wrong).
-  async function probe(url) {
-    let why = 'stream closed';
+  // readStream reads the server-sent events with fetch rather than an
+  // EventSource, which can send no Authorization header (the read token)
+  // and hides why a stream was refused. It reconnects after an end or an
+  // error, unless the query is wrong (400) or a token is missing (401).
+  async function readStream(url, ac) {
+    let why = 'connection lost; reconnecting';
     let retry = true;
-    const ac = new AbortController();
+    let delay = state.retryMs;
+    const mine = () => ac === state.stream_ac && !ac.signal.aborted;
     try {
-      const r = await fetch(url, { signal: ac.signal, cache: 'no-store' });
+      const r = await fetch(url, { signal: ac.signal, cache: 'no-store', headers: authHeaders() });
       if (!r.ok) {
         let j = null;
         try { j = await r.json(); } catch (e) { /* not JSON */ }
         why = r.status + ': ' + ((j && j.error) || r.statusText);
-        retry = r.status !== 400;
+        retry = r.status !== 400 && r.status !== 401;
+        delay = Math.max(RETRY_MS, 1000 * (Number(r.headers.get('Retry-After')) || 0));
+        if (r.status === 401) {
+          why += state.token ? '' : ' — type the token in the Overrides panel';
+          if (!state.token) ovStatus('error', 'This service needs its read token (or the admin token) to show its data: type it above.');
+        }
       } else {
-        why = 'reconnecting';
+        const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = '';
+        let shutdown = false;
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done || !mine()) break;
+          buf += value;
+          let i;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            if (onEvent(block)) shutdown = true;
+          }
+        }
+        if (shutdown) why = 'the service shut down; reconnecting';
       }
     } catch (e) {
       why = 'service unreachable';
     }
-    ac.abort();
+    if (!mine()) return;
     setStream('down', why);
-    if (retry) state.retryTimer = setTimeout(connect, 3000);
+    if (retry) state.retryTimer = setTimeout(connect, delay);
+  }
+
+  // onEvent handles one event block of the stream; true for "shutdown".
+  function onEvent(block) {
+    let name = 'message';
+    const data = [];
+    for (const line of block.split('\n')) {
+      if (line.startsWith('event:')) name = line.slice(6).trim();
+      else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+      else if (line.startsWith('retry:')) {
+        const ms = Number(line.slice(6));
+        if (ms > 0) state.retryMs = ms;
+      }
+    }
+    if (name === 'shutdown') {
+      setStream('down', 'the service is shutting down');
+      return true;
+    }
+    if (name === 'snapshot' && data.length) {
+      let f;
+      try { f = JSON.parse(data.join('\n')); } catch (err) { return false; }
+      onFrame(f);
+    }
+    return false;
   }
 
   function setStream(s, why) {
@@ -630,12 +664,16 @@
       renderOverrides();
       if (!$('ov-status').dataset.sticky) ovStatus('ok', 'unlocked · ' + state.overrides.length + ' override' + (state.overrides.length === 1 ? '' : 's'));
     } else {
-      if (r.status === 401) state.token = null;
+      // With a read token on the service, the token typed in may be that
+      // one: it stays, for the data, and only the overrides stay locked.
+      const reader = state.meta && state.meta.read_token;
+      if (r.status === 401 && !reader) state.token = null;
       $('ov-form').hidden = true;
       $('ov-table').hidden = true;
       state.overrides = [];
       ovStatus('error', r.status === 403 ? 'admin API disabled: start bidpulse with --admin-token' :
-        r.status === 401 ? 'invalid admin token' : 'cannot list overrides: ' + (r.body && r.body.error));
+        r.status === 401 ? (reader ? 'not an admin token: the overrides need the admin token' : 'invalid admin token') :
+          'cannot list overrides: ' + (r.body && r.body.error));
     }
   }
 
@@ -758,6 +796,9 @@
     if (!meta.admin) {
       ovStatus('muted', 'The admin API is disabled: start bidpulse with --admin-token to set overrides here.');
     }
+    if (meta.read_token) {
+      ovStatus('muted', 'This service needs its read token (or the admin token) to show its data: type it above. It is kept in this page\'s memory only.');
+    }
 
     for (const id of ['q-level', 'q-window', 'q-sort', 'q-limit']) $(id).addEventListener('change', readQuery);
     for (const id of ['q-campaign', 'q-min']) $(id).addEventListener('change', readQuery);
@@ -786,6 +827,10 @@
       if (!t) return;
       state.token = t;
       ovStatus('muted', 'checking the token…');
+      if (state.meta.read_token) {
+        connect();
+        refreshInspect();
+      }
       loadOverrides();
     });
     $('token-forget').addEventListener('click', () => {
