@@ -289,6 +289,11 @@ func newSpawnedService(o SpawnOptions, cpus string) (*spawnedService, error) {
 	if o.JetStream != "" {
 		args = append(args, "--jetstream="+o.JetStream)
 	}
+	if o.Exe == "" || strings.Contains(serveHelp(exe), "-http-max-conns-per-ip") {
+		// Every bench connection comes from 127.0.0.1: the cap per client
+		// address would refuse an in-flight cap (--conns) above it.
+		args = append(args, "--http-max-conns-per-ip=-1")
+	}
 	args = append(args, o.Args...)
 	s.child = &child{
 		name:    "spawned bidpulse",

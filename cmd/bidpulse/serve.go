@@ -62,6 +62,14 @@ func runServe(args []string) error {
 	fs.DurationVar(&o.RetentionGrace, "retention-grace", time.Hour, "how long the stream keeps what a stopped instance sharing it needs to recover")
 	fs.IntVar(&o.MaxSSEStreams, "sse-max-streams", 64, "most concurrent /v1/snapshot/stream clients (dashboards)")
 	fs.DurationVar(&o.SSEInterval, "sse-interval", time.Second, "how often /v1/snapshot/stream pushes a snapshot")
+	fs.IntVar(&o.HTTPMaxConns, "http-max-conns", bidder.DefaultHTTPMaxConns, "most open HTTP connections; past it a new one gets a JSON 503 (-1: no cap)")
+	fs.IntVar(&o.HTTPMaxConnsPerIP, "http-max-conns-per-ip", bidder.DefaultHTTPMaxConnsPerIP, "most open HTTP connections per client address, an IPv6 /64 as one; past it a JSON 429 (-1: no cap; behind a proxy that hides client addresses, raise or turn off)")
+	fs.DurationVar(&o.HTTPReadTimeout, "http-read-timeout", bidder.DefaultHTTPReadTimeout, "time to receive a whole request, headers and body, from its first byte (a new connection: from its opening)")
+	fs.DurationVar(&o.HTTPIdleTimeout, "http-idle-timeout", bidder.DefaultHTTPIdleTimeout, "how long a keep-alive connection may wait for its next request")
+	httpMaxHeaderBytes := fs.String("http-max-header-bytes", "16KiB", "largest request line and headers, query string included (at least 4KiB); past it a JSON 431")
+	fs.StringVar(&o.ReadToken, "read-token", "", "bearer token of the read endpoints (rates, snapshots, stats, policies, metrics, explain); one secret or name:secret pairs; empty: they are open. Prefer --read-token-file or BIDPULSE_READ_TOKEN, which stay out of the process list")
+	readTokenFile := fs.String("read-token-file", "", "file holding the read token (as --read-token; surrounding white space ignored)")
+	fs.IntVar(&o.SnapshotScanRate, "snapshot-scan-rate", bidder.DefaultSnapshotScanRate, "keys per second the snapshot scans may visit, over all queries; past it /v1/snapshot answers 503 (-1: no bound)")
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -101,6 +109,12 @@ func runServe(args []string) error {
 		return err
 	}
 	if err := secretFromFile(&o.ControlKey, *controlKeyFile, "control-key", "control-key-file", ""); err != nil {
+		return err
+	}
+	if o.HTTPMaxHeaderBytes, err = parseBytes(*httpMaxHeaderBytes); err != nil {
+		return fmt.Errorf("invalid --http-max-header-bytes: %w", err)
+	}
+	if err := secretFromFile(&o.ReadToken, *readTokenFile, "read-token", "read-token-file", ""); err != nil {
 		return err
 	}
 	n, err := parseBytes(*dlqMaxBytes)
