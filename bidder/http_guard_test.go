@@ -142,9 +142,14 @@ func TestRequestSmuggling(t *testing.T) {
 	}
 	// Every refusal is counted with its reason.
 	var refused uint64
-	for _, c := range e.svc.guard.refused {
+	byReason := map[string]uint64{}
+	for r, c := range e.svc.guard.refused {
 		refused += c.Get()
+		if c.Get() > 0 {
+			byReason[refusalNames[r]] = c.Get()
+		}
 	}
+	t.Logf("%d probes refused before any handler, by reason: %v", len(probes), byReason)
 	if refused != uint64(len(probes)) {
 		t.Fatalf("unexpected refusals counted; got %d; want %d", refused, len(probes))
 	}
