@@ -827,7 +827,7 @@
       if (!t) return;
       state.token = t;
       ovStatus('muted', 'checking the token…');
-      if (state.meta.read_token) {
+      if (state.meta && state.meta.read_token) {
         connect();
         refreshInspect();
       }
