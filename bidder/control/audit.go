@@ -29,9 +29,12 @@ type AuditEntry struct {
 	ClaimedBy string `json:"claimed_by,omitempty"`
 	// Revision is the KV bucket's revision of the change (0: memory only,
 	// or a reload of the config file).
-	Revision uint64          `json:"revision,omitempty"`
-	Old      json.RawMessage `json:"old"`
-	New      json.RawMessage `json:"new"`
+	Revision uint64 `json:"revision,omitempty"`
+	// Late marks a change whose admin call was answered 503 (NATS away)
+	// and that the NATS client delivered once it was back.
+	Late bool            `json:"late,omitempty"`
+	Old  json.RawMessage `json:"old"`
+	New  json.RawMessage `json:"new"`
 }
 
 // auditLog writes each change to the service log, the local audit.log (JSON
@@ -98,12 +101,19 @@ func (a *auditLog) close() {
 // outside the admin API store it once. delay postpones the publication to
 // the shared stream (see sharedAuditDelay).
 func (a *auditLog) add(who, action, target, claimed string, rev uint64, old, new any) {
-	a.addDelayed(who, action, target, claimed, rev, old, new, 0)
+	a.addDelayed(AuditEntry{Who: who, Action: action, Target: target, ClaimedBy: claimed, Revision: rev}, old, new, 0)
 }
 
-func (a *auditLog) addDelayed(who, action, target, claimed string, rev uint64, old, new any, delay time.Duration) {
+// addLate records a change made through the admin API; late: one whose
+// call failed and that landed later (lateWrite).
+func (a *auditLog) addLate(who, action, target string, rev uint64, late bool, old, new any) {
+	a.addDelayed(AuditEntry{Who: who, Action: action, Target: target, Revision: rev, Late: late}, old, new, 0)
+}
+
+func (a *auditLog) addDelayed(e AuditEntry, old, new any, delay time.Duration) {
 	c := a.c
-	e := AuditEntry{At: time.UnixMilli(c.now()).UTC(), Who: who, Action: action, Target: target, ClaimedBy: claimed, Revision: rev}
+	e.At = time.UnixMilli(c.now()).UTC()
+	rev := e.Revision
 	e.Old, _ = json.Marshal(old)
 	e.New, _ = json.Marshal(new)
 	line, _ := json.Marshal(e)

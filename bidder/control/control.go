@@ -19,6 +19,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -82,6 +83,7 @@ type Control struct {
 	warn    *logthrottle.Log
 	dataDir string
 	key     []byte
+	timeout time.Duration // of one KV write (kvTimeout; shorter in tests)
 
 	js      jetstream.JetStream // nil: memory only
 	kv      jetstream.KeyValue  // nil: memory only
@@ -100,6 +102,12 @@ type Control struct {
 
 	audit auditLog
 
+	// late holds, per KV key, a write whose call failed (a timeout while
+	// NATS was away) but that the NATS client may still deliver once it is
+	// back: the KV watch audits it if it lands.
+	lateMu sync.Mutex
+	late   map[string]lateWrite
+
 	rejected   [numKinds]*metrics.Counter
 	unverified *metrics.Counter
 }
@@ -117,6 +125,8 @@ func New(opts Options) *Control {
 		done:      make(chan struct{}),
 		overrides: &overrides{m: cowmap.New[Override]()},
 		adminPol:  map[string]*PolicyRecord{},
+		late:      map[string]lateWrite{},
+		timeout:   kvTimeout,
 	}
 	c.audit.c, c.audit.stop = c, make(chan struct{})
 	c.filePolicies.Store(opts.Policies)
@@ -242,31 +252,63 @@ const kvTimeout = 5 * time.Second
 // errStore wraps the failure to store a change in the KV bucket.
 var errStore = errors.New("cannot store the change in the KV bucket")
 
+// lateWrite is a write answered as failed that may still land; audit
+// records it under its KV revision.
+type lateWrite struct {
+	value []byte
+	audit func(rev uint64)
+}
+
 // put stores a signed record under key, when there is a bucket, and returns
-// its revision (0: memory only).
-func (c *Control) put(key string, r signer) (uint64, error) {
+// its revision (0: memory only). When the put fails, audit is kept for the
+// KV watch: the NATS client may still send the record once it reconnects,
+// and the change then takes effect after its call was answered 503.
+func (c *Control) put(key string, r signer, audit func(rev uint64)) (uint64, error) {
 	if c.kv == nil {
 		return 0, nil
 	}
 	b := sign(c.key, key, r)
-	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	rev, err := c.kv.Put(ctx, key, b)
+	c.lateMu.Lock()
+	if err != nil {
+		c.late[key] = lateWrite{value: b, audit: audit}
+	} else {
+		delete(c.late, key)
+	}
+	c.lateMu.Unlock()
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", errStore, err)
 	}
 	return rev, nil
 }
 
+// landedLate returns the audit of a failed write of this instance whose
+// record e is, if any.
+func (c *Control) landedLate(e jetstream.KeyValueEntry) func(rev uint64) {
+	if e.Operation() != jetstream.KeyValuePut {
+		return nil
+	}
+	c.lateMu.Lock()
+	defer c.lateMu.Unlock()
+	lw, ok := c.late[e.Key()]
+	if !ok || !bytes.Equal(lw.value, e.Value()) {
+		return nil
+	}
+	delete(c.late, e.Key())
+	return lw.audit
+}
+
 // remove deletes key from the bucket after storing a signed tombstone under
 // it, so that the other instances see who deleted it; a bare delete (from
 // outside the admin API) is audited as "nats-kv".
-func (c *Control) remove(key string, tomb signer) (uint64, error) {
-	rev, err := c.put(key, tomb)
+func (c *Control) remove(key string, tomb signer, audit func(rev uint64)) (uint64, error) {
+	rev, err := c.put(key, tomb, audit)
 	if err != nil || c.kv == nil {
 		return rev, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), kvTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	if err := c.kv.Delete(ctx, key); err != nil {
 		// The tombstone already deletes it everywhere.

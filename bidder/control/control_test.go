@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -306,4 +307,54 @@ func TestAdminRulesApplyToEveryPath(t *testing.T) {
 	f(1, testNow-1, false)
 	f(1, testNow+MaxOverrideTTL.Milliseconds()+1, false)
 	f(1, testNow+1000, true)
+}
+
+// TestLateWriteIsAudited: a write answered as failed while NATS is away, that
+// the NATS client delivers once the server is back, takes effect and is
+// audited then, marked late.
+func TestLateWriteIsAudited(t *testing.T) {
+	store := t.TempDir()
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: store, NoSigs: true, NoLog: true}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS server not ready")
+	}
+	opts.Port = srv.Addr().(*net.TCPAddr).Port
+	tc := startControl(t, srv.ClientURL(), nil, 0)
+	tc.timeout = 200 * time.Millisecond
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	waitFor(t, "the disconnect", func() bool { return !tc.nc.IsConnected() })
+
+	err = tc.SetKillSwitch(KillRecord{Enabled: true, Reason: "outage", SetBy: "alice", SetAtMs: testNow})
+	if !IsStoreError(err) {
+		t.Fatalf("unexpected error of a write while NATS is away: %v", err)
+	}
+	if tc.Killed() {
+		t.Fatal("a failed write took effect at once")
+	}
+	if srv, err = server.NewServer(opts); err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	deadline := time.Now().Add(20 * time.Second)
+	for !tc.Killed() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !tc.Killed() {
+		t.Skip("the NATS client did not deliver the buffered write after the reconnection: nothing landed late to audit")
+	}
+	var entries []AuditEntry
+	waitFor(t, "the late audit entry", func() bool {
+		entries, _ = tc.RecentAudit(t.Context(), 10)
+		return len(entries) == 1
+	})
+	if e := entries[0]; !e.Late || e.Who != "alice" || e.Action != "killswitch.set" || e.Revision == 0 {
+		t.Fatalf("unexpected audit of a late write: %+v", e)
+	}
 }

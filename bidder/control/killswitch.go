@@ -56,13 +56,17 @@ func (c *Control) SetKillSwitch(k KillRecord) error {
 	}
 	// Read before the put: the KV watcher may apply the new value first.
 	old := c.killInfo.Load()
-	rev, err := c.put(KillKey, &k)
+	done := k
+	auditSet := func(late bool) func(rev uint64) {
+		return func(rev uint64) { c.audit.addLate(done.SetBy, "killswitch.set", "global", rev, late, old, &done) }
+	}
+	rev, err := c.put(KillKey, &k, auditSet(true))
 	if err != nil {
 		return err
 	}
 	k.Sig = ""
 	c.setKill(&k)
-	c.audit.add(k.SetBy, "killswitch.set", "global", "", rev, old, &k)
+	auditSet(false)(rev)
 	return nil
 }
 

@@ -300,14 +300,19 @@ func (c *Control) PutOverride(ov *Override) error {
 	if old == nil && c.overrides.m.Len() >= MaxOverrides {
 		return ErrTooManyOverrides
 	}
-	rev, err := c.put(overrideKVKey(ov.Key), c.recordOf(ov))
+	auditSet := func(late bool) func(rev uint64) {
+		return func(rev uint64) {
+			c.audit.addLate(ov.SetBy, "override.set", c.OverrideTarget(ov), rev, late, c.recordOrNil(old), c.recordOf(ov))
+		}
+	}
+	rev, err := c.put(overrideKVKey(ov.Key), c.recordOf(ov), auditSet(true))
 	if err != nil {
 		return err
 	}
 	if _, err := c.overrides.set(ov); err != nil {
 		return err
 	}
-	c.audit.add(ov.SetBy, "override.set", c.OverrideTarget(ov), "", rev, c.recordOrNil(old), c.recordOf(ov))
+	auditSet(false)(rev)
 	return nil
 }
 
@@ -320,13 +325,18 @@ func (c *Control) DeleteOverride(key []byte, who string) (bool, error) {
 	}
 	tomb := c.recordOf(old)
 	tomb.Deleted, tomb.SetBy, tomb.SetAtMs = true, who, c.now()
-	rev, err := c.remove(overrideKVKey(old.Key), tomb)
+	auditDelete := func(late bool) func(rev uint64) {
+		return func(rev uint64) {
+			c.audit.addLate(who, "override.delete", c.OverrideTarget(old), rev, late, c.recordOf(old), nil)
+		}
+	}
+	rev, err := c.remove(overrideKVKey(old.Key), tomb, auditDelete(true))
 	if err != nil {
 		return false, err
 	}
 	// The KV watch may have applied the tombstone already: audit anyway.
 	c.overrides.delete(key)
-	c.audit.add(who, "override.delete", c.OverrideTarget(old), "", rev, c.recordOf(old), nil)
+	auditDelete(false)(rev)
 	return true, nil
 }
 

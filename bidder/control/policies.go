@@ -146,13 +146,16 @@ func (c *Control) PutPolicy(campaign string, policy json.RawMessage, who string)
 	}
 	// Read before the put: the KV watch may apply the new value first.
 	old, _ := c.PolicyRecordOf(campaign)
-	rev, err := c.put(policyKVKey(campaign), r)
+	auditSet := func(late bool) func(rev uint64) {
+		return func(rev uint64) { c.audit.addLate(who, "policy.set", "campaign "+campaign, rev, late, old, r) }
+	}
+	rev, err := c.put(policyKVKey(campaign), r, auditSet(true))
+	r.Sig = ""
 	if err != nil {
 		return nil, err
 	}
-	r.Sig = ""
 	c.setPolicy(campaign, r)
-	c.audit.add(who, "policy.set", "campaign "+campaign, "", rev, old, r)
+	auditSet(false)(rev)
 	return r, nil
 }
 
@@ -164,13 +167,16 @@ func (c *Control) DeletePolicy(campaign, who string) (bool, error) {
 		return false, nil
 	}
 	tomb := &PolicyRecord{Campaign: campaign, Deleted: true, SetBy: who, SetAtMs: c.now()}
-	rev, err := c.remove(policyKVKey(campaign), tomb)
+	auditDelete := func(late bool) func(rev uint64) {
+		return func(rev uint64) { c.audit.addLate(who, "policy.delete", "campaign "+campaign, rev, late, old, nil) }
+	}
+	rev, err := c.remove(policyKVKey(campaign), tomb, auditDelete(true))
 	if err != nil {
 		return false, err
 	}
 	// The KV watch may have applied the tombstone already: audit anyway.
 	c.setPolicy(campaign, nil)
-	c.audit.add(who, "policy.delete", "campaign "+campaign, "", rev, old, nil)
+	auditDelete(false)(rev)
 	return true, nil
 }
 

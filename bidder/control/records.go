@@ -130,6 +130,9 @@ func (c *Control) reject(k kind, key string, err error) {
 // apply applies one KV entry (a put or a delete) to the in-memory tables.
 // live is false for the records loaded at start: those are not audited.
 func (c *Control) apply(e jetstream.KeyValueEntry, live bool) {
+	if audit := c.landedLate(e); audit != nil {
+		defer audit(e.Revision())
+	}
 	key := e.Key()
 	deleted := e.Operation() != jetstream.KeyValuePut
 	rev := e.Revision()
@@ -227,5 +230,5 @@ func (c *Control) auditRead(signed, live bool, rev uint64, action, target, claim
 	if signed || !live {
 		return
 	}
-	c.audit.addDelayed(NATSIdentity, action, target, claimed, rev, old, new, sharedAuditDelay)
+	c.audit.addDelayed(AuditEntry{Who: NATSIdentity, Action: action, Target: target, ClaimedBy: claimed, Revision: rev}, old, new, sharedAuditDelay)
 }
