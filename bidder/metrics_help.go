@@ -250,6 +250,9 @@ var metricHelp = map[string]string{
 	"bidpulse_brain_campaigns_max":   "The cap on tracked campaigns (--max-campaign-states).",
 	"bidpulse_brain_untracked_total": "Keys (table=\"keys\") or campaigns (table=\"campaigns\") that could not be tracked because " +
 		"their table was full: answers given without their state, and for campaigns also conversion delays not learned.",
+	"bidpulse_brain_restore_invalid_total": "Key (table=\"keys\") or campaign (table=\"campaigns\") controller states of a " +
+		"checkpoint left out at load because a field was out of the range the control tick keeps it in (a corrupt or edited " +
+		"checkpoint): they start afresh.",
 	"bidpulse_brain_ticks_total":  "Control ticks run (one per control interval).",
 	"bidpulse_brain_tick_seconds": "Duration of the last control tick, in seconds (millisecond resolution).",
 

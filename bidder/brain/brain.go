@@ -86,12 +86,14 @@ type Brain struct {
 	// and Snapshot, so a snapshot sees whole ticks.
 	tickMu sync.Mutex
 
-	keysFull       *metrics.Counter
-	campaignsFull  *metrics.Counter
-	ticks          *metrics.Counter
-	tickMs         atomic.Int64 // duration of the last tick
-	campaignStates atomic.Int64 // campaigns with controller state
-	wanting        atomic.Int64 // campaigns marked wantState
+	keysFull         *metrics.Counter
+	campaignsFull    *metrics.Counter
+	keysInvalid      *metrics.Counter // states Restore left out
+	campaignsInvalid *metrics.Counter
+	ticks            *metrics.Counter
+	tickMs           atomic.Int64 // duration of the last tick
+	campaignStates   atomic.Int64 // campaigns with controller state
+	wanting          atomic.Int64 // campaigns marked wantState
 
 	// WalkHook, when set (tests only), is called by the walks of Tick and
 	// Snapshot every walkHookEvery entries, with the walk's name, while
@@ -138,6 +140,8 @@ func New(o Options) *Brain {
 	}
 	b.keysFull = set.NewCounter(`bidpulse_brain_untracked_total{table="keys"}`)
 	b.campaignsFull = set.NewCounter(`bidpulse_brain_untracked_total{table="campaigns"}`)
+	b.keysInvalid = set.NewCounter(`bidpulse_brain_restore_invalid_total{table="keys"}`)
+	b.campaignsInvalid = set.NewCounter(`bidpulse_brain_restore_invalid_total{table="campaigns"}`)
 	b.ticks = set.NewCounter(`bidpulse_brain_ticks_total`)
 	set.NewGauge(`bidpulse_brain_key_states`, func() float64 { return float64(b.keys.Len()) })
 	set.NewGauge(`bidpulse_brain_key_states_max`, func() float64 { return float64(o.MaxKeys) })

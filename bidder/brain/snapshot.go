@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 
 	"github.com/bidpulse/bidpulse/internal/pace"
@@ -132,7 +133,12 @@ func (b *Brain) Snapshot(w io.Writer) SnapshotResult {
 
 // Restore loads the controller states of a snapshot into an empty brain.
 // The restored campaigns and keys count as used at nowMs. Entries past the
-// bounds are left out and counted as the tables' full answers.
+// bounds are left out and counted as the tables' full answers. A state out
+// of the ranges the control tick keeps it in (models' Check: a corrupt or
+// edited checkpoint) is left out too, counted in
+// bidpulse_brain_restore_invalid_total: it starts afresh, where trusting it
+// would crash the tick or turn its multipliers into NaN. Restore then still
+// loads the others, and returns an error naming the first one left out.
 func (b *Brain) Restore(raw json.RawMessage, nowMs int64) error {
 	if len(raw) == 0 {
 		return nil
@@ -143,7 +149,23 @@ func (b *Brain) Restore(raw json.RawMessage, nowMs int64) error {
 	}
 	b.tickMu.Lock()
 	defer b.tickMu.Unlock()
+	var invalid int
+	var first error
+	leftOut := func(what, name string, err error) {
+		if invalid++; first == nil {
+			first = fmt.Errorf("%s %q: %w", what, name, err)
+		}
+	}
 	for name, cs := range snap.Campaigns {
+		err := cs.Delays.Check()
+		if err == nil && cs.State != nil {
+			err = cs.State.Check()
+		}
+		if err != nil {
+			leftOut("campaign", name, err)
+			b.campaignsInvalid.Add(1)
+			continue
+		}
 		if cs.State != nil && cs.State.Delay.Ready && cs.State.Delay.DelayModel == nil {
 			cs.State.Delay.Ready = false // no model: recompiled on the next tick
 		}
@@ -155,6 +177,11 @@ func (b *Brain) Restore(raw json.RawMessage, nowMs int64) error {
 		key, err := base64.RawURLEncoding.DecodeString(k)
 		if err != nil || len(key) == 0 {
 			continue // not a key this brain wrote: left out
+		}
+		if err := ks.Check(); err != nil {
+			leftOut("key", k, err)
+			b.keysInvalid.Add(1)
+			continue
 		}
 		st := ks
 		if !b.setKey(string(key), &st, nowMs) {
@@ -171,6 +198,9 @@ func (b *Brain) Restore(raw json.RawMessage, nowMs int64) error {
 		return true
 	}, nil)
 	b.campaignStates.Store(n)
+	if invalid > 0 {
+		return fmt.Errorf("%d controller states out of range left out (they start afresh); the first: %w", invalid, first)
+	}
 	return nil
 }
 
