@@ -568,10 +568,17 @@ func (s *Service) loadCheckpoint(ctx context.Context) (uint64, error) {
 		c.Set(h.Stats[name])
 	}
 	if err := s.brain.Restore(h.Controllers, s.clock.NowMs()); err != nil {
-		s.checkpointLoadFailed(path, fmt.Errorf("cannot load the controller state (controllers start afresh): %w", err))
+		s.checkpointLoadFailed(path, fmt.Errorf("cannot load the controller state (the states left out start afresh): %w", err))
 	}
+	// The header names a file beside it; a name with a directory in it (a
+	// corrupt or edited header) would read a file from elsewhere.
 	dedupPath := filepath.Join(s.checkpointDir(), h.DedupFile)
-	set, err := s.ingest.ReadDedup(dedupPath, h.DedupGen, h.Seq)
+	var set *idset.Set
+	if filepath.Base(h.DedupFile) != h.DedupFile {
+		err = fmt.Errorf("dedup file %q is not a name in the checkpoint directory", h.DedupFile)
+	} else {
+		set, err = s.ingest.ReadDedup(dedupPath, h.DedupGen, h.Seq)
+	}
 	if err != nil {
 		s.checkpointLoadFailed(dedupPath, fmt.Errorf("cannot load the dedup set (duplicates of events counted before the checkpoint will not be recognised): %w", err))
 	}
