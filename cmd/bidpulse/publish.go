@@ -1,10 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,14 +11,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/valyala/fastjson"
 
 	"github.com/bidpulse/bidpulse/bench"
 	"github.com/bidpulse/bidpulse/bidder/natsauth"
 )
-
-// maxLine bounds one NDJSON line (and one JSON document read from a file).
-const maxLine = 8 << 20
 
 type publishOptions struct {
 	natsURL   string
@@ -166,11 +158,8 @@ func publishSynthetic(snd *sender, o *publishOptions) error {
 	return nil
 }
 
-// publishFile publishes the events of o.file: a JSON document (one object
-// or an array, sent in batches of o.batch) or NDJSON (one object per line,
-// grouped into arrays of o.batch). A line that is not valid JSON is sent
-// alone, as it is, so the service rejects it with a reason and dead-letters
-// it rather than spoiling a whole batch.
+// publishFile publishes the events of o.file (readEventFile) in batches
+// of o.batch.
 func publishFile(snd *sender, o *publishOptions) error {
 	var r io.Reader = os.Stdin
 	name := "stdin"
@@ -182,53 +171,14 @@ func publishFile(snd *sender, o *publishOptions) error {
 		defer f.Close()
 		r, name = f, o.file
 	}
-	br := bufio.NewReaderSize(r, 64<<10)
-	p := &batcher{snd: snd, size: o.batch}
-	first, err := peekNonSpace(br)
-	if err != nil && err != io.EOF {
-		return fmt.Errorf("cannot read %s: %w", name, err)
-	}
-	if first == '[' {
-		// One JSON array: read it whole and send its elements in batches.
-		data, err := io.ReadAll(io.LimitReader(br, 1<<30))
-		if err != nil {
-			return fmt.Errorf("cannot read %s: %w", name, err)
-		}
-		var jp fastjson.Parser
-		v, err := jp.ParseBytes(data)
-		if err != nil {
-			return fmt.Errorf("cannot parse %s as a JSON array: %w", name, err)
-		}
-		for _, el := range v.GetArray() {
-			if err := p.add(el.MarshalTo(nil)); err != nil {
-				return err
-			}
-		}
-	} else {
-		sc := bufio.NewScanner(br)
-		sc.Buffer(make([]byte, 64<<10), maxLine)
-		line := 0
-		for sc.Scan() {
-			line++
-			b := bytes.TrimSpace(sc.Bytes())
-			if len(b) == 0 {
-				continue
-			}
-			if fastjson.ValidateBytes(b) != nil {
-				fmt.Fprintf(os.Stderr, "warning: %s line %d is not valid JSON; sent alone (the service will dead-letter it)\n", name, line)
-				p.events++
-				if err := p.sendRaw(b); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := p.add(b); err != nil {
-				return err
-			}
-		}
-		if err := sc.Err(); err != nil {
-			return fmt.Errorf("cannot read %s at line %d: %w", name, line+1, err)
-		}
+	p := &batcher{publish: snd.send, size: o.batch}
+	err := readEventFile(r, name, p.add, func(line int, b []byte) error {
+		fmt.Fprintf(os.Stderr, "warning: %s line %d is not valid JSON; sent alone (the service will dead-letter it)\n", name, line)
+		p.events++
+		return p.sendRaw(b)
+	})
+	if err != nil {
+		return err
 	}
 	if err := p.flush(); err != nil {
 		return err
@@ -237,70 +187,5 @@ func publishFile(snd *sender, o *publishOptions) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "published %d events in %d messages to %s; %s\n", p.events, p.msgs, o.subject, snd.progress())
-	return nil
-}
-
-func peekNonSpace(br *bufio.Reader) (byte, error) {
-	for {
-		b, err := br.Peek(1)
-		if err != nil {
-			return 0, err
-		}
-		switch b[0] {
-		case ' ', '\t', '\r', '\n':
-			br.ReadByte()
-			continue
-		}
-		return b[0], nil
-	}
-}
-
-// batcher groups JSON values into arrays of size and publishes them.
-type batcher struct {
-	snd    *sender
-	size   int
-	buf    []byte
-	n      int
-	events int
-	msgs   int
-}
-
-func (b *batcher) add(v []byte) error {
-	if b.size == 1 {
-		b.events++
-		return b.sendRaw(v)
-	}
-	if b.n == 0 {
-		b.buf = append(b.buf[:0], '[')
-	} else {
-		b.buf = append(b.buf, ',')
-	}
-	b.buf = append(b.buf, v...)
-	b.n++
-	b.events++
-	if b.n >= b.size {
-		return b.flush()
-	}
-	return nil
-}
-
-func (b *batcher) flush() error {
-	if b.n == 0 {
-		return nil
-	}
-	b.buf = append(b.buf, ']')
-	b.n = 0
-	return b.sendRaw(b.buf)
-}
-
-// sendRaw publishes data with a message id derived from its content, so
-// that publishing the same file again within the stream's duplicate
-// window is recognised by JetStream.
-func (b *batcher) sendRaw(data []byte) error {
-	sum := sha256.Sum256(data)
-	if err := b.snd.send(data, hex.EncodeToString(sum[:16])); err != nil {
-		return err
-	}
-	b.msgs++
 	return nil
 }
