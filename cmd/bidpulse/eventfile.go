@@ -48,6 +48,11 @@ func readEventFile(r io.Reader, name string, emit func(v []byte) error, bad func
 				return fmt.Errorf("cannot read %s: a JSON array of more than %d bytes (use NDJSON)", name, maxArray)
 			}
 		}
+		// Validated first: the parser accepts what the service's parser refuses (a control
+		// character in a string), and would hand it on in a batch the service rejects whole.
+		if err := fastjson.ValidateBytes(data); err != nil {
+			return fmt.Errorf("cannot parse %s as a JSON array: %w", name, err)
+		}
 		var jp fastjson.Parser
 		v, err := jp.ParseBytes(data)
 		if err != nil {

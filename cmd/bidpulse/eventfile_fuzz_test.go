@@ -49,7 +49,7 @@ func FuzzReadEventFile(f *testing.F) {
 		case len(doc) > 0 && doc[0] == '[':
 			var p fastjson.Parser
 			v, perr := p.ParseBytes(doc)
-			if wantErr = perr != nil; !wantErr {
+			if wantErr = perr != nil || fastjson.ValidateBytes(doc) != nil; !wantErr {
 				for _, e := range v.GetArray() {
 					want = append(want, item{v: e.MarshalTo(nil)})
 				}
