@@ -108,6 +108,12 @@ func procCPU(pid int) time.Duration {
 	if err != nil {
 		return 0
 	}
+	return parseProcCPU(b)
+}
+
+// parseProcCPU reads the user and system times (fields 14 and 15, in USER_HZ ticks) of a
+// /proc/<pid>/stat (0 if unknown).
+func parseProcCPU(b []byte) time.Duration {
 	// The command name may hold spaces: fields start after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
@@ -132,6 +138,11 @@ func procRSS(pid int) (rss, peak uint64) {
 	if err != nil {
 		return 0, 0
 	}
+	return parseProcRSS(b)
+}
+
+// parseProcRSS reads VmRSS and VmHWM (in kB) of a /proc/<pid>/status, in bytes (0 if absent).
+func parseProcRSS(b []byte) (rss, peak uint64) {
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
