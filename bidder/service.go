@@ -81,8 +81,6 @@ type Service struct {
 	httpSrv *fasthttp.Server
 	httpLn  net.Listener
 
-	lastDropped atomic.Int64
-
 	ready    atomic.Bool
 	stopping atomic.Bool
 	stopOnce sync.Once

@@ -23,7 +23,7 @@ func TestRandDeterministic(t *testing.T) {
 	}
 	// The zero Rand seeds itself rather than returning zeros forever.
 	var r Rand
-	if r.Uint64() == 0 && r.Uint64() == 0 {
+	if a, b := r.Uint64(), r.Uint64(); a == 0 && b == 0 {
 		t.Fatalf("unexpected zeros from the zero Rand")
 	}
 }

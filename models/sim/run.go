@@ -34,9 +34,8 @@ type placeRun struct {
 	multSum float64
 	multN   int
 
-	held     bool
-	hold     *HoldReport
-	lastGood float64
+	held bool
+	hold *HoldReport
 }
 
 // campRun is the running state of one campaign.
@@ -364,10 +363,6 @@ func (r *runner) input(c *campRun, pi int, now int64) *models.KeyState {
 // tick is the control tick of a campaign: the campaign state, the prior
 // fit over its placements, then every key's guardrail state.
 func (r *runner) tick(c *campRun, now int64, off time.Duration) {
-	loc := c.pol.Location
-	if loc == nil {
-		loc = time.UTC
-	}
 	in := models.TickInput{NowMs: now, Delays: &c.hist, HourlyKnown: true}
 	r.store.Read(c.key, now, &in.Campaign)
 	r.hourly(c.key, now, &in.Hourly)
