@@ -2,8 +2,11 @@ package windows
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/bidpulse/bidpulse/internal/allocbound"
 )
 
 func FuzzReadCheckpoint(f *testing.F) {
@@ -15,12 +18,30 @@ func FuzzReadCheckpoint(f *testing.F) {
 		f.Add(data[:len(data)/2])
 	}
 	f.Add([]byte(ckptMagic))
+	// Hostile lengths in a header that matches the store: 2^40 keys, a key of 2^40 bytes, a
+	// key of 2^20 bytes (the most allowed) that is not there.
+	hs := mustStore(f, Config{MaxKeys: 50})
+	hdr := binary.AppendUvarint([]byte(ckptMagic), ckptVersion)
+	hdr = binary.AppendUvarint(hdr, uint64(len(hs.rings)))
+	for _, r := range hs.rings {
+		hdr = binary.AppendUvarint(binary.AppendUvarint(hdr, uint64(r.width)), uint64(r.buckets))
+	}
+	for _, tail := range [][]uint64{{1 << 40, 0, 0}, {1, 1 << 40}, {1, maxCheckpointKeyLen}} {
+		b := append([]byte(nil), hdr...)
+		for _, v := range tail {
+			b = binary.AppendUvarint(b, v)
+		}
+		f.Add(withCRC(append(b, 0, 0, 0, 0)))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s := mustStore(t, Config{MaxKeys: 50})
 		// As given (mostly refused by the checksum), and with the checksum
 		// fixed so mutations reach every structural check.
 		for _, in := range [][]byte{data, withCRC(data)} {
-			err := s.ReadCheckpoint(bytes.NewReader(in))
+			// The key count, key lengths and ring sizes are length fields: what they claim
+			// must not be allocated before the bytes that back it are read.
+			var err error
+			allocbound.Check(t, "ReadCheckpoint", len(in), 4<<20, 256, func() { err = s.ReadCheckpoint(bytes.NewReader(in)) })
 			if err != nil {
 				if s.Len() != 0 {
 					t.Fatalf("unexpected Len after error %q; got %d; want 0", err, s.Len())
