@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/bidpulse/bidpulse/internal/leakcheck"
 )
 
 // benchExecMainEnv makes the test binary run main() instead of the tests: `bidpulse bench
@@ -14,12 +16,14 @@ import (
 // binary.
 const benchExecMainEnv = "BIDPULSE_TEST_EXEC_MAIN"
 
+// TestMain runs main() when the bench spawns this binary (benchExecMainEnv), else the tests,
+// which fail when a goroutine outlives them (goleak).
 func TestMain(m *testing.M) {
 	if os.Getenv(benchExecMainEnv) == "1" {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	leakcheck.VerifyTestMain(m)
 }
 
 // benchReport reads a JSON report into a map.
