@@ -69,11 +69,11 @@ var (
 // routeRules is the table, indexed by route.
 var routeRules = [numRoutes]routeRule{
 	routeMultiplier: {
-		methods:        []methodRule{{method: "GET", params: bidParams}},
+		methods:        []methodRule{{method: "GET", params: bidParams, auth: authOpen}},
 		maxHeaderBytes: maxBidHeaderBytes,
 	},
 	routeMultipliers: {
-		methods:        []methodRule{{method: "POST", body: maxBodySize}},
+		methods:        []methodRule{{method: "POST", body: maxBodySize, auth: authOpen}},
 		maxHeaderBytes: maxBidHeaderBytes,
 	},
 	routeRates:          {methods: []methodRule{{method: "GET", params: dimParams, auth: authRead}}},
