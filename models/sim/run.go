@@ -74,6 +74,9 @@ type runner struct {
 	stepMs  int64
 	steps   int64
 	rep     Report
+	// oldEvery is how often a key's older clicks are re-read from its
+	// hourly buckets on the tick.
+	oldEvery time.Duration
 
 	// scratch
 	in      models.Input
@@ -123,6 +126,8 @@ func newRunner(cfg Config) (*runner, error) {
 		startMs: cfg.Start.UnixMilli(),
 		stepMs:  cfg.Step.Milliseconds(),
 		steps:   int64(cfg.Duration / cfg.Step),
+
+		oldEvery: 5 * time.Minute,
 	}
 	r.rep = Report{Name: cfg.Name, Seed: cfg.Seed, Start: cfg.Start, Duration: cfg.Duration}
 	r.rep.Campaigns = make([]CampaignReport, len(cfg.Campaigns))
@@ -394,8 +399,9 @@ func (r *runner) tick(c *campRun, now int64, off time.Duration) {
 			continue
 		}
 		before := p.ks.Value
-		if off%(5*time.Minute) == 0 {
-			// The older clicks' share moves slowly: every 5 minutes.
+		if off%r.oldEvery == 0 {
+			// The older clicks' share moves slowly: every 5 minutes by
+			// default.
 			r.hourly(p.key, now, &r.buckets)
 			r.in.Hourly = &r.buckets
 		}
