@@ -191,3 +191,21 @@ func seedRange(seeds []uint64) string {
 	}
 	return fmt.Sprint(seeds)
 }
+
+// BudgetClaims checks, per strategy and fraction, that no seed's replay
+// spent more than its budget.
+func (r *MarketReport) BudgetClaims() []Claim {
+	var out []Claim
+	for _, f := range r.Fractions {
+		for _, s := range Strategies() {
+			worst := 0.0
+			for _, run := range r.Runs {
+				if run.Fraction == f {
+					worst = math.Max(worst, float64(run.Outcomes[s].SpendMicros)/float64(run.BudgetMicros))
+				}
+			}
+			out = append(out, atMost(fmt.Sprintf("market 1/%d: %s's largest spend / budget over the seeds", f, s), worst, 1))
+		}
+	}
+	return out
+}

@@ -16,6 +16,9 @@ type Report struct {
 	Start     time.Time        `json:"start"`
 	Duration  time.Duration    `json:"duration_ns"`
 	Campaigns []CampaignReport `json:"campaigns"`
+	// Claims are what a built-in scenario proves, checked (none for
+	// another configuration).
+	Claims []Claim `json:"claims"`
 }
 
 // CampaignReport is one campaign's outcome.
@@ -28,12 +31,15 @@ type CampaignReport struct {
 	Placements []PlacementReport `json:"placements"`
 	// Spearman is the rank correlation, over the placements neither sparse
 	// nor launched late, between their true value per impression and their
-	// mean multiplier after the warm-up; 0 with fewer than 3.
-	Spearman float64       `json:"spearman"`
-	Days     []DayReport   `json:"days"`
-	Hours    []HourReport  `json:"hours"`
-	Holds    []HoldReport  `json:"holds"`
-	Probes   []ProbeReport `json:"probes"`
+	// mean multiplier after the warm-up; 0 with fewer than 3 or when
+	// their true values are all equal (nothing to rank), and then
+	// SpearmanPlacements, the number of placements ranked, is 0 too.
+	Spearman           float64       `json:"spearman"`
+	SpearmanPlacements int           `json:"spearman_placements"`
+	Days               []DayReport   `json:"days"`
+	Hours              []HourReport  `json:"hours"`
+	Holds              []HoldReport  `json:"holds"`
+	Probes             []ProbeReport `json:"probes"`
 	// SpendCheckMicros is the largest difference seen on a tick between
 	// the spend since local midnight computed from the windows' hourly
 	// buckets (what pacing used) and the simulator's own count.
@@ -146,7 +152,9 @@ func (r *Report) Text() string {
 				fmt.Fprintf(&b, "  %-12s %8.4f %8.4f %10.6f %10d %8d %8.3f %8.3f %8.3f%s\n", p.Name, p.TrueCTR, p.TrueCVR, p.TrueValue,
 					p.Impressions, p.Clicks, p.MeanMultiplier, p.MinMultiplier, p.MaxMultiplier, tag)
 			}
-			fmt.Fprintf(&b, "  spearman(true value, mean multiplier) = %.3f\n", c.Spearman)
+			if c.SpearmanPlacements > 0 {
+				fmt.Fprintf(&b, "  spearman(true value, mean multiplier) = %.3f over %d placements\n", c.Spearman, c.SpearmanPlacements)
+			}
 		}
 		for _, d := range c.Days {
 			full := ""
@@ -181,6 +189,9 @@ func (r *Report) Text() string {
 				p.Placement, fmtOffset(p.At), p.Truth, p.Naive, 100*(p.Naive/p.Truth-1), p.Corrected, 100*(p.Corrected/p.Truth-1),
 				p.Clicks, p.EffectiveClicks, p.Conversions)
 		}
+	}
+	for _, c := range r.Claims {
+		b.WriteString(c.Line("claim"))
 	}
 	return b.String()
 }

@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/bidpulse/bidpulse/models"
@@ -101,6 +102,9 @@ func Run(cfg Config) (Report, error) {
 		r.step(i)
 	}
 	r.finish()
+	if slices.Contains(Scenarios(), cfg.Name) {
+		r.rep.Claims = ScenarioClaims(&r.rep)
+	}
 	return r.rep, nil
 }
 
@@ -557,10 +561,20 @@ func (r *runner) finish() {
 				ys = append(ys, p.rep.MeanMultiplier)
 			}
 		}
-		if len(xs) >= 3 {
+		if len(xs) >= 3 && !allEqual(xs) {
 			c.rep.Spearman = spearman(xs, ys)
+			c.rep.SpearmanPlacements = len(xs)
 		}
 	}
+}
+
+func allEqual(xs []float64) bool {
+	for _, x := range xs {
+		if x != xs[0] {
+			return false
+		}
+	}
+	return true
 }
 
 func keyAge(ks *models.KeyState, now int64) int64 {

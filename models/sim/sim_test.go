@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"flag"
 	"math"
 	"reflect"
 	"strings"
@@ -262,5 +263,48 @@ func TestDraws(t *testing.T) {
 	}
 	if p, _ := m.win(0); p != 0 {
 		t.Fatalf("unexpected win with a zero bid; got %v", p)
+	}
+}
+
+var simSeeds = flag.Int("sim-seeds", 3, "seeds (1..N) on which TestScenarioClaims checks every scenario's claims")
+
+// TestScenarioClaims: every claim of every built-in scenario holds on seeds
+// 1..-sim-seeds (3 by default), and the cpa scenario, whose placements
+// share one true value, reports no Spearman.
+func TestScenarioClaims(t *testing.T) {
+	for seed := uint64(1); seed <= uint64(*simSeeds); seed++ {
+		for _, name := range Scenarios() {
+			cfg, err := Scenario(name, seed)
+			if err != nil {
+				t.Fatalf("unexpected error: %s", err)
+			}
+			rep, err := Run(cfg)
+			if err != nil {
+				t.Fatalf("cannot run %s: %s", name, err)
+			}
+			if len(rep.Claims) == 0 {
+				t.Fatalf("unexpected %s without claims", name)
+			}
+			for _, c := range Failed(rep.Claims) {
+				t.Errorf("seed %d: %s", seed, c.Line("claim"))
+			}
+			text := rep.Text()
+			if got := strings.Count(text, "\nclaim "); got != len(rep.Claims) {
+				t.Fatalf("unexpected claim lines in the %s report; got %d; want %d:\n%s", name, got, len(rep.Claims), text)
+			}
+			if name == "cpa" && strings.Contains(text, "spearman") {
+				t.Fatalf("unexpected Spearman in the cpa report:\n%s", text)
+			}
+		}
+	}
+}
+
+func TestClaimFails(t *testing.T) {
+	rep := Report{Name: "ranking", Campaigns: []CampaignReport{{Spearman: 0.5}}}
+	if len(Failed(ScenarioClaims(&rep))) == 0 {
+		t.Fatalf("expecting a failed claim for a Spearman of 0.5")
+	}
+	if l := atLeast("x", 0.5, 0.9).Line("claim"); !strings.HasSuffix(l, "FAIL\n") {
+		t.Fatalf("unexpected claim line %q; want one ending in FAIL", l)
 	}
 }
