@@ -2,6 +2,7 @@ package sim
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -201,5 +202,15 @@ func TestRunMarket(t *testing.T) {
 	}
 	if testing.Verbose() {
 		t.Logf("\n%s", rep.Text())
+	}
+	if c := Failed(rep.BudgetClaims()); len(c) > 0 {
+		t.Fatalf("unexpected failed claim: %s", c[0].Line("claim"))
+	}
+	var b strings.Builder
+	if err := rep.WriteHTML(&b); err != nil {
+		t.Fatalf("cannot write the HTML page: %s", err)
+	}
+	if !strings.Contains(b.String(), `"strategy":"performance"`) || !strings.Contains(b.String(), "<svg") && !strings.Contains(b.String(), "createElementNS") {
+		t.Fatalf("unexpected HTML page without the data or the chart:\n%.500s", b.String())
 	}
 }
