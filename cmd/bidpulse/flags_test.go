@@ -2,13 +2,18 @@ package main
 
 import (
 	"flag"
+	"fmt"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestApplyEnv(t *testing.T) {
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("http-addr", ":8080", "")
 	keys := fs.Int("max-keys", 10, "")
 	sub := fs.String("subject", "a", "")
@@ -25,7 +30,7 @@ func TestApplyEnv(t *testing.T) {
 		t.Fatalf("unexpected subject; got %q; want the flag to win over the env", *sub)
 	}
 
-	fs = flag.NewFlagSet("t", flag.ContinueOnError)
+	fs = flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.Int("max-keys", 10, "")
 	t.Setenv("BIDPULSE_MAX_KEYS", "many")
 	if err := parseFlags(fs, nil); err == nil {
@@ -34,8 +39,117 @@ func TestApplyEnv(t *testing.T) {
 }
 
 func TestEnvName(t *testing.T) {
-	if got := envName("dedup-size"); got != "BIDPULSE_DEDUP_SIZE" {
-		t.Fatalf("unexpected env name; got %q", got)
+	f := func(cmd, flagName, want string) {
+		t.Helper()
+		if got := cmdEnvName(cmd, flagName); got != want {
+			t.Fatalf("unexpected env name of %s --%s; got %q; want %q", cmd, flagName, got, want)
+		}
+	}
+	f("serve", "dedup-size", "BIDPULSE_DEDUP_SIZE")
+	f("serve", "nats-url", "BIDPULSE_NATS_URL")
+	f("bench", "duration", "BIDPULSE_BENCH_DURATION")
+	f("simulate", "duration", "BIDPULSE_SIMULATE_DURATION")
+	f("publish", "nats-url", "BIDPULSE_NATS_URL")
+	f("dlq", "nats-password-file", "BIDPULSE_NATS_PASSWORD_FILE")
+	f("dlq", "from-seq", "BIDPULSE_DLQ_FROM_SEQ")
+}
+
+// An environment variable applies to the command it names: one set for
+// bench does not change simulate, and simulate's own does.
+func TestEnvScopedToCommand(t *testing.T) {
+	t.Setenv("BIDPULSE_BENCH_DURATION", "not-a-duration")
+	t.Setenv("BIDPULSE_DURATION", "not-a-duration")
+	// An unknown scenario fails after the flags are read, before any work.
+	err := runSimulate([]string{"--scenario", "no-such-scenario"})
+	if err == nil || strings.Contains(err.Error(), "DURATION") {
+		t.Fatalf("unexpected simulate error; got %v; want the unknown scenario, the bench's variable unread", err)
+	}
+	t.Setenv("BIDPULSE_SIMULATE_DURATION", "not-a-duration")
+	err = runSimulate([]string{"--scenario", "no-such-scenario"})
+	if err == nil || !strings.Contains(err.Error(), "BIDPULSE_SIMULATE_DURATION") {
+		t.Fatalf("unexpected simulate error; got %v; want BIDPULSE_SIMULATE_DURATION refused", err)
+	}
+	err = runBench([]string{"--scenario", "no-such-scenario"})
+	if err == nil || !strings.Contains(err.Error(), "BIDPULSE_BENCH_DURATION") {
+		t.Fatalf("unexpected bench error; got %v; want BIDPULSE_BENCH_DURATION refused", err)
+	}
+}
+
+// serve still reads its documented unscoped variables: BIDPULSE_HTTP_ADDR
+// picks the address it answers on.
+func TestServeEnvHTTPAddr(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary; skipped in -short mode")
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	logf, err := os.CreateTemp(t.TempDir(), "serve-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bidpulseBinary(t), "serve")
+	cmd.Env = append(os.Environ(), "BIDPULSE_HTTP_ADDR="+addr, "BIDPULSE_NATS_ADDR=127.0.0.1:-1",
+		"BIDPULSE_DATA_DIR="+t.TempDir(), "BIDPULSE_LOG_LEVEL=warn")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			logs, _ := os.ReadFile(logf.Name())
+			t.Fatalf("serve does not answer on BIDPULSE_HTTP_ADDR %s after 30s: %v; log:\n%s", addr, err, logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Every command's --help prints each flag's default at most once, and the
+// environment variable of each; no variable of another command is one of
+// serve's.
+func TestHelpDefaultsOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary; skipped in -short mode")
+	}
+	serveEnv := map[string]bool{}
+	for _, cmd := range []string{"serve", "publish", "bench", "simulate", "dlq"} {
+		out, err := exec.Command(bidpulseBinary(t), cmd, "-h").CombinedOutput()
+		if err != nil {
+			t.Fatalf("bidpulse %s -h: %v\n%s", cmd, err, out)
+		}
+		_, flags, ok := strings.Cut(string(out), "\nFlags")
+		if !ok {
+			t.Fatalf("bidpulse %s -h lists no flags:\n%s", cmd, out)
+		}
+		entries := strings.Split(flags, "\n  -")[1:]
+		if len(entries) < 3 {
+			t.Fatalf("unexpected help of %s: %d flags:\n%s", cmd, len(entries), out)
+		}
+		for _, e := range entries {
+			name := strings.Fields(e)[0]
+			if strings.Count(e, "(default") > 1 {
+				t.Fatalf("unexpected help of %s --%s: the default more than once:\n%s", cmd, name, e)
+			}
+			env := cmdEnvName(cmd, name)
+			if !strings.Contains(e, "env "+env+")") {
+				t.Fatalf("unexpected help of %s --%s: want its variable %s:\n%s", cmd, name, env, e)
+			}
+			if cmd == "serve" {
+				serveEnv[env] = true
+			} else if !sharedEnvFlags[name] && serveEnv[env] {
+				t.Fatalf("%s --%s reads %s, a variable of serve", cmd, name, env)
+			}
+		}
 	}
 }
 

@@ -4,13 +4,13 @@
 //	bidpulse publish   publish events (from a file, stdin, or synthetic traffic)
 //	bidpulse bench     load-test a running or spawned bidpulse
 //	bidpulse simulate  run the policy simulator
-//	bidpulse version   print the version
+//	bidpulse dlq       read and replay the dead letters
+//	bidpulse version   print the version and the VCS revision
 package main
 
 import (
 	"fmt"
 	"os"
-	"runtime/debug"
 )
 
 const usage = `bidpulse: real-time bid multipliers from live click-through and conversion rates.
@@ -20,9 +20,12 @@ Usage:
   bidpulse publish [flags]   publish events to NATS (file, stdin or --synthetic)
   bidpulse bench   [flags]   load-test bidpulse: bids, events, scenarios, reports
   bidpulse simulate [flags]  run the policy simulator and print its report
-  bidpulse version           print the version
+  bidpulse dlq <action>      dead letters: count, tail, show SEQ, replay
+  bidpulse version           print the version and the VCS revision
 
-Run "bidpulse <command> -h" for the flags of a command.
+Run "bidpulse <command> -h" for the flags of a command. A flag of serve, or
+one of the NATS connection flags, reads BIDPULSE_<NAME> from the environment;
+any other flag of a command reads BIDPULSE_<COMMAND>_<NAME>.
 `
 
 func main() {
@@ -40,8 +43,10 @@ func main() {
 		err = runBench(os.Args[2:])
 	case "simulate":
 		err = runSimulate(os.Args[2:])
+	case "dlq":
+		err = runDLQ(os.Args[2:])
 	case "version", "--version", "-version":
-		fmt.Println("bidpulse", version())
+		printVersion(os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 	default:
@@ -52,16 +57,4 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bidpulse %s: %v\n", os.Args[1], err)
 		os.Exit(1)
 	}
-}
-
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				return bi.Main.Version + " " + s.Value[:12]
-			}
-		}
-		return bi.Main.Version
-	}
-	return "unknown"
 }

@@ -41,7 +41,7 @@ func runPublish(args []string) error {
 Publishes events to NATS: JSON (one object or an array) or NDJSON from
 --file (default stdin), or --synthetic traffic at --rate for --duration.`)
 	var o publishOptions
-	fs.StringVar(&o.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated (default: the embedded server of `bidpulse serve`)")
+	fs.StringVar(&o.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated: the embedded server of bidpulse serve by default")
 	fs.StringVar(&o.subject, "subject", "bidpulse.events.publish", "subject to publish on (under bidpulse.events.)")
 	fs.StringVar(&o.file, "file", "-", "file of JSON or NDJSON events; - for stdin")
 	fs.IntVar(&o.batch, "batch", 100, "events per NATS message (a JSON array); 1 sends single objects")

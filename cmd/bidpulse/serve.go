@@ -34,7 +34,7 @@ func runServe(args []string) error {
 	fs.StringVar(&o.Instance, "instance", "", "name of this replica (default: the host name)")
 	configPath := fs.String("config", "", "YAML config file: rollups, resolutions, policy (default: built-in defaults)")
 	fs.StringVar(&o.AdminToken, "admin-token", "", "bearer token of the admin API (overrides, policies, kill switch, audit), named \"admin\"; prefer the environment (BIDPULSE_ADMIN_TOKEN) or --admin-token-file to the command line; empty: admin API disabled")
-	fs.StringVar(&o.AdminTokens, "admin-tokens", "", "named admin tokens, comma-separated name:secret pairs, each audited under its name (environment: BIDPULSE_ADMIN_TOKENS)")
+	fs.StringVar(&o.AdminTokens, "admin-tokens", "", "named admin tokens, comma-separated name:secret pairs, each audited under its name")
 	adminTokenFile := fs.String("admin-token-file", "", "file holding the admin token (one line)")
 	adminTokensFile := fs.String("admin-tokens-file", "", "file holding the named admin tokens, one name:secret per line")
 	controlKeyFile := fs.String("control-key-file", "", "file holding the key that signs the control records in the KV bucket, shared by the instances of one bucket (default: <data-dir>/control.key, generated)")
