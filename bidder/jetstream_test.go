@@ -389,7 +389,13 @@ func TestCoreModeCountsServerDrops(t *testing.T) {
 	var conns []*pausableConn
 	e := startTestService(t, func(o *Options) {
 		o.JetStream = JetStreamFalse
-		o.natsServerHook = func(so *server.Options) { so.WriteDeadline = 300 * time.Millisecond }
+		// The burst below must be queued for the service before the
+		// server gives up on it: what is published after the server closed
+		// the connection, and before the client is back, finds no
+		// subscription and is lost uncounted (core NATS is at most once).
+		// 2 s holds on a loaded machine under the race detector; 300 ms
+		// did not.
+		o.natsServerHook = func(so *server.Options) { so.WriteDeadline = 2 * time.Second }
 		o.wrapNATSConn = func(c net.Conn) net.Conn {
 			pc := &pausableConn{Conn: c}
 			open := make(chan struct{})
