@@ -181,38 +181,45 @@ func (s *Service) appendAnswer(dst []byte, a *answer, explain bool) []byte {
 	dst = append(dst, `,"conversions":`...)
 	dst = appendUint(dst, a.counts.Conversions)
 	if explain {
-		dst = append(dst, `,"explain":{"policy":`...)
-		switch {
-		case a.killed:
-			dst = appendStr(dst, "kill_switch")
-		case a.override:
-			dst = appendStr(dst, "override")
-		case a.level < 0:
-			dst = appendStr(dst, "none")
-		case a.res.Policy != "":
-			dst = appendStr(dst, a.res.Policy)
-		default:
-			dst = appendStr(dst, "performance")
-		}
-		dst = append(dst, `,"window":`...)
-		dst = append(dst, spanJSON[a.window()]...)
-		dst = append(dst, `,"factors":`...)
-		dst = a.res.AppendFactorsJSON(dst)
-		dst = append(dst, `,"before_clamp":`...)
-		dst = appendRounded(dst, a.res.BeforeClamp)
-		dst = append(dst, `,"clamp":[`...)
-		dst = appendFloat(dst, a.res.Min)
-		dst = append(dst, ',')
-		dst = appendFloat(dst, a.res.Max)
-		dst = append(dst, `],"clamped":`...)
-		dst = strconv.AppendBool(dst, a.res.Clamped)
-		dst = append(dst, `,"override":`...)
-		if a.override {
-			dst = appendFloat(dst, a.multiplier)
-		} else {
-			dst = append(dst, "null"...)
-		}
-		dst = append(dst, '}')
+		dst = append(dst, `,"explain":`...)
+		dst = appendExplain(dst, a)
 	}
 	return append(dst, '}')
+}
+
+// appendExplain appends the explain object of an answer.
+func appendExplain(dst []byte, a *answer) []byte {
+	dst = append(dst, `{"policy":`...)
+	switch {
+	case a.killed:
+		dst = appendStr(dst, "kill_switch")
+	case a.override:
+		dst = appendStr(dst, "override")
+	case a.level < 0:
+		dst = appendStr(dst, "none")
+	case a.res.Policy != "":
+		dst = appendStr(dst, a.res.Policy)
+	default:
+		dst = appendStr(dst, "performance")
+	}
+	dst = append(dst, `,"window":`...)
+	dst = append(dst, spanJSON[a.window()]...)
+	dst = append(dst, `,"factors":`...)
+	dst = a.res.AppendFactorsJSON(dst)
+	dst = append(dst, `,"before_clamp":`...)
+	dst = appendRounded(dst, a.res.BeforeClamp)
+	dst = append(dst, `,"clamp":[`...)
+	dst = appendFloat(dst, a.res.Min)
+	dst = append(dst, ',')
+	dst = appendFloat(dst, a.res.Max)
+	dst = append(dst, `],"clamped":`...)
+	dst = strconv.AppendBool(dst, a.res.Clamped)
+	dst = append(dst, `,"override":`...)
+	if a.override {
+		dst = appendFloat(dst, a.multiplier)
+	} else {
+		dst = append(dst, "null"...)
+	}
+	dst = append(dst, '}')
+	return dst
 }

@@ -183,7 +183,7 @@ func (s *Service) routeAllowed(ctx *fasthttp.RequestCtx, route int, m *methodRul
 	if m.auth == authRead {
 		return s.checkRead(ctx)
 	}
-	if route == routeMultiplier && len(s.readTokens) > 0 {
+	if (route == routeMultiplier || route == routeOpenRTB) && len(s.readTokens) > 0 {
 		// explain carries the policy's inputs (targets, budgets): it needs
 		// the read token. An invalid value is the handler's 400.
 		if v := ctx.QueryArgs().Peek("explain"); v != nil {
@@ -204,6 +204,9 @@ func (s *Service) dispatch(ctx *fasthttp.RequestCtx, route int, path []byte) {
 	case routeMultipliers:
 		s.handleMultipliers(ctx)
 		s.observeBatch(ctx.Time())
+	case routeOpenRTB:
+		s.handleOpenRTB(ctx)
+		s.ortb.duration.Update(time.Since(ctx.Time()).Seconds())
 	case routeRates:
 		s.handleRates(ctx)
 	case routeSnapshot:

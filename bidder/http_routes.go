@@ -64,6 +64,7 @@ var (
 	snapshotParams = []string{"level", "window", "sort", "limit", "campaign", "min_impressions"}
 	campaignParam  = []string{"campaign"}
 	limitParam     = []string{"limit"}
+	openRTBParams  = []string{"explain", "format"}
 )
 
 // routeRules is the table, indexed by route.
@@ -74,6 +75,10 @@ var routeRules = [numRoutes]routeRule{
 	},
 	routeMultipliers: {
 		methods:        []methodRule{{method: "POST", body: maxBodySize, auth: authOpen}},
+		maxHeaderBytes: maxBidHeaderBytes,
+	},
+	routeOpenRTB: {
+		methods:        []methodRule{{method: "POST", params: openRTBParams, body: maxOpenRTBBodySize}},
 		maxHeaderBytes: maxBidHeaderBytes,
 	},
 	routeRates:          {methods: []methodRule{{method: "GET", params: dimParams, auth: authRead}}},
@@ -134,6 +139,8 @@ func routeOf(path []byte) int {
 		return routeMultiplier
 	case "/v1/multipliers":
 		return routeMultipliers
+	case "/v1/openrtb/multipliers":
+		return routeOpenRTB
 	case "/v1/rates":
 		return routeRates
 	case "/v1/snapshot":

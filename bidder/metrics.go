@@ -57,11 +57,12 @@ const (
 	routeSnapshotStream
 	routeDashboard
 	routeDebugRuntime
+	routeOpenRTB
 	routeOther
 	numRoutes
 )
 
-var routeNames = [numRoutes]string{"multiplier", "multipliers", "rates", "snapshot", "stats", "overrides", "killswitch", "policies", "audit", "metrics", "healthz", "readyz", "snapshot_stream", "dashboard", "debug_runtime", "other"}
+var routeNames = [numRoutes]string{"multiplier", "multipliers", "rates", "snapshot", "stats", "overrides", "killswitch", "policies", "audit", "metrics", "healthz", "readyz", "snapshot_stream", "dashboard", "debug_runtime", "openrtb", "other"}
 
 // commonCodes get their counters made up front, so counting a request
 // allocates nothing; rarer codes are created on first use.

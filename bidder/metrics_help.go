@@ -155,7 +155,12 @@ func appendFallbackHelp(dst, family, typ []byte) []byte {
 var metricHelp = map[string]string{
 	// Bid answers and HTTP.
 	"bidpulse_bid_duration_seconds": "Time to answer a bid request, in seconds, from the start of its handling to its answer ready: " +
-		`route="multiplier" is GET /v1/multiplier, route="multipliers" the batch POST /v1/multipliers. Buckets 5us..100ms.`,
+		`route="multiplier" is GET /v1/multiplier, route="multipliers" the batch POST /v1/multipliers, route="openrtb" POST /v1/openrtb/multipliers. Buckets 5us..100ms.`,
+	"bidpulse_openrtb_tmax_expired_total": "OpenRTB requests (POST /v1/openrtb/multipliers) answered past their own deadline (tmax after ext.bidpulse.auction_start, else after arrival): " +
+		"their remaining impressions got the neutral 1, marked \"neutral\":\"tmax\".",
+	"bidpulse_openrtb_fields_dropped_total": "Impression keys of OpenRTB requests left without a dimension they named, by field and reason: placement or site too_long " +
+		"(over the 128 bytes an event field holds, so no data can exist), country unknown_code (not an ISO 3166-1 alpha-3 or alpha-2 code), " +
+		"device unknown_type (devicetype outside AdCOM 1..8 and no user agent).",
 	"bidpulse_http_requests_total": "HTTP requests answered, by route (dashboard and snapshot_stream included; " +
 		"other: any other path, and requests that could not be parsed) and status code.",
 	"bidpulse_http_connections":                "Open HTTP connections.",

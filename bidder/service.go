@@ -42,6 +42,7 @@ type Service struct {
 	metrics      *metrics.Set
 	stats        *stats
 	http         *httpMetrics
+	ortb         *ortbMetrics
 	throttledLog *logthrottle.Log
 	// control holds the overrides, the kill switch and the effective
 	// policies (bidder/control).
@@ -144,6 +145,7 @@ func New(opts Options) (*Service, error) {
 	s.brain = s.newBrain()
 	s.stats = newStats(s.metrics, time.UnixMilli(s.clock.NowMs()).UTC())
 	s.http = newHTTPMetrics(s.metrics)
+	s.ortb = newORTBMetrics(s.metrics)
 	s.throttledLog = logthrottle.New(s.log, 10*time.Second)
 	s.guard = newHTTPGuard(opts.HTTPMaxHeaderBytes, s.metrics)
 	s.scans = newScanCache(opts.SnapshotScanRate, s.metrics)
