@@ -44,9 +44,14 @@ func TestOpenRTBLimits(t *testing.T) {
 	f(ortbRequestOf(maxOpenRTBImps, maxOpenRTBCandidates), 200, `"id":"bench"`)
 	f(ortbRequestOf(maxOpenRTBImps+1, 1), 413, "too many impressions: the limit is 64 per request")
 	f(ortbRequestOf(1, maxOpenRTBCandidates+1), 413, "too many candidates in ext.bidpulse.candidates: the limit is 32")
-	big := ortbRequestOf(1, 1)
-	big = big[:len(big)-1] + `,"pad":"` + strings.Repeat("x", maxOpenRTBBodySize) + `"}`
-	f(big, 413, "the limit of POST /v1/openrtb/multipliers is 512 KiB")
+	// A body over the limit is refused from its Content-Length, unread.
+	statuses, bodies, closed := rawAnswers(t, e.svc.HTTPAddr(), fmt.Sprintf("POST /v1/openrtb/multipliers HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{", maxOpenRTBBodySize+1))
+	if len(statuses) != 1 || statuses[0] != 413 || !strings.Contains(bodies[0], "the limit of POST /v1/openrtb/multipliers is 512 KiB") || !closed {
+		t.Fatalf("unexpected answers to a body over the limit: %v %q, closed %v", statuses, bodies, closed)
+	}
+	padded := ortbRequestOf(1, 1)
+	padded = padded[:len(padded)-1] + `,"pad":"` + strings.Repeat("x", maxOpenRTBBodySize-len(padded)-10) + `"}`
+	f(padded, 200, `"id":"bench"`)
 	f(`{"id":`, 400, "body is not valid JSON")
 	code, got := e.do(t, "POST", "/v1/openrtb/multipliers?campaign=c1", "", ortbRequestOf(1, 1))
 	if code != 400 || !strings.Contains(string(got), "allowed: explain, format") {

@@ -141,8 +141,17 @@ func (q *ortbRequest) parse(body []byte) bool {
 		return q.syntax(i, "empty body")
 	}
 	if body[i] != '{' {
-		if _, ok := q.skipValue(i); !ok {
+		j, ok := q.skipValue(i)
+		if !ok {
 			return false
+		}
+		if j = jsonscan.SkipSpace(body, j); j != len(body) {
+			return q.syntax(j, "data after the request")
+		}
+		if _, null := q.isNull(i); null {
+			// encoding/json reads null as an empty request: bidpulse
+			// has nothing to answer.
+			return q.requestErr(400, "the body must be a JSON object: an OpenRTB 2.6 BidRequest")
 		}
 		return q.typeErr("the body", "a JSON object: an OpenRTB 2.6 BidRequest")
 	}
