@@ -16,6 +16,17 @@ func appendString(dst []byte, s []byte) []byte {
 	dst = append(dst, '"')
 	for i := 0; i < len(s); {
 		c := s[i]
+		if jsonPlain[c] {
+			// A run that needs no escaping is copied whole: keys and
+			// names mostly are one.
+			j := i + 1
+			for j < len(s) && jsonPlain[s[j]] {
+				j++
+			}
+			dst = append(dst, s[i:j]...)
+			i = j
+			continue
+		}
 		if c < utf8.RuneSelf {
 			switch {
 			case c == '"' || c == '\\':
@@ -46,6 +57,15 @@ func appendString(dst []byte, s []byte) []byte {
 	}
 	return append(dst, '"')
 }
+
+// jsonPlain says which bytes appendString copies as they are: printable
+// ASCII but '"', '\\' and the HTML-sensitive '<', '>', '&'.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
 
 func appendStr(dst []byte, s string) []byte {
 	return appendString(dst, []byte(s))
