@@ -122,6 +122,9 @@ func checkOpenRTBParse(t *testing.T, body []byte) {
 	if refErr == nil && !fastOK && q.err.kind != ortbErrRequest {
 		t.Fatalf("unexpected refusal %q of a body the prebid/openrtb types read: %q", q.err.msg, body)
 	}
+	if dup, caseVariant := keysOf(body); fastOK && (dup || caseVariant) {
+		return // read differently on purpose (keysOf)
+	}
 	if fastOK && refErr != nil {
 		var te *json.UnmarshalTypeError
 		if !errors.As(refErr, &te) || ortbReadFields[te.Field] {
@@ -131,9 +134,6 @@ func checkOpenRTBParse(t *testing.T, body []byte) {
 	}
 	if !fastOK || refErr != nil {
 		return
-	}
-	if dup, caseVariant := keysOf(body); dup || caseVariant {
-		return // read differently on purpose (keysOf)
 	}
 	eq := func(what, got, want string) {
 		t.Helper()
@@ -195,6 +195,39 @@ func checkOpenRTBParse(t *testing.T, body []byte) {
 		}
 		if im.media != media || im.plcmt != plcmt || im.placement != placement {
 			t.Fatalf("unexpected media of imp %d; got %b %d %d; want %b %d %d in %q", i, im.media, im.plcmt, im.placement, media, plcmt, placement, body)
+		}
+		checkCandidates(t, &q, im.cands, ri.Ext, body)
+	}
+	checkCandidates(t, &q, q.reqCands, req.Ext, body)
+}
+
+// checkCandidates compares the candidate list rg the reader took from an ext with the one
+// encoding/json reads from it: ext.bidpulse.candidates, when ext is an object.
+func checkCandidates(t *testing.T, q *ortbRequest, rg ortbRange, ext json.RawMessage, body []byte) {
+	t.Helper()
+	var e struct {
+		Bidpulse *struct {
+			Candidates []ortbCandidate `json:"candidates"`
+		} `json:"bidpulse"`
+	}
+	var want []ortbCandidate
+	set := false
+	if len(ext) > 0 && ext[0] == '{' {
+		if err := json.Unmarshal(ext, &e); err != nil {
+			t.Fatalf("unexpected candidates the reader read, which encoding/json refuses (%v), in %q", err, body)
+		}
+		if e.Bidpulse != nil && e.Bidpulse.Candidates != nil {
+			want, set = e.Bidpulse.Candidates, true
+		}
+	}
+	if rg.set != set || int(rg.hi-rg.lo) != len(want) {
+		t.Fatalf("unexpected candidates %+v; want %v %+v in %q", rg, set, want, body)
+	}
+	for i, w := range want {
+		c := &q.cands[int(rg.lo)+i]
+		got := ortbCandidate{string(q.bytes(c.campaign)), string(q.bytes(c.creative)), string(q.bytes(c.bidder)), string(q.bytes(c.deal))}
+		if got != w {
+			t.Fatalf("unexpected candidate %d; got %+v; want %+v in %q", i, got, w, body)
 		}
 	}
 }

@@ -62,16 +62,15 @@ type ortbImp struct {
 // strings. Pooled (openrtb.go).
 type ortbRequest struct {
 	ortbReader
-	id              ortbStr
-	tmax            int64
-	domain, bundle  ortbStr
-	devicetype      int64 // 0 when absent
-	ua, country     ortbStr
-	auctionStart    int64 // ext.bidpulse.auction_start, Unix ms; 0 when absent
-	imps            []ortbImp
-	cands           []ortbCand
-	reqCands        ortbRange
-	hasSite, hasApp bool
+	id             ortbStr
+	tmax           int64
+	domain, bundle ortbStr
+	devicetype     int64 // 0 when absent
+	ua, country    ortbStr
+	auctionStart   int64 // ext.bidpulse.auction_start, Unix ms; 0 when absent
+	imps           []ortbImp
+	cands          []ortbCand
+	reqCands       ortbRange
 }
 
 // ortbObject names the objects the reader walks, so that object can call
@@ -165,9 +164,9 @@ func (q *ortbRequest) parse(body []byte) bool {
 	return true
 }
 
-// object reads the object at i, calling f for each member with its key and
-// value index; f returns the index after the value. object returns the
-// index after the closing brace.
+// object reads the object at i, calling the member reader of kind for each
+// member with its key and value index, which returns the index after the
+// value. object returns the index after the closing brace.
 func (q *ortbRequest) object(i int, kind ortbObject) (int, bool) {
 	i, empty, ok := q.objectStart(i)
 	if !ok {
@@ -196,8 +195,8 @@ func (q *ortbRequest) object(i int, kind ortbObject) (int, bool) {
 }
 
 // child reads the member value at v that OpenRTB types as an object
-// (null: absent) through f; present says it was an object.
-func (q *ortbRequest) child(v int, path string, kind ortbObject, present *bool) (int, bool) {
+// (null: absent) through the member reader of kind.
+func (q *ortbRequest) child(v int, path string, kind ortbObject) (int, bool) {
 	if j, null := q.isNull(v); null {
 		return j, true
 	}
@@ -207,14 +206,11 @@ func (q *ortbRequest) child(v int, path string, kind ortbObject, present *bool) 
 		}
 		return 0, q.typeErr(path, "an object")
 	}
-	if present != nil {
-		*present = true
-	}
 	return q.object(v, kind)
 }
 
 // extObject reads an ext member's value at v (json.RawMessage in OpenRTB:
-// anything) through f when it is an object; any other value is skipped.
+// anything) through the member reader of kind when it is an object; any other value is skipped.
 func (q *ortbRequest) extObject(v int, kind ortbObject) (int, bool) {
 	if q.b[v] != '{' {
 		return q.skipValue(v)
@@ -240,11 +236,11 @@ func (q *ortbRequest) requestMember(key []byte, v int) (int, bool) {
 	case "imp":
 		return q.readImps(v)
 	case "site":
-		return q.child(v, "site", objSite, &q.hasSite)
+		return q.child(v, "site", objSite)
 	case "app":
-		return q.child(v, "app", objApp, &q.hasApp)
+		return q.child(v, "app", objApp)
 	case "device":
-		return q.child(v, "device", objDevice, nil)
+		return q.child(v, "device", objDevice)
 	case "ext":
 		return q.extObject(v, objRequestExt)
 	}
@@ -272,7 +268,7 @@ func (q *ortbRequest) deviceMember(key []byte, v int) (int, bool) {
 	case "ua":
 		return q.readString(v, "device.ua", &q.ua)
 	case "geo":
-		return q.child(v, "device.geo", objGeo, nil)
+		return q.child(v, "device.geo", objGeo)
 	}
 	return q.skipValue(v)
 }
@@ -393,7 +389,7 @@ func (q *ortbRequest) impMember(key []byte, v int) (int, bool) {
 
 // mediaObject reads a media object of the impression (banner, video,
 // audio, native): present when it is an object; its members are skipped
-// unless f reads them.
+// unless kind's reader reads them.
 func (q *ortbRequest) mediaObject(v int, path string, bit uint8, kind ortbObject) (int, bool) {
 	if j, null := q.isNull(v); null {
 		return j, true
