@@ -140,3 +140,39 @@ func TestOpenRTBAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenRTBConcurrent answers requests of different shapes from several goroutines at once
+// and checks each answer is the one a lone request gets: the pooled reader and scratch are
+// never shared between requests in flight (run it with -race).
+func TestOpenRTBConcurrent(t *testing.T) {
+	svc := newORTBService(t)
+	bodies := []string{ortbRequestOf(1, 1), ortbRequestOf(5, 3), ortbRequestOf(17, 7), ortbRequestOf(3, 32)}
+	want := make([]string, len(bodies))
+	for i, b := range bodies {
+		postORTB(svc, "", []byte(b)) // track the keys
+		svc.brain.Publish(testNow)
+		code, got := postORTB(svc, "", []byte(b))
+		if code != 200 {
+			t.Fatalf("unexpected status %d: %s", code, got)
+		}
+		want[i] = string(got)
+	}
+	errs := make(chan string, 4)
+	for g := range 4 {
+		go func() {
+			for n := range 50 {
+				i := (g + n) % len(bodies)
+				if code, got := postORTB(svc, "", []byte(bodies[i])); code != 200 || string(got) != want[i] {
+					errs <- fmt.Sprintf("unexpected answer to body %d; got %d %.200s; want %.200s", i, code, got, want[i])
+					return
+				}
+			}
+			errs <- ""
+		}()
+	}
+	for range 4 {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
+	}
+}
