@@ -246,6 +246,9 @@ var ortbParseSeeds = []string{
 	`{"ext":{"bidpulse":{"auction_start":-1}}}`, `{"ext":{"bidpulse":{"candidates":[{"campaign":1}]}}}`,
 	`{"TagID":"x","imp":[{"TAGID":"y"}]}`, `{"id":"a","id":"b"}`, `{"device":{"ua":"a"},"device":{"devicetype":2}}`,
 	`{"id":"a"} `, `{"id":"a"}x`, `{"id":"a",}`, `{"id" "a"}`, `{"id":"a"`, `{"a":[1,2,]}`, `{"a":01}`, `{"a":-}`, `{"a":1.}`,
+	`{"imp":[{"ext":{"x":` + strings.Repeat("[", 9996) + strings.Repeat("]", 9996) + `}}]}`, // 10,000 deep: JSON
+	`{"imp":[{"ext":{"x":` + strings.Repeat("[", 9997) + strings.Repeat("]", 9997) + `}}]}`, // 10,001: not for encoding/json
+	`{"a":` + strings.Repeat("[", 9999) + strings.Repeat("]", 9999) + `}`, `{"a":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}`,
 	`{"a":tru}`, `{"a":nul}`, "{\"a\":\"\x01\"}", `{"a":"\x"}`, `{"a":"\u12"}`, `{"\u0069d":"esc"}`, `{"a":[[[[{}]]]]}`,
 }
 

@@ -52,11 +52,17 @@ type ortbReader struct {
 	arena []byte // decoded strings
 	key   []byte // a decoded object key with escapes
 	stack []byte // skipValue's open containers
+	// depth is the number of objects and arrays open around the value
+	// being read, which skipValue adds to its own for the nesting limit.
+	depth int
 	err   *ortbError
 }
 
+// leave closes a level of depth.
+func (r *ortbReader) leave() { r.depth-- }
+
 func (r *ortbReader) reset(b []byte) {
-	r.b, r.arena, r.err = b, r.arena[:0], nil
+	r.b, r.arena, r.err, r.depth = b, r.arena[:0], nil, 0
 }
 
 // bytes returns the contents of s; valid until the next reset.
@@ -361,7 +367,7 @@ func (r *ortbReader) skipValue(i int) (int, bool) {
 		// A value starts at i.
 		switch c := b[i]; {
 		case c == '{' || c == '[':
-			if len(r.stack) >= ortbMaxDepth {
+			if r.depth+len(r.stack) >= ortbMaxDepth {
 				return 0, r.syntax(i, "nesting too deep")
 			}
 			r.stack = append(r.stack, c)

@@ -168,6 +168,8 @@ func (q *ortbRequest) parse(body []byte) bool {
 // member with its key and value index, which returns the index after the
 // value. object returns the index after the closing brace.
 func (q *ortbRequest) object(i int, kind ortbObject) (int, bool) {
+	q.depth++
+	defer q.leave()
 	i, empty, ok := q.objectStart(i)
 	if !ok {
 		return 0, q.syntax(i, "expected an object")
@@ -313,6 +315,8 @@ func (q *ortbRequest) readImps(v int) (int, bool) {
 	if j, null := q.isNull(v); null {
 		return j, true
 	}
+	q.depth++
+	defer q.leave()
 	i, empty, ok := q.arrayStart(v)
 	if !ok {
 		if q.err != nil {
@@ -457,6 +461,8 @@ func (q *ortbRequest) readCandidates(v int, path string, rg *ortbRange) (int, bo
 	if j, null := q.isNull(v); null {
 		return j, true
 	}
+	q.depth++
+	defer q.leave()
 	i, empty, ok := q.arrayStart(v)
 	if !ok {
 		if q.err != nil {
