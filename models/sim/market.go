@@ -30,7 +30,15 @@ import (
 // spend is exact. docs/MODELS.md lists the defaults and where they come
 // from.
 type MarketConfig struct {
+	// Seed draws the placements (their traffic, qualities and prices) and,
+	// unless AuctionSeed is set, the auctions.
 	Seed uint64
+	// AuctionSeed, when not 0, draws the auctions instead of Seed: a log
+	// with the same Seed and another AuctionSeed is the same market
+	// (placements, qualities, prices) on other days, as the iPinYou
+	// benchmark's training days precede its test days of the same
+	// campaigns.
+	AuctionSeed uint64
 	// Start of the log (midnight UTC by default) and its length in days.
 	Start time.Time
 	Days  int
@@ -172,7 +180,7 @@ func (cfg *MarketConfig) check() error {
 	return nil
 }
 
-// GenerateMarket draws the log of cfg. The same config (seed included)
+// GenerateMarket draws the log of cfg. The same config (seeds included)
 // gives the same log.
 func GenerateMarket(cfg MarketConfig) (*MarketLog, error) {
 	if err := cfg.check(); err != nil {
@@ -215,7 +223,11 @@ func GenerateMarket(cfg MarketConfig) (*MarketLog, error) {
 		l.Placements[i].Share /= shares
 	}
 
-	// The auctions, step by step.
+	// The auctions, step by step, from their own seed when set: the
+	// placements above do not depend on it.
+	if cfg.AuctionSeed != 0 {
+		r = models.NewRand(cfg.AuctionSeed)
+	}
 	stepMs := cfg.Step.Milliseconds()
 	steps := int(time.Duration(cfg.Days) * 24 * time.Hour / cfg.Step)
 	startMs := cfg.Start.UnixMilli()

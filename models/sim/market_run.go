@@ -6,13 +6,15 @@ import (
 	"sync"
 )
 
-// trainSalt makes a seed's training log differ from its test log.
+// trainSalt makes a seed's training auctions differ from its test
+// auctions: the training log is the test log's market (same placements,
+// qualities and prices) on other days.
 const trainSalt = 0x7ea1_2b0c_5eed_0001
 
 // MarketOptions describes a market benchmark.
 type MarketOptions struct {
-	// Seeds of the test logs; each seed's training log is seed ^
-	// trainSalt.
+	// Seeds of the test logs; each seed's training log has the same
+	// market and its auctions drawn from seed ^ trainSalt.
 	Seeds []uint64
 	// Fractions are the budgets, as 1/Fraction of the cost of buying the
 	// whole test log (default 2, 4, 8, 16, 32).
@@ -40,7 +42,9 @@ func RunSeed(seed uint64, fractions []int, market func(uint64) MarketConfig) ([]
 	if market == nil {
 		market = DefaultMarket
 	}
-	train, err := GenerateMarket(market(seed ^ trainSalt))
+	tc := market(seed)
+	tc.AuctionSeed = seed ^ trainSalt
+	train, err := GenerateMarket(tc)
 	if err != nil {
 		return nil, MarketStats{}, err
 	}
