@@ -145,8 +145,26 @@ func (s *GoalState) Factor() float64 {
 // GoalObservation is what one step of the goal controller observes, in
 // account currency: the cost of the window, the conversions its clicks are
 // expected to bring (clicks x delay-corrected CVR) and their value.
+//
+// Conversions is the evidence behind ExpectedConversions: the conversions
+// counted in the CVR window, which the delay correction scales up (young
+// clicks have not converted yet) and the window's clicks scale to the
+// expected conversions. Their noise is that of a count of Conversions, not
+// of ExpectedConversions: 2 arrived conversions extrapolated to 5 expected
+// ones are 2 conversions' worth of evidence. 0 (unknown): the expected
+// conversions are the evidence.
 type GoalObservation struct {
 	Cost, ExpectedConversions, ExpectedValue float64
+	Conversions                              float64
+}
+
+// evidenceScale returns expected conversions per conversion of evidence
+// (1 when the evidence is unknown or the expected conversions are).
+func (o *GoalObservation) evidenceScale() float64 {
+	if o.Conversions > 0 && o.ExpectedConversions > 0 {
+		return o.ExpectedConversions / o.Conversions
+	}
+	return 1
 }
 
 // Step advances the controller to nowMs with the observation obs: roas
@@ -158,7 +176,10 @@ type GoalObservation struct {
 //	CPA  = (cost + P*target) / (conv + P)
 //	ROAS = (value + P*target*cpa) / (cost + P*cpa),   cpa = cost/conv
 //
-// with P = PriorConversions; the log error e = ln(target/CPA) or
+// with P = PriorConversions x ExpectedConversions / Conversions: the
+// pseudo-conversions weigh against the conversions the observation rests
+// on (with a delay correction of 2, 3 conversions counted as 6 expected
+// meet 10 expected pseudo-ones, not 5); the log error e = ln(target/CPA) or
 // ln(ROAS/target) (positive: bid up); the integral I += e*dt (hours, dt
 // at most MaxStepDt) and the log factor u = Kp*e + Ki*I, bounded to
 // [ln MinFactor, ln MaxFactor]. Anti-windup: I is bounded so that Ki*I
@@ -179,7 +200,7 @@ func (s *GoalState) Step(cfg *GoalConfig, roas bool, obs GoalObservation, nowMs 
 		s.Active = false
 		return
 	}
-	T, P := cfg.Target, cfg.PriorConversions
+	T, P := cfg.Target, cfg.PriorConversions*obs.evidenceScale()
 	var e float64
 	if roas {
 		cpa := obs.Cost / obs.ExpectedConversions
@@ -251,6 +272,7 @@ func goalObservation(cfg *GoalConfig, sp *Spans, hourly *[24]windows.Counts, d *
 		clicks := float64(w.Clicks)
 		obs.ExpectedConversions = clicks * math.Min(float64(cv.Conversions)/trials, 1)
 		obs.ExpectedValue = clicks * float64(cv.ValueMicros) / 1e6 / trials
+		obs.Conversions = float64(cv.Conversions)
 	}
 	return obs
 }

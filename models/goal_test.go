@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bidpulse/bidpulse/windows"
 )
 
 func goalConfig(target float64) GoalConfig {
@@ -140,5 +142,39 @@ func TestGoalConfigValidate(t *testing.T) {
 	c := goalConfig(10)
 	if err := c.Validate(); err != nil {
 		t.Fatalf("unexpected error: %s", err)
+	}
+}
+
+// TestGoalEvidence: the pseudo-conversions weigh against the conversions
+// counted, not the expected conversions a delay correction scales them up
+// to: 5 conversions read as 10 expected are 5 conversions of evidence.
+func TestGoalEvidence(t *testing.T) {
+	cfg := goalConfig(5)
+	var s GoalState
+	s.Step(&cfg, false, GoalObservation{Cost: 100, ExpectedConversions: 10, Conversions: 5}, 1000)
+	// P = 5 x 10/5 = 10 expected pseudo-conversions at the target:
+	// (100 + 10*5) / (10 + 10) = 7.5.
+	if !s.Active || !almostEqual(s.Observed, 7.5) {
+		t.Fatalf("unexpected step on 5 conversions scaled to 10: %+v; want observed 7.5", s)
+	}
+	// Without the count, the expected conversions are the evidence:
+	// (100 + 5*5) / (10 + 5).
+	var u GoalState
+	u.Step(&cfg, false, GoalObservation{Cost: 100, ExpectedConversions: 10}, 1000)
+	if !almostEqual(u.Observed, 125.0/15) {
+		t.Fatalf("unexpected step without a count: %+v; want observed %v", u, 125.0/15)
+	}
+}
+
+// TestGoalObservationCounts: the observation carries the conversions of the
+// CVR window that its expected conversions rest on.
+func TestGoalObservationCounts(t *testing.T) {
+	cfg := goalConfig(5)
+	var sp Spans
+	sp[cfg.Window] = windows.Counts{Clicks: 100, CostMicros: 50e6}
+	sp[cfg.CVRWindow] = windows.Counts{Clicks: 2000, Conversions: 40}
+	obs := goalObservation(&cfg, &sp, nil, nil, 10, -1, nil, 0)
+	if obs.Conversions != 40 || !almostEqual(obs.ExpectedConversions, 2) || !almostEqual(obs.Cost, 50) {
+		t.Fatalf("unexpected observation %+v; want 40 conversions, 2 expected, cost 50", obs)
 	}
 }
