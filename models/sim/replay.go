@@ -97,11 +97,17 @@ func (o *Outcome) ECPC() float64 {
 // MarketPolicy is the campaign policy of the market's learning strategies:
 // the defaults, but a 24-hour window: with CTRs around 0.4% and a few
 // conversions a day per placement, an hour holds too little to tell
-// placements apart (docs/MODELS.md).
+// placements apart (docs/MODELS.md). The goal controller's integral gain
+// is scaled down with its window, 24 times: the default 0.6/h suits the
+// 1-hour window, whose CPA follows a bid change within the hour; a 24-hour
+// window's follows it over a day, and at 0.6/h the integral runs to a
+// bound on a few noisy conversions long before the window shows the
+// effect of its own bids.
 func MarketPolicy() models.CampaignPolicy {
 	p := models.DefaultCampaignPolicy()
 	p.Performance.Window = windows.Span24h
 	p.Goal.Window = windows.Span24h
+	p.Goal.Ki = models.DefaultGoal().Ki * float64(time.Hour) / float64(p.Goal.Window.Duration())
 	p.Performance.Min, p.Performance.Max = 0.2, 5
 	p.HardMax = models.DefaultHardMax
 	return p
