@@ -220,15 +220,17 @@ func TestBenchSpawnRestart(t *testing.T) {
 // events in messages of mixed sizes over about 3,000 live keys, a checkpoint kept in NATS (and
 // so a stream trim) every second, bids, and a SIGKILL of the spawned service in the middle.
 // The reconciliation must pass (runBench fails otherwise) and the report must carry the
-// stream's bytes and the service's RSS, once a second.
+// stream's bytes and the service's RSS, once a second. 10 s, not less: under the race detector,
+// with the rest of the suite on the same cores, one checkpoint took 1.9 s, and 6 s then held no
+// checkpoint kept in NATS before the kill.
 func TestBenchSpawnProduction(t *testing.T) {
 	if testing.Short() {
-		t.Skip("spawns, kills and restarts a service for about 10 s")
+		t.Skip("spawns, kills and restarts a service for about 14 s")
 	}
 	t.Setenv(benchExecMainEnv, "1")
 	dir := t.TempDir()
 	jsonPath, htmlPath := filepath.Join(dir, "p.json"), filepath.Join(dir, "p.html")
-	err := runBench([]string{"--spawn", "--pin", "off", "--scenario", "production", "--duration", "6s", "--warmup", "0",
+	err := runBench([]string{"--spawn", "--pin", "off", "--scenario", "production", "--duration", "10s", "--warmup", "0",
 		"--event-rate", "3000", "--keys", "3000", "--batch-mix", "10:2,100:1,1000:1",
 		"--checkpoint-interval", "1s", "--remote-checkpoint-interval", "1s", "--restart-down", "200ms",
 		"--bid-rate", "100", "--timeout", "100ms", "--conns", "16", "--drain-timeout", "30s",
