@@ -80,8 +80,22 @@ func (l *dlqLetter) line() string {
 		}
 		body = body[:cut] + "..."
 	}
-	q := strconv.Quote(body) // control bytes of a bad_json payload stay on the line
-	return fmt.Sprintf("%-6d %s  %-14s %-24s %-6s %6d B  %s", l.Seq, l.Time.Format(time.RFC3339), l.Reason, l.Subject, l.Body, l.PayloadBytes, q[1:len(q)-1])
+	return fmt.Sprintf("%-6d %s  %-14s %-24s %-6s %6d B  %s", l.Seq, l.Time.Format(time.RFC3339), l.Reason, l.Subject, l.Body, l.PayloadBytes, escapeControls(body))
+}
+
+// escapeControls writes the control bytes of s (a bad_json payload may hold
+// line breaks, escape sequences) as \xNN, so a letter stays on its line and
+// cannot drive the terminal; the rest, quotes included, is left as it is.
+func escapeControls(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			fmt.Fprintf(&b, "\\x%02x", c)
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // text is the letter in full, with what replay can do with it.

@@ -240,3 +240,15 @@ func TestDLQReplayRawOnce(t *testing.T) {
 	}
 	waitLetters(t, url, 4)
 }
+
+func TestEscapeControls(t *testing.T) {
+	f := func(in, want string) {
+		t.Helper()
+		if got := escapeControls(in); got != want {
+			t.Fatalf("unexpected escapeControls(%q); got %q; want %q", in, got, want)
+		}
+	}
+	f(`{"id":"a"}`, `{"id":"a"}`)
+	f("{\"a\n\x1b[2J", `{"a\x0a\x1b[2J`)
+	f("é\x7f", `é\x7f`)
+}
