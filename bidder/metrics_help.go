@@ -227,6 +227,8 @@ var metricHelp = map[string]string{
 	"bidpulse_killswitch_enabled": "1 while the kill switch is on (every bid answered 1), else 0.",
 	"bidpulse_control_rejected_records_total": "Control records read from the KV bucket bidpulse_control and ignored because they break the admin API's rules, by kind " +
 		"(override, policy, killswitch; key: a key naming no record). Each is logged (throttled).",
+	"bidpulse_control_audit_dropped_total": "Audit entries not published to the BIDPULSE_AUDIT stream because the audit queue was full (the KV watch never waits on the stream); " +
+		"each is still in the service log and audit.log.",
 	"bidpulse_control_unsigned_records_total": "Control records applied from the KV bucket without a valid signature of the control key: written outside the admin API " +
 		"(nats kv put), or by an instance with another key. Their author is recorded as nats-kv and they are audited.",
 	"bidpulse_ready": "1 while GET /readyz answers 200 (started, not stopping and, in JetStream mode, consuming, caught up and not stalled), else 0.",

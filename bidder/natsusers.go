@@ -38,7 +38,9 @@ import (
 //     control and instances KV buckets (by key or sequence) and of the DLQ
 //     and audit streams (by sequence). It can create nothing (not even an
 //     ephemeral consumer, so no `nats kv watch` or `nats stream view`) and
-//     write nothing; it cannot read the events nor the checkpoints.
+//     write nothing; it cannot read the event stream nor the checkpoints,
+//     but it reads the dead letters: rejected events' known fields, and
+//     with --dlq-raw their payloads.
 //
 // Why accounts and not only permissions: inside one account, a JetStream
 // acknowledgement (or any JetStream API answer) goes to whatever reply

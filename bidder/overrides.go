@@ -215,7 +215,7 @@ func (s *Service) appendOverride(b []byte, ov *control.Override) []byte {
 // change broke a rule).
 func writeControlError(ctx *fasthttp.RequestCtx, err error) {
 	switch {
-	case errors.Is(err, control.ErrTooManyOverrides):
+	case errors.Is(err, control.ErrTooManyOverrides), errors.Is(err, control.ErrTooManyPolicies):
 		writeError(ctx, fasthttp.StatusInsufficientStorage, err.Error())
 	case control.IsStoreError(err):
 		writeError(ctx, fasthttp.StatusServiceUnavailable, err.Error())

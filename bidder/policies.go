@@ -2,6 +2,7 @@ package bidder
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -98,7 +99,7 @@ func (s *Service) putPolicy(ctx *fasthttp.RequestCtx, who string) {
 	}
 	r, err := s.control.PutPolicy(body.Campaign, body.Policy, who)
 	if err != nil {
-		if !control.IsStoreError(err) {
+		if !control.IsStoreError(err) && !errors.Is(err, control.ErrTooManyPolicies) {
 			err = fmt.Errorf("invalid policy: %w", err)
 		}
 		writeControlError(ctx, err)

@@ -56,11 +56,18 @@ type auditLog struct {
 	wg      sync.WaitGroup
 }
 
+// delayedEntry is work for the audit goroutine: run at due, or at once when
+// the control plane stops.
 type delayedEntry struct {
-	line []byte
-	rev  uint64
-	due  time.Time
+	run func()
+	due time.Time
 }
+
+// maxDelayedAudits bounds the audit goroutine's queue. Past it an entry's
+// publication to the stream is dropped and counted (its lines in the
+// service log and audit.log are written anyway): the KV watch, which queues
+// them, never waits on the audit stream.
+const maxDelayedAudits = 1024
 
 // sharedAuditDelay is how long an instance waits before it publishes the
 // audit entry of a change it read, unsigned, from the bucket: the instance
@@ -101,16 +108,18 @@ func (a *auditLog) close() {
 // outside the admin API store it once. delay postpones the publication to
 // the shared stream (see sharedAuditDelay).
 func (a *auditLog) add(who, action, target, claimed string, rev uint64, old, new any) {
-	a.addDelayed(AuditEntry{Who: who, Action: action, Target: target, ClaimedBy: claimed, Revision: rev}, old, new, 0)
+	a.addDelayed(AuditEntry{Who: who, Action: action, Target: target, ClaimedBy: claimed, Revision: rev}, old, new, 0, false)
 }
 
 // addLate records a change made through the admin API; late: one whose
 // call failed and that landed later (lateWrite).
 func (a *auditLog) addLate(who, action, target string, rev uint64, late bool, old, new any) {
-	a.addDelayed(AuditEntry{Who: who, Action: action, Target: target, Revision: rev, Late: late}, old, new, 0)
+	// A late entry is written from the KV watch: its publication goes
+	// through the audit goroutine, so the watch never waits on the stream.
+	a.addDelayed(AuditEntry{Who: who, Action: action, Target: target, Revision: rev, Late: late}, old, new, 0, late)
 }
 
-func (a *auditLog) addDelayed(e AuditEntry, old, new any, delay time.Duration) {
+func (a *auditLog) addDelayed(e AuditEntry, old, new any, delay time.Duration, queued bool) {
 	c := a.c
 	e.At = time.UnixMilli(c.now()).UTC()
 	rev := e.Revision
@@ -132,16 +141,27 @@ func (a *auditLog) addDelayed(e AuditEntry, old, new any, delay time.Duration) {
 	if c.js == nil {
 		return
 	}
-	if delay > 0 && a.delayed != nil {
-		a.delayed <- delayedEntry{line: line, rev: rev, due: time.Now().Add(delay)}
+	if queued && a.delayed != nil {
+		a.enqueue(delay, func() { a.publish(line, rev) })
 		return
 	}
 	a.publish(line, rev)
 }
 
+// enqueue hands run to the audit goroutine, to run after delay; it never
+// waits: with the queue full, run is dropped and counted.
+func (a *auditLog) enqueue(delay time.Duration, run func()) {
+	select {
+	case a.delayed <- delayedEntry{run: run, due: time.Now().Add(delay)}:
+	default:
+		a.c.auditDropped.Inc()
+		a.c.warn.Warn("audit-queue", "audit queue full: an entry is not published to "+AuditStream+" (it is in the service log and audit.log)", nil)
+	}
+}
+
 // startDelayed starts the goroutine of the postponed publications.
 func (a *auditLog) startDelayed() {
-	a.delayed = make(chan delayedEntry, 1024)
+	a.delayed = make(chan delayedEntry, maxDelayedAudits)
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -160,12 +180,12 @@ func (a *auditLog) startDelayed() {
 				select {
 				case <-t.C:
 				case <-a.stop:
-					a.publish(e.line, e.rev)
+					e.run()
 					a.drainDelayed()
 					return
 				}
 			}
-			a.publish(e.line, e.rev)
+			e.run()
 		}
 	}()
 }
@@ -176,7 +196,7 @@ func (a *auditLog) drainDelayed() {
 	for {
 		select {
 		case e := <-a.delayed:
-			a.publish(e.line, e.rev)
+			e.run()
 		default:
 			return
 		}

@@ -99,6 +99,9 @@ type Control struct {
 	filePolicies atomic.Pointer[models.Policies]
 	policies     atomic.Pointer[models.Policies]
 	adminPol     map[string]*PolicyRecord // guarded by polMu
+	// parsed holds adminPol's policies parsed under the file's hard_max
+	// (a policy no longer valid under it is absent); guarded by polMu.
+	parsed map[string]*models.CampaignPolicy
 
 	audit auditLog
 
@@ -107,9 +110,15 @@ type Control struct {
 	// back: the KV watch audits it if it lands.
 	lateMu sync.Mutex
 	late   map[string]lateWrite
+	// own holds the last revisions this instance wrote (a ring), so that
+	// it does not audit again, as read from the bucket, what its admin
+	// calls audited.
+	own    [ownRevisions]uint64
+	ownPos int
 
-	rejected   [numKinds]*metrics.Counter
-	unverified *metrics.Counter
+	rejected     [numKinds]*metrics.Counter
+	unverified   *metrics.Counter
+	auditDropped *metrics.Counter
 }
 
 // New builds a Control holding opts.Policies, no override and the kill switch
@@ -125,6 +134,7 @@ func New(opts Options) *Control {
 		done:      make(chan struct{}),
 		overrides: &overrides{m: cowmap.New[Override]()},
 		adminPol:  map[string]*PolicyRecord{},
+		parsed:    map[string]*models.CampaignPolicy{},
 		late:      map[string]lateWrite{},
 		timeout:   kvTimeout,
 	}
@@ -139,6 +149,7 @@ func New(opts Options) *Control {
 		c.rejected[k] = ms.NewCounter(`bidpulse_control_rejected_records_total{kind="` + kindNames[k] + `"}`)
 	}
 	c.unverified = ms.NewCounter(`bidpulse_control_unsigned_records_total`)
+	c.auditDropped = ms.NewCounter(`bidpulse_control_audit_dropped_total`)
 	ms.NewGauge(`bidpulse_overrides`, func() float64 { return float64(c.overrides.m.Len()) })
 	ms.NewGauge(`bidpulse_killswitch_enabled`, func() float64 {
 		if c.kill.Load() {
@@ -219,6 +230,11 @@ func (c *Control) Start(ctx context.Context, nc *nats.Conn) error {
 			}
 			c.apply(e, false)
 		case <-ctx.Done():
+			// No watch goroutine runs: stop the watcher here, so that
+			// Stop does not wait for one.
+			c.watcher.Stop()
+			c.watcher = nil
+			close(c.done)
 			return fmt.Errorf("cannot load KV bucket %s: %w", Bucket, ctx.Err())
 		}
 	}
@@ -276,12 +292,37 @@ func (c *Control) put(key string, r signer, audit func(rev uint64)) (uint64, err
 		c.late[key] = lateWrite{value: b, audit: audit}
 	} else {
 		delete(c.late, key)
+		c.markOwnLocked(rev)
 	}
 	c.lateMu.Unlock()
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", errStore, err)
 	}
 	return rev, nil
+}
+
+// ownRevisions is how many of its latest writes an instance remembers: far
+// more than it makes within sharedAuditDelay.
+const ownRevisions = 4096
+
+// markOwnLocked remembers rev as written by this instance. lateMu must be
+// held.
+func (c *Control) markOwnLocked(rev uint64) {
+	c.own[c.ownPos] = rev
+	c.ownPos = (c.ownPos + 1) % ownRevisions
+}
+
+// ownRevision reports whether this instance wrote the bucket's revision rev
+// (among its last ownRevisions writes).
+func (c *Control) ownRevision(rev uint64) bool {
+	c.lateMu.Lock()
+	defer c.lateMu.Unlock()
+	for _, r := range c.own {
+		if r == rev {
+			return true
+		}
+	}
+	return false
 }
 
 // landedLate returns the audit of a failed write of this instance whose
@@ -297,6 +338,9 @@ func (c *Control) landedLate(e jetstream.KeyValueEntry) func(rev uint64) {
 		return nil
 	}
 	delete(c.late, e.Key())
+	// Its audit names it late: the read-side audit of the same revision
+	// must not come first.
+	c.markOwnLocked(e.Revision())
 	return lw.audit
 }
 

@@ -3,6 +3,7 @@ package control
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -160,6 +161,7 @@ func TestForgedRecordsAreRejected(t *testing.T) {
 		{"policy min above max", policyKVKey("c1"), `{"campaign":"c1","policy":{"min":2,"max":1.5},"set_by":"x","set_at_ms":1}`, "policy"},
 		{"policy not a policy", policyKVKey("c1"), `{"campaign":"c1","policy":{"maxx":2},"set_by":"x","set_at_ms":1}`, "policy"},
 		{"unknown key", "whatever", `{}`, "key"},
+		{"another encoding of the same key", aliasKey(t, kvKey), valid, "key"},
 		{"bad key encoding", "override.a", `{}`, "key"},
 	}
 	want := map[string]int{}
@@ -356,5 +358,67 @@ func TestLateWriteIsAudited(t *testing.T) {
 	})
 	if e := entries[0]; !e.Late || e.Who != "alice" || e.Action != "killswitch.set" || e.Revision == 0 {
 		t.Fatalf("unexpected audit of a late write: %+v", e)
+	}
+}
+
+// aliasKey returns another base64 spelling of kvKey's override key (one that
+// a loose decoder reads as the same bytes), or fails when the key has none.
+func aliasKey(t *testing.T, kvKey string) string {
+	t.Helper()
+	enc := kvKey[len(overridePre):]
+	want, _ := base64.RawURLEncoding.DecodeString(enc)
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for _, ch := range alphabet {
+		alias := enc[:len(enc)-1] + string(ch)
+		if got, err := base64.RawURLEncoding.DecodeString(alias); alias != enc && err == nil && string(got) == string(want) {
+			return overridePre + alias
+		}
+	}
+	t.Fatalf("BUG: the key %q has no other spelling: pick one whose length is not a multiple of 3", want)
+	return ""
+}
+
+// TestReplayedSignedRecordIsAudited puts back, as an outside client, an older
+// record that an instance signed: it is applied (the bucket is the truth),
+// but authored as nats-kv, since it is older than the record it replaces, and
+// the change is audited.
+func TestReplayedSignedRecordIsAudited(t *testing.T) {
+	url := startNATS(t)
+	key := []byte("shared-secret-0123456789")
+	a := startControl(t, url, key, 0)
+	b := startControl(t, url, key, 0)
+	k := overrideKey(t, a.Control, "campaign/placement", map[string]string{"campaign": "c1", "placement": "p1"})
+	put := func(mult float64, at int64) {
+		t.Helper()
+		ov := &Override{Level: 1, Key: k, Multiplier: mult, SetBy: "alice", SetAtMs: at}
+		ov.Vals[windows.DimCampaign], ov.Vals[windows.DimPlacement] = "c1", "p1"
+		if err := a.PutOverride(ov); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(2, testNow-60_000)
+	first, err := a.kv.Get(t.Context(), overrideKVKey(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(3, testNow)
+	waitFor(t, "b sees the second", func() bool { m, _ := b.Override([]byte(k), testNow); return m == 3 })
+	if _, err := b.kv.Put(t.Context(), overrideKVKey(k), first.Value()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b applies the replay", func() bool { m, _ := b.Override([]byte(k), testNow); return m == 2 })
+	if ov, _ := b.LookupOverride([]byte(k)); ov.SetBy != NATSIdentity {
+		t.Fatalf("a replayed record kept its author: %+v", ov)
+	}
+	var entries []AuditEntry
+	waitFor(t, "the replay audited", func() bool {
+		entries, _ = a.RecentAudit(t.Context(), 10)
+		return len(entries) == 3
+	})
+	if e := entries[0]; e.Who != NATSIdentity || e.ClaimedBy != "alice" || e.Action != "override.set" {
+		t.Fatalf("unexpected audit of the replay: %+v", e)
+	}
+	if entries[1].Who != "alice" || entries[2].Who != "alice" {
+		t.Fatalf("unexpected audit of the admin calls: %+v", entries[1:])
 	}
 }

@@ -373,13 +373,10 @@ func (c *Control) applyOverride(ov *Override, live bool, rev uint64, signed bool
 		c.reject(kindOverride, overrideKVKey(ov.Key), err)
 		return
 	}
-	if !signed {
-		claimedNote := ""
-		if claimed != NATSIdentity {
-			claimedNote = claimed
-		}
-		c.auditRead(signed, live, rev, "override.set", c.OverrideTarget(ov), claimedNote, c.recordOrNil(old), c.recordOf(ov))
+	if claimed == NATSIdentity {
+		claimed = ""
 	}
+	c.auditRead(signed, live, rev, "override.set", c.OverrideTarget(ov), claimed, c.recordOrNil(old), c.recordOf(ov))
 }
 
 // applyOverrideDelete applies a delete (or a tombstone) read from the

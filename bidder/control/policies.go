@@ -16,6 +16,13 @@ import (
 // maxPolicyBytes bounds a campaign policy's JSON.
 const maxPolicyBytes = 16 << 10
 
+// MaxPolicies bounds the campaign policies set through the admin API (or
+// found in the bucket).
+const MaxPolicies = 10_000
+
+// ErrTooManyPolicies is returned when the policy table is full.
+var ErrTooManyPolicies = fmt.Errorf("too many campaign policies: the limit is %d", MaxPolicies)
+
 // PolicyRecord is a campaign policy set through the admin API, as stored in
 // the KV bucket under "policy.<campaign, base64>": the JSON the operator
 // sent, and who set it. It takes precedence over the config file's.
@@ -79,6 +86,9 @@ func (c *Control) FilePolicies() *models.Policies { return c.filePolicies.Load()
 func (c *Control) SetFilePolicies(p *models.Policies, who string) {
 	c.polMu.Lock()
 	c.filePolicies.Store(p)
+	for name, r := range c.adminPol {
+		c.parseLocked(name, r)
+	}
 	c.rebuildLocked()
 	c.polMu.Unlock()
 	c.audit.add(who, "policies.reload", "file", "", 0, nil, map[string]any{"campaigns": len(p.Campaigns)})
@@ -117,16 +127,23 @@ func (c *Control) rebuildLocked() {
 		for k, v := range file.Campaigns {
 			eff.Campaigns[k] = v
 		}
-		for name, r := range c.adminPol {
-			p, err := ParseCampaignPolicy(r.Policy, file.HardMax)
-			if err != nil {
-				c.log.Error().Err(err).Str("campaign", name).Msg("stored campaign policy no longer valid under the config file; the file's applies")
-				continue
-			}
+		for name, p := range c.parsed {
 			eff.Campaigns[name] = p
 		}
 	}
 	c.policies.Store(&eff)
+}
+
+// parseLocked parses r's policy under the file's hard_max into c.parsed.
+// polMu must be held.
+func (c *Control) parseLocked(campaign string, r *PolicyRecord) {
+	p, err := ParseCampaignPolicy(r.Policy, c.filePolicies.Load().HardMax)
+	if err != nil {
+		delete(c.parsed, campaign)
+		c.log.Error().Err(err).Str("campaign", campaign).Msg("stored campaign policy no longer valid under the config file; the file's applies")
+		return
+	}
+	c.parsed[campaign] = p
 }
 
 func policyKVKey(campaign string) string {
@@ -146,6 +163,9 @@ func (c *Control) PutPolicy(campaign string, policy json.RawMessage, who string)
 	}
 	// Read before the put: the KV watch may apply the new value first.
 	old, _ := c.PolicyRecordOf(campaign)
+	if old == nil && c.numPolicies() >= MaxPolicies {
+		return nil, ErrTooManyPolicies
+	}
 	auditSet := func(late bool) func(rev uint64) {
 		return func(rev uint64) { c.audit.addLate(who, "policy.set", "campaign "+campaign, rev, late, old, r) }
 	}
@@ -154,7 +174,9 @@ func (c *Control) PutPolicy(campaign string, policy json.RawMessage, who string)
 	if err != nil {
 		return nil, err
 	}
-	c.setPolicy(campaign, r)
+	if _, err := c.setPolicy(campaign, r); err != nil {
+		return nil, err
+	}
 	auditSet(false)(rev)
 	return r, nil
 }
@@ -180,22 +202,34 @@ func (c *Control) DeletePolicy(campaign, who string) (bool, error) {
 	return true, nil
 }
 
+func (c *Control) numPolicies() int {
+	c.polMu.Lock()
+	defer c.polMu.Unlock()
+	return len(c.adminPol)
+}
+
 // setPolicy sets (r != nil) or removes a campaign policy and publishes the
-// effective policies; it returns the previous record.
-func (c *Control) setPolicy(campaign string, r *PolicyRecord) *PolicyRecord {
+// effective policies; it returns the previous record. It refuses a new
+// campaign past MaxPolicies.
+func (c *Control) setPolicy(campaign string, r *PolicyRecord) (*PolicyRecord, error) {
 	c.polMu.Lock()
 	defer c.polMu.Unlock()
 	old := c.adminPol[campaign]
 	if r == nil {
 		if old == nil {
-			return nil
+			return nil, nil
 		}
 		delete(c.adminPol, campaign)
+		delete(c.parsed, campaign)
 	} else {
+		if old == nil && len(c.adminPol) >= MaxPolicies {
+			return nil, ErrTooManyPolicies
+		}
 		c.adminPol[campaign] = r
+		c.parseLocked(campaign, r)
 	}
 	c.rebuildLocked()
-	return old
+	return old, nil
 }
 
 // applyPolicy applies a policy record read from the bucket (nil: a bare
@@ -206,14 +240,18 @@ func (c *Control) applyPolicy(campaign string, r *PolicyRecord, live bool, rev u
 		if r != nil {
 			claimed = r.SetBy
 		}
-		if old := c.setPolicy(campaign, nil); old != nil {
+		if old, _ := c.setPolicy(campaign, nil); old != nil {
 			c.auditRead(signed, live, rev, "policy.delete", "campaign "+campaign, claimed, old, nil)
 		}
 		return
 	}
 	claimed := r.SetBy
 	r.SetBy = c.author(r.SetBy, signed)
-	old := c.setPolicy(campaign, r)
+	old, err := c.setPolicy(campaign, r)
+	if err != nil {
+		c.reject(kindPolicy, policyKVKey(campaign), err)
+		return
+	}
 	if claimed == NATSIdentity {
 		claimed = ""
 	}

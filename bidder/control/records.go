@@ -29,6 +29,11 @@ const (
 
 var kindNames = [numKinds]string{"override", "policy", "killswitch", "key"}
 
+// keyEncoding decodes the keys of the bucket: strict, so that one override
+// or policy has exactly one key (a loose decoder reads "YQ" and "YR" both as
+// "a", and a delete through the admin API would leave the alias behind).
+var keyEncoding = base64.RawURLEncoding.Strict()
+
 // NATSIdentity is the author of a change that reached the KV bucket without
 // a valid signature: whoever holds NATS credentials allowed to write it.
 const NATSIdentity = "nats-kv"
@@ -152,9 +157,12 @@ func (c *Control) apply(e jetstream.KeyValueEntry, live bool) {
 			c.reject(kindKillSwitch, key, err)
 			return
 		}
+		if held := c.killInfo.Load(); held != nil && signed && r.SetAtMs < held.SetAtMs {
+			signed = false // an older signed record put back: a replay
+		}
 		c.applyKill(&r, live, rev, signed)
 	case strings.HasPrefix(key, policyPre):
-		name, err := base64.RawURLEncoding.DecodeString(key[len(policyPre):])
+		name, err := keyEncoding.DecodeString(key[len(policyPre):])
 		if err != nil || len(name) == 0 {
 			c.reject(kindKey, key, fmt.Errorf("bad campaign encoding in key: %v", err))
 			return
@@ -177,9 +185,12 @@ func (c *Control) apply(e jetstream.KeyValueEntry, live bool) {
 			c.reject(kindPolicy, key, err)
 			return
 		}
+		if held, ok := c.PolicyRecordOf(string(name)); ok && signed && r.SetAtMs < held.SetAtMs {
+			signed = false // an older signed record put back: a replay
+		}
 		c.applyPolicy(string(name), &r, live, rev, signed)
 	case strings.HasPrefix(key, overridePre):
-		raw, err := base64.RawURLEncoding.DecodeString(key[len(overridePre):])
+		raw, err := keyEncoding.DecodeString(key[len(overridePre):])
 		if err != nil || len(raw) == 0 {
 			c.reject(kindKey, key, fmt.Errorf("bad key encoding: %v", err))
 			return
@@ -203,6 +214,9 @@ func (c *Control) apply(e jetstream.KeyValueEntry, live bool) {
 			c.reject(kindOverride, key, errors.New("the record's level and dimensions do not name its key"))
 			return
 		}
+		if held := c.overrides.m.Get(raw); held != nil && signed && r.SetAtMs < held.SetAtMs {
+			signed = false // an older signed record put back: a replay
+		}
 		if r.Deleted {
 			c.applyOverrideDelete(raw, r.SetBy, live, rev, signed)
 			return
@@ -223,12 +237,29 @@ func (c *Control) author(setBy string, signed bool) string {
 	return NATSIdentity
 }
 
-// auditRead audits a change read from the bucket, unless it was signed:
-// the instance that signed it audited it when it made it. claimed is the
-// set_by an unsigned record claims.
+// auditRead audits a change read live from the bucket, after
+// sharedAuditDelay, under the Nats-Msg-Id of its revision. An unsigned one
+// is audited as NATSIdentity (claimed: the set_by it claims). A signed one
+// is audited under its set_by unless this instance wrote that revision
+// itself (its admin call audited it): the instance that made it publishes
+// the same entry first, and the stream keeps one, but if that instance
+// died before, or the record was put back by anything else, the change is
+// still audited.
 func (c *Control) auditRead(signed, live bool, rev uint64, action, target, claimed string, old, new any) {
-	if signed || !live {
+	if !live {
 		return
 	}
-	c.audit.addDelayed(AuditEntry{Who: NATSIdentity, Action: action, Target: target, ClaimedBy: claimed, Revision: rev}, old, new, sharedAuditDelay)
+	if !signed {
+		c.audit.addDelayed(AuditEntry{Who: NATSIdentity, Action: action, Target: target, ClaimedBy: claimed, Revision: rev}, old, new, sharedAuditDelay, true)
+		return
+	}
+	e := AuditEntry{Who: claimed, Action: action, Target: target, Revision: rev}
+	if c.audit.delayed == nil {
+		return
+	}
+	c.audit.enqueue(sharedAuditDelay, func() {
+		if !c.ownRevision(rev) {
+			c.audit.addDelayed(e, old, new, 0, false)
+		}
+	})
 }
