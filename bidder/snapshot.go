@@ -66,7 +66,19 @@ func (s *Service) snapshotBody(q *snapshotQuery, nowMs int64, maxAge time.Durati
 	if b, ok := r.body(qk); ok {
 		return b, nil
 	}
-	b := s.renderSnapshot(r, q)
+	// A new query's answer walks the scan's sorted order: limit entries
+	// without a filter, but as far as its filters make it with one (a
+	// campaign with few keys: all of them). The walk is charged to the scan
+	// budget, and a filtered GET is refused while the budget is spent; a
+	// stream renders anyway (at most one per stream and interval), charged.
+	filtered := q.campaign != nil || (q.minImpr > 0 && (q.sortBy == sortCTR || q.sortBy == sortCVR))
+	if !stale && filtered {
+		if err := s.scans.allow(time.Now()); err != nil {
+			return nil, err
+		}
+	}
+	b, visited := s.renderSnapshot(r, q)
+	s.scans.chargeRender(visited)
 	r.keepBody(qk, b)
 	return b, nil
 }
@@ -74,8 +86,9 @@ func (s *Service) snapshotBody(q *snapshotQuery, nowMs int64, maxAge time.Durati
 // renderSnapshot answers q from the scan r: the first limit keys of r in
 // q's sort that pass its filters (campaign; min_impressions for the ctr and
 // cvr sorts). It walks r's sorted order, so it costs the keys it skips and
-// the multipliers of the keys it shows, never a scan.
-func (s *Service) renderSnapshot(r *scanResult, q *snapshotQuery) []byte {
+// the multipliers of the keys it shows, never a scan; it returns the
+// entries it visited.
+func (s *Service) renderSnapshot(r *scanResult, q *snapshotQuery) ([]byte, int) {
 	order := r.order(s, q.sortBy)
 	var mults []float64
 	if q.sortBy == sortMultiplier {
@@ -97,11 +110,12 @@ func (s *Service) renderSnapshot(r *scanResult, q *snapshotQuery) []byte {
 	b = append(b, `,"sort":`...)
 	b = appendStr(b, sortNames[q.sortBy])
 	b = append(b, `,"keys":[`...)
-	n := 0
+	n, visited := 0, 0
 	for _, i := range order {
 		if n == q.limit {
 			break
 		}
+		visited++
 		e := &r.entries[i]
 		if e.impressions < minImpr {
 			continue
@@ -138,7 +152,7 @@ func (s *Service) renderSnapshot(r *scanResult, q *snapshotQuery) []byte {
 		b = appendRounded(b, mult)
 		b = append(b, '}')
 	}
-	return append(b, "]}"...)
+	return append(b, "]}"...), visited
 }
 
 // multiplierOfKey returns the multiplier a request naming exactly the

@@ -164,6 +164,26 @@ func (c *scanCache) take(now time.Time) error {
 	return errScanBudget{rate: c.rate, retryAfter: max(1, int(-c.tokens/r)+1)}
 }
 
+// allow returns nil while the budget has keys left (see take); a refusal is
+// counted with the refused scans.
+func (c *scanCache) allow(now time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := c.take(now)
+	if err != nil {
+		c.refused.Inc()
+	}
+	return err
+}
+
+// chargeRender takes the n entries an answer's rendering visited from the
+// budget (not counted as keys scanned).
+func (c *scanCache) chargeRender(n int) {
+	c.mu.Lock()
+	c.tokens -= float64(n)
+	c.mu.Unlock()
+}
+
 // charge takes n visited keys from the budget (a scan is charged after it
 // ran: the budget may go into debt by one scan, which delays the next).
 func (c *scanCache) charge(n int) {

@@ -284,9 +284,16 @@ func TestSnapshotScanBudget(t *testing.T) {
 	if got := c.refused.Get(); got != 2 {
 		t.Fatalf("unexpected refused scans; got %d; want 2", got)
 	}
-	// The scanned query is still answered from its scan.
-	if code, _ := e.do(t, "GET", "/v1/snapshot?level=campaign/placement&sort=ctr", "", ""); code != 200 {
+	// A new query of the scanned level is still answered from its scan,
+	// unless a filter (campaign, min_impressions of the ctr and cvr sorts)
+	// could make its walk over the scan long: that one waits for the budget.
+	if code, _ := e.do(t, "GET", "/v1/snapshot?level=campaign/placement&sort=multiplier", "", ""); code != 200 {
 		t.Fatalf("unexpected status of a query of the scanned level; got %d; want 200", code)
+	}
+	for _, q := range []string{"sort=ctr", "campaign=c1"} {
+		if code, b := e.do(t, "GET", "/v1/snapshot?level=campaign/placement&"+q, "", ""); code != 503 {
+			t.Fatalf("unexpected status of a filtered query (%s) past the budget; got %d; want 503: %s", q, code, b)
+		}
 	}
 	// Once that scan is too old for a new frame (older than a second), but
 	// still kept (scanKeep), the stream goes on with it.
