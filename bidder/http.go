@@ -247,27 +247,6 @@ func (s *Service) dispatch(ctx *fasthttp.RequestCtx, route int, path []byte) {
 	}
 }
 
-// allow answers 405 unless the request's method is one of methods (HEAD is
-// allowed where GET is).
-func (s *Service) allow(ctx *fasthttp.RequestCtx, methods ...string) bool {
-	m := ctx.Method()
-	for _, want := range methods {
-		if string(m) == want || (want == "GET" && string(m) == "HEAD") {
-			return true
-		}
-	}
-	allowed := ""
-	for i, want := range methods {
-		if i > 0 {
-			allowed += ", "
-		}
-		allowed += want
-	}
-	ctx.Response.Header.Set("Allow", allowed)
-	writeError(ctx, fasthttp.StatusMethodNotAllowed, "method "+string(m)+" not allowed; use "+allowed)
-	return false
-}
-
 // writeJSON sends body as the JSON answer with the given status.
 func writeJSON(ctx *fasthttp.RequestCtx, status int, body []byte) {
 	ctx.SetStatusCode(status)
