@@ -6,7 +6,6 @@
 package natsauth
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/bidpulse/bidpulse/internal/secretfile"
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
@@ -159,8 +159,8 @@ func (c Config) given() string {
 	return strings.Join(g, ", ")
 }
 
-// secret returns a secret given as a value or in a file (its content less
-// one trailing line break).
+// secret returns a secret given as a value or in a file (secretfile's rule:
+// its one non-blank line).
 func secret(name, value, file string) (string, error) {
 	if value != "" && file != "" {
 		return "", fmt.Errorf("both %s and %s-file given; use one", name, name)
@@ -168,15 +168,11 @@ func secret(name, value, file string) (string, error) {
 	if file == "" {
 		return value, nil
 	}
-	b, err := os.ReadFile(file)
+	s, err := secretfile.Read(file)
 	if err != nil {
 		return "", fmt.Errorf("cannot read %s-file: %w", name, err)
 	}
-	b = bytes.TrimSuffix(bytes.TrimSuffix(b, []byte("\n")), []byte("\r"))
-	if len(b) == 0 {
-		return "", fmt.Errorf("%s-file %s is empty", name, file)
-	}
-	return string(b), nil
+	return s, nil
 }
 
 // checkCreds reads a creds file and checks that it holds a JWT and a user

@@ -231,7 +231,7 @@ func TestOptionsErrors(t *testing.T) {
 	f(Config{User: "u"}, "nats-user given without nats-password")
 	f(Config{User: "u", Password: "p", PasswordFile: nkey}, "both nats-password and nats-password-file given")
 	f(Config{User: "u", PasswordFile: missing}, "cannot read nats-password-file")
-	f(Config{User: "u", PasswordFile: writeFile(t, "empty", "\n")}, "is empty")
+	f(Config{User: "u", PasswordFile: writeFile(t, "empty", "\n")}, "holds no secret")
 	f(Config{Token: "t", TokenFile: nkey}, "both nats-token and nats-token-file given")
 	f(Config{TokenFile: missing}, "cannot read nats-token-file")
 	f(Config{NkeyFile: missing}, "cannot use nats-nkey")

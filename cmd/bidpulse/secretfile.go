@@ -2,31 +2,25 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strings"
+
+	"github.com/bidpulse/bidpulse/internal/secretfile"
 )
 
-// readSecretFile reads a secret from path for flagName: the file's lines
-// without their line breaks, blank lines skipped, joined by sep (sep "": one
-// line only). A secret in
-// a file (or the environment) stays out of the process's argv, which any
-// local user can read in /proc.
+// readSecretFile reads the secret of flagName from path (internal/secretfile's
+// rule): its one line, or with sep, its lines joined by sep (name:secret
+// pairs, one per line).
 func readSecretFile(path, flagName, sep string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("cannot read --%s: %w", flagName, err)
-	}
-	var lines []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if l = strings.TrimRight(l, "\r"); strings.TrimSpace(l) != "" {
-			lines = append(lines, l)
+	if sep == "" {
+		s, err := secretfile.Read(path)
+		if err != nil {
+			return "", fmt.Errorf("invalid --%s: %w", flagName, err)
 		}
+		return s, nil
 	}
-	if len(lines) == 0 {
-		return "", fmt.Errorf("invalid --%s: %s is empty", flagName, path)
-	}
-	if sep == "" && len(lines) > 1 {
-		return "", fmt.Errorf("invalid --%s: %s holds %d lines; want one secret", flagName, path, len(lines))
+	lines, err := secretfile.ReadLines(path)
+	if err != nil {
+		return "", fmt.Errorf("invalid --%s: %w", flagName, err)
 	}
 	return strings.Join(lines, sep), nil
 }
