@@ -154,13 +154,18 @@ func appendFallbackHelp(dst, family, typ []byte) []byte {
 // and for a bidpulse_ entry no service writes.
 var metricHelp = map[string]string{
 	// Bid answers and HTTP.
-	"bidpulse_bid_duration_seconds": "Time to answer a bid request, in seconds, from the start of its handling to its answer ready: " +
+	"bidpulse_bid_duration_seconds": "Time to answer a bid request (over HTTP or NATS), in seconds, from the start of its handling to its answer ready: " +
 		`route="multiplier" is GET /v1/multiplier, route="multipliers" the batch POST /v1/multipliers, route="openrtb" POST /v1/openrtb/multipliers. Buckets 5us..100ms.`,
 	"bidpulse_openrtb_tmax_expired_total": "OpenRTB requests (POST /v1/openrtb/multipliers) answered past their own deadline (tmax after ext.bidpulse.auction_start, else after arrival): " +
 		"their remaining impressions got the neutral 1, marked \"neutral\":\"tmax\".",
 	"bidpulse_openrtb_fields_dropped_total": "Impression keys of OpenRTB requests left without a dimension they named, by field and reason: placement or site too_long " +
 		"(over the 128 bytes an event field holds, so no data can exist), country unknown_code (not an ISO 3166-1 alpha-3 or alpha-2 code), " +
 		"device unknown_type (devicetype outside AdCOM 1..8 and no user agent).",
+	"bidpulse_natsbids_requests_total": "Bid requests answered over NATS request-reply (service bidpulse, natsbids.go), by endpoint: " +
+		`endpoint="multiplier" is bidpulse.v1.multiplier, "multipliers" bidpulse.v1.multipliers, "openrtb" bidpulse.v1.openrtb. Their latency is in bidpulse_bid_duration_seconds with HTTP's.`,
+	"bidpulse_natsbids_errors_total": "Bid requests over NATS answered with an error (a micro error whose code is the HTTP status, 4xx or 5xx), by endpoint.",
+	"bidpulse_natsbids_dropped_total": "Bid requests over NATS left unanswered, by reason: no_reply (published without a reply subject), " +
+		"stopping (arrived while the service stopped), respond_failed (the answer could not be published).",
 	"bidpulse_http_requests_total": "HTTP requests answered, by route (dashboard and snapshot_stream included; " +
 		"other: any other path, and requests that could not be parsed) and status code.",
 	"bidpulse_http_connections":                "Open HTTP connections.",

@@ -198,8 +198,13 @@ func (u *natsUsers) accountsConfig(n natsNames) (string, error) {
 	// control, its KV buckets and object store, the DLQ and audit subjects.
 	servicePub := []string{"$JS.API.>", "$JS.ACK.>", "$JS.FC.>",
 		"$KV." + control.Bucket + ".>", "$KV." + InstancesBucket + ".>", "$O." + CheckpointBucket + ".>",
-		DLQSubject, control.AuditSubject}
-	serviceSub := []string{"_INBOX.>", n.subject}
+		DLQSubject, control.AuditSubject, "$SRV.>"}
+	// Bids over NATS (natsbids.go): the service subscribes to the bid
+	// subjects and to micro's discovery subjects, and answers on the
+	// requests' reply subjects (allow_responses: only a reply to a request
+	// it received). Publishing on $SRV.> is for operators, who discover
+	// the service with the bidpulse user (nats micro ls).
+	serviceSub := append([]string{"_INBOX.>", n.subject, "$SRV.>"}, natsBidSubjects()...)
 	// What finding the event stream needs: nats.go's StreamNameBySubject.
 	// Importing $JS.API.INFO also keeps the server from answering every
 	// other JetStream request of the account with "not enabled": they get
@@ -217,9 +222,15 @@ func (u *natsUsers) accountsConfig(n natsNames) (string, error) {
 		"# from the seeds beside this file (only their public keys are here). See bidder/natsusers.go.\n")
 	b.WriteString("accounts {\n")
 	fmt.Fprintf(&b, "  %s {\n    jetstream: enabled\n", natsAccountService)
-	writeUser(&b, u.service.pub, servicePub, serviceSub)
+	writeUser(&b, u.service.pub, servicePub, serviceSub, true)
 	b.WriteString("    exports: [\n")
 	fmt.Fprintf(&b, "      {service: %q, accounts: [%s]}\n", n.subject, natsAccountProducer)
+	// Ad servers request bids with the producer user: the bid subjects are
+	// services of the account, imported by PRODUCERS like the event
+	// subject. $SRV discovery stays with the bidpulse user.
+	for _, s := range natsBidSubjects() {
+		fmt.Fprintf(&b, "      {service: %q, accounts: [%s]}\n", s, natsAccountProducer)
+	}
 	exported := map[string]bool{}
 	for _, s := range append(append([]string(nil), producerAPI...), monitorAPI...) {
 		if exported[s] {
@@ -238,22 +249,28 @@ func (u *natsUsers) accountsConfig(n natsNames) (string, error) {
 	b.WriteString("    ]\n  }\n")
 
 	fmt.Fprintf(&b, "  %s {\n", natsAccountProducer)
-	writeUser(&b, u.producer.pub, append([]string{n.subject}, producerAPI...), []string{"_INBOX.>"})
-	writeImports(&b, append([]string{n.subject}, producerAPI...))
+	producerPub := append(append([]string{n.subject}, natsBidSubjects()...), producerAPI...)
+	writeUser(&b, u.producer.pub, producerPub, []string{"_INBOX.>"}, false)
+	writeImports(&b, producerPub)
 	b.WriteString("  }\n")
 
 	fmt.Fprintf(&b, "  %s {\n", natsAccountMonitor)
-	writeUser(&b, u.monitor.pub, monitorAPI, []string{"_INBOX.>"})
+	writeUser(&b, u.monitor.pub, monitorAPI, []string{"_INBOX.>"}, false)
 	writeImports(&b, monitorAPI)
 	b.WriteString("  }\n}\n")
 	return b.String(), nil
 }
 
 // writeUser writes an account's one nkey user and the subjects it may
-// publish and subscribe to.
-func writeUser(b *strings.Builder, nkey string, pubs, subs []string) {
+// publish and subscribe to; responses lets it answer the requests it
+// receives (one reply each, on the request's reply subject).
+func writeUser(b *strings.Builder, nkey string, pubs, subs []string, responses bool) {
 	fmt.Fprintf(b, "    users: [{\n      nkey: %q\n      permissions: {\n", nkey)
-	fmt.Fprintf(b, "        publish: {allow: %s}\n        subscribe: {allow: %s}\n      }\n    }]\n", quoteList(pubs), quoteList(subs))
+	fmt.Fprintf(b, "        publish: {allow: %s}\n        subscribe: {allow: %s}\n", quoteList(pubs), quoteList(subs))
+	if responses {
+		b.WriteString("        allow_responses: true\n")
+	}
+	b.WriteString("      }\n    }]\n")
 }
 
 // writeImports imports the service account's exports of subjects.

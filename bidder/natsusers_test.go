@@ -233,8 +233,9 @@ func TestNATSAuthProducerLeastPrivilege(t *testing.T) {
 	}
 
 	// Publish outside its subjects: a fake dead letter, a fake audit
-	// line, a bid request, anything else.
-	for _, s := range []string{DLQSubject, control.AuditSubject, "bidpulse.v1.multiplier", "other.subject"} {
+	// line, a subject beside the bid subjects (which it may request:
+	// TestNATSBidsAuth), anything else.
+	for _, s := range []string{DLQSubject, control.AuditSubject, "bidpulse.v1.other", "other.subject"} {
 		if err := prod.nc.Publish(s, []byte(`{}`)); err != nil {
 			t.Fatal(err)
 		}

@@ -58,6 +58,11 @@ type Options struct {
 	// NATSServerInsecure lets the embedded server listen beyond loopback
 	// without authentication, which is refused otherwise.
 	NATSServerInsecure bool
+	// NATSBids serves the bid routes over NATS request-reply too (a
+	// nats.go/micro service, see natsbids.go): NATSBidsOn, NATSBidsOff or
+	// NATSBidsAuto (the default: on with the embedded server, off with an
+	// external one, whose permissions bidpulse does not know).
+	NATSBids string
 	// NATSServerTLSCert and NATSServerTLSKey (PEM files, both or neither)
 	// make the embedded server's listener require TLS. The service's own
 	// connection is in-process and needs none.
@@ -217,6 +222,8 @@ type Options struct {
 	// natsAuth is NATSServerAuth decided (withDefaults): whether the
 	// embedded server requires authentication.
 	natsAuth bool
+	// natsBids is NATSBids decided (withDefaults).
+	natsBids bool
 	// noFinalCheckpoint (tests only) skips the checkpoint on Stop, as if
 	// the process had been killed.
 	noFinalCheckpoint bool
@@ -255,6 +262,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.ControlKey != "" && len(o.ControlKey) < 16 {
 		return o, errors.New("invalid control key: want at least 16 bytes (a secret shared by the instances of one KV bucket)")
+	}
+	if err := o.decideNATSBids(); err != nil {
+		return o, err
 	}
 	if err := o.checkNATSSecurity(); err != nil {
 		return o, err
@@ -360,6 +370,29 @@ func (o Options) withDefaults() (Options, error) {
 		return o, errors.New("Options.Clock is required")
 	}
 	return o, nil
+}
+
+// NATSBids values.
+const (
+	NATSBidsOn   = "on"
+	NATSBidsOff  = "off"
+	NATSBidsAuto = "auto"
+)
+
+// decideNATSBids decides natsBids from NATSBids and the mode.
+func (o *Options) decideNATSBids() error {
+	switch o.NATSBids {
+	case NATSBidsOn:
+		o.natsBids = true
+	case NATSBidsOff:
+		o.natsBids = false
+	case "", NATSBidsAuto:
+		o.NATSBids = NATSBidsAuto
+		o.natsBids = o.NATSURL == ""
+	default:
+		return fmt.Errorf("invalid nats-bids %q: want on, off or auto", o.NATSBids)
+	}
+	return nil
 }
 
 // checkNATSSecurity checks the NATS security settings against the mode

@@ -59,6 +59,8 @@ type Service struct {
 
 	natsSrv *server.Server
 	nc      *nats.Conn
+	// natsBids answers bids over NATS (nil when Options.NATSBids is off).
+	natsBids *natsBids
 	// owner identifies this process in its consumer and its lease.
 	owner string
 	lease *lease
@@ -389,6 +391,13 @@ func (s *Service) Start() (err error) {
 	s.conns = newConnLimiter(s.httpLn, s.opts.HTTPMaxConns, s.opts.HTTPMaxConnsPerIP, s.metrics)
 	go func() { s.httpDone <- s.httpSrv.Serve(s.conns) }()
 	s.log.Info().Str("addr", s.httpLn.Addr().String()).Msg("HTTP API listening")
+	if s.opts.natsBids {
+		if s.natsBids, err = s.startNATSBids(s.nc); err != nil {
+			return err
+		}
+		s.log.Info().Strs("subjects", []string{NATSBidSubjectMultiplier, NATSBidSubjectMultipliers, NATSBidSubjectOpenRTB}).
+			Msg("bids over NATS: service " + NATSBidServiceName)
+	}
 
 	s.bg.Add(1)
 	go s.housekeeping()
@@ -497,6 +506,15 @@ func (s *Service) Stop(ctx context.Context) error {
 			s.log.Info().Dur("took", time.Since(t0)).Msg("HTTP API stopped")
 		} else if s.httpLn != nil {
 			s.httpLn.Close()
+		}
+		// Bids over NATS stop with HTTP, before the connection drains:
+		// the requests queued are answered first.
+		if s.natsBids != nil {
+			t0 := time.Now()
+			if err := s.natsBids.stop(); err != nil {
+				errs = append(errs, err)
+			}
+			s.log.Info().Dur("took", time.Since(t0)).Msg("bids over NATS stopped")
 		}
 		// An applier waiting for room in the dead-letter queue would hold
 		// up the checkpoint loop, and so the stop.

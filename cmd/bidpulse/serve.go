@@ -26,6 +26,7 @@ func runServe(args []string) error {
 	fs.StringVar(&o.NATSServerAuth, "nats-auth", bidder.NATSAuthAuto, "embedded NATS server: require authentication: on, off, or auto (on when --nats-addr is not loopback); "+
 		"its users' nkey seeds are generated under --data-dir/nats-auth at the first start")
 	fs.BoolVar(&o.NATSServerInsecure, "nats-insecure", false, "embedded NATS server: allow listening beyond loopback without authentication (refused otherwise)")
+	fs.StringVar(&o.NATSBids, "nats-bids", bidder.NATSBidsAuto, "answer bids over NATS request-reply too (service \"bidpulse\", subjects bidpulse.v1.multiplier, bidpulse.v1.multipliers, bidpulse.v1.openrtb): on, off, or auto (on with the embedded server, off with --nats-url)")
 	fs.StringVar(&o.NATSServerTLSCert, "nats-server-tls-cert", "", "embedded NATS server: PEM certificate of its listener, which then requires TLS (with --nats-server-tls-key)")
 	fs.StringVar(&o.NATSServerTLSKey, "nats-server-tls-key", "", "embedded NATS server: PEM key of --nats-server-tls-cert")
 	natsClient := natsClientFlags(fs)
