@@ -272,4 +272,14 @@ func TestNATSBidsOption(t *testing.T) {
 	f("nats://h:4222", NATSBidsOn, true, false)
 	f("", NATSBidsOff, false, false)
 	f("", "yes", false, true)
+
+	// An event subject that would read the bid requests as events.
+	for _, subject := range []string{"bidpulse.v1.>", "bidpulse.v1.*", "*.v1.openrtb"} {
+		if _, err := (Options{Subject: subject, Clock: NewManualClock(testNow)}).withDefaults(); err == nil || !strings.Contains(err.Error(), "bid subject") {
+			t.Fatalf("unexpected answer to the event subject %q with NATS bids; got %v; want a bid subject error", subject, err)
+		}
+		if _, err := (Options{Subject: subject, NATSBids: NATSBidsOff, Clock: NewManualClock(testNow)}).withDefaults(); err != nil && strings.Contains(err.Error(), "bid subject") {
+			t.Fatalf("unexpected error for the event subject %q without NATS bids: %v", subject, err)
+		}
+	}
 }

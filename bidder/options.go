@@ -266,6 +266,13 @@ func (o Options) withDefaults() (Options, error) {
 	if err := o.decideNATSBids(); err != nil {
 		return o, err
 	}
+	if o.natsBids {
+		for _, b := range natsBidSubjects() {
+			if subjectMatches(o.Subject, b) {
+				return o, fmt.Errorf("invalid subject %q: it matches the bid subject %s of --nats-bids (bid requests would be read as events)", o.Subject, b)
+			}
+		}
+	}
 	if err := o.checkNATSSecurity(); err != nil {
 		return o, err
 	}
