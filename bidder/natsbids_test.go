@@ -26,9 +26,13 @@ type natsBidCase struct {
 // natsBidCases covers every endpoint, with answers and with errors.
 func natsBidCases(t *testing.T) []natsBidCase {
 	t.Helper()
-	fixture, err := os.ReadFile("testdata/openrtb/01-site-banner-tagid.json")
+	raw, err := os.ReadFile("testdata/openrtb/01-site-banner-tagid.json")
 	if err != nil {
 		t.Fatal(err)
+	}
+	var fixture struct{ Request json.RawMessage }
+	if err := json.Unmarshal(raw, &fixture); err != nil || len(fixture.Request) == 0 {
+		t.Fatalf("cannot read the fixture's request: %v", err)
 	}
 	ortb := ortbRequestOf(5, 3)
 	batch := `[{"campaign":"c1","placement":"p1"},{"campaign":"c1","creative":"cr1","device":"Mobile"},{"campaign":"c2"}]`
@@ -53,7 +57,7 @@ func natsBidCases(t *testing.T) []natsBidCase {
 		post("batch-malformed", "/v1/multipliers", NATSBidSubjectMultipliers, `[{"campaign":`, ""),
 		post("batch-param", "/v1/multipliers", NATSBidSubjectMultipliers, batch, "explain=true"),
 		post("openrtb", "/v1/openrtb/multipliers", NATSBidSubjectOpenRTB, ortb, ""),
-		post("openrtb-fixture", "/v1/openrtb/multipliers", NATSBidSubjectOpenRTB, string(fixture), ""),
+		post("openrtb-fixture", "/v1/openrtb/multipliers", NATSBidSubjectOpenRTB, string(fixture.Request), ""),
 		post("openrtb-prebid", "/v1/openrtb/multipliers", NATSBidSubjectOpenRTB, ortb, "format=prebid"),
 		post("openrtb-explain", "/v1/openrtb/multipliers", NATSBidSubjectOpenRTB, ortb, "explain=true"),
 		post("openrtb-malformed", "/v1/openrtb/multipliers", NATSBidSubjectOpenRTB, `{"id":`, ""),
@@ -118,7 +122,10 @@ func TestNATSBidsSameAsHTTP(t *testing.T) {
 			t.Fatalf("%s: unexpected NATS answer; got %d %.400s; want (HTTP) %d %.400s", c.name, code, got, wantCode, want)
 		}
 		sawError = sawError || code >= 400
-		sawOK = sawOK || (code == 200 && strings.Contains(string(got), `"multiplier"`))
+		if code == 200 && !strings.Contains(string(got), `"multiplier"`) {
+			t.Fatalf("%s: an answer without a multiplier: %.300s", c.name, got)
+		}
+		sawOK = sawOK || code == 200
 	}
 	if !sawError || !sawOK {
 		t.Fatalf("the cases do not cover answers and errors: ok %v, error %v", sawOK, sawError)
