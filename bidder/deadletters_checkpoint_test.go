@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bidpulse/bidpulse/bidder/ingest"
@@ -67,18 +66,7 @@ func TestCheckpointWithLegacyDeadLetters(t *testing.T) {
 		t.Fatalf("the rewritten checkpoint holds no payload")
 	}
 
-	srv := startExternalNATSDir(t, dir)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	js2, _ := jetstream.New(nc)
-	if err := js2.DeleteStream(context.Background(), "BLOCK_DLQ"); err != nil {
-		t.Fatal(err)
-	}
-	nc.Close()
-	srv.Shutdown()
-	srv.WaitForShutdown()
+	unblockDLQ(t, dir)
 
 	e = startTestService(t, opts)
 	js, _ = jetstream.New(e.nc)

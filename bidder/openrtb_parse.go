@@ -100,13 +100,13 @@ func (q *ortbRequest) objMember(kind ortbObject, key []byte, v int) (int, bool) 
 	case objRequest:
 		return q.requestMember(key, v)
 	case objSite:
-		return q.siteMember(key, v)
+		return q.oneString(key, v, "domain", "site.domain", &q.domain)
 	case objApp:
-		return q.appMember(key, v)
+		return q.oneString(key, v, "bundle", "app.bundle", &q.bundle)
 	case objDevice:
 		return q.deviceMember(key, v)
 	case objGeo:
-		return q.geoMember(key, v)
+		return q.oneString(key, v, "country", "device.geo.country", &q.country)
 	case objRequestExt:
 		return q.requestExtMember(key, v)
 	case objRequestBidpulse:
@@ -249,16 +249,11 @@ func (q *ortbRequest) requestMember(key []byte, v int) (int, bool) {
 	return q.skipValue(v)
 }
 
-func (q *ortbRequest) siteMember(key []byte, v int) (int, bool) {
-	if string(key) == "domain" {
-		return q.readString(v, "site.domain", &q.domain)
-	}
-	return q.skipValue(v)
-}
-
-func (q *ortbRequest) appMember(key []byte, v int) (int, bool) {
-	if string(key) == "bundle" {
-		return q.readString(v, "app.bundle", &q.bundle)
+// oneString reads the member key of an object of which only the string
+// member name is read (into dst, reported as path); it skips any other.
+func (q *ortbRequest) oneString(key []byte, v int, name, path string, dst *ortbStr) (int, bool) {
+	if string(key) == name {
+		return q.readString(v, path, dst)
 	}
 	return q.skipValue(v)
 }
@@ -271,13 +266,6 @@ func (q *ortbRequest) deviceMember(key []byte, v int) (int, bool) {
 		return q.readString(v, "device.ua", &q.ua)
 	case "geo":
 		return q.child(v, "device.geo", objGeo)
-	}
-	return q.skipValue(v)
-}
-
-func (q *ortbRequest) geoMember(key []byte, v int) (int, bool) {
-	if string(key) == "country" {
-		return q.readString(v, "device.geo.country", &q.country)
 	}
 	return q.skipValue(v)
 }

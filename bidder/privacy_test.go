@@ -144,18 +144,7 @@ func TestPersonalDataLeavesNoTrace(t *testing.T) {
 	}
 
 	// 2. The DLQ answers again: the letters of the checkpoint are stored.
-	srv := startExternalNATSDir(t, dir)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	js2, _ := jetstream.New(nc)
-	if err := js2.DeleteStream(context.Background(), "BLOCK_DLQ"); err != nil {
-		t.Fatal(err)
-	}
-	nc.Close()
-	srv.Shutdown()
-	srv.WaitForShutdown()
+	unblockDLQ(t, dir)
 	e = startTestService(t, opts)
 	js, _ = jetstream.New(e.nc)
 	letters := dlqMessages(t, js, rejected)
@@ -214,6 +203,25 @@ func TestPersonalDataLeavesNoTrace(t *testing.T) {
 	if !bytes.Contains(all, []byte(canaryUser)) || !bytes.Contains(all, []byte(canaryIP)) {
 		t.Fatalf("the payloads kept with --dlq-raw do not hold the canary: %s", all)
 	}
+}
+
+// unblockDLQ removes, with the service stopped, the stream blockDLQ made in
+// the embedded server's store under dir, so that the next start creates the
+// DLQ again and stores the letters its checkpoint holds.
+func unblockDLQ(t *testing.T, dir string) {
+	t.Helper()
+	srv := startExternalNATSDir(t, dir)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	if err := js.DeleteStream(context.Background(), "BLOCK_DLQ"); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	srv.Shutdown()
+	srv.WaitForShutdown()
 }
 
 // blockDLQ replaces the DLQ stream with one that refuses every message on
