@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats.go"
@@ -169,6 +170,13 @@ func (s *Service) startNATSBids(nc *nats.Conn) (*natsBids, error) {
 			nb.stop()
 			return nil, fmt.Errorf("cannot add the NATS bid endpoint %s: %w", ep.subject, err)
 		}
+	}
+	// The subscriptions are sent asynchronously: wait until the server has
+	// them, so that a request sent once the service reports ready (from
+	// this account or one importing the service) finds its responders.
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		nb.stop()
+		return nil, fmt.Errorf("cannot register the NATS bid service at the server: %w", err)
 	}
 	return nb, nil
 }
