@@ -39,36 +39,12 @@ func (sc *bidScratch) setDim(d windows.Dim, value []byte) error {
 	if !utf8.Valid(value) {
 		return queryError(windows.DimNames[d] + " is not valid UTF-8")
 	}
-	switch d {
-	case windows.DimDevice:
-		sc.norm[d] = appendLower(sc.norm[d][:0], value)
-		value = sc.norm[d]
-	case windows.DimCountry:
-		sc.norm[d] = appendUpper(sc.norm[d][:0], value)
-		value = sc.norm[d]
+	norm := event.Normal(sc.norm[d], d, value)
+	if &norm[0] != &value[0] {
+		sc.norm[d] = norm // a copy: its buffer serves the next query
 	}
-	sc.Vals[d] = value
+	sc.Vals[d] = norm
 	return nil
-}
-
-func appendLower(dst, s []byte) []byte {
-	for _, c := range s {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		dst = append(dst, c)
-	}
-	return dst
-}
-
-func appendUpper(dst, s []byte) []byte {
-	for _, c := range s {
-		if 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		}
-		dst = append(dst, c)
-	}
-	return dst
 }
 
 // parseBool reads a flag parameter such as explain=1.

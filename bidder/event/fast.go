@@ -88,8 +88,8 @@ func (p *Parser) emitFast(n int, fn func(ev *Event, reason Reason, raw []byte)) 
 	}
 	for k := range p.evs[:n] {
 		ev := &p.evs[k]
-		ev.Dims[windows.DimDevice] = lowerASCII(p.device[:0], ev.Dims[windows.DimDevice])
-		ev.Dims[windows.DimCountry] = upperASCII(p.country[:0], ev.Dims[windows.DimCountry])
+		ev.Dims[windows.DimDevice] = Normal(p.device[:0], windows.DimDevice, ev.Dims[windows.DimDevice])
+		ev.Dims[windows.DimCountry] = Normal(p.country[:0], windows.DimCountry, ev.Dims[windows.DimCountry])
 		fn(ev, OK, nil)
 		*ev = Event{} // drop the references to payload bytes
 	}

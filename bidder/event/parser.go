@@ -221,8 +221,8 @@ func (p *Parser) check(v *fastjson.Value) Reason {
 			return r
 		}
 	}
-	ev.Dims[windows.DimDevice] = lowerASCII(p.device[:0], ev.Dims[windows.DimDevice])
-	ev.Dims[windows.DimCountry] = upperASCII(p.country[:0], ev.Dims[windows.DimCountry])
+	ev.Dims[windows.DimDevice] = Normal(p.device[:0], windows.DimDevice, ev.Dims[windows.DimDevice])
+	ev.Dims[windows.DimCountry] = Normal(p.country[:0], windows.DimCountry, ev.Dims[windows.DimCountry])
 
 	maxTS := p.maxTS()
 	if fv := p.fields[fTS]; fv != nil {
@@ -349,39 +349,4 @@ func (p *Parser) money(v *fastjson.Value) (uint64, bool) {
 	}
 	p.num = v.MarshalTo(p.num[:0])
 	return parseMicros(p.num)
-}
-
-// lowerASCII returns s with ASCII upper-case letters lowered, copied into buf only when something
-// changes. buf must have room for len(s) bytes.
-func lowerASCII(buf, s []byte) []byte {
-	for i, c := range s {
-		if c >= 'A' && c <= 'Z' {
-			buf = append(buf, s[:i]...)
-			for _, c := range s[i:] {
-				if c >= 'A' && c <= 'Z' {
-					c += 'a' - 'A'
-				}
-				buf = append(buf, c)
-			}
-			return buf
-		}
-	}
-	return s
-}
-
-// upperASCII returns s with ASCII lower-case letters raised, like lowerASCII.
-func upperASCII(buf, s []byte) []byte {
-	for i, c := range s {
-		if c >= 'a' && c <= 'z' {
-			buf = append(buf, s[:i]...)
-			for _, c := range s[i:] {
-				if c >= 'a' && c <= 'z' {
-					c -= 'a' - 'A'
-				}
-				buf = append(buf, c)
-			}
-			return buf
-		}
-	}
-	return s
 }
