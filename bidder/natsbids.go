@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/valyala/fasthttp"
+
+	"github.com/bidpulse/bidpulse/bidder/client"
 )
 
 // Bids over NATS request-reply: a nats.go/micro service, "bidpulse", with
@@ -41,13 +43,13 @@ import (
 const (
 	// NATSBidSubjectMultiplier answers one key: the body is the query
 	// string of GET /v1/multiplier ("campaign=c1&placement=p1").
-	NATSBidSubjectMultiplier = "bidpulse.v1.multiplier"
+	NATSBidSubjectMultiplier = client.SubjectMultiplier
 	// NATSBidSubjectMultipliers answers a batch: the body of POST
 	// /v1/multipliers.
-	NATSBidSubjectMultipliers = "bidpulse.v1.multipliers"
+	NATSBidSubjectMultipliers = client.SubjectMultipliers
 	// NATSBidSubjectOpenRTB answers an OpenRTB BidRequest: the body of POST
 	// /v1/openrtb/multipliers.
-	NATSBidSubjectOpenRTB = "bidpulse.v1.openrtb"
+	NATSBidSubjectOpenRTB = client.SubjectOpenRTB
 
 	// NATSBidServiceName is the micro service's name ($SRV.*.bidpulse).
 	NATSBidServiceName = "bidpulse"
@@ -56,10 +58,10 @@ const (
 
 	// NATSBidQueryHeader carries the query string of the batch and OpenRTB
 	// routes (explain=true, format=prebid): their body is the HTTP body.
-	NATSBidQueryHeader = "Bidpulse-Query"
+	NATSBidQueryHeader = client.QueryHeader
 	// NATSBidAuthHeader carries what HTTP's Authorization header would
 	// (a read token for explain=true, when the service has one).
-	NATSBidAuthHeader = "Authorization"
+	NATSBidAuthHeader = client.AuthHeader
 )
 
 // natsBidEndpoint is one endpoint and the HTTP request it stands for.

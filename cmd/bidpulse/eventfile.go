@@ -101,7 +101,7 @@ type batcher struct {
 	// publish sends one message; msgID is derived from its content, so that publishing the same
 	// file again within the stream's duplicate window is recognised by JetStream. data is reused
 	// once publish returns.
-	publish func(data []byte, msgID string) error
+	publish func(data []byte, msgID string, events int) error
 	size    int
 	buf     []byte
 	n       int
@@ -112,7 +112,7 @@ type batcher struct {
 func (b *batcher) add(v []byte) error {
 	if b.size == 1 {
 		b.events++
-		return b.sendRaw(v)
+		return b.sendRaw(v, 1)
 	}
 	if b.n == 0 {
 		b.buf = append(b.buf[:0], '[')
@@ -133,14 +133,15 @@ func (b *batcher) flush() error {
 		return nil
 	}
 	b.buf = append(b.buf, ']')
+	n := b.n
 	b.n = 0
-	return b.sendRaw(b.buf)
+	return b.sendRaw(b.buf, n)
 }
 
-// sendRaw publishes data alone.
-func (b *batcher) sendRaw(data []byte) error {
+// sendRaw publishes data, holding events events, alone.
+func (b *batcher) sendRaw(data []byte, events int) error {
 	sum := sha256.Sum256(data)
-	if err := b.publish(data, hex.EncodeToString(sum[:16])); err != nil {
+	if err := b.publish(data, hex.EncodeToString(sum[:16]), events); err != nil {
 		return err
 	}
 	b.msgs++

@@ -85,7 +85,7 @@ func FuzzReadEventFile(f *testing.F) {
 		}
 		for _, size := range []int{1, 2, 100} {
 			var msgs [][]byte
-			b := &batcher{size: size, publish: func(data []byte, msgID string) error {
+			b := &batcher{size: size, publish: func(data []byte, msgID string, _ int) error {
 				if len(msgID) != 32 {
 					t.Fatalf("unexpected message id %q", msgID)
 				}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/bidpulse/bidpulse/bench"
+	"github.com/bidpulse/bidpulse/bidder/client"
 	"github.com/bidpulse/bidpulse/bidder/natsauth"
 )
 
@@ -83,24 +85,62 @@ Publishes events to NATS: JSON (one object or an array) or NDJSON from
 		return fmt.Errorf("cannot connect to NATS at %s (is `bidpulse serve` running?): %w", natsauth.Redact(o.natsURL), err)
 	}
 	defer nc.Close()
-	snd, err := newSender(nc, &o)
+	pub, err := newEventPublisher(nc, &o)
 	if err != nil {
 		return err
 	}
 	if o.synthetic {
-		err = publishSynthetic(snd, &o)
+		err = publishSynthetic(pub, nc, &o)
 	} else {
-		err = publishFile(snd, &o)
+		err = publishFile(pub, &o)
 	}
+	if cerr := pub.Close(context.Background()); err == nil && cerr != nil {
+		err = cerr
+	}
+	return err
+}
+
+// newEventPublisher returns the client's Publisher for o: batches are formed
+// here (synthetic traffic, the file's events), so each goes as one raw
+// message.
+func newEventPublisher(nc *nats.Conn, o *publishOptions) (*client.Publisher, error) {
+	mode := map[string]string{"auto": client.ModeAuto, "true": client.ModeJetStream, "false": client.ModeCore}[o.jetstream]
+	if mode == "" {
+		return nil, fmt.Errorf("invalid --jetstream %q: want auto, true or false", o.jetstream)
+	}
+	pub, err := client.NewPublisher(nc, client.PublisherOptions{Subject: o.subject, Mode: mode, RetryFor: o.retryFor, MsgIDPrefix: o.runID})
 	if err != nil {
-		return err
+		if o.jetstream == "true" {
+			return nil, fmt.Errorf("--jetstream=true: %w (is `bidpulse serve` running in JetStream mode?)", err)
+		}
+		return nil, err
 	}
-	return snd.finish()
+	if pub.JetStream() {
+		fmt.Fprintf(os.Stderr, "publishing to the stream that captures %s with acknowledged publishes\n", o.subject)
+	} else if o.jetstream == "auto" {
+		fmt.Fprintf(os.Stderr, "no JetStream stream captures %q: publishing with core NATS (at-most-once)\n", o.subject)
+	}
+	return pub, nil
+}
+
+func publishMode(pub *client.Publisher) string {
+	if pub.JetStream() {
+		return "JetStream, acknowledged"
+	}
+	return "core NATS"
+}
+
+func publishProgress(pub *client.Publisher) string {
+	st := pub.Stats()
+	if !pub.JetStream() {
+		return fmt.Sprintf("%d messages sent (core, unacknowledged)", st.Messages)
+	}
+	return fmt.Sprintf("%d messages acknowledged (%d duplicates, %d retries)", st.AckedMessages, st.Duplicates, st.Resent)
 }
 
 // publishSynthetic publishes synthetic traffic at o.rate events/s for
 // o.duration, in batches, and prints a progress line every second.
-func publishSynthetic(snd *sender, o *publishOptions) error {
+func publishSynthetic(pub *client.Publisher, nc *nats.Conn, o *publishOptions) error {
 	if o.rate < 1 {
 		return fmt.Errorf("invalid --rate %d: must be positive", o.rate)
 	}
@@ -116,7 +156,7 @@ func publishSynthetic(snd *sender, o *publishOptions) error {
 		Seed: o.seed, RunID: runID,
 	})
 	fmt.Fprintf(os.Stderr, "publishing synthetic traffic to %s on %s (%s): %d events/s for %s, batches of %d\n",
-		natsauth.Redact(snd.nc.ConnectedUrl()), o.subject, snd.mode(), o.rate, o.duration, o.batch)
+		natsauth.Redact(nc.ConnectedUrl()), o.subject, publishMode(pub), o.rate, o.duration, o.batch)
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -134,7 +174,7 @@ func publishSynthetic(snd *sender, o *publishOptions) error {
 			n := min(int(target-sent), o.batch)
 			before := syn.Events()
 			buf = syn.AppendBatch(buf[:0], n, now.UnixMilli())
-			if err := snd.send(buf, runID+"-"+strconv.FormatUint(msgs, 36)); err != nil {
+			if err := pub.PublishRaw(buf, int(syn.Events()-before), runID+"-"+strconv.FormatUint(msgs, 36), nil); err != nil {
 				return err
 			}
 			sent += syn.Events() - before
@@ -142,17 +182,17 @@ func publishSynthetic(snd *sender, o *publishOptions) error {
 		}
 		if now.Sub(lastReport) >= time.Second || elapsed >= o.duration {
 			fmt.Fprintf(os.Stderr, "%6.1fs  %d events (%d/s)  %d messages  %s\n",
-				elapsed.Seconds(), sent, int(float64(sent-lastSent)/now.Sub(lastReport).Seconds()), msgs, snd.progress())
+				elapsed.Seconds(), sent, int(float64(sent-lastSent)/now.Sub(lastReport).Seconds()), msgs, publishProgress(pub))
 			lastSent, lastReport = sent, now
 		}
 		if elapsed >= o.duration {
 			break
 		}
 	}
-	if err := snd.finish(); err != nil {
+	if err := pub.Flush(context.Background()); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "done: %d events in %d messages; %s\n", sent, msgs, snd.progress())
+	fmt.Fprintf(os.Stderr, "done: %d events in %d messages; %s\n", sent, msgs, publishProgress(pub))
 	fmt.Fprintf(os.Stderr, "try: curl 'localhost:8080/v1/multiplier?campaign=c1&placement=news.example/top&explain=1'\n")
 	fmt.Fprintf(os.Stderr, "     curl 'localhost:8080/v1/snapshot?level=campaign/placement&sort=multiplier'\n")
 	return nil
@@ -160,7 +200,7 @@ func publishSynthetic(snd *sender, o *publishOptions) error {
 
 // publishFile publishes the events of o.file (readEventFile) in batches
 // of o.batch.
-func publishFile(snd *sender, o *publishOptions) error {
+func publishFile(pub *client.Publisher, o *publishOptions) error {
 	var r io.Reader = os.Stdin
 	name := "stdin"
 	if o.file != "-" {
@@ -171,11 +211,13 @@ func publishFile(snd *sender, o *publishOptions) error {
 		defer f.Close()
 		r, name = f, o.file
 	}
-	p := &batcher{publish: snd.send, size: o.batch}
+	p := &batcher{publish: func(data []byte, msgID string, events int) error {
+		return pub.PublishRaw(data, events, msgID, nil)
+	}, size: o.batch}
 	err := readEventFile(r, name, p.add, func(line int, b []byte) error {
 		fmt.Fprintf(os.Stderr, "warning: %s line %d is not valid JSON; sent alone (the service will dead-letter it)\n", name, line)
 		p.events++
-		return p.sendRaw(b)
+		return p.sendRaw(b, 1)
 	})
 	if err != nil {
 		return err
@@ -183,9 +225,9 @@ func publishFile(snd *sender, o *publishOptions) error {
 	if err := p.flush(); err != nil {
 		return err
 	}
-	if err := snd.finish(); err != nil {
+	if err := pub.Flush(context.Background()); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "published %d events in %d messages to %s; %s\n", p.events, p.msgs, o.subject, snd.progress())
+	fmt.Fprintf(os.Stderr, "published %d events in %d messages to %s; %s\n", p.events, p.msgs, o.subject, publishProgress(pub))
 	return nil
 }

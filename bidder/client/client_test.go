@@ -1,0 +1,237 @@
+package client_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bidpulse/bidpulse/bidder"
+	"github.com/bidpulse/bidpulse/bidder/client"
+)
+
+// TestClientAgrees checks that the client over HTTP, the client over NATS,
+// its batch call and a plain HTTP GET give the same multiplier and level
+// for every key, keys with mixed case and escaped characters included.
+func TestClientAgrees(t *testing.T) {
+	svc := startService(t)
+	nc := connect(t, svc)
+	seed(t, svc, nc)
+	hc, err := client.NewHTTP("http://"+svc.HTTPAddr(), client.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("cannot create the HTTP client: %v", err)
+	}
+	defer hc.Close()
+	ncl, err := client.NewNATS(nc, client.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("cannot create the NATS client: %v", err)
+	}
+	ctx := context.Background()
+	batch, err := hc.Multipliers(ctx, testKeys, nil)
+	if err != nil {
+		t.Fatalf("unexpected batch error: %v", err)
+	}
+	nbatch, err := ncl.Multipliers(ctx, testKeys, nil)
+	if err != nil {
+		t.Fatalf("unexpected NATS batch error: %v", err)
+	}
+	above := 0
+	for i, k := range testKeys {
+		code, body := httpGet(t, svc, "/v1/multiplier?"+query(k))
+		var want client.Answer
+		if code != 200 || json.Unmarshal(body, &want) != nil {
+			t.Fatalf("GET %s: %d %s", query(k), code, body)
+		}
+		if want.Multiplier != 1 {
+			above++
+		}
+		for _, c := range []struct {
+			name string
+			cl   *client.Client
+		}{{"http", hc}, {"nats", ncl}} {
+			got, err := c.cl.Multiplier(ctx, k)
+			if err != nil || got != want {
+				t.Fatalf("%s: key %+v: unexpected answer %+v (%v); want %+v", c.name, k, got, err, want)
+			}
+		}
+		if batch[i] != want || nbatch[i] != want {
+			t.Fatalf("key %+v: unexpected batch answers http %+v nats %+v; want %+v", k, batch[i], nbatch[i], want)
+		}
+	}
+	if above < 3 {
+		t.Fatalf("only %d keys answered other than 1: the seeded rates do not separate the keys", above)
+	}
+	for _, cl := range []*client.Client{hc, ncl} {
+		if st := cl.Stats(); st.FailedOpen() != 0 || st.Calls != uint64(len(testKeys)+1) {
+			t.Fatalf("unexpected stats %+v", st)
+		}
+	}
+}
+
+// TestClientOpenRTB checks the OpenRTB call over HTTP and NATS against
+// GET answers for the same dimensions.
+func TestClientOpenRTB(t *testing.T) {
+	svc := startService(t)
+	nc := connect(t, svc)
+	seed(t, svc, nc)
+	req := []byte(`{"id":"a1","site":{"domain":"news.example"},"device":{"devicetype":4,"geo":{"country":"FRA"}},
+		"imp":[{"id":"1","tagid":"news.example/top"},{"id":"2","ext":{"gpid":"blog.example/foot er"}}],
+		"ext":{"bidpulse":{"candidates":[{"campaign":"c1","creative":"cr1"},{"campaign":"c1"}]}}}`)
+	hc, err := client.NewHTTP("http://"+svc.HTTPAddr(), client.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	ncl, err := client.NewNATS(nc, client.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range []*client.Client{hc, ncl} {
+		a, err := cl.OpenRTB(context.Background(), req)
+		if err != nil || a.ID != "a1" || len(a.Imp) != 2 {
+			t.Fatalf("unexpected OpenRTB answer %+v (%v)", a, err)
+		}
+		for _, im := range a.Imp {
+			if im.Key.Device != "mobile" || im.Key.Country != "FR" || im.Key.Site != "news.example" {
+				t.Fatalf("unexpected key of imp %s: %+v", im.ID, im.Key)
+			}
+			for _, cd := range im.Candidates {
+				k := client.Key{Campaign: cd.Campaign, Creative: cd.Creative, Placement: im.Key.Placement, Device: "mobile", Country: "FR"}
+				var want client.Answer
+				code, body := httpGet(t, svc, "/v1/multiplier?"+query(k))
+				if code != 200 || json.Unmarshal(body, &want) != nil {
+					t.Fatalf("GET %s: %d %s", query(k), code, body)
+				}
+				if cd.Multiplier != want.Multiplier || cd.Level != want.Level {
+					t.Fatalf("imp %s candidate %+v: want %+v", im.ID, cd, want)
+				}
+				if got := a.Multiplier(im.ID, cd.Campaign, cd.Creative); got != want.Multiplier {
+					t.Fatalf("unexpected Multiplier(%s, %s, %s); got %v; want %v", im.ID, cd.Campaign, cd.Creative, got, want.Multiplier)
+				}
+			}
+		}
+		if a.Multiplier("9", "c1", "") != 1 {
+			t.Fatal("unexpected multiplier of an unknown impression: want 1")
+		}
+	}
+}
+
+// TestClientRejected checks that a key bidpulse refuses fails open with
+// the server's reason, alone in a batch.
+func TestClientRejected(t *testing.T) {
+	svc := startService(t)
+	hc, err := client.NewHTTP("http://"+svc.HTTPAddr(), client.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	long := strings.Repeat("x", 200)
+	a, err := hc.Multiplier(context.Background(), client.Key{Campaign: long})
+	if err == nil || a.FailOpen != client.FailRejected || a.Multiplier != 1 || !strings.Contains(err.Error(), "longer than 128") {
+		t.Fatalf("unexpected answer %+v (%v); want a neutral rejected one naming the length", a, err)
+	}
+	as, err := hc.Multipliers(context.Background(), []client.Key{{Campaign: "c1"}, {Campaign: long}}, nil)
+	if err == nil || len(as) != 2 || as[0].FailOpen != client.Answered || as[1].FailOpen != client.FailRejected {
+		t.Fatalf("unexpected batch answers %+v (%v)", as, err)
+	}
+	if st := hc.Stats(); st.FailOpen[client.FailRejected] != 1 {
+		t.Fatalf("unexpected stats %+v; want one rejected call", st)
+	}
+}
+
+// TestClientFailOpen checks that calls fail open within their deadline,
+// counted, when bidpulse does not answer: a server that accepts and never
+// answers (deadline), a service that is stopped (unavailable), NATS
+// without responders (unavailable).
+func TestClientFailOpen(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() }) // held open, never answered
+		}
+	}()
+	const timeout = 50 * time.Millisecond
+	silent, err := client.NewHTTP("http://"+ln.Addr().String(), client.Options{Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	check := func(name string, want client.FailReason, call func() (client.Answer, error)) {
+		t.Helper()
+		start := time.Now()
+		a, err := call()
+		took := time.Since(start)
+		if err == nil || a.FailOpen != want || a.Multiplier != 1 || a.Level != "none" {
+			t.Fatalf("%s: unexpected answer %+v (%v); want a neutral %s one", name, a, err, want)
+		}
+		// The bound is loose on purpose (a shared machine): it separates
+		// "at the deadline" from "after a TCP or NATS timeout of seconds".
+		if took > timeout+time.Second {
+			t.Fatalf("%s: failed open after %s; want about %s", name, took, timeout)
+		}
+	}
+	check("silent HTTP server", client.FailDeadline, func() (client.Answer, error) {
+		return silent.Multiplier(context.Background(), client.Key{Campaign: "c1"})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	check("context deadline", client.FailDeadline, func() (client.Answer, error) {
+		return silent.Multiplier(ctx, client.Key{Campaign: "c1"})
+	})
+	cancel()
+	if st := silent.Stats(); st.FailOpen[client.FailDeadline] != 2 {
+		t.Fatalf("unexpected stats %+v; want 2 deadline failures", st)
+	}
+
+	// NATS with no bid service: no responders, at once.
+	quiet := startService(t, func(o *bidder.Options) { o.NATSBids = bidder.NATSBidsOff })
+	ncl, err := client.NewNATS(connect(t, quiet), client.Options{Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("NATS without responders", client.FailUnavailable, func() (client.Answer, error) {
+		return ncl.Multiplier(context.Background(), client.Key{Campaign: "c1"})
+	})
+
+	svc := startService(t)
+	hc, err := client.NewHTTP("http://"+svc.HTTPAddr(), client.Options{Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	if _, err := hc.Multiplier(context.Background(), client.Key{Campaign: "c1"}); err != nil {
+		t.Fatalf("unexpected error before the stop: %v", err)
+	}
+	if err := svc.Stop(context.Background()); err != nil {
+		t.Fatalf("cannot stop: %v", err)
+	}
+	check("stopped service over HTTP", client.FailUnavailable, func() (client.Answer, error) {
+		return hc.Multiplier(context.Background(), client.Key{Campaign: "c1"})
+	})
+	as, err := hc.Multipliers(context.Background(), testKeys, nil)
+	if err == nil || len(as) != len(testKeys) || as[0].FailOpen != client.FailUnavailable || as[0].Multiplier != 1 {
+		t.Fatalf("unexpected batch answers of a stopped service %+v (%v)", as, err)
+	}
+	a, err := hc.OpenRTB(context.Background(), []byte(`{"id":"x","imp":[{"id":"1"}]}`))
+	if err == nil || a.FailOpen != client.FailUnavailable || a.Multiplier("1", "c1", "") != 1 {
+		t.Fatalf("unexpected OpenRTB answer of a stopped service %+v (%v)", a, err)
+	}
+	hc.Close()
+	a2, err := hc.Multiplier(context.Background(), client.Key{Campaign: "c1"})
+	if !errors.Is(err, client.ErrClosed) || a2.FailOpen != client.FailUnavailable {
+		t.Fatalf("unexpected answer of a closed client %+v (%v)", a2, err)
+	}
+	if st := hc.Stats(); st.FailOpen[client.FailUnavailable] != 4 || st.Calls != 5 {
+		t.Fatalf("unexpected stats %+v; want 4 unavailable of 5 calls", st)
+	}
+}

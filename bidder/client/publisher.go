@@ -1,0 +1,470 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Publish modes.
+const (
+	// ModeAuto publishes with JetStream when a stream captures the subject,
+	// with core NATS otherwise.
+	ModeAuto = "auto"
+	// ModeJetStream publishes with acknowledged JetStream publishes; a
+	// stream must capture the subject.
+	ModeJetStream = "jetstream"
+	// ModeCore publishes with core NATS: no acknowledgement, at most once.
+	ModeCore = "core"
+)
+
+// PublisherOptions configure a Publisher. The zero value is usable.
+type PublisherOptions struct {
+	// Subject is where events go (default "bidpulse.events.client"); the
+	// service consumes bidpulse.events.>.
+	Subject string
+	// Mode is ModeAuto (default), ModeJetStream or ModeCore.
+	Mode string
+	// MaxEvents bounds the events of one message, a JSON array (default
+	// 500, at most 10,000).
+	MaxEvents int
+	// MaxBytes bounds one message's bytes (default 256 KiB, at most the
+	// server's max_payload).
+	MaxBytes int
+	// Linger is the longest an event waits in an open batch (default
+	// 20 ms): a batch is sent when full or Linger after its first event.
+	Linger time.Duration
+	// MaxPendingBytes bounds the bytes awaiting acknowledgement (default
+	// 64 MiB); past it Publish waits.
+	MaxPendingBytes int
+	// RetryFor is how long a message is resent, with its Nats-Msg-Id,
+	// until acknowledged (default 2 minutes: a NATS restart); then it is
+	// given up, counted in Stats.FailedEvents and named by Close.
+	RetryFor time.Duration
+	// AckTimeout is how long one publish waits for its acknowledgement
+	// before it is resent (default 5 s).
+	AckTimeout time.Duration
+	// MsgIDPrefix starts every Nats-Msg-Id ("<prefix>-<n>"); default: 16
+	// random hex digits, unique per Publisher.
+	MsgIDPrefix string
+	// OnSettled, when set, is called once per message when it is
+	// acknowledged (core: handed to the connection) or given up, from the
+	// Publisher's own goroutine, in publish order: keep it short.
+	OnSettled func(Settled)
+}
+
+// Settled is the outcome of one message.
+type Settled struct {
+	// Events is the message's event count; Tag is PublishRaw's tag (nil
+	// for batches of Publish).
+	Events int
+	Tag    any
+	// Err is nil when acknowledged, else the last error before giving up.
+	Err error
+	// Duplicate: the stream had stored this message already (a resend).
+	Duplicate bool
+}
+
+// PublisherStats counts a Publisher's events and messages.
+type PublisherStats struct {
+	Events, Messages           uint64 // handed to NATS
+	AckedEvents, AckedMessages uint64 // acknowledged (core: handed to the connection)
+	Duplicates                 uint64 // messages acknowledged as already stored
+	Resent                     uint64 // sends of a message after an error or a timeout
+	FailedEvents               uint64 // given up after RetryFor or at Close's end
+}
+
+// Publisher batches events into JSON-array messages and publishes them.
+// It is safe for concurrent use.
+type Publisher struct {
+	nc *nats.Conn
+	js jetstream.JetStream // nil in core mode
+	o  PublisherOptions
+
+	mu      sync.Mutex // the open batch
+	buf     []byte
+	events  int
+	first   time.Time
+	seq     uint64
+	scratch []byte
+	closed  bool
+
+	pending chan *pendingMsg
+	done    chan struct{}
+	stopCtx atomic.Pointer[context.Context]
+	lingerQ chan struct{}
+
+	flightMu sync.Mutex // bytes and messages in flight
+	room     *sync.Cond
+	inflight int
+	unsettld int
+	lastErr  error
+
+	st struct {
+		events, messages, ackedEvents, ackedMessages, dupes, resent, failed atomic.Uint64
+	}
+}
+
+type pendingMsg struct {
+	msg    *nats.Msg
+	events int
+	tag    any
+	fut    jetstream.PubAckFuture
+	err    error
+	since  time.Time
+}
+
+// NewPublisher returns a Publisher on nc, which the caller keeps and
+// closes after Close. In ModeAuto and ModeJetStream it looks up the
+// stream that captures the subject.
+func NewPublisher(nc *nats.Conn, o PublisherOptions) (*Publisher, error) {
+	if nc == nil {
+		return nil, errors.New("bidpulse client: nil NATS connection")
+	}
+	if o.Subject == "" {
+		o.Subject = "bidpulse.events.client"
+	}
+	if o.Mode == "" {
+		o.Mode = ModeAuto
+	}
+	if o.MaxEvents <= 0 {
+		o.MaxEvents = 500
+	}
+	if o.MaxEvents > 10000 {
+		return nil, fmt.Errorf("bidpulse client: MaxEvents %d above 10,000", o.MaxEvents)
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 256 << 10
+	}
+	if mp := nc.MaxPayload(); mp > 0 && int64(o.MaxBytes) > mp {
+		return nil, fmt.Errorf("bidpulse client: MaxBytes %d above the server's max_payload %d", o.MaxBytes, mp)
+	}
+	if o.Linger <= 0 {
+		o.Linger = 20 * time.Millisecond
+	}
+	if o.MaxPendingBytes <= 0 {
+		o.MaxPendingBytes = 64 << 20
+	}
+	if o.RetryFor <= 0 {
+		o.RetryFor = 2 * time.Minute
+	}
+	if o.AckTimeout <= 0 {
+		o.AckTimeout = 5 * time.Second
+	}
+	if o.MsgIDPrefix == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		o.MsgIDPrefix = hex.EncodeToString(b[:])
+	}
+	p := &Publisher{nc: nc, o: o, done: make(chan struct{}), lingerQ: make(chan struct{})}
+	p.room = sync.NewCond(&p.flightMu)
+	switch o.Mode {
+	case ModeCore:
+	case ModeAuto, ModeJetStream:
+		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(o.AckTimeout))
+		if err != nil {
+			return nil, fmt.Errorf("bidpulse client: cannot use JetStream: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = js.StreamNameBySubject(ctx, o.Subject)
+		cancel()
+		switch {
+		case err == nil:
+			p.js = js
+		case o.Mode == ModeAuto && errors.Is(err, jetstream.ErrStreamNotFound):
+			// core NATS
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			return nil, fmt.Errorf("bidpulse client: no JetStream stream captures %s (bidpulse serve creates BIDPULSE_EVENTS in JetStream mode)", o.Subject)
+		default:
+			return nil, fmt.Errorf("bidpulse client: cannot look up the stream of %s: %w", o.Subject, err)
+		}
+	default:
+		return nil, fmt.Errorf("bidpulse client: invalid Mode %q: want auto, jetstream or core", o.Mode)
+	}
+	p.pending = make(chan *pendingMsg, 8192)
+	go p.collect()
+	go p.linger()
+	return p, nil
+}
+
+// JetStream reports whether messages are acknowledged by a stream (false:
+// core NATS, at most once).
+func (p *Publisher) JetStream() bool { return p.js != nil }
+
+// ErrPublisherClosed is returned by Publish after Close.
+var ErrPublisherClosed = errors.New("bidpulse client: publisher closed")
+
+// Publish adds ev to the open batch, sending the batch when it is full.
+// An event that bidpulse would refuse is refused here, with the reason.
+func (p *Publisher) Publish(ev *Event) error {
+	if err := ev.check(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrPublisherClosed
+	}
+	p.scratch = ev.AppendJSON(p.scratch[:0])
+	if len(p.scratch)+2 > p.o.MaxBytes {
+		return fmt.Errorf("bidpulse client: event %q is %d bytes, above MaxBytes %d", ev.ID, len(p.scratch), p.o.MaxBytes)
+	}
+	if p.events > 0 && len(p.buf)+1+len(p.scratch)+1 > p.o.MaxBytes {
+		if err := p.sendLocked(); err != nil {
+			return err
+		}
+	}
+	if p.events == 0 {
+		p.buf = append(p.buf[:0], '[')
+		p.first = time.Now()
+	} else {
+		p.buf = append(p.buf, ',')
+	}
+	p.buf = append(p.buf, p.scratch...)
+	p.events++
+	if p.events >= p.o.MaxEvents {
+		return p.sendLocked()
+	}
+	return nil
+}
+
+// PublishRaw publishes data, a JSON event or array of events encoded by
+// the caller, as one message of the given event count, after the open
+// batch. msgID is its Nats-Msg-Id ("" for the Publisher's own: prefix and
+// sequence); an id derived from the content lets the stream recognise the
+// same message published again. tag comes back in Settled. data is copied.
+func (p *Publisher) PublishRaw(data []byte, events int, msgID string, tag any) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrPublisherClosed
+	}
+	if int64(len(data)) > p.nc.MaxPayload() {
+		return fmt.Errorf("bidpulse client: a message of %d bytes, above the server's max_payload %d", len(data), p.nc.MaxPayload())
+	}
+	if p.events > 0 {
+		if err := p.sendLocked(); err != nil {
+			return err
+		}
+	}
+	return p.send(append([]byte(nil), data...), events, msgID, tag)
+}
+
+// sendLocked sends the open batch; p.mu is held.
+func (p *Publisher) sendLocked() error {
+	p.buf = append(p.buf, ']')
+	data := append([]byte(nil), p.buf...)
+	n := p.events
+	p.buf, p.events = p.buf[:0], 0
+	return p.send(data, n, "", nil)
+}
+
+// send hands one message to NATS; p.mu is held (so messages keep their
+// order).
+func (p *Publisher) send(data []byte, events int, msgID string, tag any) error {
+	p.flightMu.Lock()
+	for p.inflight > 0 && p.inflight+len(data) > p.o.MaxPendingBytes {
+		p.room.Wait()
+	}
+	p.inflight += len(data)
+	p.unsettld++
+	p.flightMu.Unlock()
+	p.st.events.Add(uint64(events))
+	p.st.messages.Add(1)
+	pm := &pendingMsg{events: events, tag: tag, since: time.Now()}
+	if p.js == nil {
+		pm.err = p.nc.Publish(p.o.Subject, data)
+		pm.msg = &nats.Msg{Data: data}
+	} else {
+		if msgID == "" {
+			p.seq++
+			msgID = p.o.MsgIDPrefix + "-" + strconv.FormatUint(p.seq, 36)
+		}
+		m := nats.NewMsg(p.o.Subject)
+		m.Data = data
+		m.Header.Set(jetstream.MsgIDHeader, msgID)
+		pm.msg = m
+		pm.fut, pm.err = p.js.PublishMsgAsync(m)
+	}
+	p.pending <- pm
+	return nil
+}
+
+// linger sends a batch that has waited Linger.
+func (p *Publisher) linger() {
+	t := time.NewTicker(p.o.Linger / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.lingerQ:
+			return
+		case now := <-t.C:
+			p.mu.Lock()
+			if p.events > 0 && now.Sub(p.first) >= p.o.Linger {
+				_ = p.sendLocked()
+			}
+			p.mu.Unlock()
+		}
+	}
+}
+
+// collect settles each message in order: acknowledged, or resent with its
+// Nats-Msg-Id until RetryFor passes or Close's context ends.
+func (p *Publisher) collect() {
+	defer close(p.done)
+	for pm := range p.pending {
+		p.settle(pm)
+		p.flightMu.Lock()
+		p.inflight -= len(pm.msg.Data)
+		p.unsettld--
+		p.room.Broadcast()
+		p.flightMu.Unlock()
+	}
+}
+
+func (p *Publisher) settle(pm *pendingMsg) {
+	if p.js == nil {
+		p.finish(pm, pm.err, false)
+		return
+	}
+	backoff := 50 * time.Millisecond
+	for {
+		if pm.err == nil {
+			select {
+			case ack := <-pm.fut.Ok():
+				p.finish(pm, nil, ack.Duplicate)
+				return
+			case pm.err = <-pm.fut.Err():
+			}
+		}
+		p.flightMu.Lock()
+		p.lastErr = pm.err
+		p.flightMu.Unlock()
+		if time.Since(pm.since) > p.o.RetryFor {
+			p.finish(pm, fmt.Errorf("not acknowledged within %s: %w", p.o.RetryFor, pm.err), false)
+			return
+		}
+		if ctx := p.stopCtx.Load(); ctx != nil && (*ctx).Err() != nil {
+			p.finish(pm, fmt.Errorf("not acknowledged before Close's end: %w", pm.err), false)
+			return
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, time.Second)
+		p.st.resent.Add(1)
+		pm.fut, pm.err = p.js.PublishMsgAsync(pm.msg)
+	}
+}
+
+func (p *Publisher) finish(pm *pendingMsg, err error, dup bool) {
+	if err == nil {
+		p.st.ackedEvents.Add(uint64(pm.events))
+		p.st.ackedMessages.Add(1)
+		if dup {
+			p.st.dupes.Add(1)
+		}
+	} else {
+		p.st.failed.Add(uint64(pm.events))
+	}
+	if p.o.OnSettled != nil {
+		p.o.OnSettled(Settled{Events: pm.events, Tag: pm.tag, Err: err, Duplicate: dup})
+	}
+}
+
+// Flush sends the open batch and waits until every message so far is
+// settled, or ctx ends. In core mode it also flushes the connection.
+func (p *Publisher) Flush(ctx context.Context) error {
+	p.mu.Lock()
+	var err error
+	if p.events > 0 {
+		err = p.sendLocked()
+	}
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if p.js == nil {
+		if err := p.flushConn(ctx); err != nil {
+			return err
+		}
+	}
+	stop := context.AfterFunc(ctx, func() {
+		p.flightMu.Lock()
+		p.room.Broadcast()
+		p.flightMu.Unlock()
+	})
+	defer stop()
+	p.flightMu.Lock()
+	defer p.flightMu.Unlock()
+	for p.unsettld > 0 {
+		if ctx.Err() != nil {
+			return fmt.Errorf("bidpulse client: %d messages not yet acknowledged: %w", p.unsettld, ctx.Err())
+		}
+		p.room.Wait()
+	}
+	return nil
+}
+
+// flushConn waits until the server has every core publish: until ctx's
+// deadline, or 10 s without one.
+func (p *Publisher) flushConn(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	if err := p.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("bidpulse client: cannot flush to NATS: %w", err)
+	}
+	return nil
+}
+
+// Close sends the open batch, waits for every acknowledgement (resending
+// as needed) until ctx ends, and stops. It returns an error naming the
+// events never acknowledged.
+func (p *Publisher) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrPublisherClosed
+	}
+	var err error
+	if p.events > 0 {
+		err = p.sendLocked()
+	}
+	p.closed = true
+	close(p.lingerQ)
+	p.mu.Unlock()
+	if p.js == nil {
+		if ferr := p.flushConn(ctx); ferr != nil && err == nil {
+			err = ferr
+		}
+	}
+	p.stopCtx.Store(&ctx)
+	close(p.pending)
+	<-p.done
+	if n := p.st.failed.Load(); n > 0 && err == nil {
+		p.flightMu.Lock()
+		last := p.lastErr
+		p.flightMu.Unlock()
+		err = fmt.Errorf("bidpulse client: %d events were never acknowledged (last error: %v)", n, last)
+	}
+	return err
+}
+
+// Stats returns the counts so far.
+func (p *Publisher) Stats() PublisherStats {
+	return PublisherStats{
+		Events: p.st.events.Load(), Messages: p.st.messages.Load(),
+		AckedEvents: p.st.ackedEvents.Load(), AckedMessages: p.st.ackedMessages.Load(),
+		Duplicates: p.st.dupes.Load(), Resent: p.st.resent.Load(), FailedEvents: p.st.failed.Load(),
+	}
+}
