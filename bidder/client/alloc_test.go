@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/bidpulse/bidpulse/bidder/client"
 )
 
@@ -36,24 +38,47 @@ func TestClientMultiplierAllocs(t *testing.T) {
 	}
 }
 
-// BenchmarkClientMultiplier measures a call over HTTP against a service
-// in the same process (loopback).
-func BenchmarkClientMultiplier(b *testing.B) {
+// BenchmarkMultiplier measures a call over HTTP against a service in the
+// same process (loopback): through the client, and as a bare fasthttp
+// request with a prepared URI (the floor of what a client can cost), in
+// the same run.
+func BenchmarkMultiplier(b *testing.B) {
 	svc := startService(b)
-	c, err := client.NewHTTP("http://"+svc.HTTPAddr(), client.Options{Timeout: time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	ctx := context.Background()
-	k := client.Key{Campaign: "c1", Placement: "news.example/top", Device: "mobile", Country: "FR"}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := c.Multiplier(ctx, k); err != nil {
-				b.Error(err)
-				return
-			}
+	seed(b, svc, connect(b, svc))
+	k := client.Key{Campaign: "c1", Creative: "cr1", Placement: "news.example/top", Device: "Mobile", Country: "fr"}
+	b.Run("client", func(b *testing.B) {
+		c, err := client.NewHTTP("http://"+svc.HTTPAddr(), client.Options{Timeout: time.Second})
+		if err != nil {
+			b.Fatal(err)
 		}
+		defer c.Close()
+		ctx := context.Background()
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := c.Multiplier(ctx, k); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("fasthttp", func(b *testing.B) {
+		hc := &fasthttp.HostClient{Addr: svc.HTTPAddr(), MaxConns: 512}
+		defer hc.CloseIdleConnections()
+		uri := "http://" + svc.HTTPAddr() + "/v1/multiplier?" + query(k)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI(uri)
+			for pb.Next() {
+				if err := hc.DoTimeout(req, resp, time.Second); err != nil || resp.StatusCode() != 200 {
+					b.Errorf("%v %d", err, resp.StatusCode())
+					return
+				}
+			}
+		})
 	})
 }

@@ -50,7 +50,7 @@ func startService(t testing.TB, opts ...func(*bidder.Options)) *bidder.Service {
 	return svc
 }
 
-func connect(t *testing.T, svc *bidder.Service) *nats.Conn {
+func connect(t testing.TB, svc *bidder.Service) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(svc.NATSURL(), nats.Name("client-test"))
 	if err != nil {
@@ -61,7 +61,7 @@ func connect(t *testing.T, svc *bidder.Service) *nats.Conn {
 }
 
 // httpGet returns the status and body of GET path (with its query).
-func httpGet(t *testing.T, svc *bidder.Service, path string) (int, []byte) {
+func httpGet(t testing.TB, svc *bidder.Service, path string) (int, []byte) {
 	t.Helper()
 	resp, err := http.Get("http://" + svc.HTTPAddr() + path)
 	if err != nil {
@@ -76,7 +76,7 @@ func httpGet(t *testing.T, svc *bidder.Service, path string) (int, []byte) {
 }
 
 // counted returns the events the service has counted.
-func counted(t *testing.T, svc *bidder.Service) uint64 {
+func counted(t testing.TB, svc *bidder.Service) uint64 {
 	t.Helper()
 	_, b := httpGet(t, svc, "/v1/stats")
 	var st struct {
@@ -89,7 +89,7 @@ func counted(t *testing.T, svc *bidder.Service) uint64 {
 }
 
 // waitCounted polls until the service has counted n events.
-func waitCounted(t *testing.T, svc *bidder.Service, n uint64) {
+func waitCounted(t testing.TB, svc *bidder.Service, n uint64) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -119,7 +119,7 @@ func query(k client.Key) string {
 // seed publishes events with the client's Publisher and waits until the
 // service counted them: placements of distinct click rates, keys with
 // mixed case and characters that need escaping.
-func seed(t *testing.T, svc *bidder.Service, nc *nats.Conn) uint64 {
+func seed(t testing.TB, svc *bidder.Service, nc *nats.Conn) uint64 {
 	t.Helper()
 	p, err := client.NewPublisher(nc, client.PublisherOptions{Subject: "bidpulse.events.test", Mode: client.ModeJetStream, MaxEvents: 64})
 	if err != nil {
