@@ -44,13 +44,14 @@ func NewHTTP(base string, o Options) (*Client, error) {
 			IsTLS:                         u.Scheme == "https",
 			Name:                          name,
 			MaxConns:                      maxConns,
-			MaxIdleConnDuration:           time.Minute,
-			NoDefaultUserAgentHeader:      false,
+			// Below the service's keep-alive limit (--http-idle-timeout,
+			// 1 minute), so the client drops an idle connection before the
+			// service does. A request that still finds its connection
+			// closed is sent again on another (fasthttp's retry of
+			// idempotent requests), within the same deadline.
+			MaxIdleConnDuration:           30 * time.Second,
 			DisableHeaderNamesNormalizing: true,
 			DisablePathNormalizing:        true,
-			// A bid is not retried: its deadline is too short, and the
-			// bidder bids neutral instead.
-			RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 		},
 	}
 	return newClient(t, o), nil
