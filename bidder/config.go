@@ -20,7 +20,7 @@ import (
 type Config struct {
 	// Rollups are the aggregation levels, e.g. "campaign/placement". Each
 	// starts with campaign and keeps the order campaign, creative, placement,
-	// device, country. The campaign level is required.
+	// device, country, site ("campaign/site"). The campaign level is required.
 	Rollups []string `yaml:"rollups"`
 	// Resolutions are the rings of every key, finest first. Together they
 	// must serve the spans 1m, 5m, 15m, 1h and 24h.

@@ -6,19 +6,25 @@ import "strconv"
 // canonical order of dimensions inside a rollup and inside an encoded key.
 type Dim uint8
 
-// The dimensions, in canonical order.
+// The dimensions, in canonical order. A new dimension is appended at the
+// end: the indexes are rollup masks and the order of values in encoded keys,
+// so appending keeps every existing key, mask and checkpoint valid
+// (checkpoint_compat_test.go).
 const (
 	DimCampaign Dim = iota
 	DimCreative
 	DimPlacement
 	DimDevice
 	DimCountry
+	// DimSite is the site or app an impression is shown in: an event's
+	// site field, OpenRTB's site.domain or app.bundle.
+	DimSite
 	NumDims
 )
 
 // DimNames holds the name of every dimension as written in rollup names,
 // query strings and event fields.
-var DimNames = [NumDims]string{"campaign", "creative", "placement", "device", "country"}
+var DimNames = [NumDims]string{"campaign", "creative", "placement", "device", "country", "site"}
 
 // ParseDim returns the dimension named s (exact, lower-case match).
 func ParseDim(s string) (Dim, bool) {

@@ -14,7 +14,7 @@ const MaxLevels = 32
 // Rollup is one configured aggregation level.
 type Rollup struct {
 	Name   string // "campaign/creative"
-	Dims   []Dim  // starts with DimCampaign, canonical order campaign, creative, placement, device, country
+	Dims   []Dim  // starts with DimCampaign, canonical order campaign, creative, placement, device, country, site
 	Mask   uint8  // bit d set when Dims contains d
 	Parent int    // index in Rollups.Levels of its longest configured prefix; -1 for the campaign level
 }
@@ -36,7 +36,8 @@ func DefaultRollupNames() []string {
 
 // ParseRollups parses level names such as "campaign/creative/placement".
 // Each name lists dimensions joined by "/", starting with campaign and in the
-// canonical order campaign, creative, placement, device, country. The list
+// canonical order campaign, creative, placement, device, country, site
+// ("campaign/site", "campaign/placement/site"). The list
 // must contain the "campaign" level, no level twice and at most MaxLevels levels.
 func ParseRollups(names []string) (*Rollups, error) {
 	if len(names) == 0 {

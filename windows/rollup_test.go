@@ -16,8 +16,15 @@ func TestParseDimSpan(t *testing.T) {
 	if _, ok := ParseDim("Campaign"); ok {
 		t.Fatalf("unexpected ParseDim(%q) success", "Campaign")
 	}
-	if s := NumDims.String(); s != "Dim(5)" {
-		t.Fatalf("unexpected String of an invalid dim; got %q; want %q", s, "Dim(5)")
+	if s := NumDims.String(); s != "Dim(6)" {
+		t.Fatalf("unexpected String of an invalid dim; got %q; want %q", s, "Dim(6)")
+	}
+	// The indexes are rollup masks and the order of values in stored keys
+	// and checkpoints: a dimension is only ever appended.
+	for i, name := range []string{"campaign", "creative", "placement", "device", "country", "site"} {
+		if d, ok := ParseDim(name); !ok || int(d) != i {
+			t.Fatalf("unexpected ParseDim(%q); got %d, %v; want %d, true", name, d, ok, i)
+		}
 	}
 	for sp := Span(0); sp < NumSpans; sp++ {
 		got, ok := ParseSpan(sp.String())
@@ -142,6 +149,50 @@ func TestParseRollupsParents(t *testing.T) {
 	f(1, false)
 }
 
+// TestParseRollupsSite: site is the last dimension, so a level names it
+// last ("campaign/site", "campaign/placement/site"), and its parent is its
+// longest configured prefix as for any other level.
+func TestParseRollupsSite(t *testing.T) {
+	r, err := ParseRollups(append(DefaultRollupNames(), "campaign/site", "campaign/placement/site", "campaign/creative/placement/device/country/site"))
+	if err != nil {
+		t.Fatalf("unexpected error: %s", err)
+	}
+	f := func(name string, dims []Dim, parent string) {
+		t.Helper()
+		i, ok := r.ByName(name)
+		if !ok {
+			t.Fatalf("unexpected ByName(%q) miss", name)
+		}
+		lv := r.Levels[i]
+		if !reflect.DeepEqual(lv.Dims, dims) {
+			t.Fatalf("unexpected dims of %q; got %v; want %v", name, lv.Dims, dims)
+		}
+		if j, ok := r.ByMask(lv.Mask); !ok || j != i {
+			t.Fatalf("unexpected ByMask(%06b); got %d, %v; want %d, true", lv.Mask, j, ok, i)
+		}
+		if got := r.Levels[lv.Parent].Name; got != parent {
+			t.Fatalf("unexpected parent of %q; got %q; want %q", name, got, parent)
+		}
+	}
+	f("campaign/site", []Dim{DimCampaign, DimSite}, "campaign")
+	f("campaign/placement/site", []Dim{DimCampaign, DimPlacement, DimSite}, "campaign/placement")
+	f("campaign/creative/placement/device/country/site", []Dim{DimCampaign, DimCreative, DimPlacement, DimDevice, DimCountry, DimSite}, "campaign/creative/placement")
+	if m := r.Levels[4].Mask; m != 0b100001 {
+		t.Fatalf("unexpected mask of campaign/site; got %06b; want 100001", m)
+	}
+
+	var v Values
+	v[DimCampaign] = []byte("c1")
+	v[DimPlacement] = []byte("top")
+	v[DimSite] = []byte("news.example")
+	lvl, _ := r.ByName("campaign/placement/site")
+	key := AppendKey(nil, lvl, r, &v)
+	var got Values
+	if l, err := DecodeKey(key, r, &got); err != nil || l != lvl || string(got[DimSite]) != "news.example" || string(got[DimPlacement]) != "top" {
+		t.Fatalf("unexpected DecodeKey(%q); got %d, %q, %v", key, l, got, err)
+	}
+}
+
 func TestParseRollupsErrors(t *testing.T) {
 	f := func(names []string, wantSubstr string) {
 		t.Helper()
@@ -174,7 +225,10 @@ func TestParseRollupsErrors(t *testing.T) {
 	}
 	f(many, "at most 32")
 
-	// Every one of the 16 possible levels is fine.
+	f([]string{"campaign", "campaign/site/country"}, `"country" comes after "site"`)
+	f([]string{"campaign", "campaign/site/placement"}, `"placement" comes after "site"`)
+
+	// Every one of the 32 possible levels is fine (MaxLevels is 32).
 	var all []string
 	for m := 0; m < 1<<(NumDims-1); m++ {
 		name := "campaign"

@@ -76,7 +76,7 @@ func (r Reason) String() string {
 }
 
 // MaxFieldLen is the maximum length in bytes (after JSON unescaping) of id, campaign, creative,
-// placement, device and country.
+// placement, device, country and site.
 const MaxFieldLen = 128
 
 // MaxMoney is the largest accepted cost or value, in account currency units.
@@ -119,8 +119,8 @@ type Event struct {
 	// receive time.
 	TS    int64
 	HasTS bool
-	// Dims holds campaign (always present) and the optional creative, placement, device and
-	// country (nil when absent), each 1..MaxFieldLen bytes of UTF-8. country is upper-cased and
+	// Dims holds campaign (always present) and the optional creative, placement, device,
+	// country and site (nil when absent), each 1..MaxFieldLen bytes of UTF-8. country is upper-cased and
 	// device lower-cased (ASCII letters only); the others are kept as sent.
 	Dims windows.Values
 	// CostMicros is the spend of this event in micro units of the account currency:

@@ -24,6 +24,8 @@ func FuzzParse(f *testing.F) {
 		` [ {"id":"a","type":"conversion","campaign":"c","device":null,"x":true,"y":false,"z":-1.5E+3,"click_ts":1764345600009,"value":0.5} ] `,
 		`{"id":"a","type":"click","campaign":"c","country":"fr","device":"TV","ts":01}`,
 		`{"id":"f","type":"conversion","campaign":"c","ts":1764432000001,"click_ts":1764432000000}`,
+		`{"id":"s","type":"impression","campaign":"c","site":"News.Example","placement":"p"}`,
+		`[{"id":"s","type":"click","campaign":"c","site":"com.Example.App"},{"id":"t","type":"click","campaign":"c","site":""}]`,
 		`[{"id":"s","type":"click","campaign":"c","ts":1764345600},{"id":"u","type":"click","campaign":"c","ts":1764345600123000}]`,
 	} {
 		f.Add([]byte(s))

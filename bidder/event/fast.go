@@ -136,7 +136,7 @@ func fastObject(b []byte, i int, ev *Event, maxTS int64) (int, bool) {
 				if ev.Type = ParseType(s); ev.Type == TypeNone {
 					return 0, false
 				}
-			case f >= fCampaign && f <= fCountry:
+			case f >= fCampaign && f <= fSite:
 				ev.Dims[fieldDims[f]] = s
 			default:
 				return 0, false // a string where a number belongs

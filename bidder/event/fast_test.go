@@ -18,6 +18,8 @@ func TestFastPath(t *testing.T) {
 		{`{"id":"a","type":"click","campaign":"c","device":null,"x":true,"y":false,"z":-1.5E+3,"w":null}`, true},
 		{`{"id":"a","type":"click","campaign":"c","click_ts":1764345600007}`, true}, // click_ts dropped: not a conversion
 		{`{"x":"","id":"a","type":"impression","campaign":"c","country":"fr","device":"TV"}`, true},
+		{`{"id":"a","type":"impression","campaign":"c","site":"News.Example","placement":"p"}`, true},
+		{`{"id":"a","type":"impression","campaign":"c","site":null}`, true},
 		// Everything below takes the general path.
 		{`[]`, false},
 		{`{}`, false},
@@ -33,6 +35,9 @@ func TestFastPath(t *testing.T) {
 		{`{"id":"a","type":"conversion","campaign":"c","click_ts":1764345600123000}`, false},
 		{`{"id":"a","type":"click","campaign":"c","creative":""}`, false},
 		{`{"id":"a","type":"click","campaign":"c","creative":1}`, false},
+		{`{"id":"a","type":"click","campaign":"c","site":""}`, false},
+		{`{"id":"a","type":"click","campaign":"c","site":1}`, false},
+		{`{"id":"a","type":"click","campaign":"c","site":"a","site":"b"}`, false},
 		{`{"id":"a\u0062","type":"click","campaign":"c"}`, false},
 		{`{"id":"é","type":"click","campaign":"c"}`, false},
 		{`{"id":"a","type":"click","campaign":"c","x":{"y":1}}`, false},

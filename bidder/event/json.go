@@ -10,7 +10,7 @@ import (
 
 // AppendJSON appends ev to dst as one JSON object and returns the extended slice.
 //
-// Fields come in a fixed order (id, type, ts, campaign, creative, placement, device, country,
+// Fields come in a fixed order (id, type, ts, campaign, creative, placement, device, country, site,
 // cost, value, click_ts); absent ones are omitted: an empty ID or dimension, TypeNone, ts without
 // HasTS, zero cost or value, click_ts without HasClickTS. Money is written in currency units with
 // at most six decimals, exactly (CostMicros 2100 -> 0.0021). Strings are escaped so the output is

@@ -22,14 +22,16 @@ func TestAppendJSON(t *testing.T) {
 	f(&Event{}, `{}`)
 	full := &Event{ID: []byte("8c1f"), Type: Conversion, TS: 1764345600123, HasTS: true,
 		CostMicros: 2100, ValueMicros: 42500000, ClickTS: 1764345500000, HasClickTS: true}
-	full.Dims = windows.Values{[]byte("c42"), []byte("cr7"), []byte("news.example/top"), []byte("mobile"), []byte("FR")}
+	full.Dims = windows.Values{[]byte("c42"), []byte("cr7"), []byte("news.example/top"), []byte("mobile"), []byte("FR"), []byte("news.example")}
 	f(full, `{"id":"8c1f","type":"conversion","ts":1764345600123,"campaign":"c42","creative":"cr7",`+
-		`"placement":"news.example/top","device":"mobile","country":"FR","cost":0.0021,"value":42.5,"click_ts":1764345500000}`)
+		`"placement":"news.example/top","device":"mobile","country":"FR","site":"news.example","cost":0.0021,"value":42.5,"click_ts":1764345500000}`)
 
 	// Absent fields are omitted.
 	ev := &Event{Type: Click, ID: []byte("x")}
 	ev.Dims[windows.DimPlacement] = []byte("p")
 	f(ev, `{"id":"x","type":"click","placement":"p"}`)
+	ev.Dims[windows.DimSite] = []byte("com.Example.App")
+	f(ev, `{"id":"x","type":"click","placement":"p","site":"com.Example.App"}`)
 	f(&Event{Type: NumTypes, TS: 5, ClickTS: 7}, `{}`)
 	f(&Event{HasTS: true, HasClickTS: true}, `{"ts":0,"click_ts":0}`)
 
@@ -81,6 +83,8 @@ func TestAppendJSONRoundTrip(t *testing.T) {
 		}
 	}
 	f(`{"id":"a","type":"impression","campaign":"c"}`)
+	f(`{"id":"a","type":"impression","campaign":"c","site":"com.Example.App"}`)             // fast path
+	f(`{"id":"a","type":"impression","campaign":"c","site":"ex\u00e9mple.fr\"\\","x":"é"}`) // general path
 	f(`{"id":"8c1f","type":"click","ts":1764345600123,"campaign":"c42","creative":"cr7","placement":"news.example/top","device":"Mobile","country":"fr","cost":0.0021,"value":0}`)
 	f(`{"id":"a","type":"conversion","campaign":"c","value":80.123456,"cost":9e12,"click_ts":1000000000000,"ts":9999999999999}`)
 	f(`{"id":"\u0000\"\\\/\b\f\n\r\t\u2028\u2029\ud83d\ude00","type":"click","campaign":"\u00e9","device":"\u00c9A","country":"\u00e9a"}`)

@@ -8,7 +8,7 @@ import (
 
 // fieldNames holds the wire name of every known field, in the order they are checked.
 var fieldNames = [numFields]string{"id", "type", "campaign", "creative", "placement", "device", "country",
-	"ts", "cost", "value", "click_ts"}
+	"site", "ts", "cost", "value", "click_ts"}
 
 // maxKnownNumber bounds the text of a number AppendKnown keeps: every valid ts, cost or value is
 // shorter (a money amount may carry more decimals, but one of 32 bytes says enough).
@@ -26,8 +26,8 @@ const maxKnownNumber = 32
 // (an unknown type name included); a number field (ts, cost, value, click_ts) as its JSON text
 // when it is a number of at most 32 bytes (a ts in seconds is kept: it says why the event was
 // refused). A value of the wrong JSON type, empty, too long or not UTF-8 is left out. The fields
-// come in the checking order: id, type, campaign, creative, placement, device, country, ts, cost,
-// value, click_ts; a field given twice is kept once, the first time (the one checked).
+// come in the checking order: id, type, campaign, creative, placement, device, country, site, ts,
+// cost, value, click_ts; a field given twice is kept once, the first time (the one checked).
 func (p *Parser) AppendKnown(dst []byte) []byte {
 	dst = append(dst, '{')
 	start := len(dst)

@@ -46,13 +46,16 @@ func TestAppendKnown(t *testing.T) {
 	f(`{`+canary+`,"id":"e1","type":"click","ts":1767323045,"campaign":"c1","device":"TV","country":"fr","cost":0.5}`,
 		`{"id":"e1","type":"click","campaign":"c1","device":"TV","country":"fr","ts":1767323045,"cost":0.5}`)
 	// Schema order, the first of a repeated field, escapes re-made.
-	f(`{"click_ts":1,"value":2,"cost":-3,"ts":1767323045000,"country":"US","device":"d","placement":"p\u00e9","creative":"c\"r","campaign":"c","type":"nope","id":"a","id":"b",`+canary+`}`,
-		`{"id":"a","type":"nope","campaign":"c","creative":"c\"r","placement":"pé","device":"d","country":"US","ts":1767323045000,"cost":-3,"value":2,"click_ts":1}`)
+	f(`{"click_ts":1,"value":2,"cost":-3,"ts":1767323045000,"site":"com.Ex\u00e9.App","country":"US","device":"d","placement":"p\u00e9","creative":"c\"r","campaign":"c","type":"nope","id":"a","id":"b",`+canary+`}`,
+		`{"id":"a","type":"nope","campaign":"c","creative":"c\"r","placement":"pé","device":"d","country":"US","site":"com.Exé.App","ts":1767323045000,"cost":-3,"value":2,"click_ts":1}`)
 	// Values of the wrong type, empty, too long or not UTF-8 are left out; so are nulls.
 	long := strings.Repeat("x", MaxFieldLen+1)
-	f(`{"id":5,"type":"click","campaign":"`+long+`","creative":"","placement":"p`+"\xff"+`","device":null,"country":{"ip":"`+canaryIP+`"},"ts":"1","cost":[1],"value":true,"click_ts":1`+strings.Repeat("0", 40)+`}`,
+	f(`{"id":5,"type":"click","campaign":"`+long+`","creative":"","placement":"p`+"\xff"+`","device":null,"country":{"ip":"`+canaryIP+`"},"site":"","ts":"1","cost":[1],"value":true,"click_ts":1`+strings.Repeat("0", 40)+`}`,
 		`{"type":"click"}`)
 	f(`{"id":"a","type":"click","campaign":"c","creative":"k`+"\xff"+`",`+canary+`}`, `{"id":"a","type":"click","campaign":"c"}`)
+	// A site too long is left out, the other fields kept; a valid one is kept as sent.
+	f(`{"id":"a","type":"click","campaign":"c","site":"`+long+`","placement":"p"}`, `{"id":"a","type":"click","campaign":"c","placement":"p"}`)
+	f(`{"id":"a","type":"click","campaign":"c","site":"s.example","ts":1}`, `{"id":"a","type":"click","campaign":"c","site":"s.example","ts":1}`)
 	// Not an object: nothing is known.
 	f(`{"user_id":"`+canaryUser+`"`, `{}`)
 	f(`"`+canaryIP+`"`, `{}`)
@@ -74,8 +77,8 @@ func TestAppendKnown(t *testing.T) {
 func TestEventHoldsNoUnknownField(t *testing.T) {
 	// A valid event with fields outside the schema: nothing of them is reachable from the Event,
 	// not even past the length of its byte slices, on either path.
-	fast := `{"id":"e1","type":"click","ts":1767323045000,` + canary + `,"campaign":"c1","creative":"cr1","placement":"p1","device":"tv","country":"FR"}`
-	general := `{"id":"e\u0031","type":"conversion",` + canary + `,"campaign":"c1","creative":"cr1","placement":"p1","device":"TV","country":"fr","click_ts":1767323044000}`
+	fast := `{"id":"e1","type":"click","ts":1767323045000,` + canary + `,"campaign":"c1","creative":"cr1","placement":"p1","device":"tv","country":"FR","site":"s1.example"}`
+	general := `{"id":"e\u0031","type":"conversion",` + canary + `,"campaign":"c1","creative":"cr1","placement":"p1","device":"TV","country":"fr","site":"s\u0031.example","click_ts":1767323044000}`
 	for _, payload := range []string{fast, general, "[" + fast + "," + general + "]"} {
 		var p Parser
 		n := 0

@@ -11,7 +11,9 @@ import (
 // Normal or AppendNormal, so an event and a bid for the same key can never
 // be normalised apart. The rule: device is lower-cased and country
 // upper-cased, ASCII letters only (a non-ASCII byte is kept as it is, so
-// UTF-8 stays valid); the other dimensions are kept as sent.
+// UTF-8 stays valid); the other dimensions (campaign, creative, placement,
+// site) are kept as sent: a site is a domain or an app bundle id, and
+// bundle ids are case-sensitive.
 
 // fold is what a dimension's normalisation does to a byte.
 type fold uint8

@@ -26,6 +26,8 @@ func TestNormal(t *testing.T) {
 	f(windows.DimCampaign, "Camp-A", "Camp-A")
 	f(windows.DimCreative, "CR7", "CR7")
 	f(windows.DimPlacement, "News.Example/Top", "News.Example/Top")
+	f(windows.DimSite, "News.Example.COM", "News.Example.COM")
+	f(windows.DimSite, "com.Example.App", "com.Example.App") // bundle ids are case-sensitive
 }
 
 // TestNormalSame checks that Normal and AppendNormal agree byte for byte
@@ -48,13 +50,12 @@ func TestNormalSame(t *testing.T) {
 }
 
 // TestNormalParserAgrees checks that ingest keys an event's dimensions as
-// Normal does.
+// Normal does, on the fast path and on the general one (a non-ASCII
+// unknown field sends a payload there).
 func TestNormalParserAgrees(t *testing.T) {
 	var p Parser
-	vals := []string{"Mobile", "fr", "DE", "Tablet", "x-Y"}
-	for _, v := range vals {
-		payload := `{"id":"1","type":"impression","campaign":"C","creative":"` + v + `","placement":"` + v +
-			`","device":"` + v + `","country":"` + v + `"}`
+	f := func(payload, v string) {
+		t.Helper()
 		n := 0
 		p.Parse([]byte(payload), func(ev *Event, reason Reason, _ []byte) {
 			n++
@@ -73,6 +74,12 @@ func TestNormalParserAgrees(t *testing.T) {
 		})
 		if n != 1 {
 			t.Fatalf("unexpected events parsed from %s; got %d; want 1", payload, n)
+		}
+	}
+	for _, v := range []string{"Mobile", "fr", "DE", "Tablet", "x-Y"} {
+		for _, extra := range []string{"", `,"x":"é"`} {
+			f(`{"id":"1","type":"impression","campaign":"C","creative":"`+v+`","placement":"`+v+
+				`","device":"`+v+`","country":"`+v+`","site":"`+v+`"`+extra+`}`, v)
 		}
 	}
 }

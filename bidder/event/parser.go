@@ -24,7 +24,7 @@ import (
 //     all-whitespace payload is bad_json.
 //  2. It must be an object or an array; a top-level scalar is not_object, and so is an array
 //     element that is not an object (nested arrays included).
-//  3. id, type, campaign, creative, placement, device, country, ts, cost, value, click_ts, in
+//  3. id, type, campaign, creative, placement, device, country, site, ts, cost, value, click_ts, in
 //     this order. A JSON null is the same as an absent field. Unknown fields are ignored; when a
 //     field appears twice the first occurrence counts. Within a string field the checks are:
 //     present and a string, non-empty, length, UTF-8 (an over-long invalid string is
@@ -33,8 +33,9 @@ import (
 //     unescaping (field_too_long), valid UTF-8 (bad_id).
 //     - type: required, exactly "impression", "click" or "conversion" (bad_type).
 //     - campaign: as id, with bad_campaign.
-//     - creative, placement, device, country: optional; when present as id, with
-//     bad_dimension. country is then upper-cased and device lower-cased (ASCII letters).
+//     - creative, placement, device, country, site: optional; when present as id, with
+//     bad_dimension. country is then upper-cased and device lower-cased (ASCII letters); the
+//     others, site included, are kept as sent.
 //     - ts: optional; an integer written as plain digits, Unix milliseconds in [MinTS, max],
 //     where max is NowMs+MaxTSAhead, or MaxTS when NowMs is 0 (bad_ts: 1.5, 1.0, 1e3, -1, -0,
 //     "123", true, 0, a time in seconds, microseconds or nanoseconds).
@@ -80,6 +81,7 @@ const (
 	fPlacement
 	fDevice
 	fCountry
+	fSite
 	fTS
 	fCost
 	fValue
@@ -94,6 +96,7 @@ var dimFields = [windows.NumDims]int{
 	windows.DimPlacement: fPlacement,
 	windows.DimDevice:    fDevice,
 	windows.DimCountry:   fCountry,
+	windows.DimSite:      fSite,
 }
 
 // Parse parses payload, one JSON object or a JSON array of them, and calls fn once per event, in
@@ -287,6 +290,8 @@ func fieldIndex(k []byte) int {
 		return fDevice
 	case "country":
 		return fCountry
+	case "site":
+		return fSite
 	case "ts":
 		return fTS
 	case "cost":

@@ -70,7 +70,7 @@ const base = `"id":"e1","type":"impression","campaign":"c1"`
 
 func TestParseValid(t *testing.T) {
 	r := parseOne(t, `{"id":"8c1f","type":"click","ts":1764345600123,"campaign":"c42","creative":"cr7",
-		"placement":"news.example/top","device":"Mobile","country":"fr","cost":0.0021,"value":0,"extra":{"a":[1,2]}}`)
+		"placement":"news.example/top","device":"Mobile","country":"fr","site":"News.Example.com","cost":0.0021,"value":0,"extra":{"a":[1,2]}}`)
 	if r.reason != OK {
 		t.Fatalf("unexpected reason; got %q; want OK", r.reason)
 	}
@@ -86,6 +86,7 @@ func TestParseValid(t *testing.T) {
 	want.Dims[windows.DimPlacement] = []byte("news.example/top")
 	want.Dims[windows.DimDevice] = []byte("mobile")
 	want.Dims[windows.DimCountry] = []byte("FR")
+	want.Dims[windows.DimSite] = []byte("News.Example.com")
 	if !reflect.DeepEqual(r.ev, want) {
 		t.Fatalf("unexpected event;\ngot  %s\nwant %s", AppendJSON(nil, r.ev), AppendJSON(nil, want))
 	}
@@ -125,10 +126,16 @@ func TestParseFields(t *testing.T) {
 	f(`,"creative":"Cr7"`, str(windows.DimCreative, "Cr7"))
 	f(`,"placement":"News.Example/Top"`, str(windows.DimPlacement, "News.Example/Top"))
 	f(`,"placement":"日本/トップ"`, str(windows.DimPlacement, "日本/トップ"))
+	f(`,"site":"News.Example.COM"`, str(windows.DimSite, "News.Example.COM"))
+	f(`,"site":"com.Example.App"`, str(windows.DimSite, "com.Example.App"))
+	f(`,"site":"ex\u00e9mple.fr"`, str(windows.DimSite, "exémple.fr"))
+	f(`,"site":"`+strings.Repeat("s", MaxFieldLen)+`"`, str(windows.DimSite, strings.Repeat("s", MaxFieldLen)))
+	f(`,"site":"s.example","site":"t.example"`, str(windows.DimSite, "s.example")) // the first occurrence counts
+	f(`,"site":"s.example"`, func(ev *Event) (any, any) { return ev.Dims.Mask(), uint8(1<<windows.DimCampaign | 1<<windows.DimSite) })
 	f(`,"creative":"a\/b\"c\\d\n\u00e9\ud83d\ude00"`, str(windows.DimCreative, "a/b\"c\\d\né😀"))
 	f(``, func(ev *Event) (any, any) { return string(ev.Dims[windows.DimCampaign]), "c1" })
 	f(``, func(ev *Event) (any, any) { return ev.Dims.Mask(), uint8(1) })
-	f(`,"creative":null,"placement":null,"device":null,"country":null`, func(ev *Event) (any, any) { return ev.Dims.Mask(), uint8(1) })
+	f(`,"creative":null,"placement":null,"device":null,"country":null,"site":null`, func(ev *Event) (any, any) { return ev.Dims.Mask(), uint8(1) })
 	// A lone surrogate escape is kept as its text, which is valid UTF-8.
 	f(`,"creative":"\ud800"`, str(windows.DimCreative, `\ud800`))
 
@@ -277,7 +284,7 @@ func TestParseReasons(t *testing.T) {
 	}
 
 	// bad_dimension: every optional dimension, present but empty, not a string or not UTF-8.
-	for _, dim := range []string{"creative", "placement", "device", "country"} {
+	for _, dim := range []string{"creative", "placement", "device", "country", "site"} {
 		for _, v := range []string{`""`, `1`, `true`, `[]`, `{"a":1}`, "\"\xff\"", "\"\xc0\xaf\""} {
 			f(obj(base+`,"`+dim+`":`+v), BadDimension)
 		}
@@ -286,7 +293,7 @@ func TestParseReasons(t *testing.T) {
 	// field_too_long: every string field, over MaxFieldLen bytes after unescaping.
 	f(obj(`"id":"`+long+`","type":"click","campaign":"c"`), FieldTooLong)
 	f(obj(`"id":"a","type":"click","campaign":"`+long+`"`), FieldTooLong)
-	for _, dim := range []string{"creative", "placement", "device", "country"} {
+	for _, dim := range []string{"creative", "placement", "device", "country", "site"} {
 		f(obj(base+`,"`+dim+`":"`+long+`"`), FieldTooLong)
 	}
 	f(obj(base+`,"creative":"a`+strings.Repeat(`\u00e9`, MaxFieldLen/2)+`"`), FieldTooLong)
@@ -316,7 +323,7 @@ func TestParseReasons(t *testing.T) {
 
 func TestParseCheckOrder(t *testing.T) {
 	// The fields are checked in the order id, type, campaign, creative, placement, device,
-	// country, ts, cost, value, click_ts; within a string field: type, emptiness, length, UTF-8.
+	// country, site, ts, cost, value, click_ts; within a string field: type, emptiness, length, UTF-8.
 	f := func(payload string, reason Reason) {
 		t.Helper()
 		if r := parseOne(t, payload); r.reason != reason {
@@ -334,6 +341,10 @@ func TestParseCheckOrder(t *testing.T) {
 	f(`{"id":"a","type":"click","campaign":"c","placement":1,"device":"`+long+`"}`, BadDimension)
 	f(`{"id":"a","type":"click","campaign":"c","device":"`+long+`","country":""}`, FieldTooLong)
 	f(`{"id":"a","type":"click","campaign":"c","country":"","ts":-1}`, BadDimension)
+	f(`{"id":"a","type":"click","campaign":"c","country":"`+long+`","site":""}`, FieldTooLong)
+	f(`{"site":"`+long+`","id":"a","type":"click","campaign":"c","country":""}`, BadDimension)
+	f(`{"id":"a","type":"click","campaign":"c","site":"","ts":-1}`, BadDimension)
+	f(`{"id":"a","type":"click","campaign":"c","site":"`+long+`","ts":-1}`, FieldTooLong)
 	f(`{"id":"a","type":"click","campaign":"c","ts":-1,"cost":-1}`, BadTS)
 	f(`{"click_ts":-1,"value":-1,"cost":1,"ts":1764345600123,"campaign":"c","type":"click","id":"a"}`, BadMoney)
 	f(`{"id":"a","type":"click","campaign":"c","ts":1764345600,"cost":-1}`, BadTS)
