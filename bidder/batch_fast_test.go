@@ -91,7 +91,8 @@ var batchCases = []struct {
 	fast       bool
 }{
 	{"plain", `[{"campaign":"c1","creative":"cr1","placement":"p3"}]`, true},
-	{"all dimensions", `[{"campaign":"c1","creative":"cr1","placement":"p3","device":"Mobile","country":"fr"}]`, true},
+	{"all dimensions", `[{"campaign":"c1","creative":"cr1","placement":"p3","device":"Mobile","country":"fr","site":"News.Example"}]`, true},
+	{"site", `[{"campaign":"c1","site":"news.example"},{"site":"com.Example.App","campaign":"c1","placement":"p3"},{"campaign":"c1","site":null}]`, true},
 	{"normalised", `[{"campaign":"c1","device":"MOBILE"},{"country":"de","campaign":"c1"},{"campaign":"c1","device":"Desktop","country":"Fr"}]`, true},
 	{"whitespace", " \t\r\n[ \n{ \"campaign\" : \"c1\" ,\t\"placement\"\r:\n\"p3\" , \"explain\" :true} ,\n{\"campaign\":\"c2\"\n}\n]\n\t ", true},
 	{"compact", `[{"campaign":"c1"},{"campaign":"c2"},{"campaign":"c3"}]`, true},
@@ -128,6 +129,9 @@ var batchCases = []struct {
 	{"empty object", `[{}]`, false},
 	{"empty campaign", `[{"campaign":""}]`, false},
 	{"empty device", `[{"campaign":"c1","device":""}]`, false},
+	{"empty site", `[{"campaign":"c1","site":""}]`, false},
+	{"repeated site", `[{"campaign":"c1","site":"a.example","site":"b.example"}]`, false},
+	{"site 129 bytes", `[{"campaign":"c1","site":"` + strings.Repeat("s", 129) + `"}]`, false},
 	{"unknown field", `[{"campaign":"c1","bid":1}]`, false},
 	{"unknown null field", `[{"campaign":"c1","bid":null}]`, false},
 	{"number dimension", `[{"campaign":1}]`, false},

@@ -15,7 +15,7 @@ import (
 // maxBatchItems bounds POST /v1/multipliers.
 const maxBatchItems = 1000
 
-// GET /v1/multiplier?campaign=..[&creative=..&placement=..&device=..&country=..][&explain=1]
+// GET /v1/multiplier?campaign=..[&creative=..&placement=..&device=..&country=..&site=..][&explain=1]
 func (s *Service) handleMultiplier(ctx *fasthttp.RequestCtx) {
 	sc := getScratch()
 	defer putScratch(sc)
@@ -37,7 +37,7 @@ func (s *Service) handleMultiplier(ctx *fasthttp.RequestCtx) {
 			explain = b
 			continue
 		}
-		writeError(ctx, fasthttp.StatusBadRequest, "unknown parameter "+string(k)+"; known: campaign, creative, placement, device, country, explain")
+		writeError(ctx, fasthttp.StatusBadRequest, "unknown parameter "+string(k)+"; known: "+knownDims+", explain")
 		return
 	}
 	if len(sc.Vals[windows.DimCampaign]) == 0 {
@@ -139,7 +139,7 @@ func (sc *bidScratch) parseItem(item *fastjson.Value) (explain bool, err error) 
 			}
 			return
 		}
-		err = queryError("unknown field " + string(k) + "; known: campaign, creative, placement, device, country, explain")
+		err = queryError("unknown field " + string(k) + "; known: " + knownDims + ", explain")
 	})
 	if err == nil && len(sc.Vals[windows.DimCampaign]) == 0 {
 		err = queryError("missing campaign")
@@ -155,7 +155,7 @@ func (s *Service) handleRates(ctx *fasthttp.RequestCtx) {
 	for k, v := range ctx.QueryArgs().All() {
 		d, ok := dimByName(k)
 		if !ok {
-			writeError(ctx, fasthttp.StatusBadRequest, "unknown parameter "+string(k)+"; known: campaign, creative, placement, device, country")
+			writeError(ctx, fasthttp.StatusBadRequest, "unknown parameter "+string(k)+"; known: "+knownDims)
 			return
 		}
 		if err := sc.setDim(d, v); err != nil {

@@ -60,7 +60,7 @@ const (
 
 var (
 	dimParams      = windows.DimNames[:]
-	bidParams      = []string{"campaign", "creative", "placement", "device", "country", "explain"}
+	bidParams      = append(windows.DimNames[:len(windows.DimNames):len(windows.DimNames)], "explain")
 	snapshotParams = []string{"level", "window", "sort", "limit", "campaign", "min_impressions"}
 	campaignParam  = []string{"campaign"}
 	limitParam     = []string{"limit"}

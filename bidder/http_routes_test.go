@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/bidpulse/bidpulse/windows"
 )
 
 // TestUnknownParameters sends a mistyped parameter to every route and
@@ -43,7 +45,7 @@ func TestUnknownParameters(t *testing.T) {
 			t.Fatalf("unexpected answer of %s %s; got %d %q; want 400 %q", method, path, code, m["error"], wantErr)
 		}
 	}
-	dims := "allowed: campaign, creative, placement, device, country"
+	dims := "allowed: campaign, creative, placement, device, country, site"
 	snap := "allowed: level, window, sort, limit, campaign, min_impressions"
 	f("GET", "/v1/multiplier?campaign=c&placment=x", "unknown parameter placment; "+dims+", explain")
 	f("GET", "/v1/rates?campaign=c&windw=1h", "unknown parameter windw; "+dims)
@@ -110,12 +112,12 @@ func TestRequestSizeLimits(t *testing.T) {
 	// The longest bid query: every dimension at 128 bytes, each byte
 	// escaped (3 bytes on the wire), and explain.
 	long := url.Values{}
-	for _, d := range []string{"campaign", "creative", "placement", "device", "country"} {
+	for _, d := range windows.DimNames {
 		long.Set(d, strings.Repeat("é", 64)) // 128 bytes of UTF-8
 	}
 	long.Set("explain", "1")
 	q := strings.ReplaceAll(long.Encode(), "%C3%A9", "%c3%a9")
-	if len(q) < 5*128*3 {
+	if len(q) < int(windows.NumDims)*128*3 {
 		t.Fatalf("BUG: the query is not the longest: %d bytes", len(q))
 	}
 	f("the longest bid query", "GET /v1/multiplier?"+q+" HTTP/1.1\r\nHost: x\r\nUser-Agent: adserver/1.0\r\nConnection: close\r\n\r\n", 200, `"level":"none"`)

@@ -106,7 +106,7 @@ func (s *Service) putOverride(ctx *fasthttp.RequestCtx, who string) {
 			}
 			ttl = d
 		default:
-			err = queryError("unknown field " + string(k) + "; known: campaign, creative, placement, device, country, multiplier, freeze, ttl")
+			err = queryError("unknown field " + string(k) + "; known: " + knownDims + ", multiplier, freeze, ttl")
 		}
 	})
 	if err == nil && len(sc.Vals[windows.DimCampaign]) == 0 {
@@ -152,7 +152,7 @@ func (s *Service) deleteOverride(ctx *fasthttp.RequestCtx, who string) {
 	for k, v := range ctx.QueryArgs().All() {
 		d, ok := dimByName(k)
 		if !ok {
-			writeError(ctx, fasthttp.StatusBadRequest, "unknown parameter "+string(k)+"; known: campaign, creative, placement, device, country")
+			writeError(ctx, fasthttp.StatusBadRequest, "unknown parameter "+string(k)+"; known: "+knownDims)
 			return
 		}
 		if err := sc.setDim(d, v); err != nil {

@@ -1,6 +1,7 @@
 package bidder
 
 import (
+	"strings"
 	"unicode/utf8"
 
 	"github.com/bidpulse/bidpulse/bidder/event"
@@ -12,6 +13,10 @@ import (
 type queryError string
 
 func (e queryError) Error() string { return string(e) }
+
+// knownDims lists the dimensions a request may name, for error texts:
+// "campaign, creative, placement, device, country, site".
+var knownDims = strings.Join(windows.DimNames[:], ", ")
 
 // dimByName maps a query parameter or JSON field name to its dimension.
 func dimByName(name []byte) (windows.Dim, bool) {

@@ -24,6 +24,7 @@ func FuzzQuery(f *testing.F) {
 		`campaign=c1&campaign=c2`, `campaign=`, `campaign=%ff%fe`, `campaign=c%00&device=%C3%89`,
 		`campaign=c1&explain=2`, `campaign=c1&x=1`, `placement=p1`, `campaign=a+b%2Fc&country=%C3%A9s`,
 		`campaign=` + string(bytes.Repeat([]byte("x"), 129)), `campaign=c1&device=` + string(bytes.Repeat([]byte("%41"), 128)),
+		`campaign=c1&site=News.Example`, `campaign=c1&placement=p1&site=com.example.app&site=x`, `campaign=c1&site=`,
 	} {
 		f.Add([]byte(s))
 	}
