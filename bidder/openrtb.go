@@ -15,7 +15,7 @@ import (
 // bidder's candidates per impression (imp[].ext.bidpulse.candidates) or for
 // every impression (ext.bidpulse.candidates), answered per impression and
 // candidate with the multiplier GET /v1/multiplier gives for the same
-// dimensions (docs/OPENRTB.md). The body is read by a single pass that
+// dimensions, the site included (docs/OPENRTB.md). The body is read by a single pass that
 // keeps offsets (openrtb_parse.go) and every candidate is decided by the
 // bid path's decide, so a request allocates nothing in steady state.
 //
@@ -225,6 +225,12 @@ func (s *Service) decideCandidate(sc *bidScratch, q *ortbRequest, cd *ortbCand, 
 	if k.country != nil {
 		_ = sc.setDim(windows.DimCountry, k.country)
 	}
+	// The site is a dimension like the others: it changes the answer only
+	// where a configured rollup names it (campaign/site), as for GET
+	// /v1/multiplier?site=.
+	if k.site != nil {
+		_ = sc.setDim(windows.DimSite, k.site)
+	}
 	s.decide(sc, now)
 }
 
@@ -293,8 +299,8 @@ func (s *Service) appendORTB(dst []byte, os *ortbScratch, sc *bidScratch, now, d
 	return append(dst, '}'), expired
 }
 
-// appendORTBKey appends an impression's key: the dimensions it has, and the
-// site.
+// appendORTBKey appends an impression's key: the dimensions it has, the
+// site included.
 func appendORTBKey(dst []byte, k *ortbKey) []byte {
 	dst = append(dst, '{')
 	n := len(dst)
