@@ -6,7 +6,36 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/bidpulse/bidpulse/bidder/web"
+	"github.com/bidpulse/bidpulse/windows"
 )
+
+// TestDashboardDims checks that the page knows every dimension: its list
+// (DIMS in app.js), the key inspector's and the override form's inputs,
+// and /dashboard/meta's dims, all in windows.DimNames' order.
+func TestDashboardDims(t *testing.T) {
+	js, _ := web.Lookup("app.js")
+	html, _ := web.Lookup("index.html")
+	want := "const DIMS = ['" + strings.Join(windows.DimNames[:], "', '") + "'];"
+	if !strings.Contains(string(js.Body), want) {
+		t.Fatalf("app.js does not list the dimensions as %s", want)
+	}
+	for _, d := range windows.DimNames {
+		for _, form := range []string{"s-", "ov-"} {
+			if !strings.Contains(string(html.Body), `id="`+form+d+`"`) {
+				t.Fatalf("index.html has no input %s%s", form, d)
+			}
+		}
+	}
+	svc, _ := newTestService(t)
+	ctx := requestCtx("/dashboard/meta")
+	svc.serveHTTP(ctx)
+	var m struct{ Dims []string }
+	if err := json.Unmarshal(ctx.Response.Body(), &m); err != nil || strings.Join(m.Dims, ",") != strings.Join(windows.DimNames[:], ",") {
+		t.Fatalf("unexpected dims of /dashboard/meta; got %s (%v); want %v", ctx.Response.Body(), err, windows.DimNames)
+	}
+}
 
 func TestDashboardFiles(t *testing.T) {
 	e := startTestService(t, func(o *Options) { o.AdminToken = "secret" })

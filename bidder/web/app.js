@@ -8,7 +8,10 @@
 'use strict';
 
 (() => {
-  const DIMS = ['campaign', 'creative', 'placement', 'device', 'country'];
+  // The dimensions, in canonical order (windows.DimNames; /dashboard/meta
+  // lists them too, and TestDashboardDims holds this list and the forms'
+  // inputs to it).
+  const DIMS = ['campaign', 'creative', 'placement', 'device', 'country', 'site'];
   const SPANS = ['1m', '5m', '15m', '1h', '24h'];
   const HISTORY = 300;   // points kept for charts and sparklines
   const PAGE = 50;       // table rows per page
