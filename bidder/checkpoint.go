@@ -39,6 +39,13 @@ import (
 //	u32 CRC-32C of everything before it
 //
 // Version 1 (a windows length before the windows) is refused.
+//
+// Nothing in the format is sized by the number of dimensions: window keys
+// and the controller states' keys are windows.AppendKey bytes (the level,
+// then the values of that level's dimensions only), overrides live in KV
+// by level name and dimension name, and the header names the rollups. A
+// dimension appended to windows.Dim (site) leaves a checkpoint written
+// before it loadable, as windows' TestCheckpointWrittenBeforeSite checks.
 const (
 	checkpointMagic   = "BIDPULSE-CKPT\n"
 	checkpointVersion = 2
