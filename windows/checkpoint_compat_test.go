@@ -20,7 +20,7 @@ import (
 var preSiteRollups = []string{"campaign", "campaign/creative", "campaign/placement",
 	"campaign/creative/placement", "campaign/device/country"}
 
-// preSiteNow is the time of the last event of that file.
+// preSiteNow is a minute after the last event of that file.
 const preSiteNow = t0 + 2*hourMs
 
 // addPreSiteEvents adds to s, with the keys of rollups r, the events of
