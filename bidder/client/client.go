@@ -95,9 +95,10 @@ type Options struct {
 }
 
 // Key names what a multiplier is asked for: a campaign (required) and the
-// optional creative, placement, device and country, as events carry them.
+// optional creative, placement, device, country and site, as events carry
+// them.
 type Key struct {
-	Campaign, Creative, Placement, Device, Country string
+	Campaign, Creative, Placement, Device, Country, Site string
 }
 
 // FailReason says why an answer is neutral; Answered when bidpulse

@@ -11,13 +11,17 @@ import (
 
 	"github.com/bidpulse/bidpulse/bidder"
 	"github.com/bidpulse/bidpulse/bidder/client"
+	"github.com/bidpulse/bidpulse/windows"
 )
 
 // TestClientAgrees checks that the client over HTTP, the client over NATS,
 // its batch call and a plain HTTP GET give the same multiplier and level
 // for every key, keys with mixed case and escaped characters included.
 func TestClientAgrees(t *testing.T) {
-	svc := startService(t)
+	svc := startService(t, func(o *bidder.Options) {
+		o.Config = bidder.DefaultConfig()
+		o.Config.Rollups = append(windows.DefaultRollupNames(), "campaign/site")
+	})
 	nc := connect(t, svc)
 	seed(t, svc, nc)
 	hc, err := client.NewHTTP("http://"+svc.HTTPAddr(), client.Options{Timeout: 5 * time.Second})
@@ -60,6 +64,15 @@ func TestClientAgrees(t *testing.T) {
 		if batch[i] != want || nbatch[i] != want {
 			t.Fatalf("key %+v: unexpected batch answers http %+v nats %+v; want %+v", k, batch[i], nbatch[i], want)
 		}
+	}
+	sites := 0
+	for _, a := range batch {
+		if a.Level == "campaign/site" {
+			sites++
+		}
+	}
+	if sites != 2 {
+		t.Fatalf("unexpected answers at campaign/site; got %d; want 2 (the keys naming only a site)", sites)
 	}
 	if above < 3 {
 		t.Fatalf("only %d keys answered other than 1: the seeded rates do not separate the keys", above)

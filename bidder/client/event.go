@@ -39,7 +39,7 @@ type Event struct {
 	// stream's time.
 	TS int64
 	// Campaign is required; the others are optional (1..128 bytes each).
-	Campaign, Creative, Placement, Device, Country string
+	Campaign, Creative, Placement, Device, Country, Site string
 	// Cost and Value are money in account currency, 0..9e12.
 	Cost, Value float64
 	// ClickTS is a conversion's click time in Unix ms (0: none).
@@ -61,6 +61,7 @@ func (ev *Event) check() error {
 	}{
 		{"id", ev.ID, true}, {"campaign", ev.Campaign, true}, {"creative", ev.Creative, false},
 		{"placement", ev.Placement, false}, {"device", ev.Device, false}, {"country", ev.Country, false},
+		{"site", ev.Site, false},
 	} {
 		switch {
 		case f.v == "" && f.required:
@@ -118,6 +119,7 @@ func (ev *Event) AppendJSON(dst []byte) []byte {
 	dst = field(dst, `,"placement":`, ev.Placement)
 	dst = field(dst, `,"device":`, ev.Device)
 	dst = field(dst, `,"country":`, ev.Country)
+	dst = field(dst, `,"site":`, ev.Site)
 	if ev.Cost != 0 {
 		dst = append(dst, `,"cost":`...)
 		dst = strconv.AppendFloat(dst, ev.Cost, 'f', -1, 64)

@@ -108,7 +108,7 @@ func waitCounted(t testing.TB, svc *bidder.Service, n uint64) {
 // client's own encoding).
 func query(k client.Key) string {
 	v := url.Values{}
-	for _, f := range [...][2]string{{"campaign", k.Campaign}, {"creative", k.Creative}, {"placement", k.Placement}, {"device", k.Device}, {"country", k.Country}} {
+	for _, f := range [...][2]string{{"campaign", k.Campaign}, {"creative", k.Creative}, {"placement", k.Placement}, {"device", k.Device}, {"country", k.Country}, {"site", k.Site}} {
 		if f[1] != "" {
 			v.Set(f[0], f[1])
 		}
@@ -132,7 +132,7 @@ func seed(t testing.TB, svc *bidder.Service, nc *nats.Conn) uint64 {
 		for j := range 200 {
 			id := fmt.Sprintf("e%d-%d", i, j)
 			ev := client.Event{ID: id, Type: client.Impression, TS: ts, Campaign: "c1", Creative: "cr1",
-				Placement: pl, Device: "Mobile", Country: "fr", Cost: 0.0021}
+				Placement: pl, Device: "Mobile", Country: "fr", Site: []string{"news.example", "Blog.Example"}[i%2], Cost: 0.0021}
 			if err := p.Publish(&ev); err != nil {
 				t.Fatalf("cannot publish: %v", err)
 			}
@@ -165,6 +165,8 @@ var testKeys = []client.Key{
 	{Campaign: "c1", Creative: "cr1", Placement: "a&b=c?d%e", Device: "mobile", Country: "FR"},
 	{Campaign: "c1", Placement: "ünï/çødé", Country: "fr"},
 	{Campaign: "c2", Placement: "news.example/top"},
+	{Campaign: "c1", Site: "Blog.Example"},
+	{Campaign: "c1", Site: "news.example", Device: "MOBILE"},
 }
 
 // privateDir returns a temporary directory that only its owner may read,

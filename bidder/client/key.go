@@ -15,6 +15,7 @@ func (k *Key) dims() [windows.NumDims]string {
 	v[windows.DimPlacement] = k.Placement
 	v[windows.DimDevice] = k.Device
 	v[windows.DimCountry] = k.Country
+	v[windows.DimSite] = k.Site
 	return v
 }
 

@@ -167,7 +167,7 @@ func TestPublisherCore(t *testing.T) {
 // bidpulse's own parser, to the same event.
 func TestEventJSON(t *testing.T) {
 	in := client.Event{ID: `e"1\`, Type: client.Conversion, TS: 1767323045123, Campaign: "c1", Creative: "cr\u2028",
-		Placement: "news.example/top", Device: "Mobile", Country: "fr", Cost: 0.0021, Value: 12.5, ClickTS: 1767323040000}
+		Placement: "news.example/top", Device: "Mobile", Country: "fr", Site: "News.Example", Cost: 0.0021, Value: 12.5, ClickTS: 1767323040000}
 	b := in.AppendJSON(nil)
 	var p event.Parser
 	n := 0
@@ -178,7 +178,7 @@ func TestEventJSON(t *testing.T) {
 		}
 		if string(ev.ID) != in.ID || ev.Type != event.Conversion || ev.TS != in.TS || !ev.HasTS ||
 			string(ev.Dims[0]) != "c1" || string(ev.Dims[1]) != in.Creative || string(ev.Dims[3]) != "mobile" ||
-			string(ev.Dims[4]) != "FR" || ev.CostMicros != 2100 || ev.ValueMicros != 12_500_000 || ev.ClickTS != in.ClickTS {
+			string(ev.Dims[4]) != "FR" || string(ev.Dims[5]) != "News.Example" || ev.CostMicros != 2100 || ev.ValueMicros != 12_500_000 || ev.ClickTS != in.ClickTS {
 			t.Fatalf("unexpected event parsed from %s: %+v", b, ev)
 		}
 	})
