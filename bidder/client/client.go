@@ -7,8 +7,9 @@
 // from the call's start, whichever comes first. A call never fails closed:
 // when bidpulse cannot answer in time, is unreachable, or refuses the
 // request, the answer is neutral (multiplier 1, level "none") with the
-// reason in Answer.FailOpen, the error says why, and Stats counts it. The
-// bidder may bid with the answer in every case.
+// reason in Answer.FailOpen, the error says why (wrapping a *StatusError
+// when bidpulse answered with a status other than 200), and Stats counts
+// it. The bidder may bid with the answer in every case.
 //
 // Keys are normalised as bidpulse's ingest normalises events (device
 // lower-cased, country upper-cased) by the same function,
@@ -45,6 +46,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -359,10 +361,32 @@ func (c *Client) check(status int, body []byte, err error) (FailReason, error) {
 	case status == 200:
 		return Answered, nil
 	case status >= 400 && status < 500:
-		return FailRejected, fmt.Errorf("bidpulse client: refused with %d: %.300s", status, body)
+		return FailRejected, fmt.Errorf("bidpulse client: refused: %w", newStatusError(status, body))
 	default:
-		return FailServer, fmt.Errorf("bidpulse client: answered %d: %.300s", status, body)
+		return FailServer, fmt.Errorf("bidpulse client: %w", newStatusError(status, body))
 	}
+}
+
+// StatusError is an answer of bidpulse other than 200: its HTTP status (over
+// NATS, the micro error code) and the start of its body, which says why
+// ({"error":...}). A call's error wraps it (errors.As) when bidpulse
+// answered with such a status; its absence means no answer (a deadline, a
+// connection error) or a 200 that could not be read.
+type StatusError struct {
+	Code int
+	// Body is the answer's first maxErrorBody bytes.
+	Body string
+}
+
+// maxErrorBody bounds the body an error keeps.
+const maxErrorBody = 300
+
+func newStatusError(code int, body []byte) *StatusError {
+	return &StatusError{Code: code, Body: string(body[:min(len(body), maxErrorBody)])}
+}
+
+func (e *StatusError) Error() string {
+	return "answered " + strconv.Itoa(e.Code) + ": " + e.Body
 }
 
 // answerOf reads {"multiplier":..,"level":..}.

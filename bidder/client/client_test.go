@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/bidpulse/bidpulse/bidder"
 	"github.com/bidpulse/bidpulse/bidder/client"
 	"github.com/bidpulse/bidpulse/windows"
@@ -146,6 +148,10 @@ func TestClientRejected(t *testing.T) {
 	if err == nil || a.FailOpen != client.FailRejected || a.Multiplier != 1 || !strings.Contains(err.Error(), "longer than 128") {
 		t.Fatalf("unexpected answer %+v (%v); want a neutral rejected one naming the length", a, err)
 	}
+	var se *client.StatusError
+	if !errors.As(err, &se) || se.Code != 400 || !strings.Contains(se.Body, "longer than 128") {
+		t.Fatalf("unexpected status error %+v in %v; want a 400 with the server's reason", se, err)
+	}
 	as, err := hc.Multipliers(context.Background(), []client.Key{{Campaign: "c1"}, {Campaign: long}}, nil)
 	if err == nil || len(as) != 2 || as[0].FailOpen != client.Answered || as[1].FailOpen != client.FailRejected {
 		t.Fatalf("unexpected batch answers %+v (%v)", as, err)
@@ -153,6 +159,67 @@ func TestClientRejected(t *testing.T) {
 	if st := hc.Stats(); st.FailOpen[client.FailRejected] != 1 {
 		t.Fatalf("unexpected stats %+v; want one rejected call", st)
 	}
+}
+
+// TestClientStatusError checks that a non-200 answer is told apart from an
+// answer that cannot be read: the first wraps a StatusError with the status
+// and the start of the body, over every call; a 200 whose body is not an
+// answer does not.
+func TestClientStatusError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := `{"error":"` + strings.Repeat("x", 400) + `"}`
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		switch string(ctx.QueryArgs().Peek("campaign")) {
+		case "unread":
+			ctx.SetBodyString("not an answer")
+		case "refused":
+			ctx.SetStatusCode(429)
+			ctx.SetBodyString(`{"error":"slow down"}`)
+		default:
+			ctx.SetStatusCode(503)
+			ctx.SetBodyString(long)
+		}
+	}}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	defer func() {
+		if err := srv.Shutdown(); err != nil {
+			t.Error(err)
+		}
+		<-done
+	}()
+	c, err := client.NewHTTP("http://"+ln.Addr().String(), client.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	check := func(name string, r client.FailReason, err error, wantReason client.FailReason, wantCode int, wantBody string) {
+		t.Helper()
+		if r != wantReason || err == nil {
+			t.Fatalf("%s: unexpected reason %s (%v); want %s", name, r, err, wantReason)
+		}
+		var se *client.StatusError
+		switch {
+		case wantCode == 0 && errors.As(err, &se):
+			t.Fatalf("%s: unexpected status error %+v in %v", name, se, err)
+		case wantCode != 0 && (!errors.As(err, &se) || se.Code != wantCode || se.Body != wantBody):
+			t.Fatalf("%s: unexpected status error %+v in %v; want %d %q", name, se, err, wantCode, wantBody)
+		}
+	}
+	a, err := c.Multiplier(ctx, client.Key{Campaign: "c1"})
+	check("503", a.FailOpen, err, client.FailServer, 503, long[:300])
+	a, err = c.Multiplier(ctx, client.Key{Campaign: "refused"})
+	check("429", a.FailOpen, err, client.FailRejected, 429, `{"error":"slow down"}`)
+	a, err = c.Multiplier(ctx, client.Key{Campaign: "unread"})
+	check("unreadable 200", a.FailOpen, err, client.FailServer, 0, "")
+	as, err := c.Multipliers(ctx, []client.Key{{Campaign: "c1"}, {Campaign: "c2"}}, nil)
+	check("batch 503", as[1].FailOpen, err, client.FailServer, 503, long[:300])
+	o, err := c.OpenRTB(ctx, []byte(`{"id":"x","imp":[{"id":"1"}]}`))
+	check("OpenRTB 503", o.FailOpen, err, client.FailServer, 503, long[:300])
 }
 
 // TestClientFailOpen checks that calls fail open within their deadline,
