@@ -32,11 +32,15 @@ func baselineBody(size int) []byte {
 // StartBaseline starts a baseline server on addr (e.g. "127.0.0.1:0") whose answers have a
 // body of size bytes.
 func StartBaseline(addr string, size int) (*BaselineServer, error) {
+	return startFixed(addr, baselineBody(size))
+}
+
+// startFixed starts a server on addr that answers every request with body.
+func startFixed(addr string, body []byte) (*BaselineServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("cannot listen for the baseline server on %s: %w", addr, err)
 	}
-	body := baselineBody(size)
 	b := &BaselineServer{
 		ln:   ln,
 		done: make(chan error, 1),

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,9 +35,10 @@ func (r *runner) capacity(ctx context.Context) (*CapacityResult, error) {
 	if o.Scenario == ScenarioCapacity {
 		d = o.Duration
 	}
-	sample := append([]byte("/v1/multiplier?"), r.keys.appendQuery(nil, r.keys.pick(0))...)
+	k := r.keys.keys[r.keys.pick(0)]
+	sample := "/v1/multiplier?" + url.Values{"campaign": {k.Campaign}, "creative": {k.Creative}, "placement": {k.Placement}}.Encode()
 	addr, tls, _ := parseTarget(r.target)
-	code, body, err := getBody(&fasthttp.HostClient{Addr: addr, IsTLS: tls}, string(sample), 2*time.Second)
+	code, body, err := getBody(&fasthttp.HostClient{Addr: addr, IsTLS: tls}, sample, 2*time.Second)
 	if err != nil || code != fasthttp.StatusOK {
 		return nil, fmt.Errorf("cannot GET %s for a sample answer (status %d): %v %.200s", sample, code, err, body)
 	}

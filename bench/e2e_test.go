@@ -3,13 +3,16 @@ package bench
 import (
 	"bytes"
 	"context"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
 
 	"github.com/bidpulse/bidpulse/bidder"
 )
@@ -138,8 +141,8 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 }
 
-// TestHTTPBidsEndpoints sends single, batch and mixed requests to a real service: every one
-// answered 200 with the expected body (a GET after a POST on the same worker included).
+// TestHTTPBidsEndpoints sends single, batch and mixed requests to a real service through the
+// client: every one answered, every key of a batch counted.
 func TestHTTPBidsEndpoints(t *testing.T) {
 	svc := startService(t, "false")
 	keys := newKeySpace(NewSynthetic(SyntheticConfig{Campaigns: 2, Creatives: 2, Placements: 2}))
@@ -148,12 +151,90 @@ func TestHTTPBidsEndpoints(t *testing.T) {
 		if err != nil {
 			t.Fatalf("unexpected error: %v", err)
 		}
+		h.countItems = true
+		batches := uint64(0)
 		for i := range 3 * mixBatchEvery {
+			if endpoint == EndpointBatch || endpoint == EndpointMix && (i+1)%mixBatchEvery == 0 {
+				batches++
+			}
 			if o := h.do(0, time.Now().Add(5*time.Second)); o != OK {
-				t.Fatalf("unexpected outcome of %s request %d; got %s; want ok (status %d, body %.200s)",
-					endpoint, i, o, h.workers[0].resp.StatusCode(), h.workers[0].resp.Body())
+				t.Fatalf("unexpected outcome of %s request %d; got %s; want ok (%v)", endpoint, i, o, h.workers[0].err)
 			}
 		}
+		if h.items() != 10*batches {
+			t.Fatalf("unexpected multipliers answered in %s requests; got %d; want %d", endpoint, h.items(), 10*batches)
+		}
 		h.close()
+	}
+}
+
+// TestHTTPBidsOutcomes checks how the client's failures become outcomes, against a fasthttp
+// server on loopback answering what each case needs: a 4xx, a 5xx, a 200 that is not an
+// answer, no answer before the deadline, and nothing listening.
+func TestHTTPBidsOutcomes(t *testing.T) {
+	var status atomic.Int64
+	var body atomic.Value // string
+	var silent atomic.Bool
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if silent.Load() {
+			time.Sleep(300 * time.Millisecond) // past the request's deadline below
+		}
+		ctx.SetStatusCode(int(status.Load()))
+		ctx.SetBodyString(body.Load().(string))
+	}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	defer func() {
+		srv.Shutdown()
+		<-done
+	}()
+	keys := newKeySpace(NewSynthetic(SyntheticConfig{Campaigns: 2, Creatives: 2, Placements: 2}))
+	f := func(endpoint string, code int, answer string, want Outcome) {
+		t.Helper()
+		status.Store(int64(code))
+		body.Store(answer)
+		h, err := newHTTPBids("http://"+ln.Addr().String(), 1, keys, endpoint, 2, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.close()
+		if o := h.do(0, time.Now().Add(100*time.Millisecond)); o != want {
+			t.Fatalf("unexpected outcome of a %s request answered %d %q; got %s; want %s (%v)", endpoint, code, answer, o, want, h.workers[0].err)
+		}
+	}
+	one := `{"multiplier":1.2,"level":"campaign"}`
+	f(EndpointSingle, 200, one, OK)
+	f(EndpointSingle, 400, `{"error":"bad key"}`, HTTP4xx)
+	f(EndpointSingle, 503, `{"error":"stopping"}`, HTTP5xx)
+	f(EndpointSingle, 200, `not json`, BadBody)
+	f(EndpointSingle, 200, `{"level":"campaign"}`, BadBody)
+	f(EndpointSingle, 302, ``, OtherError)
+	f(EndpointBatch, 200, "["+one+","+one+"]", OK)
+	// A key refused alone: the request was answered.
+	f(EndpointBatch, 200, "["+one+`,{"error":"bad key"}]`, OK)
+	f(EndpointBatch, 200, "["+one+"]", BadBody)
+	f(EndpointBatch, 413, `{"error":"too large"}`, HTTP4xx)
+	f(EndpointBatch, 500, `{"error":"BUG"}`, HTTP5xx)
+	silent.Store(true)
+	f(EndpointSingle, 200, one, Timeout)
+	silent.Store(false)
+
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.Addr().String()
+	free.Close()
+	h, err := newHTTPBids("http://"+addr, 1, keys, EndpointSingle, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.close()
+	if o := h.do(0, time.Now().Add(time.Second)); o != ConnRefused {
+		t.Fatalf("unexpected outcome with nothing listening; got %s; want conn_refused (%v)", o, h.workers[0].err)
 	}
 }

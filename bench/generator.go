@@ -9,8 +9,8 @@ import (
 
 // bidDoer sends bid requests. Worker w (0 <= w < the number of connections) calls do from its
 // own goroutine only, so an implementation may keep per-worker buffers indexed by w. do must
-// return by deadline (with Timeout if there is no answer by then, closing the connection). The real one is the fasthttp
-// client of httpclient.go; tests use a fake service with a scripted latency.
+// return by deadline (with Timeout if there is no answer by then, closing the connection). The real one is httpclient.go's,
+// through bidpulse's Go client; tests use a fake service with a scripted latency.
 type bidDoer interface {
 	do(w int, deadline time.Time) Outcome
 }

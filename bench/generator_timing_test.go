@@ -1,16 +1,18 @@
 package bench
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
 
-// newBaselineBids returns an httpBids against an in-process baseline server.
-func newBaselineBids(tb testing.TB, endpoint string) *httpBids {
+// newFixedBids returns an httpBids against an in-process server that answers every request
+// with body.
+func newFixedBids(tb testing.TB, endpoint string, body []byte) *httpBids {
 	tb.Helper()
-	srv, err := StartBaseline("127.0.0.1:0", 170)
+	srv, err := startFixed("127.0.0.1:0", body)
 	if err != nil {
-		tb.Fatalf("cannot start the baseline server: %v", err)
+		tb.Fatalf("cannot start the server: %v", err)
 	}
 	tb.Cleanup(func() { srv.Close() })
 	keys := newKeySpace(NewSynthetic(SyntheticConfig{Campaigns: 20, Creatives: 5, Placements: 10, Skew: 1}))
@@ -22,26 +24,36 @@ func newBaselineBids(tb testing.TB, endpoint string) *httpBids {
 	return h
 }
 
+// batchAnswer returns an answer of POST /v1/multipliers with n items as the service writes
+// them.
+func batchAnswer(n int) []byte {
+	item := `{"multiplier":1.18,"level":"campaign/creative/placement","window":"1h","ctr":0.0123,"cvr":0.045,"impressions":1520,"clicks":19,"conversions":1}`
+	return []byte("[" + strings.Repeat(item+",", n-1) + item + "]")
+}
+
 func TestHTTPBidsAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under the race detector (sync.Pool drops items)")
 	}
-	// The baseline answers every path with {"multiplier":...}: the batch endpoint's answer is
-	// a BadBody, which is fine here, the request path is what is measured.
-	for _, endpoint := range []string{EndpointSingle, EndpointBatch} {
-		h := newBaselineBids(t, endpoint)
-		want := OK
-		if endpoint == EndpointBatch {
-			want = BadBody
-		}
-		for range 100 { // warm-up: connection, buffers
-			if o := h.do(0, time.Now().Add(time.Second)); o != want {
-				t.Fatalf("unexpected outcome %s; want %s", o, want)
+	// The baseline answers every path with {"multiplier":1,"pad":..} and no level: a single
+	// GET takes it as an answer. Batches get a server that answers 10 items.
+	for _, c := range []struct {
+		endpoint string
+		body     []byte
+	}{{EndpointSingle, baselineBody(170)}, {EndpointBatch, batchAnswer(10)}} {
+		h := newFixedBids(t, c.endpoint, c.body)
+		h.countItems = true
+		for range 100 { // warm-up: connection, buffers, the client's pools
+			if o := h.do(0, time.Now().Add(time.Second)); o != OK {
+				t.Fatalf("unexpected outcome of a %s request %s; want ok (%v)", c.endpoint, o, h.workers[0].err)
 			}
+		}
+		if want := map[string]uint64{EndpointSingle: 0, EndpointBatch: 100 * 10}[c.endpoint]; h.items() != want {
+			t.Fatalf("unexpected answered items of %s requests; got %d; want %d", c.endpoint, h.items(), want)
 		}
 		deadline := time.Now().Add(time.Minute)
 		if allocs := testing.AllocsPerRun(200, func() { h.do(0, deadline) }); allocs != 0 {
-			t.Fatalf("unexpected allocations per %s request; got %v; want 0", endpoint, allocs)
+			t.Fatalf("unexpected allocations per %s request; got %v; want 0", c.endpoint, allocs)
 		}
 	}
 }
@@ -60,7 +72,7 @@ func TestEventGenAllocs(t *testing.T) {
 // BenchmarkHTTPBids measures the generator's cost per request against a bare in-process
 // server, one connection: the load generator's own ceiling per core.
 func BenchmarkHTTPBids(b *testing.B) {
-	h := newBaselineBids(b, EndpointSingle)
+	h := newFixedBids(b, EndpointSingle, baselineBody(170))
 	b.ReportAllocs()
 	for b.Loop() {
 		h.do(0, time.Now().Add(time.Second))

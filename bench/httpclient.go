@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/bidpulse/bidpulse/bidder/client"
 )
 
 // Bid endpoints.
@@ -28,36 +29,38 @@ const (
 // mixBatchEvery is the share of batch requests in EndpointMix: one in mixBatchEvery.
 const mixBatchEvery = 5
 
-var (
-	singlePrefix = []byte(`{"multiplier":`)
-	batchPrefix  = []byte(`[{`)
-	// batchItemPrefix starts each answered item of a batch answer.
-	batchItemPrefix = []byte(`{"multiplier":`)
-	strPOST         = []byte("POST")
-	strJSON         = []byte("application/json")
-)
-
-// httpWorker is one worker's reusable request state; only its worker touches it. GET and
-// POST keep a request each: a request reused across methods would keep the POST's
-// Content-Length on the next GET, and the server would wait for a body that never comes.
+// httpWorker is one worker's reusable request state; only its worker touches it.
 type httpWorker struct {
-	get  *fasthttp.Request
-	post *fasthttp.Request
-	resp *fasthttp.Response
-	rng  *rand.Rand
-	uri  []byte
-	body []byte
-	n    uint64
+	// ctx carries the deadline of the worker's current request to the client.
+	ctx     deadlineCtx
+	rng     *rand.Rand
+	keys    []client.Key
+	answers []client.Answer
+	n       uint64
 	// items counts the multipliers answered in batches, when httpBids.countItems is set.
 	items uint64
+	// err is the last request's error (nil when it was answered), for tests and diagnostics.
+	err error
 }
 
-// httpBids sends bid requests with fasthttp's HostClient, one connection per worker at most.
-// Each worker draws keys from the key space with its own random source and reuses its
-// request, response and buffers, so a request allocates nothing in steady state.
+// deadlineCtx is a context that holds only a deadline, which its worker moves before each
+// request: the client takes a call's deadline from its context, and a context.WithDeadline
+// per request would allocate. It is never cancelled (Done is nil, as the context package
+// allows for a context that cannot be) and holds no values.
+type deadlineCtx struct{ deadline time.Time }
+
+func (c *deadlineCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+func (c *deadlineCtx) Done() <-chan struct{}       { return nil }
+func (c *deadlineCtx) Err() error                  { return nil }
+func (c *deadlineCtx) Value(any) any               { return nil }
+
+// httpBids sends bid requests through bidpulse's Go client (bidder/client) over HTTP, one
+// connection per worker at most: the bench measures the service as an ad server using that
+// client sees it. Each worker draws keys from the key space with its own random source and
+// reuses its buffers, and the client pools its own, so a request allocates nothing in steady
+// state.
 type httpBids struct {
-	hc       *fasthttp.HostClient
-	host     string
+	c        *client.Client
 	keys     *keySpace
 	endpoint string
 	batch    int
@@ -66,6 +69,10 @@ type httpBids struct {
 	// multipliers (the capacity's batch mode); set before any request.
 	countItems bool
 }
+
+// clientTimeout is the client's own bound on a call: far above any deadline the bench gives
+// a request (hardDeadline, prime's 5 s), so the worker's context always decides.
+const clientTimeout = time.Hour
 
 // parseTarget splits a base URL such as http://127.0.0.1:8080 into a host:port and TLS flag.
 func parseTarget(target string) (addr string, tls bool, err error) {
@@ -85,8 +92,7 @@ func parseTarget(target string) (addr string, tls bool, err error) {
 }
 
 func newHTTPBids(target string, conns int, keys *keySpace, endpoint string, batch int, seed int64) (*httpBids, error) {
-	addr, tls, err := parseTarget(target)
-	if err != nil {
+	if _, _, err := parseTarget(target); err != nil {
 		return nil, err
 	}
 	switch endpoint {
@@ -97,88 +103,98 @@ func newHTTPBids(target string, conns int, keys *keySpace, endpoint string, batc
 	if batch < 1 || batch > 1000 {
 		return nil, fmt.Errorf("invalid batch size %d: must be in 1..1000", batch)
 	}
-	h := &httpBids{
-		hc: &fasthttp.HostClient{
-			Addr:                     addr,
-			IsTLS:                    tls,
-			Name:                     "bidpulse-bench",
-			MaxConns:                 conns,
-			MaxIdleConnDuration:      30 * time.Second,
-			ReadBufferSize:           16 << 10,
-			DisablePathNormalizing:   true,
-			NoDefaultUserAgentHeader: false,
-		},
-		host:     addr,
-		keys:     keys,
-		endpoint: endpoint,
-		batch:    batch,
-		workers:  make([]httpWorker, conns),
+	c, err := client.NewHTTP(target, client.Options{Timeout: clientTimeout, MaxConns: conns, Name: "bidpulse-bench"})
+	if err != nil {
+		return nil, err
 	}
+	h := &httpBids{c: c, keys: keys, endpoint: endpoint, batch: batch, workers: make([]httpWorker, conns)}
 	for i := range h.workers {
-		w := &h.workers[i]
-		w.get, w.post = fasthttp.AcquireRequest(), fasthttp.AcquireRequest()
-		w.resp = fasthttp.AcquireResponse()
-		w.get.Header.SetHost(addr)
-		w.post.Header.SetHost(addr)
-		w.post.Header.SetMethodBytes(strPOST)
-		w.post.Header.SetContentTypeBytes(strJSON)
-		w.post.SetRequestURI("/v1/multipliers")
-		w.rng = rand.New(rand.NewPCG(uint64(seed), uint64(i)+1))
+		h.workers[i].rng = rand.New(rand.NewPCG(uint64(seed), uint64(i)+1))
 	}
 	return h, nil
 }
 
 // close releases the connections.
 func (h *httpBids) close() {
-	h.hc.CloseIdleConnections()
+	h.c.Close()
 }
 
 func (h *httpBids) do(wi int, deadline time.Time) Outcome {
 	w := &h.workers[wi]
 	w.n++
-	batch := h.endpoint == EndpointBatch || (h.endpoint == EndpointMix && w.n%mixBatchEvery == 0)
-	req := w.get
-	if batch {
-		req = w.post
-		w.body = append(w.body[:0], '[')
-		for i := range h.batch {
-			if i > 0 {
-				w.body = append(w.body, ',')
-			}
-			w.body = h.keys.appendJSON(w.body, h.keys.pick(w.rng.Float64()))
+	w.ctx.deadline = deadline
+	if h.endpoint == EndpointBatch || (h.endpoint == EndpointMix && w.n%mixBatchEvery == 0) {
+		return h.doBatch(w)
+	}
+	a, err := h.c.Multiplier(&w.ctx, h.keys.keys[h.keys.pick(w.rng.Float64())])
+	w.err = err
+	return outcomeOf(a.FailOpen, err)
+}
+
+// doBatch sends one POST /v1/multipliers of h.batch keys.
+func (h *httpBids) doBatch(w *httpWorker) Outcome {
+	w.keys = w.keys[:0]
+	for range h.batch {
+		w.keys = append(w.keys, h.keys.keys[h.keys.pick(w.rng.Float64())])
+	}
+	var err error
+	w.answers, err = h.c.Multipliers(&w.ctx, w.keys, w.answers[:0])
+	w.err = err
+	// A failed call fails every key open for the same reason; keys refused one by one leave
+	// the request answered (outcomeOf).
+	o := outcomeOf(w.answers[0].FailOpen, err)
+	if o == OK && h.countItems {
+		w.items += answered(w.answers)
+	}
+	return o
+}
+
+// answered counts the answers bidpulse gave (not failed open).
+func answered(as []client.Answer) uint64 {
+	n := uint64(0)
+	for i := range as {
+		if as[i].FailOpen == client.Answered {
+			n++
 		}
-		w.body = append(w.body, ']')
-		req.SetBodyRaw(w.body)
-	} else {
-		w.uri = append(w.uri[:0], "/v1/multiplier?"...)
-		w.uri = h.keys.appendQuery(w.uri, h.keys.pick(w.rng.Float64()))
-		req.SetRequestURIBytes(w.uri)
 	}
-	err := h.hc.DoDeadline(req, w.resp, deadline)
-	if err != nil {
+	return n
+}
+
+// outcomeOf maps a client call's result to an Outcome. The client wraps a non-200 answer in
+// a client.StatusError and a connection's error as it came (classifyError reads it); a
+// refusal without a status is a batch's key refused alone, in an answered request.
+func outcomeOf(r client.FailReason, err error) Outcome {
+	switch r {
+	case client.Answered:
+		return OK
+	case client.FailDeadline:
+		return Timeout
+	case client.FailUnavailable:
 		return classifyError(err)
-	}
-	code := w.resp.StatusCode()
-	switch {
-	case code >= 500:
-		return HTTP5xx
-	case code >= 400:
+	case client.FailRejected:
+		if statusOf(err) == 0 {
+			return OK
+		}
 		return HTTP4xx
-	case code < 200 || code > 299:
-		return OtherError
+	case client.FailServer:
+		switch code := statusOf(err); {
+		case code == 0:
+			return BadBody // a 200 whose body is not an answer
+		case code >= 500:
+			return HTTP5xx
+		}
 	}
-	prefix := singlePrefix
-	if batch {
-		prefix = batchPrefix
+	return OtherError
+}
+
+// statusOf returns the status of the answer err wraps (0: none). Apart from outcomeOf, so the
+// errors.As target escapes only on this error path.
+func statusOf(err error) int {
+	var se *client.StatusError
+	if errors.As(err, &se) {
+		return se.Code
 	}
-	if !bytes.HasPrefix(w.resp.Body(), prefix) {
-		return BadBody
-	}
-	if batch && h.countItems {
-		// An answered item starts as a single answer does; an item in error is {"error":..}.
-		w.items += uint64(bytes.Count(w.resp.Body(), batchItemPrefix))
-	}
-	return OK
+	return 0
 }
 
 // items returns the multipliers answered in batches so far (see countItems). Call it when no

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/bidpulse/bidpulse/bidder/client"
 )
 
 func TestZipf(t *testing.T) {
@@ -87,26 +89,13 @@ func TestSyntheticSkewAndKeySpace(t *testing.T) {
 			t.Fatalf("unexpected frequency of cell %d; got %.5f; want %.5f +- %.5f", i, got, c.Share, 4*sigma)
 		}
 	}
-	if got := string(ks.appendQuery(nil, 0)); got != "campaign=c1&creative=cr1&placement=news.example/top" {
-		t.Fatalf("unexpected query; got %q", got)
-	}
-	if got := string(ks.appendJSON(nil, 1)); got != `{"campaign":"c1","creative":"cr1","placement":"sports.example/side"}` {
-		t.Fatalf("unexpected JSON item; got %s", got)
-	}
-}
-
-func TestEscaping(t *testing.T) {
-	f := func(in, wantQuery, wantJSON string) {
-		t.Helper()
-		if got := string(appendQueryEscaped(nil, []byte(in))); got != wantQuery {
-			t.Fatalf("unexpected query escaping of %q; got %q; want %q", in, got, wantQuery)
-		}
-		if got := string(appendJSONString(nil, []byte(in))); got != wantJSON {
-			t.Fatalf("unexpected JSON escaping of %q; got %q; want %q", in, got, wantJSON)
+	// The keys the client asks for are the cells'.
+	for i, c := range cells {
+		if got, want := ks.keys[i], (client.Key{Campaign: c.Campaign, Creative: c.Creative, Placement: c.Placement}); got != want {
+			t.Fatalf("unexpected key of cell %d; got %+v; want %+v", i, got, want)
 		}
 	}
-	f("news.example/top", "news.example/top", `"news.example/top"`)
-	f("a b&c=d", "a%20b%26c%3Dd", `"a b&c=d"`)
-	f(`q"\`+"\n", "q%22%5C%0A", `"q\"\\\u000A"`)
-	f("é", "%C3%A9", `"é"`)
+	if got, want := ks.keys[1], (client.Key{Campaign: "c1", Creative: "cr1", Placement: "sports.example/side"}); got != want {
+		t.Fatalf("unexpected key of cell 1; got %+v; want %+v", got, want)
+	}
 }
