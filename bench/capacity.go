@@ -56,15 +56,15 @@ func (r *runner) capacity(ctx context.Context) (*CapacityResult, error) {
 	var svcRuns, baseRuns, batchRuns []closedRun
 	for round := 0; round < o.CapacityRounds && ctx.Err() == nil; round++ {
 		if o.Baseline {
-			baseRuns = append(baseRuns, r.closedLoop(ctx, baseTarget, "baseline", d, basePid, 1))
+			baseRuns = append(baseRuns, r.closedLoop(ctx, baseTarget, "baseline", d, basePid, singleShape))
 		}
 		pid := 0
 		if r.svc != nil {
 			pid = r.svc.pid()
 		}
-		svcRuns = append(svcRuns, r.closedLoop(ctx, r.target, "service", d, pid, 1))
+		svcRuns = append(svcRuns, r.closedLoop(ctx, r.target, "service", d, pid, singleShape))
 		if o.BidBatch > 1 && ctx.Err() == nil {
-			batchRuns = append(batchRuns, r.closedLoop(ctx, r.target, "batch", d, pid, o.BidBatch))
+			batchRuns = append(batchRuns, r.closedLoop(ctx, r.target, "batch", d, pid, bidShape{endpoint: EndpointBatch, batch: o.BidBatch}))
 		}
 	}
 	res.Service = combineRuns("service", svcRuns)
@@ -145,7 +145,7 @@ type closedRun struct {
 	genCPU, svCPU time.Duration
 	// otherCPU is what the rest of the machine used meanwhile, stealCPU what the host took.
 	otherCPU, stealCPU time.Duration
-	// items are the multipliers answered in batches (0 for single GETs).
+	// items are the multipliers answered in batch and OpenRTB requests (0 for single GETs).
 	items uint64
 	// rt is what the service's runtime did (ok: known).
 	rt   runtimeDelta
@@ -154,21 +154,21 @@ type closedRun struct {
 
 func (c *closedRun) rps() float64 { return float64(c.rec.Counts[OK]) / c.wall }
 
-// closedLoop measures one target's closed-loop throughput: single-key GETs with batch 1,
-// POST /v1/multipliers with batch keys each otherwise. The service's runtime figures are read
-// around the service's runs (the target is r.target).
-func (r *runner) closedLoop(ctx context.Context, target, name string, d time.Duration, serverPid, batch int) closedRun {
+// singleShape is the capacity's single-key GETs.
+var singleShape = bidShape{endpoint: EndpointSingle, batch: 1}
+
+// closedLoop measures one target's closed-loop throughput with requests of the given shape,
+// counting the multipliers answered in batch and OpenRTB requests. The service's runtime
+// figures are read around the service's runs (the target is r.target).
+func (r *runner) closedLoop(ctx context.Context, target, name string, d time.Duration, serverPid int, shape bidShape) closedRun {
 	o := &r.o
-	endpoint := EndpointSingle
-	if batch > 1 {
-		endpoint = EndpointBatch
-	}
-	bids, err := newHTTPBids(target, o.CapacityConns, r.keys, endpoint, max(batch, 1), o.Seed)
+	bids, err := newHTTPBids(target, o.CapacityConns, r.keys, shape, o.Seed)
 	if err != nil {
 		panic(fmt.Sprintf("BUG: cannot build the capacity client of %s: %v", target, err))
 	}
 	defer bids.close()
-	bids.countItems = batch > 1
+	counted := shape.endpoint != EndpointSingle
+	bids.countItems = counted
 	// Closed-loop latency is the queue of CapacityConns requests: allow it a generous timeout,
 	// so the throughput is not cut by the bid timeout.
 	g := &generator{rec: NewRecorder(1), doer: bids, conns: o.CapacityConns, timeout: time.Second, now: time.Now}
@@ -194,7 +194,7 @@ func (r *runner) closedLoop(ctx context.Context, target, name string, d time.Dur
 		run.rt, run.rtOK = runtimeBetween(rt0, rt1)
 	}
 	extra := ""
-	if batch > 1 {
+	if counted {
 		extra = fmt.Sprintf(" (%.0f multipliers/s)", float64(run.items)/run.wall)
 	}
 	r.notice("capacity: %-8s %8.0f req/s%s, p50 %s ms, p99 %s ms, %d not ok; cpu server %.0f%%, generator %.0f%%, other processes %.0f%%, host stole %.0f%% of a core",

@@ -141,28 +141,32 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 }
 
-// TestHTTPBidsEndpoints sends single, batch and mixed requests to a real service through the
-// client: every one answered, every key of a batch counted.
+// TestHTTPBidsEndpoints sends single, batch, mixed and OpenRTB requests to a real service
+// through the client: every one answered, every key of a batch and every candidate of an
+// OpenRTB request counted.
 func TestHTTPBidsEndpoints(t *testing.T) {
 	svc := startService(t, "false")
 	keys := newKeySpace(NewSynthetic(SyntheticConfig{Campaigns: 2, Creatives: 2, Placements: 2}))
-	for _, endpoint := range []string{EndpointSingle, EndpointBatch, EndpointMix} {
-		h, err := newHTTPBids("http://"+svc.HTTPAddr(), 1, keys, endpoint, 10, 1)
+	for _, endpoint := range []string{EndpointSingle, EndpointBatch, EndpointMix, EndpointOpenRTB} {
+		h, err := newHTTPBids("http://"+svc.HTTPAddr(), 1, keys, bidShape{endpoint: endpoint, batch: 10, imps: 5, candidates: 3}, 1)
 		if err != nil {
 			t.Fatalf("unexpected error: %v", err)
 		}
 		h.countItems = true
-		batches := uint64(0)
+		want := uint64(0)
 		for i := range 3 * mixBatchEvery {
-			if endpoint == EndpointBatch || endpoint == EndpointMix && (i+1)%mixBatchEvery == 0 {
-				batches++
+			switch {
+			case endpoint == EndpointBatch, endpoint == EndpointMix && (i+1)%mixBatchEvery == 0:
+				want += 10
+			case endpoint == EndpointOpenRTB:
+				want += 5 * 3
 			}
 			if o := h.do(0, time.Now().Add(5*time.Second)); o != OK {
 				t.Fatalf("unexpected outcome of %s request %d; got %s; want ok (%v)", endpoint, i, o, h.workers[0].err)
 			}
 		}
-		if h.items() != 10*batches {
-			t.Fatalf("unexpected multipliers answered in %s requests; got %d; want %d", endpoint, h.items(), 10*batches)
+		if h.items() != want {
+			t.Fatalf("unexpected multipliers answered in %s requests; got %d; want %d", endpoint, h.items(), want)
 		}
 		h.close()
 	}
@@ -197,7 +201,7 @@ func TestHTTPBidsOutcomes(t *testing.T) {
 		t.Helper()
 		status.Store(int64(code))
 		body.Store(answer)
-		h, err := newHTTPBids("http://"+ln.Addr().String(), 1, keys, endpoint, 2, 1)
+		h, err := newHTTPBids("http://"+ln.Addr().String(), 1, keys, bidShape{endpoint: endpoint, batch: 2, imps: 1, candidates: 2}, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,6 +223,10 @@ func TestHTTPBidsOutcomes(t *testing.T) {
 	f(EndpointBatch, 200, "["+one+"]", BadBody)
 	f(EndpointBatch, 413, `{"error":"too large"}`, HTTP4xx)
 	f(EndpointBatch, 500, `{"error":"BUG"}`, HTTP5xx)
+	f(EndpointOpenRTB, 200, `{"id":"1","imp":[{"id":"1","candidates":[`+one+","+one+`]}]}`, OK)
+	f(EndpointOpenRTB, 200, `{"id":"1","imp":[{"id":"1","candidates":{}}]}`, BadBody)
+	f(EndpointOpenRTB, 400, `{"error":"imp[0]: missing id"}`, HTTP4xx)
+	f(EndpointOpenRTB, 503, `{"error":"stopping"}`, HTTP5xx)
 	silent.Store(true)
 	f(EndpointSingle, 200, one, Timeout)
 	silent.Store(false)
@@ -229,7 +237,7 @@ func TestHTTPBidsOutcomes(t *testing.T) {
 	}
 	addr := free.Addr().String()
 	free.Close()
-	h, err := newHTTPBids("http://"+addr, 1, keys, EndpointSingle, 1, 1)
+	h, err := newHTTPBids("http://"+addr, 1, keys, singleShape, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ func newFixedBids(tb testing.TB, endpoint string, body []byte) *httpBids {
 	}
 	tb.Cleanup(func() { srv.Close() })
 	keys := newKeySpace(NewSynthetic(SyntheticConfig{Campaigns: 20, Creatives: 5, Placements: 10, Skew: 1}))
-	h, err := newHTTPBids("http://"+srv.Addr(), 1, keys, endpoint, 10, 1)
+	h, err := newHTTPBids("http://"+srv.Addr(), 1, keys, bidShape{endpoint: endpoint, batch: 10, imps: 5, candidates: 3}, 1)
 	if err != nil {
 		tb.Fatalf("unexpected error: %v", err)
 	}
@@ -29,6 +30,27 @@ func newFixedBids(tb testing.TB, endpoint string, body []byte) *httpBids {
 func batchAnswer(n int) []byte {
 	item := `{"multiplier":1.18,"level":"campaign/creative/placement","window":"1h","ctr":0.0123,"cvr":0.045,"impressions":1520,"clicks":19,"conversions":1}`
 	return []byte("[" + strings.Repeat(item+",", n-1) + item + "]")
+}
+
+// openRTBAnswer returns an answer of POST /v1/openrtb/multipliers with imps impressions of
+// cands candidates, as the service writes them when every candidate has data at its cell.
+func openRTBAnswer(imps, cands int) []byte {
+	b := []byte(`{"id":"7","imp":[`)
+	for i := range imps {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = fmt.Appendf(b, `{"id":"%d","key":{"placement":"news.example/top"},"candidates":[`, i+1)
+		for j := range cands {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = fmt.Appendf(b, `{"campaign":"c%d","creative":"cr%d","multiplier":1.18,"level":"campaign/creative/placement",`+
+				`"key":{"campaign":"c%[1]d","creative":"cr%[2]d","placement":"news.example/top"}}`, j+1, i+1)
+		}
+		b = append(b, "]}"...)
+	}
+	return append(b, "]}"...)
 }
 
 func TestHTTPBidsAllocs(t *testing.T) {
@@ -76,6 +98,39 @@ func BenchmarkHTTPBids(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		h.do(0, time.Now().Add(time.Second))
+	}
+}
+
+// BenchmarkHTTPBidsSameWork measures the generator's cost per request of the capacity's
+// OpenRTB comparison (--bid-openrtb): an OpenRTB request of 5 impressions with 3 candidates,
+// its answer decoded by the client (encoding/json), against a batch of the same 15 keys (the
+// client's fastjson), each against a bare in-process server answering what the service would.
+func BenchmarkHTTPBidsSameWork(b *testing.B) {
+	for _, c := range []struct {
+		endpoint string
+		body     []byte
+	}{{EndpointOpenRTB, openRTBAnswer(5, 3)}, {EndpointBatch, batchAnswer(15)}} {
+		b.Run(c.endpoint, func(b *testing.B) {
+			srv, err := startFixed("127.0.0.1:0", c.body)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer srv.Close()
+			keys := newKeySpace(NewSynthetic(SyntheticConfig{Campaigns: 20, Creatives: 5, Placements: 10, Skew: 1}))
+			h, err := newHTTPBids("http://"+srv.Addr(), 1, keys, bidShape{endpoint: c.endpoint, batch: 15, imps: 5, candidates: 3}, 1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer h.close()
+			h.countItems = true
+			b.ReportAllocs()
+			for b.Loop() {
+				if o := h.do(0, time.Now().Add(time.Second)); o != OK {
+					b.Fatalf("unexpected outcome %s (%v)", o, h.workers[0].err)
+				}
+			}
+			b.ReportMetric(float64(h.items())/b.Elapsed().Seconds(), "multipliers/s")
+		})
 	}
 }
 

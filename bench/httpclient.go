@@ -24,7 +24,41 @@ const (
 	EndpointBatch = "batch"
 	// EndpointMix sends one batch request in five, single requests otherwise.
 	EndpointMix = "mix"
+	// EndpointOpenRTB sends POST /v1/openrtb/multipliers: an OpenRTB 2.6 BidRequest with
+	// candidates per impression (see appendBidRequest).
+	EndpointOpenRTB = "openrtb"
 )
+
+// bidShape is what each bid request asks.
+type bidShape struct {
+	endpoint string
+	// batch is the keys of a POST /v1/multipliers (EndpointBatch, EndpointMix).
+	batch int
+	// imps and candidates are an OpenRTB request's impressions and candidates per impression
+	// (EndpointOpenRTB).
+	imps, candidates int
+}
+
+// check validates the shape against the service's limits.
+func (s *bidShape) check() error {
+	switch s.endpoint {
+	case EndpointSingle, EndpointBatch, EndpointMix, EndpointOpenRTB:
+	default:
+		return fmt.Errorf("invalid endpoint %q: want single, batch, mix or openrtb", s.endpoint)
+	}
+	if s.batch < 1 || s.batch > 1000 {
+		return fmt.Errorf("invalid batch size %d: must be in 1..1000", s.batch)
+	}
+	if s.endpoint == EndpointOpenRTB {
+		if s.imps < 1 || s.imps > maxOpenRTBImps {
+			return fmt.Errorf("invalid OpenRTB impressions %d: must be in 1..%d", s.imps, maxOpenRTBImps)
+		}
+		if s.candidates < 1 || s.candidates > maxOpenRTBCandidates {
+			return fmt.Errorf("invalid OpenRTB candidates %d: must be in 1..%d", s.candidates, maxOpenRTBCandidates)
+		}
+	}
+	return nil
+}
 
 // mixBatchEvery is the share of batch requests in EndpointMix: one in mixBatchEvery.
 const mixBatchEvery = 5
@@ -36,8 +70,11 @@ type httpWorker struct {
 	rng     *rand.Rand
 	keys    []client.Key
 	answers []client.Answer
-	n       uint64
-	// items counts the multipliers answered in batches, when httpBids.countItems is set.
+	// body is the OpenRTB request being built.
+	body []byte
+	n    uint64
+	// items counts the multipliers answered in batch and OpenRTB requests, when
+	// httpBids.countItems is set.
 	items uint64
 	// err is the last request's error (nil when it was answered), for tests and diagnostics.
 	err error
@@ -60,13 +97,12 @@ func (c *deadlineCtx) Value(any) any               { return nil }
 // reuses its buffers, and the client pools its own, so a request allocates nothing in steady
 // state.
 type httpBids struct {
-	c        *client.Client
-	keys     *keySpace
-	endpoint string
-	batch    int
-	workers  []httpWorker
-	// countItems makes each worker count the items of its batch answers that are
-	// multipliers (the capacity's batch mode); set before any request.
+	c       *client.Client
+	keys    *keySpace
+	shape   bidShape
+	workers []httpWorker
+	// countItems makes each worker count the multipliers answered in its batch and OpenRTB
+	// requests (the capacity's modes); set before any request.
 	countItems bool
 }
 
@@ -91,23 +127,18 @@ func parseTarget(target string) (addr string, tls bool, err error) {
 	return addr, u.Scheme == "https", nil
 }
 
-func newHTTPBids(target string, conns int, keys *keySpace, endpoint string, batch int, seed int64) (*httpBids, error) {
+func newHTTPBids(target string, conns int, keys *keySpace, shape bidShape, seed int64) (*httpBids, error) {
 	if _, _, err := parseTarget(target); err != nil {
 		return nil, err
 	}
-	switch endpoint {
-	case EndpointSingle, EndpointBatch, EndpointMix:
-	default:
-		return nil, fmt.Errorf("invalid endpoint %q: want single, batch or mix", endpoint)
-	}
-	if batch < 1 || batch > 1000 {
-		return nil, fmt.Errorf("invalid batch size %d: must be in 1..1000", batch)
+	if err := shape.check(); err != nil {
+		return nil, err
 	}
 	c, err := client.NewHTTP(target, client.Options{Timeout: clientTimeout, MaxConns: conns, Name: "bidpulse-bench"})
 	if err != nil {
 		return nil, err
 	}
-	h := &httpBids{c: c, keys: keys, endpoint: endpoint, batch: batch, workers: make([]httpWorker, conns)}
+	h := &httpBids{c: c, keys: keys, shape: shape, workers: make([]httpWorker, conns)}
 	for i := range h.workers {
 		h.workers[i].rng = rand.New(rand.NewPCG(uint64(seed), uint64(i)+1))
 	}
@@ -123,18 +154,25 @@ func (h *httpBids) do(wi int, deadline time.Time) Outcome {
 	w := &h.workers[wi]
 	w.n++
 	w.ctx.deadline = deadline
-	if h.endpoint == EndpointBatch || (h.endpoint == EndpointMix && w.n%mixBatchEvery == 0) {
+	switch h.shape.endpoint {
+	case EndpointOpenRTB:
+		return h.doOpenRTB(w)
+	case EndpointBatch:
 		return h.doBatch(w)
+	case EndpointMix:
+		if w.n%mixBatchEvery == 0 {
+			return h.doBatch(w)
+		}
 	}
 	a, err := h.c.Multiplier(&w.ctx, h.keys.keys[h.keys.pick(w.rng.Float64())])
 	w.err = err
 	return outcomeOf(a.FailOpen, err)
 }
 
-// doBatch sends one POST /v1/multipliers of h.batch keys.
+// doBatch sends one POST /v1/multipliers of h.shape.batch keys.
 func (h *httpBids) doBatch(w *httpWorker) Outcome {
 	w.keys = w.keys[:0]
-	for range h.batch {
+	for range h.shape.batch {
 		w.keys = append(w.keys, h.keys.keys[h.keys.pick(w.rng.Float64())])
 	}
 	var err error
@@ -197,7 +235,8 @@ func statusOf(err error) int {
 	return 0
 }
 
-// items returns the multipliers answered in batches so far (see countItems). Call it when no
+// items returns the multipliers answered in batch and OpenRTB requests so far (see
+// countItems). Call it when no
 // request is in flight.
 func (h *httpBids) items() uint64 {
 	var n uint64

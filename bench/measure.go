@@ -17,7 +17,7 @@ func (r *runner) measure(ctx context.Context, sched *Schedule) error {
 	o := &r.o
 	phases := sched.Phases()
 	rec := NewRecorder(len(phases))
-	bids, err := newHTTPBids(r.target, o.Conns, r.keys, o.Endpoint, o.BatchSize, o.Seed)
+	bids, err := newHTTPBids(r.target, o.Conns, r.keys, o.bidShape(), o.Seed)
 	if err != nil {
 		return err
 	}

@@ -80,10 +80,15 @@ type Options struct {
 	// BidCapacityPercent, when > 0, sets BidRate to this percentage of the closed-loop
 	// capacity, measured first for CapacityDuration.
 	BidCapacityPercent float64
-	// Endpoint is EndpointSingle (default), EndpointBatch or EndpointMix (mixed's default).
+	// Endpoint is EndpointSingle (default), EndpointBatch, EndpointMix (mixed's default) or
+	// EndpointOpenRTB.
 	Endpoint string
 	// BatchSize is the keys per POST /v1/multipliers (default 10).
 	BatchSize int
+	// OpenRTBImps and OpenRTBCandidates shape the OpenRTB requests (EndpointOpenRTB):
+	// impressions per BidRequest (default 5, at most 64) and candidates per
+	// impression (default 3, at most 32), as the service allows.
+	OpenRTBImps, OpenRTBCandidates int
 	// Conns caps the open-loop requests in flight, one connection each (default 256).
 	Conns int
 	// Timeout is the bid request timeout, from the intended send time (default 10ms).
@@ -226,6 +231,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.BatchSize == 0 {
 		o.BatchSize = 10
 	}
+	if o.OpenRTBImps == 0 {
+		o.OpenRTBImps = 5
+	}
+	if o.OpenRTBCandidates == 0 {
+		o.OpenRTBCandidates = 3
+	}
 	if o.Conns == 0 {
 		o.Conns = 256
 	}
@@ -285,6 +296,8 @@ func (o Options) withDefaults() (Options, error) {
 		{"capacity rounds", o.CapacityRounds, 1, 100},
 		{"event batch", o.EventBatch, 1, 10_000},
 		{"batch size", o.BatchSize, 1, 1000},
+		{"OpenRTB impressions", o.OpenRTBImps, 1, maxOpenRTBImps},
+		{"OpenRTB candidates", o.OpenRTBCandidates, 1, maxOpenRTBCandidates},
 		{"ramp steps", o.RampSteps, 1, 1000},
 		{"spike rounds", o.SpikeRounds, 1, 100},
 		{"bid batch", o.BidBatch, 0, 1000},
@@ -294,6 +307,9 @@ func (o Options) withDefaults() (Options, error) {
 		if c.v < c.lo || c.v > c.hi {
 			return o, fmt.Errorf("invalid %s %d: must be in %d..%d", c.name, c.v, c.lo, c.hi)
 		}
+	}
+	if sh := o.bidShape(); sh.check() != nil {
+		return o, sh.check()
 	}
 	if o.RestartSignal != "kill" && o.RestartSignal != "term" {
 		return o, fmt.Errorf("invalid restart signal %q: want kill or term", o.RestartSignal)
@@ -331,6 +347,11 @@ func (o Options) withDefaults() (Options, error) {
 		return o, errors.New("nothing to send: give a bid rate, a bid capacity percentage or an event rate")
 	}
 	return o, nil
+}
+
+// bidShape returns the open-loop bid requests' shape.
+func (o *Options) bidShape() bidShape {
+	return bidShape{endpoint: o.Endpoint, batch: o.BatchSize, imps: o.OpenRTBImps, candidates: o.OpenRTBCandidates}
 }
 
 // restarts reports whether the scenario kills and restarts the spawned service.

@@ -374,7 +374,7 @@ func (r *runner) settings() map[string]any {
 	return map[string]any{
 		"scenario": o.Scenario, "duration": o.Duration.String(), "warmup": o.Warmup.String(),
 		"bid_rate": o.BidRate, "bid_capacity_percent": o.BidCapacityPercent,
-		"endpoint": o.Endpoint, "batch_size": o.BatchSize, "conns": o.Conns, "timeout": o.Timeout.String(),
+		"endpoint": o.Endpoint, "batch_size": o.BatchSize, "openrtb_imps": o.OpenRTBImps, "openrtb_candidates": o.OpenRTBCandidates, "conns": o.Conns, "timeout": o.Timeout.String(),
 		"timeout_ms":     float64(o.Timeout.Microseconds()) / 1000,
 		"capacity_conns": o.CapacityConns, "capacity_duration": o.CapacityDuration.String(), "capacity_rounds": o.CapacityRounds, "baseline": o.Baseline,
 		"event_rate": o.EventRate, "event_batch": o.EventBatch, "preload": o.Preload,

@@ -189,6 +189,9 @@ func TestBenchFlags(t *testing.T) {
 	f([]string{"--batch-mix", "100"}, "invalid batch mix")
 	f([]string{"--checkpoint-interval", "1s"}, "need --spawn")
 	f([]string{"--bid-batch", "100"}, "a mode of the capacity scenario")
+	f([]string{"--endpoint", "grpc"}, "invalid endpoint")
+	f([]string{"--endpoint", "openrtb", "--openrtb-imps", "65"}, "invalid OpenRTB impressions 65")
+	f([]string{"--endpoint", "openrtb", "--openrtb-candidates", "-1"}, "invalid OpenRTB candidates -1")
 	f([]string{"--scenario", "spike", "--spike-rounds", "-1", "--target", "http://127.0.0.1:1"}, "invalid spike rounds")
 	f([]string{"extra"}, "unexpected argument")
 }
