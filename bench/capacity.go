@@ -28,7 +28,8 @@ const capacityWarmup = 500 * time.Millisecond
 // server when asked, under the same connections and pinning. With several rounds the two
 // alternate (baseline, service, baseline, service, ...), so a neighbour's load on a shared
 // machine hits both alike; the ratio is the median of the rounds' ratios. With a bid batch,
-// each round ends with the service's batches (POST /v1/multipliers).
+// each round goes on with the service's batches (POST /v1/multipliers); with BidOpenRTB, it
+// ends with OpenRTB requests and batches of the same keys (openRTBRound).
 func (r *runner) capacity(ctx context.Context) (*CapacityResult, error) {
 	o := &r.o
 	d := o.CapacityDuration
@@ -54,6 +55,7 @@ func (r *runner) capacity(ctx context.Context) (*CapacityResult, error) {
 		defer stop()
 	}
 	var svcRuns, baseRuns, batchRuns []closedRun
+	var ortb openRTBRuns
 	for round := 0; round < o.CapacityRounds && ctx.Err() == nil; round++ {
 		if o.Baseline {
 			baseRuns = append(baseRuns, r.closedLoop(ctx, baseTarget, "baseline", d, basePid, singleShape))
@@ -66,10 +68,16 @@ func (r *runner) capacity(ctx context.Context) (*CapacityResult, error) {
 		if o.BidBatch > 1 && ctx.Err() == nil {
 			batchRuns = append(batchRuns, r.closedLoop(ctx, r.target, "batch", d, pid, bidShape{endpoint: EndpointBatch, batch: o.BidBatch}))
 		}
+		if o.BidOpenRTB && ctx.Err() == nil {
+			r.openRTBRound(ctx, round, d, pid, &ortb)
+		}
 	}
 	res.Service = combineRuns("service", svcRuns)
 	if len(batchRuns) > 0 {
 		res.Batch = batchCapacity(o.BidBatch, batchRuns, &res.Service)
+	}
+	if len(ortb.openrtb) > 0 && len(ortb.batch) > 0 {
+		res.OpenRTB = r.openRTBCapacity(&ortb, &res.Service)
 	}
 	if o.Baseline {
 		b := combineRuns("baseline", baseRuns)
@@ -207,7 +215,12 @@ func (r *runner) closedLoop(ctx context.Context, target, name string, d time.Dur
 // batchCapacity sums the batch runs and compares their service CPU per multiplier with the
 // single GETs' (single).
 func batchCapacity(size int, runs []closedRun, single *Throughput) *BatchCapacity {
-	b := &BatchCapacity{Size: size, Throughput: combineRuns("batch", runs)}
+	return namedBatchCapacity("batch", size, runs, single)
+}
+
+// namedBatchCapacity is batchCapacity with the Throughput's name.
+func namedBatchCapacity(name string, size int, runs []closedRun, single *Throughput) *BatchCapacity {
+	b := &BatchCapacity{Size: size, Throughput: combineRuns(name, runs)}
 	var wall float64
 	for _, r := range runs {
 		b.Multipliers += r.items

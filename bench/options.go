@@ -85,8 +85,8 @@ type Options struct {
 	Endpoint string
 	// BatchSize is the keys per POST /v1/multipliers (default 10).
 	BatchSize int
-	// OpenRTBImps and OpenRTBCandidates shape the OpenRTB requests (EndpointOpenRTB):
-	// impressions per BidRequest (default 5, at most 64) and candidates per
+	// OpenRTBImps and OpenRTBCandidates shape the OpenRTB requests (EndpointOpenRTB,
+	// BidOpenRTB): impressions per BidRequest (default 5, at most 64) and candidates per
 	// impression (default 3, at most 32), as the service allows.
 	OpenRTBImps, OpenRTBCandidates int
 	// Conns caps the open-loop requests in flight, one connection each (default 256).
@@ -105,6 +105,12 @@ type Options struct {
 	// belongs to the capacity scenario and turns Baseline on, so that the single GETs'
 	// ratio to the bare fasthttp handler is measured in the same run.
 	BidBatch int
+	// BidOpenRTB adds to each capacity round a closed-loop measurement of POST
+	// /v1/openrtb/multipliers (OpenRTBImps x OpenRTBCandidates) and one of POST
+	// /v1/multipliers with as many keys (the same work), reported side by side as
+	// multipliers/s, per CPU-second of the service and p99, and their ratio. It belongs to
+	// the capacity scenario.
+	BidOpenRTB bool
 
 	// EventRate is the event rate in events/s (0: no events but Preload).
 	EventRate float64
@@ -337,6 +343,14 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("a bid batch of %d is a mode of the capacity scenario, not of %s (the open-loop scenarios batch with --endpoint batch)", o.BidBatch, o.Scenario)
 		}
 		o.Baseline = true
+	}
+	if o.BidOpenRTB {
+		if o.Scenario != ScenarioCapacity {
+			return o, fmt.Errorf("the OpenRTB comparison is a mode of the capacity scenario, not of %s (the open-loop scenarios send OpenRTB with --endpoint openrtb)", o.Scenario)
+		}
+		if n := o.OpenRTBImps * o.OpenRTBCandidates; n > 1000 {
+			return o, fmt.Errorf("an OpenRTB comparison of %d x %d candidates needs batches of %d keys, over the batch endpoint's 1000", o.OpenRTBImps, o.OpenRTBCandidates, n)
+		}
 	}
 	if o.Scenario == ScenarioSpike && o.Spawn != nil && o.CheckpointInterval == 0 {
 		o.CheckpointInterval = o.Duration + o.SpikeDuration

@@ -198,6 +198,28 @@ type CapacityResult struct {
 	// Batch is the batch mode's measurement (Options.BidBatch), made in each round after
 	// the single GETs.
 	Batch *BatchCapacity `json:"batch,omitempty"`
+	// OpenRTB compares OpenRTB requests with batches of the same work (Options.BidOpenRTB),
+	// measured in each round after the rest.
+	OpenRTB *OpenRTBCapacity `json:"openrtb,omitempty"`
+}
+
+// OpenRTBCapacity is the closed-loop throughput of POST /v1/openrtb/multipliers with Imps
+// impressions of Candidates candidates each, against POST /v1/multipliers with as many keys
+// per request: the same multipliers asked, in two shapes. Both sides are BatchCapacity figures
+// of Imps x Candidates multipliers per request (Throughput counts requests).
+type OpenRTBCapacity struct {
+	Imps       int           `json:"imps"`
+	Candidates int           `json:"candidates"`
+	OpenRTB    BatchCapacity `json:"openrtb"`
+	Batch      BatchCapacity `json:"batch"`
+	// Ratio is the median of the rounds' OpenRTB over batch multipliers/s; Ratios are the
+	// rounds' ratios, sorted.
+	Ratio  float64   `json:"ratio"`
+	Ratios []float64 `json:"ratios,omitempty"`
+	// RatioPerCPU is OpenRTB's multipliers per service CPU-second over the batch's (0 when the
+	// service's CPU is unknown): the ratio of the service's work per multiplier, which holds
+	// when the load generator, not the service, limited a rate.
+	RatioPerCPU float64 `json:"ratio_per_cpu,omitempty"`
 }
 
 // BatchCapacity is the closed-loop throughput of POST /v1/multipliers with Size keys per
@@ -370,6 +392,9 @@ func (r *Report) WriteText(w io.Writer) {
 			}
 			fmt.Fprintln(w)
 		}
+		if oc := c.OpenRTB; oc != nil {
+			oc.writeText(w, line)
+		}
 	}
 	if len(r.Phases) > 0 {
 		fmt.Fprintf(w, "\nbids (latency in ms from the intended send time; timeouts = answers later than %v, none, or not sent in time; all count in the percentiles;\n"+
@@ -423,6 +448,27 @@ func (r *Report) WriteText(w io.Writer) {
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
+}
+
+// writeText writes the OpenRTB comparison: each side's requests (line), then its multipliers
+// side by side, then the ratios.
+func (c *OpenRTBCapacity) writeText(w io.Writer, line func(*Throughput)) {
+	fmt.Fprintf(w, "  OpenRTB, %d impressions x %d candidates (POST /v1/openrtb/multipliers), against batches of the same %d keys (POST /v1/multipliers):\n",
+		c.Imps, c.Candidates, c.OpenRTB.Size)
+	line(&c.OpenRTB.Throughput)
+	line(&c.Batch.Throughput)
+	for _, b := range []*BatchCapacity{&c.OpenRTB, &c.Batch} {
+		fmt.Fprintf(w, "  %-9s %10.0f multipliers/s (%d answered of %d asked)  p99 %s ms", b.Name, b.MultipliersPerS, b.Multipliers, b.OK*uint64(b.Size), ms(b.Latency.P99))
+		if b.MultipliersPerCPUS > 0 {
+			fmt.Fprintf(w, "  %.0f multipliers per service CPU-second", b.MultipliersPerCPUS)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "  openrtb / batch %.3f multipliers/s (median of %d rounds: %s)", c.Ratio, len(c.Ratios), fmtRatios(c.Ratios))
+	if c.RatioPerCPU > 0 {
+		fmt.Fprintf(w, ", %.3f per service CPU-second", c.RatioPerCPU)
+	}
+	fmt.Fprintln(w)
 }
 
 // writeServicePhases writes the service's side of each phase: its Go runtime's GC pauses and

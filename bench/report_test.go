@@ -31,7 +31,13 @@ func testReport() *Report {
 			Baseline: &Throughput{Name: "baseline", Requests: 110, OK: 110, RPS: 22000}, Rounds: 1, Ratio: 0.909, Ratios: []float64{0.909},
 			Batch: &BatchCapacity{Size: 100, Throughput: Throughput{Name: "batch", Requests: 30, OK: 30, RPS: 600, ServerCPU: 95, StealCPU: 4,
 				Runtime: &RuntimeReport{GCCycles: 7, GCPauses: 14, GCPauseP99Ms: 0.08, GCPauseMaxMs: 0.1}},
-				Multipliers: 3000, MultipliersPerS: 60000, MultipliersPerCPUS: 63158, SinglePerCPUS: 21000, PerCPUGain: 3.0075}},
+				Multipliers: 3000, MultipliersPerS: 60000, MultipliersPerCPUS: 63158, SinglePerCPUS: 21000, PerCPUGain: 3.0075},
+			OpenRTB: &OpenRTBCapacity{Imps: 5, Candidates: 3,
+				OpenRTB: BatchCapacity{Size: 15, Throughput: Throughput{Name: "openrtb", Requests: 100, OK: 100, RPS: 2000, ServerCPU: 96,
+					Latency: Latency{P99: 1.25}}, Multipliers: 1500, MultipliersPerS: 30000, MultipliersPerCPUS: 31250},
+				Batch: BatchCapacity{Size: 15, Throughput: Throughput{Name: "batch-15", Requests: 110, OK: 110, RPS: 2200, ServerCPU: 97,
+					Latency: Latency{P99: 1.5}}, Multipliers: 1650, MultipliersPerS: 33000, MultipliersPerCPUS: 34021},
+				Ratio: 0.909, Ratios: []float64{0.85, 0.909, 0.95}, RatioPerCPU: 0.918}},
 		Notes: []string{"a note"},
 	}
 	for i, name := range []string{"base 1", "spike 1"} {
@@ -152,13 +158,14 @@ func TestReportHTML(t *testing.T) {
 		t.Fatalf("unexpected invalid inlined data: %v", err)
 	}
 	if back.RunID != r.RunID || len(back.Phases) != 2 || len(back.Series) != 2 || back.Capacity.Ratio != 0.909 ||
-		back.Phases[0].StealCPU != 42 || back.Phases[1].Runtime.GCCycles != 3 || back.Capacity.Batch.MultipliersPerS != 60000 || back.Spike == nil {
+		back.Phases[0].StealCPU != 42 || back.Phases[1].Runtime.GCCycles != 3 || back.Capacity.Batch.MultipliersPerS != 60000 || back.Spike == nil ||
+		back.Capacity.OpenRTB.OpenRTB.MultipliersPerS != 30000 || back.Capacity.OpenRTB.RatioPerCPU != 0.918 {
 		t.Fatalf("unexpected inlined report %+v", back)
 	}
 	// The charts and tables the page draws.
 	for _, want := range []string{`id="latency-chart"`, `id="bids-chart"`, `id="events-chart"`, `id="curve-chart"`, `id="phases"`,
 		`id="reconcile"`, `id="capacity"`, `id="service-phases"`, `id="spike"`, "host stole % of a core", "scheduler latency p99 ms",
-		"batch multipliers/s", "createElementNS", "<title>bidpulse bench: spike &lt;/script&gt;"} {
+		"batch multipliers/s", "openrtb / batch", "createElementNS", "<title>bidpulse bench: spike &lt;/script&gt;"} {
 		if !strings.Contains(page, want) {
 			t.Fatalf("unexpected page without %q", want)
 		}
@@ -180,6 +187,12 @@ func TestReportText(t *testing.T) {
 		"host stole 4% of a core",
 		"batch of 100 keys (POST /v1/multipliers)",
 		"60000 multipliers/s (3000 answered of 3000 asked); 63158 multipliers per service CPU-second, 3.01x the single GETs' 21000",
+		"OpenRTB, 5 impressions x 3 candidates (POST /v1/openrtb/multipliers), against batches of the same 15 keys (POST /v1/multipliers):",
+		"  openrtb         2000 req/s  p50 - ms  p99 1.250 ms",
+		"  batch-15        2200 req/s  p50 - ms  p99 1.500 ms",
+		"  openrtb        30000 multipliers/s (1500 answered of 1500 asked)  p99 1.250 ms  31250 multipliers per service CPU-second",
+		"  batch-15       33000 multipliers/s (1650 answered of 1650 asked)  p99 1.500 ms  34021 multipliers per service CPU-second",
+		"  openrtb / batch 0.909 multipliers/s (median of 3 rounds: 0.850 0.909 0.950), 0.918 per service CPU-second",
 		"service by phase",
 		"gc cycles",
 		"  spike 1                3         6       0.065       0.082       0.131       2.048        12           1",

@@ -378,7 +378,7 @@ func (r *runner) settings() map[string]any {
 		"timeout_ms":     float64(o.Timeout.Microseconds()) / 1000,
 		"capacity_conns": o.CapacityConns, "capacity_duration": o.CapacityDuration.String(), "capacity_rounds": o.CapacityRounds, "baseline": o.Baseline,
 		"event_rate": o.EventRate, "event_batch": o.EventBatch, "preload": o.Preload,
-		"spike_factor": o.SpikeFactor, "spike_duration": o.SpikeDuration.String(), "spike_rounds": o.SpikeRounds, "bid_batch": o.BidBatch,
+		"spike_factor": o.SpikeFactor, "spike_duration": o.SpikeDuration.String(), "spike_rounds": o.SpikeRounds, "bid_batch": o.BidBatch, "bid_openrtb": o.BidOpenRTB,
 		"ramp_from": o.RampFrom, "ramp_to": o.RampTo, "ramp_steps": o.RampSteps, "p99_threshold": o.P99Threshold.String(),
 		"dup_rate": o.DupRate, "bad_rate": o.BadRate,
 		"campaigns": o.Campaigns, "creatives": o.Creatives, "placements": o.Placements, "cells": r.keys.len(),
@@ -431,6 +431,16 @@ func (r *runner) addNotes() {
 				rep.Notes = append(rep.Notes, "capacity, batches: "+n)
 			}
 		}
+		if oc := c.OpenRTB; oc != nil {
+			for _, b := range []*BatchCapacity{&oc.OpenRTB, &oc.Batch} {
+				if n := disturbance(b.OtherCPU, b.StealCPU); n != "" {
+					rep.Notes = append(rep.Notes, "capacity, "+b.Name+": "+n)
+				}
+				if n := generatorBound(&b.Throughput, r.svc != nil); n != "" {
+					rep.Notes = append(rep.Notes, "capacity, "+b.Name+": "+n)
+				}
+			}
+		}
 	}
 	if r.svc != nil {
 		rep.Notes = append(rep.Notes, r.svc.unexpectedExits()...)
@@ -441,6 +451,16 @@ func (r *runner) addNotes() {
 	if n, e := r.readsOK.Load(), r.readsErr.Load(); n+e > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("dashboard reads (/v1/snapshot, /v1/rates): %d answered 200, %d failed", n, e))
 	}
+}
+
+// generatorBound says when the load generator rather than the service limited a closed
+// loop's rate: the generator busy, the service's core not ("" otherwise, or when the service's
+// CPU is unknown).
+func generatorBound(t *Throughput, known bool) string {
+	if !known || t.GenCPU < 90 || t.ServerCPU >= 85 {
+		return ""
+	}
+	return fmt.Sprintf("the load generator (%.0f%% CPU) rather than the service (%.0f%%) limited the rate: compare per service CPU-second", t.GenCPU, t.ServerCPU)
 }
 
 // Disturbance thresholds, in percent of one core. Stolen time stops this machine's threads

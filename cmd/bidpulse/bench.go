@@ -41,7 +41,8 @@ Examples:
   bidpulse bench --target http://127.0.0.1:8080 --nats-url nats://127.0.0.1:4222 --bid-rate 2000
   bidpulse bench --spawn --scenario spike --bid-rate 50% --duration 3s --spike-duration 3s --spike-rounds 5
   bidpulse bench --spawn --scenario capacity --baseline
-  bidpulse bench --spawn --scenario capacity --bid-batch 100 --capacity-rounds 3`
+  bidpulse bench --spawn --scenario capacity --bid-batch 100 --capacity-rounds 3
+  bidpulse bench --spawn --scenario capacity --bid-openrtb --capacity-rounds 3`
 
 // benchFlags are the command's flags that are not fields of bench.Options as they are.
 type benchFlags struct {
@@ -87,6 +88,7 @@ func runBench(args []string) error {
 	fs.IntVar(&o.CapacityConns, "capacity-conns", 32, "concurrency of the closed-loop capacity measurement")
 	fs.IntVar(&o.CapacityRounds, "capacity-rounds", 1, "capacity measurements of each target; with --baseline they alternate and the ratio is the median")
 	fs.IntVar(&o.BidBatch, "bid-batch", 0, "capacity scenario: also measure POST /v1/multipliers with this many keys per request (multipliers/s, and per CPU-second of the service), next to the single GETs and the baseline (implies --baseline); 0 or 1: single GETs only")
+	fs.BoolVar(&o.BidOpenRTB, "bid-openrtb", false, "capacity scenario: also measure POST /v1/openrtb/multipliers (--openrtb-imps x --openrtb-candidates) against POST /v1/multipliers with as many keys, the same work, side by side: multipliers/s, per CPU-second of the service, p99")
 	fs.DurationVar(&o.CapacityDuration, "capacity-duration", 5*time.Second, "length of the capacity measurement made for --bid-rate N% and ramps")
 	fs.Float64Var(&o.EventRate, "event-rate", 2000, "events/s published during the run (0: none; production: "+strconv.FormatFloat(prod.EventRate, 'f', -1, 64)+")")
 	fs.IntVar(&o.EventBatch, "event-batch", 100, "events per NATS message (without --batch-mix)")

@@ -75,13 +75,16 @@ func TestBenchSpawnSteady(t *testing.T) {
 }
 
 // TestBenchSpawnCapacity measures the closed-loop throughput against the spawned service and
-// the spawned baseline server (the same executable with --serve-baseline), and the batch
-// mode's multipliers in POST /v1/multipliers of 10 keys (which implies the baseline).
+// the spawned baseline server (the same executable with --serve-baseline), the batch mode's
+// multipliers in POST /v1/multipliers of 10 keys (which implies the baseline), and OpenRTB
+// requests of 2 x 3 candidates against batches of 6 keys, in two rounds.
 func TestBenchSpawnCapacity(t *testing.T) {
 	t.Setenv(benchExecMainEnv, "1")
-	jsonPath := filepath.Join(t.TempDir(), "c.json")
+	dir := t.TempDir()
+	jsonPath, htmlPath := filepath.Join(dir, "c.json"), filepath.Join(dir, "c.html")
 	err := runBench([]string{"--spawn", "--pin", "off", "--scenario", "capacity", "--bid-batch", "10",
-		"--duration", "500ms", "--capacity-conns", "4", "--preload", "200", "--event-rate", "0", "--json", jsonPath})
+		"--bid-openrtb", "--openrtb-imps", "2", "--openrtb-candidates", "3", "--capacity-rounds", "2",
+		"--duration", "300ms", "--capacity-conns", "4", "--preload", "200", "--event-rate", "0", "--json", jsonPath, "--html", htmlPath})
 	if err != nil {
 		t.Fatalf("unexpected error: %v", err)
 	}
@@ -100,8 +103,25 @@ func TestBenchSpawnCapacity(t *testing.T) {
 		b["single_per_cpu_s"].(float64) <= 0 || b["per_cpu_gain"].(float64) <= 0 {
 		t.Fatalf("unexpected batch capacity %v", b)
 	}
+	// OpenRTB against batches of the same 6 keys: every request answered, every candidate and
+	// key counted, per CPU-second of the service, a ratio per round.
+	oc := c["openrtb"].(map[string]any)
+	ortb, ob := oc["openrtb"].(map[string]any), oc["batch"].(map[string]any)
+	for _, x := range []map[string]any{ortb, ob} {
+		if x["size"] != 6.0 || x["ok"] != x["requests"] || x["ok"].(float64) < 1 || x["multipliers"] != 6*x["ok"].(float64) ||
+			x["multipliers_per_cpu_s"].(float64) <= 0 || x["latency"].(map[string]any)["p99"].(float64) <= 0 {
+			t.Fatalf("unexpected OpenRTB comparison side %v", x)
+		}
+	}
+	if ortb["name"] != "openrtb" || ob["name"] != "batch-6" || oc["imps"] != 2.0 || oc["candidates"] != 3.0 ||
+		oc["ratio"].(float64) <= 0 || len(oc["ratios"].([]any)) != 2 || oc["ratio_per_cpu"].(float64) <= 0 {
+		t.Fatalf("unexpected OpenRTB comparison %v", oc)
+	}
+	if html, err := os.ReadFile(htmlPath); err != nil || !strings.Contains(string(html), `"openrtb":{"imps":2`) {
+		t.Fatalf("unexpected HTML report without the OpenRTB comparison (%v)", err)
+	}
 	// The service's runs carry its runtime's figures, the baseline's none.
-	for _, x := range []map[string]any{svc, b} {
+	for _, x := range []map[string]any{svc, b, ortb, ob} {
 		rt, ok := x["runtime"].(map[string]any)
 		if !ok || rt["sched_samples"].(float64) <= 0 || rt["gc_cycles"].(float64) < 0 {
 			t.Fatalf("unexpected runtime figures of %v: %v", x["name"], x["runtime"])
@@ -189,6 +209,8 @@ func TestBenchFlags(t *testing.T) {
 	f([]string{"--batch-mix", "100"}, "invalid batch mix")
 	f([]string{"--checkpoint-interval", "1s"}, "need --spawn")
 	f([]string{"--bid-batch", "100"}, "a mode of the capacity scenario")
+	f([]string{"--bid-openrtb"}, "a mode of the capacity scenario")
+	f([]string{"--scenario", "capacity", "--bid-openrtb", "--openrtb-imps", "64", "--openrtb-candidates", "32"}, "over the batch endpoint's 1000")
 	f([]string{"--endpoint", "grpc"}, "invalid endpoint")
 	f([]string{"--endpoint", "openrtb", "--openrtb-imps", "65"}, "invalid OpenRTB impressions 65")
 	f([]string{"--endpoint", "openrtb", "--openrtb-candidates", "-1"}, "invalid OpenRTB candidates -1")
