@@ -224,7 +224,7 @@ func TestHTTPBidsOutcomes(t *testing.T) {
 	f(EndpointBatch, 413, `{"error":"too large"}`, HTTP4xx)
 	f(EndpointBatch, 500, `{"error":"BUG"}`, HTTP5xx)
 	f(EndpointOpenRTB, 200, `{"id":"1","imp":[{"id":"1","candidates":[`+one+","+one+`]}]}`, OK)
-	f(EndpointOpenRTB, 200, `{"id":"1","imp":[{"id":"1","candidates":{}}]}`, BadBody)
+	f(EndpointOpenRTB, 200, `[`+one+`]`, BadBody)
 	f(EndpointOpenRTB, 400, `{"error":"imp[0]: missing id"}`, HTTP4xx)
 	f(EndpointOpenRTB, 503, `{"error":"stopping"}`, HTTP5xx)
 	silent.Store(true)

@@ -58,11 +58,12 @@ func TestHTTPBidsAllocs(t *testing.T) {
 		t.Skip("allocation counts are meaningless under the race detector (sync.Pool drops items)")
 	}
 	// The baseline answers every path with {"multiplier":1,"pad":..} and no level: a single
-	// GET takes it as an answer. Batches get a server that answers 10 items.
+	// GET takes it as an answer. Batches get a server that answers 10 items, OpenRTB requests
+	// one that answers 5 impressions of 3 candidates.
 	for _, c := range []struct {
 		endpoint string
 		body     []byte
-	}{{EndpointSingle, baselineBody(170)}, {EndpointBatch, batchAnswer(10)}} {
+	}{{EndpointSingle, baselineBody(170)}, {EndpointBatch, batchAnswer(10)}, {EndpointOpenRTB, openRTBAnswer(5, 3)}} {
 		h := newFixedBids(t, c.endpoint, c.body)
 		h.countItems = true
 		for range 100 { // warm-up: connection, buffers, the client's pools
@@ -70,7 +71,7 @@ func TestHTTPBidsAllocs(t *testing.T) {
 				t.Fatalf("unexpected outcome of a %s request %s; want ok (%v)", c.endpoint, o, h.workers[0].err)
 			}
 		}
-		if want := map[string]uint64{EndpointSingle: 0, EndpointBatch: 100 * 10}[c.endpoint]; h.items() != want {
+		if want := map[string]uint64{EndpointSingle: 0, EndpointBatch: 100 * 10, EndpointOpenRTB: 100 * 5 * 3}[c.endpoint]; h.items() != want {
 			t.Fatalf("unexpected answered items of %s requests; got %d; want %d", c.endpoint, h.items(), want)
 		}
 		deadline := time.Now().Add(time.Minute)

@@ -70,8 +70,10 @@ type httpWorker struct {
 	rng     *rand.Rand
 	keys    []client.Key
 	answers []client.Answer
-	// body is the OpenRTB request being built.
+	// body is the OpenRTB request being built, req and resp its own (see doOpenRTB).
 	body []byte
+	req  *fasthttp.Request
+	resp *fasthttp.Response
 	n    uint64
 	// items counts the multipliers answered in batch and OpenRTB requests, when
 	// httpBids.countItems is set.
@@ -93,11 +95,13 @@ func (c *deadlineCtx) Value(any) any               { return nil }
 
 // httpBids sends bid requests through bidpulse's Go client (bidder/client) over HTTP, one
 // connection per worker at most: the bench measures the service as an ad server using that
-// client sees it. Each worker draws keys from the key space with its own random source and
+// client sees it (OpenRTB requests excepted, see openRTBPost). Each worker draws keys from the key space with its own random source and
 // reuses its buffers, and the client pools its own, so a request allocates nothing in steady
 // state.
 type httpBids struct {
-	c       *client.Client
+	c *client.Client
+	// ortb posts the OpenRTB requests (EndpointOpenRTB; nil otherwise): see doOpenRTB.
+	ortb    *fasthttp.HostClient
 	keys    *keySpace
 	shape   bidShape
 	workers []httpWorker
@@ -142,12 +146,18 @@ func newHTTPBids(target string, conns int, keys *keySpace, shape bidShape, seed 
 	for i := range h.workers {
 		h.workers[i].rng = rand.New(rand.NewPCG(uint64(seed), uint64(i)+1))
 	}
+	if shape.endpoint == EndpointOpenRTB {
+		h.openRTBPost(target, conns)
+	}
 	return h, nil
 }
 
 // close releases the connections.
 func (h *httpBids) close() {
 	h.c.Close()
+	if h.ortb != nil {
+		h.ortb.CloseIdleConnections()
+	}
 }
 
 func (h *httpBids) do(wi int, deadline time.Time) Outcome {

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestAppendBidRequest checks the OpenRTB requests' shape: imps impressions with ids 1..imps,
@@ -56,5 +58,22 @@ func TestAppendBidRequest(t *testing.T) {
 	}
 	if len(seen) < 5 {
 		t.Fatalf("unexpected candidates: only %d campaign and creative pairs over 50 requests", len(seen))
+	}
+}
+
+// TestOpenRTBCount checks the count of answered candidates in an OpenRTB answer: every
+// candidate but the neutral ones (past the request's tmax), none of a refused request.
+func TestOpenRTBCount(t *testing.T) {
+	answer := strings.Replace(string(openRTBAnswer(2, 3)), `"level":"campaign/creative/placement"`, `"level":"none","neutral":"tmax"`, 2)
+	for _, c := range []struct {
+		body string
+		want uint64
+	}{{string(openRTBAnswer(2, 3)), 6}, {answer, 4}, {`{"error":"imp[0]: missing id"}`, 0}} {
+		h := newFixedBids(t, EndpointOpenRTB, []byte(c.body))
+		h.countItems = true
+		h.do(0, time.Now().Add(5*time.Second))
+		if h.items() != c.want {
+			t.Fatalf("unexpected answered candidates in %s; got %d; want %d", c.body, h.items(), c.want)
+		}
 	}
 }
