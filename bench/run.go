@@ -46,7 +46,7 @@ type runner struct {
 	target  string
 	natsURL string
 	nc      *nats.Conn
-	pub     publisher
+	pub     *publisher
 	pubMode string
 	stats   *statsClient
 	syn     *Synthetic
@@ -188,21 +188,20 @@ func (r *runner) connectNATS(ctx context.Context) error {
 		return fmt.Errorf("the %s scenario needs JetStream publishing, and no stream captures %s", o.Scenario, o.Subject)
 	}
 	r.pubMode = mode
+	if r.pub, err = newPublisher(ctx, r.nc, o.Subject, o.RunID, mode); err != nil {
+		return err
+	}
 	if mode == PublishJetStream {
-		jp, err := newJSPublisher(ctx, r.nc, o.Subject, o.RunID)
-		if err != nil {
-			return err
-		}
-		r.pub = jp
 		r.notice("publish: JetStream, acknowledged, Nats-Msg-Id per message, on %s", o.Subject)
-	} else {
-		r.pub = &corePublisher{nc: r.nc, subject: o.Subject}
 	}
 	return nil
 }
 
 // close stops what setup started.
 func (r *runner) close() {
+	if r.pub != nil {
+		r.pub.abandon()
+	}
 	if r.nc != nil {
 		r.nc.Close()
 	}
