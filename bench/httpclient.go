@@ -70,10 +70,9 @@ type httpWorker struct {
 	rng     *rand.Rand
 	keys    []client.Key
 	answers []client.Answer
-	// body is the OpenRTB request being built, req and resp its own (see doOpenRTB).
+	// body is the OpenRTB request being built, ans its answer (see doOpenRTB).
 	body []byte
-	req  *fasthttp.Request
-	resp *fasthttp.Response
+	ans  []byte
 	n    uint64
 	// items counts the multipliers answered in batch and OpenRTB requests, when
 	// httpBids.countItems is set.
@@ -95,13 +94,11 @@ func (c *deadlineCtx) Value(any) any               { return nil }
 
 // httpBids sends bid requests through bidpulse's Go client (bidder/client) over HTTP, one
 // connection per worker at most: the bench measures the service as an ad server using that
-// client sees it (OpenRTB requests excepted, see openRTBPost). Each worker draws keys from the key space with its own random source and
+// client sees it. Each worker draws keys from the key space with its own random source and
 // reuses its buffers, and the client pools its own, so a request allocates nothing in steady
 // state.
 type httpBids struct {
-	c *client.Client
-	// ortb posts the OpenRTB requests (EndpointOpenRTB; nil otherwise): see doOpenRTB.
-	ortb    *fasthttp.HostClient
+	c       *client.Client
 	keys    *keySpace
 	shape   bidShape
 	workers []httpWorker
@@ -146,18 +143,12 @@ func newHTTPBids(target string, conns int, keys *keySpace, shape bidShape, seed 
 	for i := range h.workers {
 		h.workers[i].rng = rand.New(rand.NewPCG(uint64(seed), uint64(i)+1))
 	}
-	if shape.endpoint == EndpointOpenRTB {
-		h.openRTBPost(target, conns)
-	}
 	return h, nil
 }
 
 // close releases the connections.
 func (h *httpBids) close() {
 	h.c.Close()
-	if h.ortb != nil {
-		h.ortb.CloseIdleConnections()
-	}
 }
 
 func (h *httpBids) do(wi int, deadline time.Time) Outcome {

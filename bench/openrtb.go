@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
-	"time"
-
-	"github.com/valyala/fasthttp"
 
 	"github.com/bidpulse/bidpulse/bidder/client"
 	"github.com/bidpulse/bidpulse/bidder/event"
@@ -62,38 +59,6 @@ func appendBidRequest(dst []byte, keys *keySpace, id uint64, imps, candidates in
 	return append(dst, "]}"...)
 }
 
-// openRTBPost sets up the OpenRTB requests' HTTP path: a fasthttp HostClient of the bench's
-// own, with a request and a response per worker, reused.
-//
-// OpenRTB requests do not go through the client's OpenRTB call: it decodes each answer into
-// structs with encoding/json, 79 allocations and about 37 µs of the generator's CPU more than
-// a batch of the same 15 keys per request (BenchmarkHTTPBidsSameWork, 5 x 3 candidates), which
-// made the load generator, not the service, the limit of the capacity's comparison (the
-// service at 47-51% of its core: docs/PERFORMANCE.md). The bench needs only the count of
-// answered candidates, which the answer's bytes give: a request then costs the generator what
-// a batch of the same keys does, and allocates nothing.
-func (h *httpBids) openRTBPost(target string, conns int) {
-	addr, tls, _ := parseTarget(target)
-	h.ortb = &fasthttp.HostClient{
-		Addr:                   addr,
-		IsTLS:                  tls,
-		Name:                   "bidpulse-bench",
-		MaxConns:               conns,
-		MaxIdleConnDuration:    time.Minute,
-		DisablePathNormalizing: true,
-		// A bid is not retried, as the client does not retry one.
-		RetryIfErr: func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
-	}
-	for i := range h.workers {
-		w := &h.workers[i]
-		w.req, w.resp = &fasthttp.Request{}, &fasthttp.Response{}
-		w.req.Header.SetHost(addr)
-		w.req.Header.SetMethod(fasthttp.MethodPost)
-		w.req.Header.SetContentType("application/json")
-		w.req.SetRequestURI("/v1/openrtb/multipliers")
-	}
-}
-
 var (
 	openRTBAnswerStart = []byte(`{"id":`)
 	// Every candidate of an answer (format=bidpulse, without explain) has a multiplier; one
@@ -105,30 +70,21 @@ var (
 // doOpenRTB sends one POST /v1/openrtb/multipliers and counts its answered candidates.
 func (h *httpBids) doOpenRTB(w *httpWorker) Outcome {
 	w.body = appendBidRequest(w.body[:0], h.keys, w.n, h.shape.imps, h.shape.candidates, w.rng)
-	w.req.SetBodyRaw(w.body)
-	if err := h.ortb.DoDeadline(w.req, w.resp, w.ctx.deadline); err != nil {
-		w.err = err
-		return classifyError(err)
+	// OpenRTBRaw, not OpenRTB: the bench needs only the count of answered candidates, which
+	// the answer's bytes give; OpenRTB's encoding/json decoding (79 allocations and about
+	// 37 µs of the generator's CPU per 5 x 3 request, BenchmarkHTTPBidsSameWork) made the load
+	// generator, not the service, the limit of the capacity's comparison.
+	var r client.FailReason
+	w.ans, r, w.err = h.c.OpenRTBRaw(&w.ctx, w.body, w.ans[:0])
+	if r != client.Answered {
+		return outcomeOf(r, w.err)
 	}
-	body := w.resp.Body()
-	switch code := w.resp.StatusCode(); {
-	case code == fasthttp.StatusOK && bytes.HasPrefix(body, openRTBAnswerStart):
-		w.err = nil
-	case code == fasthttp.StatusOK:
-		w.err = fmt.Errorf("POST /v1/openrtb/multipliers: an answer that is not one: %.200s", body)
+	if !bytes.HasPrefix(w.ans, openRTBAnswerStart) {
+		w.err = fmt.Errorf("POST /v1/openrtb/multipliers: an answer that is not one: %.200s", w.ans)
 		return BadBody
-	default:
-		w.err = &client.StatusError{Code: code, Body: string(body[:min(len(body), 300)])}
-		switch {
-		case code >= 500:
-			return HTTP5xx
-		case code >= 400:
-			return HTTP4xx
-		}
-		return OtherError
 	}
 	if h.countItems {
-		w.items += uint64(bytes.Count(body, candidateMultiplier) - bytes.Count(body, candidateNeutral))
+		w.items += uint64(bytes.Count(w.ans, candidateMultiplier) - bytes.Count(w.ans, candidateNeutral))
 	}
 	return OK
 }

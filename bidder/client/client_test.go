@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +131,11 @@ func TestClientOpenRTB(t *testing.T) {
 		}
 		if a.Multiplier("9", "c1", "") != 1 {
 			t.Fatal("unexpected multiplier of an unknown impression: want 1")
+		}
+		raw, r, err := cl.OpenRTBRaw(context.Background(), req, []byte("x"))
+		var b client.OpenRTBAnswer
+		if err != nil || r != client.Answered || raw[0] != 'x' || json.Unmarshal(raw[1:], &b) != nil || !reflect.DeepEqual(a, &b) {
+			t.Fatalf("unexpected raw OpenRTB answer %s (%s, %v); want the bytes of %+v after the given prefix", raw, r, err, a)
 		}
 	}
 }
@@ -306,12 +312,16 @@ func TestClientFailOpen(t *testing.T) {
 	if err == nil || a.FailOpen != client.FailUnavailable || a.Multiplier("1", "c1", "") != 1 {
 		t.Fatalf("unexpected OpenRTB answer of a stopped service %+v (%v)", a, err)
 	}
+	raw, r, err := hc.OpenRTBRaw(context.Background(), []byte(`{"id":"x","imp":[{"id":"1"}]}`), []byte("x"))
+	if err == nil || r != client.FailUnavailable || string(raw) != "x" {
+		t.Fatalf("unexpected raw OpenRTB answer of a stopped service %q (%s, %v); want the given bytes alone", raw, r, err)
+	}
 	hc.Close()
 	a2, err := hc.Multiplier(context.Background(), client.Key{Campaign: "c1"})
 	if !errors.Is(err, client.ErrClosed) || a2.FailOpen != client.FailUnavailable {
 		t.Fatalf("unexpected answer of a closed client %+v (%v)", a2, err)
 	}
-	if st := hc.Stats(); st.FailOpen[client.FailUnavailable] != 4 || st.Calls != 5 {
-		t.Fatalf("unexpected stats %+v; want 4 unavailable of 5 calls", st)
+	if st := hc.Stats(); st.FailOpen[client.FailUnavailable] != 5 || st.Calls != 6 {
+		t.Fatalf("unexpected stats %+v; want 5 unavailable of 6 calls", st)
 	}
 }
