@@ -40,10 +40,10 @@ func NewHTTP(base string, o Options) (*Client, error) {
 	t := &httpTransport{
 		host: u.Host,
 		hc: &fasthttp.HostClient{
-			Addr:                          addr,
-			IsTLS:                         u.Scheme == "https",
-			Name:                          name,
-			MaxConns:                      maxConns,
+			Addr:     addr,
+			IsTLS:    u.Scheme == "https",
+			Name:     name,
+			MaxConns: maxConns,
 			// Below the service's keep-alive limit (--http-idle-timeout,
 			// 1 minute), so the client drops an idle connection before the
 			// service does. A request that still finds its connection
