@@ -78,7 +78,7 @@ func TestMarketCalibration(t *testing.T) {
 	}
 	f("auctions", float64(s.Auctions), expectedAuctions(cfg), 0.02)
 	f("CTR", s.CTR, 0.0042, 0.3)
-	f("CPM", s.CPM, 0.78, 0.2)
+	f("CPM", s.CPM, 0.736, 0.2)
 	if s.PriceP99 > cfg.PriceCap {
 		t.Fatalf("unexpected price over the cap; got p99 %v; want <= %v", s.PriceP99, cfg.PriceCap)
 	}
