@@ -27,6 +27,8 @@ type simulateOptions struct {
 	fractions string
 	htmlPath  string
 	workers   int
+	campaigns int
+	creatives int
 }
 
 // runSimulate runs the built-in simulations of the bidding models (the
@@ -44,10 +46,10 @@ Each scenario ends with one line per claim (what, figure, bound, PASS or
 FAIL); the exit status is 1 when a claim fails.
 
 With --market: replays a generated auction market (calibrated on the
-iPinYou benchmark, second price) under budgets of 1/2 to 1/32 of its total
-cost, with constant, linear, ORTB and bidpulse's policies tuned on a
-separate training log, over --seeds seeds, and prints the headline table
-(docs/MODELS.md).`)
+iPinYou benchmark, second price; campaigns with creatives and placements)
+under budgets of 1/2 to 1/32 of each campaign's total cost, with constant,
+linear, ORTB and bidpulse's policies tuned on a separate training log,
+over --seeds seeds, and prints the headline table (docs/MODELS.md).`)
 	var o simulateOptions
 	fs.StringVar(&o.scenario, "scenario", "all", "scenario to run: all, ranking, pacing, cpa, delay or fraud")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of every random draw (same seed: same report)")
@@ -55,9 +57,12 @@ separate training log, over --seeds seeds, and prints the headline table
 	fs.StringVar(&o.jsonPath, "json", "", "also write the reports as JSON to this file")
 	fs.BoolVar(&o.market, "market", false, "run the auction-market benchmark instead of the scenarios")
 	fs.IntVar(&o.seeds, "seeds", 10, "with --market: seeds 1..N")
-	fs.StringVar(&o.fractions, "fractions", "2,4,8,16,32", "with --market: budgets as 1/N of the log's total cost")
+	fs.StringVar(&o.fractions, "fractions", "2,4,8,16,32", "with --market: budgets as 1/N of each campaign's total cost")
 	fs.StringVar(&o.htmlPath, "html", "", "with --market: also write an HTML page with the table and a chart")
 	fs.IntVar(&o.workers, "workers", runtime.GOMAXPROCS(0), "with --market: seeds run in parallel (results do not depend on it)")
+	def := sim.DefaultMarket(0)
+	fs.IntVar(&o.campaigns, "campaigns", def.Campaigns, "with --market: campaigns in the market")
+	fs.IntVar(&o.creatives, "creatives", def.Creatives, "with --market: creatives per campaign")
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil

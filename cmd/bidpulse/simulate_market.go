@@ -25,12 +25,23 @@ func runMarket(o *simulateOptions) error {
 		}
 		fractions = append(fractions, n)
 	}
+	if o.campaigns < 1 || o.campaigns > 100 {
+		return fmt.Errorf("invalid --campaigns %d: want 1..100", o.campaigns)
+	}
+	if o.creatives < 1 || o.creatives > 255 {
+		return fmt.Errorf("invalid --creatives %d: want 1..255", o.creatives)
+	}
+	market := func(seed uint64) sim.MarketConfig {
+		m := sim.DefaultMarket(seed)
+		m.Campaigns, m.Creatives = o.campaigns, o.creatives
+		return m
+	}
 	seeds := make([]uint64, o.seeds)
 	for i := range seeds {
 		seeds[i] = uint64(i + 1)
 	}
 	start := time.Now()
-	rep, err := sim.RunMarket(sim.MarketOptions{Seeds: seeds, Fractions: fractions, Workers: o.workers})
+	rep, err := sim.RunMarket(sim.MarketOptions{Seeds: seeds, Fractions: fractions, Workers: o.workers, Market: market})
 	if err != nil {
 		return err
 	}

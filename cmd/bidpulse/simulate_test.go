@@ -15,4 +15,9 @@ func TestSimulateExitsOnFailedClaim(t *testing.T) {
 	if err := runSimulate([]string{"--market", "--fractions", "4,x"}); err == nil || !strings.Contains(err.Error(), "--fractions") {
 		t.Fatalf("unexpected error; got %v; want one naming --fractions", err)
 	}
+	for _, flag := range []string{"--campaigns", "--creatives"} {
+		if err := runSimulate([]string{"--market", flag, "0"}); err == nil || !strings.Contains(err.Error(), flag) {
+			t.Fatalf("unexpected error; got %v; want one naming %s", err, flag)
+		}
+	}
 }

@@ -122,11 +122,21 @@ func (r *MarketReport) aims(f int, runs []*SeedRun) {
 	if f >= 16 {
 		r.Aims = append(r.Aims, atLeast(fmt.Sprintf("1/%d: performance conversions / ORTB's", f), ratio(perf, r.Row(f, BidORTB).Conversions.Mean), 0.95))
 	}
+	// Per seed, the campaigns' CPA over their targets as one ratio: the
+	// conversions their spends would have bought at their targets over
+	// the conversions bought.
 	var dev []float64
 	for _, run := range runs {
-		o := run.Outcomes[BidTargetCPA]
-		if o.Conversions > 0 && run.Tuned.TargetCPA > 0 {
-			dev = append(dev, o.CPA()/run.Tuned.TargetCPA)
+		due, convs := 0.0, 0.0
+		for _, c := range run.Campaigns {
+			o := c.Outcomes[BidTargetCPA]
+			if c.Tuned.TargetCPA > 0 {
+				due += o.Spend() / c.Tuned.TargetCPA
+				convs += float64(o.Conversions)
+			}
+		}
+		if convs > 0 {
+			dev = append(dev, due/convs)
 		}
 	}
 	d := meanCI(dev)
@@ -148,12 +158,12 @@ func ratio(a, b float64) float64 {
 // Text formats the headline table for a terminal.
 func (r *MarketReport) Text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "== market: %d seeds (%v), %d days of %.0f auctions a day, %d placements; mean and 95%% interval over seeds\n",
-		len(r.Seeds), seedRange(r.Seeds), r.Market.Days, r.Market.AuctionsPerDay, r.Market.Placements)
+	fmt.Fprintf(&b, "== market: %d seeds (%v), %d days, %d campaigns of %.0f auctions a day, %d creatives each, %d placements; sums over the campaigns, mean and 95%% interval over seeds\n",
+		len(r.Seeds), seedRange(r.Seeds), r.Market.Days, r.Market.Campaigns, r.Market.AuctionsPerDay, r.Market.Creatives, r.Market.Placements)
 	if len(r.LogStats) > 0 {
 		s := r.LogStats[0]
-		fmt.Fprintf(&b, "test log of seed %d: %d auctions, CTR %.3f%%, CVR %.2f%%, CPM %.3f, price p50 %.5f p90 %.5f p99 %.5f, eCPC %.3f, best tenth of placements %.0f%% of clicks\n",
-			r.Seeds[0], s.Auctions, 100*s.CTR, 100*s.CVR, s.CPM, s.PriceP50, s.PriceP90, s.PriceP99, s.ECPC, 100*s.TopShareClicks)
+		fmt.Fprintf(&b, "test log of seed %d: %d auctions, CTR %.3f%%, CVR %.2f%%, CPM %.3f, price p50 %.5f p90 %.5f p99 %.5f, eCPC %.3f, best tenth of (campaign, placement) pairs %.0f%% of clicks, best creative / worst %.2f\n",
+			r.Seeds[0], s.Auctions, 100*s.CTR, 100*s.CVR, s.CPM, s.PriceP50, s.PriceP90, s.PriceP99, s.ECPC, 100*s.TopShareClicks, s.CreativeSpread)
 	}
 	for _, f := range r.Fractions {
 		fmt.Fprintf(&b, "\nbudget 1/%d\n  %-12s %15s %13s %15s %15s %15s %15s %8s\n", f, "strategy", "clicks", "conversions", "value", "spend", "CPA", "eCPC", "spent")
@@ -192,19 +202,28 @@ func seedRange(seeds []uint64) string {
 	return fmt.Sprint(seeds)
 }
 
-// BudgetClaims checks, per strategy and fraction, that no seed's replay
-// spent more than its budget.
+// BudgetClaims checks, per strategy and fraction, that no campaign of any
+// seed spent more than its budget.
 func (r *MarketReport) BudgetClaims() []Claim {
 	var out []Claim
 	for _, f := range r.Fractions {
 		for _, s := range Strategies() {
 			worst := 0.0
 			for _, run := range r.Runs {
-				if run.Fraction == f {
-					worst = math.Max(worst, float64(run.Outcomes[s].SpendMicros)/float64(run.BudgetMicros))
+				if run.Fraction != f {
+					continue
+				}
+				for _, c := range run.Campaigns {
+					spent := c.Outcomes[s].SpendMicros
+					switch {
+					case c.BudgetMicros > 0:
+						worst = math.Max(worst, float64(spent)/float64(c.BudgetMicros))
+					case spent > 0:
+						worst = math.Inf(1)
+					}
 				}
 			}
-			out = append(out, atMost(fmt.Sprintf("market 1/%d: %s's largest spend / budget over the seeds", f, s), worst, 1))
+			out = append(out, atMost(fmt.Sprintf("market 1/%d: %s's largest spend / budget over the campaigns and seeds", f, s), worst, 1))
 		}
 	}
 	return out

@@ -26,18 +26,42 @@ type MarketOptions struct {
 	Workers int
 }
 
-// SeedRun is one seed at one budget fraction: the tuned parameters and
-// what every strategy bought on the test log.
+// SeedRun is one seed at one budget fraction: every campaign's tuned
+// parameters and what every strategy bought on its test log, and the sums
+// over the campaigns.
 type SeedRun struct {
-	Seed         uint64               `json:"seed"`
-	Fraction     int                  `json:"fraction"`
+	Seed     uint64 `json:"seed"`
+	Fraction int    `json:"fraction"`
+	// BudgetMicros is the sum of the campaigns' budgets.
+	BudgetMicros uint64        `json:"budget_micros"`
+	Campaigns    []CampaignRun `json:"campaigns"`
+	// Outcomes are the sums over the campaigns.
+	Outcomes map[Strategy]Outcome `json:"outcomes"`
+}
+
+// CampaignRun is one campaign of a SeedRun: its own budget (1/Fraction of
+// the cost of buying its whole test log), its parameters tuned on its
+// training log, what each strategy bought.
+type CampaignRun struct {
+	Campaign     string               `json:"campaign"`
 	BudgetMicros uint64               `json:"budget_micros"`
 	Tuned        Tuned                `json:"tuned"`
 	Outcomes     map[Strategy]Outcome `json:"outcomes"`
 }
 
+// add adds x to o; ExhaustedStep becomes the later of the two.
+func (o *Outcome) add(x Outcome) {
+	o.Impressions += x.Impressions
+	o.Clicks += x.Clicks
+	o.Conversions += x.Conversions
+	o.Value += x.Value
+	o.SpendMicros += x.SpendMicros
+	o.ExhaustedStep = max(o.ExhaustedStep, x.ExhaustedStep)
+}
+
 // RunSeed generates seed's training and test logs and replays every
-// strategy at every fraction.
+// strategy on every campaign at every fraction, each campaign under its
+// own budget, as the iPinYou benchmark runs each campaign on its own log.
 func RunSeed(seed uint64, fractions []int, market func(uint64) MarketConfig) ([]SeedRun, MarketStats, error) {
 	if market == nil {
 		market = DefaultMarket
@@ -54,19 +78,30 @@ func RunSeed(seed uint64, fractions []int, market func(uint64) MarketConfig) ([]
 	}
 	var runs []SeedRun
 	for _, f := range fractions {
-		t, err := Tune(train, f)
-		if err != nil {
-			return nil, MarketStats{}, fmt.Errorf("seed %d, budget 1/%d: %w", seed, f, err)
-		}
-		run := SeedRun{Seed: seed, Fraction: f, BudgetMicros: test.TotalCostMicros / uint64(f), Tuned: t,
-			Outcomes: make(map[Strategy]Outcome)}
+		run := SeedRun{Seed: seed, Fraction: f, Outcomes: make(map[Strategy]Outcome)}
 		for _, s := range Strategies() {
-			o, err := Replay(test, ReplaySpec{Strategy: s, Param: t.Params[s], BudgetMicros: run.BudgetMicros,
-				TargetCPA: t.TargetCPA, ORTBC: t.ORTBC})
+			run.Outcomes[s] = Outcome{ExhaustedStep: -1}
+		}
+		for ci := range test.Campaigns {
+			t, err := Tune(train, ci, f)
 			if err != nil {
-				return nil, MarketStats{}, fmt.Errorf("seed %d, budget 1/%d: %w", seed, f, err)
+				return nil, MarketStats{}, fmt.Errorf("seed %d, campaign %d, budget 1/%d: %w", seed, ci, f, err)
 			}
-			run.Outcomes[s] = o
+			cr := CampaignRun{Campaign: test.Campaigns[ci].Name, BudgetMicros: test.Campaigns[ci].TotalCostMicros / uint64(f),
+				Tuned: t, Outcomes: make(map[Strategy]Outcome)}
+			for _, s := range Strategies() {
+				o, err := Replay(test, ReplaySpec{Strategy: s, Campaign: ci, Param: t.Params[s], BudgetMicros: cr.BudgetMicros,
+					TargetCPA: t.TargetCPA, ORTBC: t.ORTBC})
+				if err != nil {
+					return nil, MarketStats{}, fmt.Errorf("seed %d, campaign %d, budget 1/%d: %w", seed, ci, f, err)
+				}
+				cr.Outcomes[s] = o
+				sum := run.Outcomes[s]
+				sum.add(o)
+				run.Outcomes[s] = sum
+			}
+			run.BudgetMicros += cr.BudgetMicros
+			run.Campaigns = append(run.Campaigns, cr)
 		}
 		runs = append(runs, run)
 	}

@@ -43,10 +43,12 @@ func Strategies() []Strategy {
 // learns reports whether the strategy reads bidpulse's windows.
 func (s Strategy) learns() bool { return s != BidConstant }
 
-// ReplaySpec is one replay: a strategy with its parameter, on a log, under
-// a budget.
+// ReplaySpec is one replay: a strategy with its parameter, on one
+// campaign of a log, under a budget.
 type ReplaySpec struct {
 	Strategy Strategy
+	// Campaign is the index of the campaign in the log.
+	Campaign int
 	Param    float64
 	// BudgetMicros caps the spend: an auction is bought only while the
 	// spend plus its price stays within it.
@@ -113,13 +115,25 @@ func MarketPolicy() models.CampaignPolicy {
 	return p
 }
 
-// Replay bids spec's strategy on every auction of l, second price, within
-// the budget, and returns what it bought. The learning strategies run
-// bidpulse's models on windows fed only with the events of their own wins
+// Replay bids spec's strategy on every auction of one campaign of l,
+// second price, within the budget, and returns what it bought. The
+// learning strategies bid per creative and placement from bidpulse's
+// models on windows fed only with the events of their own wins
 // (impressions, clicks and cost at the step of the auction, conversions
-// when they arrive), ticked every step, as bidder runs them.
+// when they arrive), ticked every step, as bidder runs them (learner).
 func Replay(l *MarketLog, spec ReplaySpec) (Outcome, error) {
+	o, _, err := replay(l, spec)
+	return o, err
+}
+
+// replay is Replay, also returning the learner (nil for constant) so that
+// tests can look at what bidpulse counted.
+func replay(l *MarketLog, spec ReplaySpec) (Outcome, *learner, error) {
 	out := Outcome{ExhaustedStep: -1}
+	if spec.Campaign < 0 || spec.Campaign >= len(l.Campaigns) {
+		return out, nil, fmt.Errorf("cannot replay campaign %d of a log of %d", spec.Campaign, len(l.Campaigns))
+	}
+	c := &l.Campaigns[spec.Campaign]
 	pol := MarketPolicy()
 	if spec.Policy != nil {
 		pol = *spec.Policy
@@ -128,7 +142,7 @@ func Replay(l *MarketLog, spec ReplaySpec) (Outcome, error) {
 	case BidConstant, BidLinear, BidPerformance:
 	case BidORTB:
 		if !(spec.ORTBC > 0) {
-			return out, fmt.Errorf("cannot replay ortb: c must be > 0")
+			return out, nil, fmt.Errorf("cannot replay ortb: c must be > 0")
 		}
 	case BidTargetCPA:
 		pol.Policy = models.PolicyTargetCPA
@@ -136,39 +150,39 @@ func Replay(l *MarketLog, spec ReplaySpec) (Outcome, error) {
 	case BidPacing:
 		pol.Pacing.DailyBudget = float64(spec.BudgetMicros) / 1e6 / float64(l.Config.Days)
 	default:
-		return out, fmt.Errorf("unknown strategy %q", spec.Strategy)
+		return out, nil, fmt.Errorf("unknown strategy %q", spec.Strategy)
 	}
 	if !(spec.Param > 0) || math.IsInf(spec.Param, 0) {
-		return out, fmt.Errorf("cannot replay %s: invalid parameter %v", spec.Strategy, spec.Param)
+		return out, nil, fmt.Errorf("cannot replay %s: invalid parameter %v", spec.Strategy, spec.Param)
 	}
-	var r *runner
+	var lr *learner
 	if spec.Strategy.learns() {
 		if err := pol.Validate(); err != nil {
-			return out, fmt.Errorf("cannot replay %s: %w", spec.Strategy, err)
+			return out, nil, fmt.Errorf("cannot replay %s: %w", spec.Strategy, err)
 		}
 		var err error
-		r, err = newMarketRunner(l, pol)
-		if err != nil {
-			return out, fmt.Errorf("cannot replay %s: %w", spec.Strategy, err)
+		if lr, err = newLearner(l, c, &pol); err != nil {
+			return out, nil, fmt.Errorf("cannot replay %s: %w", spec.Strategy, err)
 		}
 	}
 	np := len(l.Placements)
-	bids := make([]float64, np)
-	wins := make([]windows.Counts, np)
+	bids := make([]float64, len(c.Creatives)*np)
+	wins := make([]windows.Counts, len(bids))
 	stepMs := l.Config.Step.Milliseconds()
 	startMs := l.Config.Start.UnixMilli()
 	for s := 0; s < l.Steps(); s++ {
 		now := startMs + int64(s)*stepMs
-		if r == nil {
+		if lr == nil {
 			for i := range bids {
 				bids[i] = spec.Param * 1e6
 			}
 		} else {
-			r.marketBids(s, now, &spec, bids)
+			lr.bids(s, now, &spec, bids)
 		}
 		clear(wins)
-		for _, a := range l.Auctions[l.StepStart[s]:l.StepStart[s+1]] {
-			if !(bids[a.Placement] > float64(a.PriceMicros)) {
+		for _, a := range c.Auctions[c.StepStart[s]:c.StepStart[s+1]] {
+			cell := int(a.Creative)*np + int(a.Placement)
+			if !(bids[cell] > float64(a.PriceMicros)) {
 				continue
 			}
 			if out.SpendMicros+uint64(a.PriceMicros) > spec.BudgetMicros {
@@ -179,7 +193,7 @@ func Replay(l *MarketLog, spec ReplaySpec) (Outcome, error) {
 			}
 			out.SpendMicros += uint64(a.PriceMicros)
 			out.Impressions++
-			w := &wins[a.Placement]
+			w := &wins[cell]
 			w.Impressions++
 			w.CostMicros += uint64(a.PriceMicros)
 			if a.Click {
@@ -188,87 +202,15 @@ func Replay(l *MarketLog, spec ReplaySpec) (Outcome, error) {
 			}
 			if a.Conv {
 				out.Conversions++
-				out.Value += l.Placements[a.Placement].Value
-				if r != nil {
-					r.file(0, int(a.Placement), now, now+a.DelayMs)
+				out.Value += c.Placements[a.Placement].Value
+				if lr != nil {
+					lr.file(cell, now, now+a.DelayMs)
 				}
 			}
 		}
-		if r != nil {
-			r.marketWins(now, wins)
+		if lr != nil {
+			lr.wins(now, wins)
 		}
 	}
-	return out, nil
-}
-
-// newMarketRunner builds the simulator's runner for one campaign whose
-// placements are the log's, with no traffic of its own: Replay drives it.
-func newMarketRunner(l *MarketLog, pol models.CampaignPolicy) (*runner, error) {
-	spec := CampaignSpec{Name: "market", Policy: pol, BaseBid: 1, MarketMedian: 1, MarketSigma: 1}
-	for _, p := range l.Placements {
-		spec.Placements = append(spec.Placements, PlacementSpec{Name: p.Name, Share: p.Share, CTR: p.CTR, CVR: p.CVR, Value: p.Value})
-	}
-	cfg := Config{Name: "market", Seed: l.Config.Seed, Start: l.Config.Start, Duration: time.Duration(l.Config.Days) * 24 * time.Hour,
-		Step: l.Config.Step, Tick: l.Config.Step, HardMax: pol.HardMax, Campaigns: []CampaignSpec{spec}}
-	if err := cfg.check(); err != nil {
-		return nil, err
-	}
-	r, err := newRunner(cfg)
-	if err != nil {
-		return nil, err
-	}
-	// A market replay runs hundreds of times per table: the older clicks
-	// of a key are re-read every 30 minutes instead of 5.
-	r.oldEvery = 30 * time.Minute
-	return r, nil
-}
-
-// marketBids plays the start of step s for a learning strategy: the
-// conversions arriving, the day, the control tick, then each placement's
-// bid in micros into bids.
-func (r *runner) marketBids(s int, now int64, spec *ReplaySpec, bids []float64) {
-	c := &r.camps[0]
-	r.deliver(int64(s), now)
-	r.day(c, now)
-	r.tick(c, now, time.Duration(s)*r.cfg.Step)
-	r.read(0, c.key, now)
-	for pi := range c.places {
-		ks := r.input(c, pi, now)
-		models.Evaluate(c.pol, &r.in, &c.st, ks, &r.xrng, &r.res)
-		ctr, cvr := 1.0, 1.0
-		if f, ok := r.res.Factor(models.FactorCTR); ok {
-			ctr = f.Value
-		}
-		if f, ok := r.res.Factor(models.FactorCVR); ok {
-			cvr = f.Value
-		}
-		var b float64
-		switch spec.Strategy {
-		case BidLinear:
-			b = spec.Param * ctr
-		case BidORTB:
-			cc := spec.ORTBC
-			b = (math.Sqrt(cc*spec.Param*1e6*ctr*cvr+cc*cc) - cc) / 1e6
-		default:
-			b = spec.Param * r.res.Multiplier
-		}
-		bids[pi] = b * 1e6
-	}
-}
-
-// marketWins counts the step's wins in the windows and in the day's spend.
-func (r *runner) marketWins(now int64, wins []windows.Counts) {
-	c := &r.camps[0]
-	for pi := range wins {
-		w := wins[pi]
-		if w.Impressions == 0 {
-			continue
-		}
-		p := &c.places[pi]
-		r.store.Add(p.key, now, now, w)
-		r.store.Add(c.key, now, now, w)
-		c.spentToday += w.CostMicros
-		p.rep.Impressions += w.Impressions
-		p.rep.Clicks += w.Clicks
-	}
+	return out, lr, nil
 }

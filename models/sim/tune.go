@@ -78,14 +78,15 @@ func tuneParam(train *MarketLog, spec ReplaySpec, guess float64) (float64, error
 	return hi, nil
 }
 
-// Tuned holds the parameters of every strategy for one budget fraction,
-// all found on a training log.
+// Tuned holds the parameters of every strategy for one campaign at one
+// budget fraction, all found on a training log.
 type Tuned struct {
 	Params map[Strategy]float64 `json:"params"`
 	// TargetCPA is the target given to BidTargetCPA: the CPA of the
 	// linear strategy on the training log at this budget fraction.
 	TargetCPA float64 `json:"target_cpa"`
-	// ORTBC is ORTB's c in micros: the training log's median price.
+	// ORTBC is ORTB's c in micros: the campaign's median price on the
+	// training log.
 	ORTBC float64 `json:"ortb_c_micros"`
 }
 
@@ -93,19 +94,24 @@ type Tuned struct {
 // performance base: room for the pacing controller to throttle.
 const pacingHeadroom = 2
 
-// Tune finds every strategy's parameter on the training log for a budget
-// of train's total cost / fraction: constant, linear, ORTB and performance
-// spend tuneSpendShare of it; pacing bids pacingHeadroom x the performance
-// base and lets its controller spend the budget; target-CPA starts from
-// the performance base with the target of linear's training CPA.
-func Tune(train *MarketLog, fraction int) (Tuned, error) {
+// Tune finds every strategy's parameter for campaign ci on the training
+// log, for a budget of the campaign's training cost / fraction: constant,
+// linear, ORTB and performance spend tuneSpendShare of it; pacing bids
+// pacingHeadroom x the performance base and lets its controller spend the
+// budget; target-CPA starts from the performance base with the target of
+// linear's training CPA.
+func Tune(train *MarketLog, ci, fraction int) (Tuned, error) {
 	t := Tuned{Params: make(map[Strategy]float64)}
 	if fraction <= 0 {
 		return t, fmt.Errorf("invalid budget fraction 1/%d", fraction)
 	}
-	budget := train.TotalCostMicros / uint64(fraction)
-	prices := make([]uint32, len(train.Auctions))
-	for i, a := range train.Auctions {
+	if ci < 0 || ci >= len(train.Campaigns) {
+		return t, fmt.Errorf("invalid campaign %d of %d", ci, len(train.Campaigns))
+	}
+	c := &train.Campaigns[ci]
+	budget := c.TotalCostMicros / uint64(fraction)
+	prices := make([]uint32, len(c.Auctions))
+	for i, a := range c.Auctions {
 		prices[i] = a.PriceMicros
 	}
 	slices.Sort(prices)
@@ -113,13 +119,13 @@ func Tune(train *MarketLog, fraction int) (Tuned, error) {
 		return t, fmt.Errorf("cannot tune on an empty log")
 	}
 	t.ORTBC = float64(prices[len(prices)/2])
-	mean := float64(train.TotalCostMicros) / float64(len(prices)) / 1e6
+	mean := float64(c.TotalCostMicros) / float64(len(prices)) / 1e6
 	guesses := map[Strategy]float64{
 		BidConstant: mean, BidLinear: mean, BidPerformance: mean,
 		BidORTB: mean * mean * 1e6 / t.ORTBC,
 	}
 	for _, s := range []Strategy{BidConstant, BidLinear, BidORTB, BidPerformance} {
-		p, err := tuneParam(train, ReplaySpec{Strategy: s, BudgetMicros: budget, ORTBC: t.ORTBC}, guesses[s])
+		p, err := tuneParam(train, ReplaySpec{Strategy: s, Campaign: ci, BudgetMicros: budget, ORTBC: t.ORTBC}, guesses[s])
 		if err != nil {
 			return t, fmt.Errorf("cannot tune %s: %w", s, err)
 		}
@@ -127,7 +133,7 @@ func Tune(train *MarketLog, fraction int) (Tuned, error) {
 	}
 	t.Params[BidPacing] = pacingHeadroom * t.Params[BidPerformance]
 	t.Params[BidTargetCPA] = t.Params[BidPerformance]
-	lin, err := Replay(train, ReplaySpec{Strategy: BidLinear, Param: t.Params[BidLinear], BudgetMicros: budget})
+	lin, err := Replay(train, ReplaySpec{Strategy: BidLinear, Campaign: ci, Param: t.Params[BidLinear], BudgetMicros: budget})
 	if err != nil {
 		return t, err
 	}
