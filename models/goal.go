@@ -53,7 +53,9 @@ type GoalConfig struct {
 	MinFactor float64 `yaml:"min_factor"`
 	MaxFactor float64 `yaml:"max_factor"`
 	// MinConversions is the number of expected conversions in Window below
-	// which the controller holds its factor (too little evidence to act).
+	// which the controller does not act on the observation (too little
+	// evidence): a factor at or above 1 holds, one below 1 relaxes toward
+	// 1 over Window (its own low bids may be what starves it of evidence).
 	MinConversions float64 `yaml:"min_conversions"`
 	// PriorConversions smooths the observed CPA or ROAS toward the target
 	// with this many pseudo-conversions at the target.
@@ -185,8 +187,13 @@ func (o *GoalObservation) evidenceScale() float64 {
 // [ln MinFactor, ln MaxFactor]. Anti-windup: I is bounded so that Ki*I
 // alone stays within the bounds, and it does not grow while u is at a
 // bound in the direction of e. With fewer than MinConversions expected
-// conversions the step only records the time and observation (Active
-// false): the factor holds.
+// conversions the step records the time and observation (Active false)
+// and does not act on them: a factor at or above 1 holds; a factor below
+// 1 relaxes toward 1, u and I both multiplied by exp(-dt/Window). A
+// factor below 1 cuts the traffic that brings the evidence, so holding it
+// could pin it, at its floor, on evidence that left the window long ago;
+// relaxing over the window lets the traffic, and the evidence, come back.
+// A factor above 1 buys evidence and starves nothing.
 func (s *GoalState) Step(cfg *GoalConfig, roas bool, obs GoalObservation, nowMs int64) {
 	dt := 0.0
 	if s.LastMs > 0 && nowMs > s.LastMs {
@@ -198,6 +205,11 @@ func (s *GoalState) Step(cfg *GoalConfig, roas bool, obs GoalObservation, nowMs 
 	s.Cost, s.ExpectedConversions = obs.Cost, obs.ExpectedConversions
 	if !(obs.ExpectedConversions >= cfg.MinConversions && obs.ExpectedConversions > 0 && obs.Cost > 0) {
 		s.Active = false
+		if w := cfg.Window.Duration().Hours(); s.LogFactor < 0 && dt > 0 && w > 0 {
+			k := math.Exp(-dt / w)
+			s.LogFactor *= k
+			s.Integral *= k
+		}
 		return
 	}
 	T, P := cfg.Target, cfg.PriorConversions*obs.evidenceScale()

@@ -118,6 +118,54 @@ func TestGoalClosedLoop(t *testing.T) {
 	}
 }
 
+// TestGoalStarvedAtFloor: a factor below 1 cuts the traffic that brings
+// the controller its evidence. A day of a CPA ten times the target, on
+// plenty of conversions, drives the factor to its floor; then the plant
+// turns cheap (half the target at any bid) but its conversions fall with
+// the cube of the factor (100 in the window at 1, 0.8 at the floor of
+// 0.2), too few to pass min_conversions at the floor: the factor must not
+// stay pinned there on evidence that has long left its window. It
+// relaxes toward 1 until the evidence is back, then the controller bids
+// up.
+func TestGoalStarvedAtFloor(t *testing.T) {
+	cfg := goalConfig(1)
+	var s GoalState
+	now := int64(0)
+	for i := 0; i < 24*60; i++ {
+		now += 60e3
+		s.Step(&cfg, false, GoalObservation{Cost: 1000, ExpectedConversions: 100, Conversions: 100}, now)
+	}
+	if got := s.Factor(); got > cfg.MinFactor*1.03 {
+		t.Fatalf("unexpected factor after a day at ten times the target; got %v; want the floor %v", got, cfg.MinFactor)
+	}
+	for i := 0; i < 6*60; i++ {
+		now += 60e3
+		conv := 100 * math.Pow(s.Factor(), 3)
+		s.Step(&cfg, false, GoalObservation{Cost: 0.5 * conv, ExpectedConversions: conv, Conversions: conv}, now)
+	}
+	if !s.Active || s.Factor() < 1 {
+		t.Fatalf("unexpected factor 6 hours after the CPA fell to half the target; got %.3f, active %v; want >= 1, active", s.Factor(), s.Active)
+	}
+}
+
+// TestGoalHoldsAboveOne: without evidence, a factor above 1 holds (its
+// bids buy evidence; it starves nothing), and a factor below 1 moves only
+// a little toward 1 over a few minutes.
+func TestGoalHoldsAboveOne(t *testing.T) {
+	cfg := goalConfig(1)
+	up := GoalState{LogFactor: math.Log(2), Integral: math.Log(2) / cfg.Ki, LastMs: 1000}
+	up.Step(&cfg, false, GoalObservation{Cost: 1, ExpectedConversions: 1}, 1000+3600e3)
+	if up.Active || up.Factor() != 2 {
+		t.Fatalf("unexpected factor above 1 after an hour without evidence; got %v, active %v; want 2, inactive", up.Factor(), up.Active)
+	}
+	down := GoalState{LogFactor: math.Log(0.5), Integral: math.Log(0.5) / cfg.Ki, LastMs: 1000}
+	down.Step(&cfg, false, GoalObservation{Cost: 1, ExpectedConversions: 1}, 1000+5*60e3)
+	// Five minutes of a 1-hour window: ln 0.5 x exp(-5/60).
+	if want := math.Exp(math.Log(0.5) * math.Exp(-5.0/60)); !almostEqual(down.Factor(), want) {
+		t.Fatalf("unexpected factor below 1 after 5 minutes without evidence; got %v; want %v", down.Factor(), want)
+	}
+}
+
 func TestGoalConfigValidate(t *testing.T) {
 	f := func(mutate func(*GoalConfig), want string) {
 		t.Helper()
