@@ -152,7 +152,8 @@ type Stats struct {
 	// Calls is every Multiplier, Multipliers and OpenRTB call.
 	Calls uint64
 	// FailOpen counts the neutral answers by reason (index FailReason;
-	// FailOpen[Answered] stays 0). A batch counts once.
+	// FailOpen[Answered] stays 0): a failed call once, a batch included,
+	// and each key refused alone in an answered batch once.
 	FailOpen [numFailReasons]uint64
 }
 
@@ -276,6 +277,54 @@ func (c *Client) Multiplier(ctx context.Context, k Key) (Answer, error) {
 // names the first such key.
 func (c *Client) Multipliers(ctx context.Context, keys []Key, dst []Answer) ([]Answer, error) {
 	c.calls.Add(1)
+	for i := range keys {
+		if !keys[i].validUTF8() {
+			return c.multipliersRefusing(ctx, keys, dst)
+		}
+	}
+	return c.multipliers(ctx, keys, dst)
+}
+
+// multipliersRefusing answers a batch holding keys that are not valid
+// UTF-8: they are refused here, as bidpulse refuses them in a single call
+// (a JSON body could only carry them replaced, as another key), and the
+// others are asked for.
+func (c *Client) multipliersRefusing(ctx context.Context, keys []Key, dst []Answer) ([]Answer, error) {
+	var sent []Key
+	for i := range keys {
+		if keys[i].validUTF8() {
+			sent = append(sent, keys[i])
+		}
+	}
+	var got []Answer
+	var err error
+	if len(sent) > 0 {
+		got, err = c.multipliers(ctx, sent, nil)
+	}
+	var firstErr error
+	j := 0
+	for i := range keys {
+		if keys[i].validUTF8() {
+			dst = append(dst, got[j])
+			j++
+			continue
+		}
+		c.failOpen[FailRejected].Add(1)
+		a := neutral
+		a.FailOpen = FailRejected
+		dst = append(dst, a)
+		if firstErr == nil {
+			firstErr = fmt.Errorf("bidpulse client: key %d (campaign %q) refused: a dimension is not valid UTF-8", i, keys[i].Campaign)
+		}
+	}
+	if err != nil {
+		return dst, err
+	}
+	return dst, firstErr
+}
+
+// multipliers is Multipliers without the call count and the UTF-8 check.
+func (c *Client) multipliers(ctx context.Context, keys []Key, dst []Answer) ([]Answer, error) {
 	fill := func(r FailReason) []Answer {
 		c.failOpen[r].Add(1)
 		a := neutral
@@ -313,6 +362,7 @@ func (c *Client) Multipliers(ctx context.Context, keys []Key, dst []Answer) ([]A
 	for i, it := range items {
 		a, ok := c.answerOf(it)
 		if !ok {
+			c.failOpen[FailRejected].Add(1)
 			a = neutral
 			a.FailOpen = FailRejected
 			if firstErr == nil {
@@ -325,8 +375,13 @@ func (c *Client) Multipliers(ctx context.Context, keys []Key, dst []Answer) ([]A
 }
 
 // deadline is the call's deadline: the context's, or c.timeout from now,
-// whichever is sooner.
+// whichever is sooner. A context cancelled before the call fails it open
+// at once; one cancelled during the call is not watched (the call ends by
+// its deadline anyway).
 func (c *Client) deadline(ctx context.Context) time.Time {
+	if ctx.Err() != nil {
+		return time.Time{} // cancelled: no time left, the call fails open at once
+	}
 	d := time.Now().Add(c.timeout)
 	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
 		return cd
@@ -354,8 +409,11 @@ func (c *Client) fail(r FailReason) Answer {
 func (c *Client) check(status int, body []byte, err error) (FailReason, error) {
 	switch {
 	case err != nil:
-		if errors.Is(err, errDeadline) {
+		switch {
+		case errors.Is(err, errDeadline):
 			return FailDeadline, err
+		case errors.Is(err, errBadAnswer):
+			return FailServer, err
 		}
 		return FailUnavailable, err
 	case status == 200:
@@ -399,7 +457,11 @@ func (c *Client) answerOf(v *fastjson.Value) (Answer, bool) {
 	if err != nil {
 		return Answer{}, false
 	}
-	return Answer{Multiplier: f, Level: c.level(v.GetStringBytes("level"))}, true
+	lv := v.GetStringBytes("level")
+	if lv == nil {
+		return Answer{Multiplier: f, Level: "none"}, true
+	}
+	return Answer{Multiplier: f, Level: c.level(lv)}, true
 }
 
 // level returns the interned string of a level name.

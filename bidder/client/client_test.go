@@ -162,8 +162,8 @@ func TestClientRejected(t *testing.T) {
 	if err == nil || len(as) != 2 || as[0].FailOpen != client.Answered || as[1].FailOpen != client.FailRejected {
 		t.Fatalf("unexpected batch answers %+v (%v)", as, err)
 	}
-	if st := hc.Stats(); st.FailOpen[client.FailRejected] != 1 {
-		t.Fatalf("unexpected stats %+v; want one rejected call", st)
+	if st := hc.Stats(); st.FailOpen[client.FailRejected] != 2 {
+		t.Fatalf("unexpected stats %+v; want the rejected call and the key refused in the batch", st)
 	}
 }
 

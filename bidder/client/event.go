@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/bidpulse/bidpulse/bidder/event"
@@ -80,15 +81,18 @@ func (ev *Event) check() error {
 			return fmt.Errorf("bidpulse client: event %q: %s %v outside 0..9e12", ev.ID, m.name, m.v)
 		}
 	}
-	if ev.TS != 0 && (ev.TS < event.MinTS || ev.TS > event.MaxTS) {
-		return fmt.Errorf("bidpulse client: event %q: ts %d is not Unix milliseconds of this era", ev.ID, ev.TS)
+	// bidpulse's own range: from MinTS to 24 h past its clock (this
+	// clock here; a producer's clock far off is a reason to refuse too).
+	maxTS := min(time.Now().UnixMilli()+event.MaxTSAhead, event.MaxTS)
+	if ev.TS != 0 && (ev.TS < event.MinTS || ev.TS > maxTS) {
+		return fmt.Errorf("bidpulse client: event %q: ts %d is not Unix milliseconds of this era (from %d to 24 h ahead of now)", ev.ID, ev.TS, event.MinTS)
 	}
 	if ev.ClickTS != 0 {
 		if ev.Type != Conversion {
 			return errors.New("bidpulse client: event " + strconv.Quote(ev.ID) + ": click_ts on a " + ev.Type.String())
 		}
-		if ev.ClickTS < event.MinTS || ev.ClickTS > event.MaxTS {
-			return fmt.Errorf("bidpulse client: event %q: click_ts %d is not Unix milliseconds of this era", ev.ID, ev.ClickTS)
+		if ev.ClickTS < event.MinTS || ev.ClickTS > maxTS {
+			return fmt.Errorf("bidpulse client: event %q: click_ts %d is not Unix milliseconds of this era (from %d to 24 h ahead of now)", ev.ID, ev.ClickTS, event.MinTS)
 		}
 	}
 	return nil

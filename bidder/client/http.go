@@ -9,8 +9,12 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// errDeadline marks a call that ran out of time.
-var errDeadline = errors.New("bidpulse client: deadline exceeded")
+// errDeadline marks a call that ran out of time; errBadAnswer an answer
+// that could not be read.
+var (
+	errDeadline  = errors.New("bidpulse client: deadline exceeded")
+	errBadAnswer = errors.New("bidpulse client: unreadable answer")
+)
 
 // NewHTTP returns a Client that calls bidpulse's HTTP API at base
 // ("http://127.0.0.1:8080"; https too). Connections are kept and reused.
@@ -38,7 +42,8 @@ func NewHTTP(base string, o Options) (*Client, error) {
 		maxConns = 512
 	}
 	t := &httpTransport{
-		host: u.Host,
+		scheme: u.Scheme,
+		host:   u.Host,
 		hc: &fasthttp.HostClient{
 			Addr:     addr,
 			IsTLS:    u.Scheme == "https",
@@ -58,8 +63,8 @@ func NewHTTP(base string, o Options) (*Client, error) {
 }
 
 type httpTransport struct {
-	host string
-	hc   *fasthttp.HostClient
+	scheme, host string
+	hc           *fasthttp.HostClient
 }
 
 func (t *httpTransport) do(deadline time.Time, ep endpoint, query, body []byte, auth string, dst []byte) (int, []byte, error) {
@@ -68,6 +73,8 @@ func (t *httpTransport) do(deadline time.Time, ep endpoint, query, body []byte, 
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	uri := req.URI()
+	// The scheme matters: fasthttp refuses an http URI on a TLS HostClient.
+	uri.SetScheme(t.scheme)
 	uri.SetHost(t.host)
 	uri.SetPath(ep.path)
 	if len(query) > 0 {

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/bidpulse/bidpulse/bidder/event"
@@ -17,6 +18,16 @@ func (k *Key) dims() [windows.NumDims]string {
 	v[windows.DimCountry] = k.Country
 	v[windows.DimSite] = k.Site
 	return v
+}
+
+// validUTF8 reports whether every dimension of k is valid UTF-8.
+func (k *Key) validUTF8() bool {
+	for _, v := range k.dims() {
+		if !utf8.ValidString(v) {
+			return false
+		}
+	}
+	return true
 }
 
 // appendKeyQuery appends k as the query string of GET /v1/multiplier,

@@ -54,7 +54,7 @@ func (t *natsTransport) do(deadline time.Time, ep endpoint, query, body []byte, 
 	status := 200
 	if code := r.Header.Get(ErrorCodeHeader); code != "" {
 		if status, err = strconv.Atoi(code); err != nil {
-			return 0, dst, fmt.Errorf("bidpulse client: %s: invalid %s %q", ep.subject, ErrorCodeHeader, code)
+			return 0, dst, fmt.Errorf("%w: %s: invalid %s %q", errBadAnswer, ep.subject, ErrorCodeHeader, code)
 		}
 	}
 	return status, append(dst, r.Data...), nil

@@ -40,15 +40,19 @@ type PublisherOptions struct {
 	// MaxBytes bounds one message's bytes (default 256 KiB, at most the
 	// server's max_payload).
 	MaxBytes int
-	// Linger is the longest an event waits in an open batch (default
-	// 20 ms): a batch is sent when full or Linger after its first event.
+	// Linger is how long an event may wait in an open batch (default
+	// 20 ms): a batch is sent when full, or Linger (and at most a quarter
+	// more) after its first event.
 	Linger time.Duration
 	// MaxPendingBytes bounds the bytes awaiting acknowledgement (default
 	// 64 MiB); past it Publish waits.
 	MaxPendingBytes int
 	// RetryFor is how long a message is resent, with its Nats-Msg-Id,
-	// until acknowledged (default 2 minutes: a NATS restart); then it is
-	// given up, counted in Stats.FailedEvents and named by Close.
+	// until acknowledged (default 2 minutes: a NATS restart), counted from
+	// when its turn comes (messages settle in order); then it is given up,
+	// counted in Stats.FailedEvents and named by Close. A message that no
+	// resend can pass (larger than the server or the stream takes) is given
+	// up at once.
 	RetryFor time.Duration
 	// AckTimeout is how long one publish waits for its acknowledgement
 	// before it is resent (default 5 s).
@@ -58,7 +62,9 @@ type PublisherOptions struct {
 	MsgIDPrefix string
 	// OnSettled, when set, is called once per message when it is
 	// acknowledged (core: handed to the connection) or given up, from the
-	// Publisher's own goroutine, in publish order: keep it short.
+	// Publisher's own goroutine, in publish order: keep it short, and do
+	// not call the Publisher from it (Publish or Flush would wait on the
+	// goroutine that runs it).
 	OnSettled func(Settled)
 }
 
@@ -100,13 +106,18 @@ type Publisher struct {
 
 	pending chan *pendingMsg
 	done    chan struct{}
-	stopCtx atomic.Pointer[context.Context]
 	lingerQ chan struct{}
+	// abort is closed when Close's context ends: the messages not yet
+	// acknowledged are given up.
+	abort     chan struct{}
+	abortOnce sync.Once
 
 	flightMu sync.Mutex // bytes and messages in flight
 	room     *sync.Cond
 	inflight int
-	unsettld int
+	sent     uint64 // messages handed to send, in order
+	settled  uint64 // messages settled by collect
+	closing  bool   // Close has begun: a Publish waiting for room gives up
 	lastErr  error
 
 	st struct {
@@ -120,7 +131,6 @@ type pendingMsg struct {
 	tag    any
 	fut    jetstream.PubAckFuture
 	err    error
-	since  time.Time
 }
 
 // NewPublisher returns a Publisher on nc, which the caller keeps and
@@ -145,8 +155,8 @@ func NewPublisher(nc *nats.Conn, o PublisherOptions) (*Publisher, error) {
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = 256 << 10
 	}
-	if mp := nc.MaxPayload(); mp > 0 && int64(o.MaxBytes) > mp {
-		return nil, fmt.Errorf("bidpulse client: MaxBytes %d above the server's max_payload %d", o.MaxBytes, mp)
+	if mp := nc.MaxPayload(); mp > 0 && int64(o.MaxBytes+headerRoom) > mp {
+		return nil, fmt.Errorf("bidpulse client: MaxBytes %d leaves no room for the headers under the server's max_payload %d (at most %d)", o.MaxBytes, mp, mp-headerRoom)
 	}
 	if o.Linger <= 0 {
 		o.Linger = 20 * time.Millisecond
@@ -165,7 +175,7 @@ func NewPublisher(nc *nats.Conn, o PublisherOptions) (*Publisher, error) {
 		_, _ = rand.Read(b[:])
 		o.MsgIDPrefix = hex.EncodeToString(b[:])
 	}
-	p := &Publisher{nc: nc, o: o, done: make(chan struct{}), lingerQ: make(chan struct{})}
+	p := &Publisher{nc: nc, o: o, done: make(chan struct{}), lingerQ: make(chan struct{}), abort: make(chan struct{})}
 	p.room = sync.NewCond(&p.flightMu)
 	switch o.Mode {
 	case ModeCore:
@@ -219,7 +229,7 @@ func (p *Publisher) Publish(ev *Event) error {
 		return fmt.Errorf("bidpulse client: event %q is %d bytes, above MaxBytes %d", ev.ID, len(p.scratch), p.o.MaxBytes)
 	}
 	if p.events > 0 && len(p.buf)+1+len(p.scratch)+1 > p.o.MaxBytes {
-		if err := p.sendLocked(); err != nil {
+		if err := p.sendLocked(false, context.Background()); err != nil {
 			return err
 		}
 	}
@@ -232,10 +242,14 @@ func (p *Publisher) Publish(ev *Event) error {
 	p.buf = append(p.buf, p.scratch...)
 	p.events++
 	if p.events >= p.o.MaxEvents {
-		return p.sendLocked()
+		return p.sendLocked(false, context.Background())
 	}
 	return nil
 }
+
+// headerRoom is what a message's headers may take beside its data
+// (NATS/1.0, Nats-Msg-Id): the server's max_payload counts both.
+const headerRoom = 256
 
 // PublishRaw publishes data, a JSON event or array of events encoded by
 // the caller, as one message of the given event count, after the open
@@ -248,39 +262,50 @@ func (p *Publisher) PublishRaw(data []byte, events int, msgID string, tag any) e
 	if p.closed {
 		return ErrPublisherClosed
 	}
-	if int64(len(data)) > p.nc.MaxPayload() {
-		return fmt.Errorf("bidpulse client: a message of %d bytes, above the server's max_payload %d", len(data), p.nc.MaxPayload())
+	if n := int64(len(data) + len(msgID) + headerRoom); n > p.nc.MaxPayload() {
+		return fmt.Errorf("bidpulse client: a message of %d bytes and its headers, above the server's max_payload %d", len(data), p.nc.MaxPayload())
 	}
 	if p.events > 0 {
-		if err := p.sendLocked(); err != nil {
+		if err := p.sendLocked(false, context.Background()); err != nil {
 			return err
 		}
 	}
-	return p.send(append([]byte(nil), data...), events, msgID, tag)
+	return p.send(append([]byte(nil), data...), events, msgID, tag, false, context.Background())
 }
 
-// sendLocked sends the open batch; p.mu is held.
-func (p *Publisher) sendLocked() error {
+// sendLocked sends the open batch; p.mu is held. final: Close's last
+// batch, sent within Close's ctx (see send).
+func (p *Publisher) sendLocked(final bool, ctx context.Context) error {
 	p.buf = append(p.buf, ']')
 	data := append([]byte(nil), p.buf...)
 	n := p.events
 	p.buf, p.events = p.buf[:0], 0
-	return p.send(data, n, "", nil)
+	return p.send(data, n, "", nil, final, ctx)
 }
 
 // send hands one message to NATS; p.mu is held (so messages keep their
-// order).
-func (p *Publisher) send(data []byte, events int, msgID string, tag any) error {
+// order). When MaxPendingBytes are unacknowledged it waits for room: a
+// Publish gives up when Close begins, Close's own last batch (final) when
+// ctx ends.
+func (p *Publisher) send(data []byte, events int, msgID string, tag any, final bool, ctx context.Context) error {
 	p.flightMu.Lock()
 	for p.inflight > 0 && p.inflight+len(data) > p.o.MaxPendingBytes {
+		if !final && p.closing {
+			p.flightMu.Unlock()
+			return fmt.Errorf("%w: %d events waiting for room were not sent", ErrPublisherClosed, events)
+		}
+		if final && ctx.Err() != nil {
+			p.flightMu.Unlock()
+			return fmt.Errorf("bidpulse client: %d events of the last batch were not sent before Close's end: %w", events, ctx.Err())
+		}
 		p.room.Wait()
 	}
 	p.inflight += len(data)
-	p.unsettld++
+	p.sent++
 	p.flightMu.Unlock()
 	p.st.events.Add(uint64(events))
 	p.st.messages.Add(1)
-	pm := &pendingMsg{events: events, tag: tag, since: time.Now()}
+	pm := &pendingMsg{events: events, tag: tag}
 	if p.js == nil {
 		pm.err = p.nc.Publish(p.o.Subject, data)
 		pm.msg = &nats.Msg{Data: data}
@@ -301,7 +326,7 @@ func (p *Publisher) send(data []byte, events int, msgID string, tag any) error {
 
 // linger sends a batch that has waited Linger.
 func (p *Publisher) linger() {
-	t := time.NewTicker(p.o.Linger / 2)
+	t := time.NewTicker(max(p.o.Linger/4, time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
@@ -310,7 +335,7 @@ func (p *Publisher) linger() {
 		case now := <-t.C:
 			p.mu.Lock()
 			if p.events > 0 && now.Sub(p.first) >= p.o.Linger {
-				_ = p.sendLocked()
+				_ = p.sendLocked(false, context.Background()) // an error (closing) is Close's to report
 			}
 			p.mu.Unlock()
 		}
@@ -325,7 +350,7 @@ func (p *Publisher) collect() {
 		p.settle(pm)
 		p.flightMu.Lock()
 		p.inflight -= len(pm.msg.Data)
-		p.unsettld--
+		p.settled++
 		p.room.Broadcast()
 		p.flightMu.Unlock()
 	}
@@ -336,7 +361,8 @@ func (p *Publisher) settle(pm *pendingMsg) {
 		p.finish(pm, pm.err, false)
 		return
 	}
-	backoff := 50 * time.Millisecond
+	turn := time.Now() // RetryFor counts from here: an outage's backlog gets its resends
+	backoff := time.Duration(0)
 	for {
 		if pm.err == nil {
 			select {
@@ -344,23 +370,50 @@ func (p *Publisher) settle(pm *pendingMsg) {
 				p.finish(pm, nil, ack.Duplicate)
 				return
 			case pm.err = <-pm.fut.Err():
+			case <-p.abort:
+				p.finish(pm, errors.New("not acknowledged before Close's end"), false)
+				return
 			}
 		}
 		p.flightMu.Lock()
 		p.lastErr = pm.err
 		p.flightMu.Unlock()
-		if time.Since(pm.since) > p.o.RetryFor {
+		switch {
+		case permanent(pm.err):
+			p.finish(pm, fmt.Errorf("refused for good: %w", pm.err), false)
+			return
+		case time.Since(turn) > p.o.RetryFor:
 			p.finish(pm, fmt.Errorf("not acknowledged within %s: %w", p.o.RetryFor, pm.err), false)
 			return
-		}
-		if ctx := p.stopCtx.Load(); ctx != nil && (*ctx).Err() != nil {
+		case p.aborted():
 			p.finish(pm, fmt.Errorf("not acknowledged before Close's end: %w", pm.err), false)
 			return
 		}
-		time.Sleep(backoff)
-		backoff = min(2*backoff, time.Second)
+		if backoff > 0 {
+			select {
+			case <-time.After(backoff):
+			case <-p.abort:
+			}
+		}
+		backoff = min(max(2*backoff, 50*time.Millisecond), time.Second)
 		p.st.resent.Add(1)
 		pm.fut, pm.err = p.js.PublishMsgAsync(pm.msg)
+	}
+}
+
+// permanent reports whether no resend of a message can pass err.
+func permanent(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum
+}
+
+func (p *Publisher) aborted() bool {
+	select {
+	case <-p.abort:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -379,14 +432,17 @@ func (p *Publisher) finish(pm *pendingMsg, err error, dup bool) {
 	}
 }
 
-// Flush sends the open batch and waits until every message so far is
-// settled, or ctx ends. In core mode it also flushes the connection.
+// Flush sends the open batch and waits until every message sent before
+// it is settled, or ctx ends. In core mode it also flushes the connection.
 func (p *Publisher) Flush(ctx context.Context) error {
 	p.mu.Lock()
 	var err error
 	if p.events > 0 {
-		err = p.sendLocked()
+		err = p.sendLocked(false, context.Background())
 	}
+	p.flightMu.Lock()
+	target := p.sent
+	p.flightMu.Unlock()
 	p.mu.Unlock()
 	if err != nil {
 		return err
@@ -404,9 +460,9 @@ func (p *Publisher) Flush(ctx context.Context) error {
 	defer stop()
 	p.flightMu.Lock()
 	defer p.flightMu.Unlock()
-	for p.unsettld > 0 {
+	for p.settled < target {
 		if ctx.Err() != nil {
-			return fmt.Errorf("bidpulse client: %d messages not yet acknowledged: %w", p.unsettld, ctx.Err())
+			return fmt.Errorf("bidpulse client: %d messages not yet acknowledged: %w", target-p.settled, ctx.Err())
 		}
 		p.room.Wait()
 	}
@@ -428,9 +484,21 @@ func (p *Publisher) flushConn(ctx context.Context) error {
 }
 
 // Close sends the open batch, waits for every acknowledgement (resending
-// as needed) until ctx ends, and stops. It returns an error naming the
-// events never acknowledged.
+// as needed) until ctx ends, and stops. A Publish waiting for room when
+// Close begins returns ErrPublisherClosed. Close returns an error naming
+// the events never acknowledged.
 func (p *Publisher) Close(ctx context.Context) error {
+	p.flightMu.Lock()
+	p.closing = true
+	p.room.Broadcast()
+	p.flightMu.Unlock()
+	stop := context.AfterFunc(ctx, func() {
+		p.abortOnce.Do(func() { close(p.abort) })
+		p.flightMu.Lock()
+		p.room.Broadcast()
+		p.flightMu.Unlock()
+	})
+	defer stop()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -438,7 +506,7 @@ func (p *Publisher) Close(ctx context.Context) error {
 	}
 	var err error
 	if p.events > 0 {
-		err = p.sendLocked()
+		err = p.sendLocked(true, ctx)
 	}
 	p.closed = true
 	close(p.lingerQ)
@@ -448,7 +516,6 @@ func (p *Publisher) Close(ctx context.Context) error {
 			err = ferr
 		}
 	}
-	p.stopCtx.Store(&ctx)
 	close(p.pending)
 	<-p.done
 	if n := p.st.failed.Load(); n > 0 && err == nil {

@@ -48,7 +48,7 @@ func checkInstance(name string) error {
 		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_/=.", c) >= 0 {
 			continue
 		}
-		return fmt.Errorf("instance name %q has %q at byte %d; a NATS KV key allows letters, digits and - _ / = .", name, c, i)
+		return fmt.Errorf("instance name %q has %q at byte %d; a NATS KV key allows letters, digits and the marks - _ / = and the dot", name, c, i)
 	}
 	return nil
 }
