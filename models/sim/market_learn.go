@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"fmt"
 	"math"
 	"slices"
 	"time"
@@ -92,12 +91,9 @@ func newLearner(l *MarketLog, c *MarketCampaign, pol *models.CampaignPolicy) (*l
 		return nil, err
 	}
 	np, nk := len(l.Placements), len(c.Creatives)
-	store, err := windows.NewStore(windows.Config{MaxKeys: max(4096, 2*(1+nk+np+nk*np))})
+	store, err := newStore(max(4096, 2*(1+nk+np+nk*np)))
 	if err != nil {
 		return nil, err
-	}
-	if res, k := store.SpanResolution(windows.Span24h); res.Width != time.Hour || k != 24 || res.Buckets != 24 {
-		return nil, fmt.Errorf("the 24h span must be served by a 24 x 1h ring; got %d of %d x %s", k, res.Buckets, res.Width)
 	}
 	lr := &learner{
 		pol:      pol,

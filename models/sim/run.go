@@ -108,17 +108,27 @@ func Run(cfg Config) (Report, error) {
 	return r.rep, nil
 }
 
-func newRunner(cfg Config) (*runner, error) {
-	rollups, err := windows.ParseRollups([]string{"campaign", "campaign/placement"})
-	if err != nil {
-		return nil, err
-	}
-	store, err := windows.NewStore(windows.Config{MaxKeys: 4096})
+// newStore returns the windows store of a simulation, whose hourly steps
+// need the 24h span served by a ring of 24 one-hour buckets.
+func newStore(maxKeys int) (*windows.Store, error) {
+	store, err := windows.NewStore(windows.Config{MaxKeys: maxKeys})
 	if err != nil {
 		return nil, err
 	}
 	if res, k := store.SpanResolution(windows.Span24h); res.Width != time.Hour || k != 24 || res.Buckets != 24 {
 		return nil, fmt.Errorf("the 24h span must be served by a 24 x 1h ring; got %d of %d x %s", k, res.Buckets, res.Width)
+	}
+	return store, nil
+}
+
+func newRunner(cfg Config) (*runner, error) {
+	rollups, err := windows.ParseRollups([]string{"campaign", "campaign/placement"})
+	if err != nil {
+		return nil, err
+	}
+	store, err := newStore(4096)
+	if err != nil {
+		return nil, err
 	}
 	r := &runner{
 		cfg:     cfg,
