@@ -18,7 +18,10 @@
 //
 // Events. A Publisher publishes events durably: JetStream publishes with a
 // Nats-Msg-Id (a resend after a timeout is stored once), batched by count,
-// size and time, resent until acknowledged, and flushed on Close.
+// size and time, resent until acknowledged, and flushed on Close. An
+// acknowledgement means the stream stored the message; bidpulse applies it
+// shortly after (its ingest lag, in /v1/stats), so a multiplier asked for
+// right after Close may not count it yet.
 //
 // A bidder, against `make run`:
 //
