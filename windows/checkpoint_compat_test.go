@@ -2,7 +2,9 @@ package windows
 
 import (
 	"bytes"
+	"encoding/hex"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -16,7 +18,7 @@ import (
 // not change either). TestCheckpointWrittenBeforeSite holds that to a file
 // written by the build before site existed.
 
-// preSiteRollups are the levels of testdata/checkpoint-before-site.bin.
+// preSiteRollups are the levels of testdata/checkpoint-before-site.hex.
 var preSiteRollups = []string{"campaign", "campaign/creative", "campaign/placement",
 	"campaign/creative/placement", "campaign/device/country"}
 
@@ -24,7 +26,7 @@ var preSiteRollups = []string{"campaign", "campaign/creative", "campaign/placeme
 const preSiteNow = t0 + 2*hourMs
 
 // addPreSiteEvents adds to s, with the keys of rollups r, the events of
-// testdata/checkpoint-before-site.bin, and returns the keys it used.
+// testdata/checkpoint-before-site.hex, and returns the keys it used.
 func addPreSiteEvents(t testing.TB, s *Store, r *Rollups) [][]byte {
 	t.Helper()
 	var keys [][]byte
@@ -54,9 +56,14 @@ func addPreSiteEvents(t testing.TB, s *Store, r *Rollups) [][]byte {
 // build encodes from the same values exactly what a store fed the same
 // events answers.
 func TestCheckpointWrittenBeforeSite(t *testing.T) {
-	data, err := os.ReadFile("testdata/checkpoint-before-site.bin")
+	// Kept as hex text: the repository tracks no binary files.
+	text, err := os.ReadFile("testdata/checkpoint-before-site.hex")
 	if err != nil {
 		t.Fatalf("cannot read the checkpoint: %s", err)
+	}
+	data, err := hex.DecodeString(strings.Join(strings.Fields(string(text)), ""))
+	if err != nil {
+		t.Fatalf("cannot decode the checkpoint's hex: %s", err)
 	}
 	r, err := ParseRollups(preSiteRollups)
 	if err != nil {
