@@ -183,7 +183,7 @@ var metricHelp = map[string]string{
 	"bidpulse_ingest_events_received_total": "Events received (an unparsable payload counts as one); the sum of bidpulse_ingest_events_total over its outcomes.",
 	"bidpulse_ingest_events_total": "Events received, by outcome: counted, duplicate (its (type, id) already seen), " +
 		"late (older than the longest window), future (more than 5s ahead of the service clock), overflow (a new key past --max-keys) " +
-		"or rejected (invalid, with the first failed check as reason).",
+		"or rejected (invalid, with the first failed check as reason; wrong_partition: valid, but with --partitions of another campaign than its subject's).",
 	"bidpulse_ingest_events_counted_total": "Events counted into the windows, by type (impression, click, conversion).",
 	"bidpulse_ingest_lag_seconds":          "Service clock minus the time of the newest applied event, in seconds (0 before the first event).",
 	"bidpulse_ingest_stalls_total": "JetStream mode: stalls, no message applied for --stall-after while the stream held messages " +

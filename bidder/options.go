@@ -9,6 +9,7 @@ import (
 	"github.com/bidpulse/bidpulse/bidder/brain"
 	"github.com/bidpulse/bidpulse/bidder/ingest"
 	"github.com/bidpulse/bidpulse/bidder/natsauth"
+	"github.com/bidpulse/bidpulse/bidder/partition"
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/rs/zerolog"
@@ -73,6 +74,15 @@ type Options struct {
 	// Subject is the event subject the service subscribes to (default
 	// bidpulse.events.>). It must not match DLQSubject.
 	Subject string
+	// Partitions, when above 0, splits the events by campaign into that many
+	// partitions (docs/SCALING.md): the stream stores a message published to
+	// <base>.<campaign>.<rest> (base: Subject without its trailing ".>") under
+	// the campaign's partition, and an event of another campaign than its
+	// subject's is rejected wrong_partition. It needs JetStream ingest and is
+	// fixed when the stream is created (an existing stream made with another
+	// value is refused at start). 0, the default: one partition, events on any
+	// subject under Subject.
+	Partitions uint32
 	// Instance names this replica (default: the host name).
 	Instance string
 	// AdminToken, when set, enables the admin API (overrides, policies,
@@ -316,6 +326,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Stream == "" {
 		o.Stream = "BIDPULSE_EVENTS"
 	}
+	if err := o.checkPartitions(); err != nil {
+		return o, err
+	}
 	if o.StreamMaxBytes == 0 {
 		o.StreamMaxBytes = 8 << 30
 	}
@@ -492,4 +505,25 @@ func splitTokens(s string) []string {
 		}
 	}
 	return append(toks, s[start:])
+}
+
+// checkPartitions refuses partitions without JetStream ingest or with a
+// subject the stream cannot partition (see ingest.Base and
+// partition.StreamTransform). A server without JetStream is refused when
+// the service connects (JetStream auto).
+func (o *Options) checkPartitions() error {
+	if o.Partitions == 0 {
+		return nil
+	}
+	if o.JetStream == JetStreamFalse {
+		return fmt.Errorf("invalid partitions %d with jetstream false: partitions need JetStream ingest (the stream stores each event under its campaign's partition)", o.Partitions)
+	}
+	base, ok := ingest.Base(o.Subject)
+	if !ok {
+		return fmt.Errorf("invalid partitions %d with subject %q: the subject must end in \".>\" (producers publish to <base>.<campaign>.<anything>)", o.Partitions, o.Subject)
+	}
+	if _, err := partition.StreamTransform(o.Partitions, base); err != nil {
+		return fmt.Errorf("invalid partitions %d: %w", o.Partitions, err)
+	}
+	return nil
 }

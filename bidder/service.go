@@ -200,7 +200,7 @@ func (s *Service) newIngester(store *windows.Store) *ingest.Ingester {
 	return ingest.New(ingest.Options{
 		Store: store, Rollups: s.rollups, Clock: s.clock, Log: s.log, Warn: s.throttledLog, Metrics: s.metrics,
 		DedupSize: o.DedupSize, OnConversionDelay: s.recordDelay,
-		JetStream: o.JetStream, Subject: o.Subject, Stream: o.Stream, StreamMaxBytes: o.StreamMaxBytes,
+		JetStream: o.JetStream, Subject: o.Subject, Partitions: o.Partitions, Stream: o.Stream, StreamMaxBytes: o.StreamMaxBytes,
 		StreamMaxAge: o.StreamMaxAge, StreamDuplicates: o.StreamDuplicates, DLQMaxBytes: o.DLQMaxBytes, DLQRaw: o.DLQRaw,
 		Instance: o.Instance, Owner: s.owner, FetchBatch: o.FetchBatch, FetchBytes: o.FetchBytes,
 		AckWait: o.AckWait, StallAfter: o.StallAfter, StillOwner: s.stillOwner,

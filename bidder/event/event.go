@@ -48,7 +48,8 @@ func ParseType(s []byte) Type {
 // dead-lettered payloads.
 type Reason uint8
 
-// Reject reasons, in the fixed order of DESIGN.md.
+// Reject reasons, in the fixed order of DESIGN.md. The values are stable (a checkpoint's queued dead
+// letters hold them as numbers): a new reason goes last.
 const (
 	OK Reason = iota
 	BadJSON
@@ -61,11 +62,15 @@ const (
 	BadTS
 	BadMoney
 	BadClickTS
+	// WrongPartition is not the Parser's: a consumer of a partitioned stream gives it to a valid
+	// event whose campaign is not the one its message's subject names (bidpulse.events.<campaign>.
+	// <rest>), so that no event is applied by the owner of another campaign's partition.
+	WrongPartition
 	NumReasons
 )
 
 // ReasonNames holds the wire name of every Reason; OK has the empty name.
-var ReasonNames = [NumReasons]string{"", "bad_json", "not_object", "bad_id", "bad_type", "bad_campaign", "bad_dimension", "field_too_long", "bad_ts", "bad_money", "bad_click_ts"}
+var ReasonNames = [NumReasons]string{"", "bad_json", "not_object", "bad_id", "bad_type", "bad_campaign", "bad_dimension", "field_too_long", "bad_ts", "bad_money", "bad_click_ts", "wrong_partition"}
 
 // String returns the wire name of r ("" for OK and out-of-range values).
 func (r Reason) String() string {

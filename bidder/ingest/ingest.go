@@ -89,8 +89,13 @@ type Options struct {
 	// of each counted conversion that carries its click's time.
 	OnConversionDelay func(campaign []byte, clickMs, convMs int64)
 
-	JetStream        string // JetStreamAuto, JetStreamTrue or JetStreamFalse
-	Subject          string
+	JetStream string // JetStreamAuto, JetStreamTrue or JetStreamFalse
+	Subject   string
+	// Partitions, when above 0, stores each event message of the stream
+	// under its campaign's partition and rejects the events of another
+	// campaign than their subject's (partitioned.go). It needs JetStream
+	// and a Subject ending in ".>"; it is fixed when the stream is created.
+	Partitions       uint32
 	Stream           string
 	StreamMaxBytes   int64
 	StreamMaxAge     time.Duration
@@ -314,6 +319,16 @@ func (in *Ingester) Pause(fn func()) {
 func (in *Ingester) Apply(payload []byte, nowMs int64) {
 	in.applyMu.Lock()
 	defer in.applyMu.Unlock()
+	in.applier.apply(payload, nowMs)
+}
+
+// ApplyOn is Apply of a message stored under subject (in partitioned mode
+// <p>.<base>.<campaign>.<rest>: its events are checked against the campaign
+// it names, as a consumed message's are).
+func (in *Ingester) ApplyOn(subject string, payload []byte, nowMs int64) {
+	in.applyMu.Lock()
+	defer in.applyMu.Unlock()
+	in.applier.setSubject(subject)
 	in.applier.apply(payload, nowMs)
 }
 

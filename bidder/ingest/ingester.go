@@ -38,12 +38,18 @@ type applier struct {
 	// sees an event counted also sees it in /v1/rates, and the stats
 	// balance (received = counted + the other outcomes).
 	out     outcomes
-	subject string // subject of the current message
-	known   []byte // the known fields of a rejected event (event.Parser.AppendKnown)
-	hasher  *payloadHasher
-	nowMs   int64  // service time of the current message
-	oldest  int64  // events before it are late (Store.Oldest(nowMs))
-	seq     uint64 // stream sequence of the current message (0: core mode)
+	subject string // subject of the current message (partitioned: as published, see setSubject)
+	// campaign is the campaign the current message's subject names, in
+	// partitioned mode ("" when it names none: every event is rejected).
+	campaign string
+	// base is the subject's base (Options.Subject without ".>"), in
+	// partitioned mode.
+	base   string
+	known  []byte // the known fields of a rejected event (event.Parser.AppendKnown)
+	hasher *payloadHasher
+	nowMs  int64  // service time of the current message
+	oldest int64  // events before it are late (Store.Oldest(nowMs))
+	seq    uint64 // stream sequence of the current message (0: core mode)
 	// defaultTs is the event time of events without ts: the JetStream
 	// message time (so a replay puts them back where they were), else the
 	// receive time.
@@ -102,6 +108,7 @@ const maxPending = 512
 
 func newApplier(ing *Ingester) *applier {
 	in := &applier{ing: ing, hasher: newPayloadHasher(ing.dlqKey)}
+	in.base, _ = Base(ing.opts.Subject)
 	// A method value made once, so parsing a message allocates no closure.
 	in.onEvent = in.handleEvent
 	in.parser.BeforeEvents = in.prefetch
@@ -141,7 +148,7 @@ func (in *applier) handleMsg(msg *nats.Msg) {
 	}
 	now := in.ing.clock.NowMs()
 	in.ing.applyMu.Lock()
-	in.subject = msg.Subject
+	in.setSubject(msg.Subject)
 	in.ing.stats.Messages.Inc()
 	in.applyMsg(msg.Data, now, now, more)
 	in.ing.applyMu.Unlock()
@@ -208,6 +215,10 @@ func (in *applier) handleEvent(ev *event.Event, reason event.Reason, raw []byte)
 			in.logBadTime(reason, k)
 		}
 		in.deadLetter(raw, reason, k)
+		return
+	}
+	if in.wrongPartition(ev) {
+		in.rejectWrongPartition(ev, k)
 		return
 	}
 	var fp idset.FP

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bidpulse/bidpulse/bidder/partition"
 )
 
 // DLQStream captures the dead letters so none is lost when nobody listens.
@@ -89,6 +91,9 @@ type jsIngest struct {
 func (s *Ingester) setupJetStream(ctx context.Context) (*jsIngest, error) {
 	mode := s.opts.JetStream
 	if mode == JetStreamFalse {
+		if s.opts.Partitions > 0 {
+			return nil, fmt.Errorf("--partitions %d needs JetStream ingest (the stream stores each event under its partition), not --jetstream=false", s.opts.Partitions)
+		}
 		return nil, nil
 	}
 	js, err := jetstream.New(s.nc)
@@ -96,6 +101,9 @@ func (s *Ingester) setupJetStream(ctx context.Context) (*jsIngest, error) {
 		return nil, fmt.Errorf("cannot use JetStream: %w", err)
 	}
 	if _, err := js.AccountInfo(ctx); err != nil {
+		if s.opts.Partitions > 0 {
+			return nil, fmt.Errorf("--partitions %d needs JetStream (the stream stores each event under its partition) but the NATS server offers none: %w", s.opts.Partitions, err)
+		}
 		if mode == JetStreamAuto {
 			s.log.Warn().Err(err).Msg("the NATS server offers no JetStream: consuming with a core subscription (at-most-once; a restart loses the windows)")
 			return nil, nil
@@ -131,6 +139,13 @@ func ConsumerName(instance string) string {
 // Retention does not depend on consumers or acknowledgements, so a consumer
 // deleted and re-created loses nothing. A stream made by an earlier bidpulse
 // (a 26 h max age) is migrated here, with a log line.
+//
+// Partitioned (Options.Partitions > 0), the stream binds <base>.*.> and
+// stores each message under its campaign's partition (partitioned.go); an
+// existing stream made with other partitions, or none, is refused, never
+// rewritten. The consumer has no filter subject, partitioned or not: this
+// instance consumes every partition, and stream sequences (the applied
+// sequence, checkpoints, Trim, dead-letter ids) do not depend on subjects.
 func (j *jsIngest) ensureStreams(ctx context.Context) error {
 	o := &j.ing.opts
 	cfg := jetstream.StreamConfig{
@@ -145,8 +160,20 @@ func (j *jsIngest) ensureStreams(ctx context.Context) error {
 		Duplicates:  o.StreamDuplicates,
 		MaxMsgSize:  MaxMessageBytes,
 	}
+	var part *partition.Stream
+	if o.Partitions > 0 {
+		ps, err := partitionedStream(o)
+		if err != nil {
+			return err
+		}
+		ps.Apply(&cfg)
+		part = &ps
+	}
 	if old, err := j.js.Stream(ctx, o.Stream); err == nil {
 		oc := old.CachedInfo().Config
+		if err := checkStreamPartitions(o, &oc, part); err != nil {
+			return err
+		}
 		if oc.MaxAge != cfg.MaxAge || oc.MaxBytes != cfg.MaxBytes || oc.Discard != cfg.Discard {
 			j.ing.log.Warn().Str("stream", o.Stream).Dur("max_age_was", oc.MaxAge).Dur("max_age", cfg.MaxAge).
 				Int64("max_bytes_was", oc.MaxBytes).Int64("max_bytes", cfg.MaxBytes).Str("discard_was", oc.Discard.String()).
@@ -155,7 +182,7 @@ func (j *jsIngest) ensureStreams(ctx context.Context) error {
 	}
 	st, err := j.js.CreateOrUpdateStream(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("cannot create or update stream %s on %q: %w", o.Stream, o.Subject, err)
+		return fmt.Errorf("cannot create or update stream %s on %v: %w", o.Stream, cfg.Subjects, err)
 	}
 	j.stream = st
 	return j.ensureDLQ(ctx)
@@ -440,7 +467,7 @@ func (j *jsIngest) handle(msg jetstream.Msg, gen uint64) {
 		s.opts.ApplyHook(seq)
 	}
 	s.stats.Messages.Inc()
-	s.applier.subject = msg.Subject()
+	s.applier.setSubject(msg.Subject())
 	s.applier.seq = seq
 	now := s.clock.NowMs()
 	s.applier.applyMsg(msg.Data(), now, tsNs/1e6, pending > 0)
@@ -461,7 +488,7 @@ func (j *jsIngest) handle(msg jetstream.Msg, gen uint64) {
 func (j *jsIngest) classifyGap(from, to uint64) (lost uint64, held bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	m, err := j.stream.GetMsg(ctx, from, jetstream.WithGetMsgSubject(j.ing.opts.Subject))
+	m, err := j.stream.GetMsg(ctx, from, jetstream.WithGetMsgSubject(gapSubject(&j.ing.opts)))
 	if err != nil {
 		return 0, true
 	}

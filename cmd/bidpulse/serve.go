@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"syscall"
@@ -32,6 +33,10 @@ func runServe(args []string) error {
 	natsClient := natsClientFlags(fs)
 	fs.StringVar(&o.DataDir, "data-dir", "./data", "directory for the embedded NATS server's JetStream store")
 	fs.StringVar(&o.Subject, "subject", "bidpulse.events.>", "NATS subject of the events (must not match bidpulse.dlq)")
+	partitions := fs.Uint("partitions", 0, "split the events by campaign into this many partitions (JetStream only; --subject must end in .>); "+
+		"fixed when the stream is created (another value is refused at start: use a new --stream or delete the stream); "+
+		"producers then publish to bidpulse.events.<campaign>.<anything>, and an event of another campaign than its subject's is rejected wrong_partition. "+
+		"0: one partition, any subject under --subject")
 	fs.StringVar(&o.Instance, "instance", "", "name of this replica (default: the host name)")
 	configPath := fs.String("config", "", "YAML config file: rollups, resolutions, policy (default: built-in defaults)")
 	fs.StringVar(&o.AdminToken, "admin-token", "", "bearer token of the admin API (overrides, policies, kill switch, audit), named \"admin\"; prefer the environment (BIDPULSE_ADMIN_TOKEN) or --admin-token-file to the command line; empty: admin API disabled")
@@ -82,6 +87,10 @@ func runServe(args []string) error {
 		return err
 	}
 	o.NATSClient = *natsClient
+	if *partitions > math.MaxInt32 {
+		return fmt.Errorf("invalid --partitions %d: want 0..%d", *partitions, math.MaxInt32)
+	}
+	o.Partitions = uint32(*partitions)
 	for _, w := range natsSecretWarnings(args, o.NATSURL) {
 		log.Warn().Msg(w)
 	}
