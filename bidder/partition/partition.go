@@ -26,8 +26,9 @@
 // whitespace, not "*" or ">". Campaigns that are not (the event format allows any UTF-8) need an
 // encoding into a token before they can be published partitioned; that is not decided here.
 //
-// Nothing in the service uses this package yet: single-partition mode (any subject under
-// bidpulse.events.>) is still the only mode.
+// The service uses it with --partitions (bidder/ingest, partitioned.go): the stream's transform,
+// and the check that each event's campaign is the one its stored subject names. Single-partition
+// mode (any subject under bidpulse.events.>) stays the default.
 package partition
 
 import (

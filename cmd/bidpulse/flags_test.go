@@ -200,3 +200,21 @@ func TestSecretFromFile(t *testing.T) {
 	f("both", write("both", "x"), "", "", false)
 	f("", filepath.Join(dir, "missing"), "", "", false)
 }
+
+// --partitions, from the flag or BIDPULSE_PARTITIONS, reaches the service,
+// which refuses it without JetStream before starting anything; a value the
+// server cannot take is refused by the flag.
+func TestServePartitionsFlag(t *testing.T) {
+	base := []string{"--http-addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:-1", "--data-dir", t.TempDir(), "--log-level", "error"}
+	f := func(args []string, want string) {
+		t.Helper()
+		err := runServe(append(append([]string(nil), base...), args...))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("unexpected error of serve %v; got %v; want one saying %q", args, err, want)
+		}
+	}
+	f([]string{"--partitions", "4", "--jetstream", "false"}, "invalid partitions 4 with jetstream false")
+	f([]string{"--partitions", "2147483648"}, "invalid --partitions 2147483648")
+	t.Setenv("BIDPULSE_PARTITIONS", "6")
+	f([]string{"--jetstream", "false"}, "invalid partitions 6 with jetstream false")
+}
