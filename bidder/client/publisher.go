@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bidpulse/bidpulse/bidder/partition"
 )
 
 // Publish modes.
@@ -30,8 +32,24 @@ const (
 // PublisherOptions configure a Publisher. The zero value is usable.
 type PublisherOptions struct {
 	// Subject is where events go (default "bidpulse.events.client"); the
-	// service consumes bidpulse.events.>.
+	// service consumes bidpulse.events.>. Unused in partitioned mode.
 	Subject string
+	// PartitionedBase, when set (e.g. "bidpulse.events"), publishes for a
+	// stream partitioned by campaign (docs/SCALING.md): each campaign's
+	// events are batched apart and sent to
+	// <PartitionedBase>.<campaign>.<Producer>, and an event whose campaign
+	// is not one subject token is refused (the stream would store it outside
+	// every partition). Empty: every event goes to Subject, as one stream of
+	// batches. Setting both Subject and PartitionedBase is refused.
+	PartitionedBase string
+	// Producer is the last token of partitioned subjects (default
+	// "client"): one subject token naming the producer, so that the
+	// stream's subjects tell producers apart.
+	Producer string
+	// MaxOpenBatches bounds the batches open at once in partitioned mode,
+	// one per campaign (default 1024): an event of another campaign first
+	// sends the oldest open batch.
+	MaxOpenBatches int
 	// Mode is ModeAuto (default), ModeJetStream or ModeCore.
 	Mode string
 	// MaxEvents bounds the events of one message, a JSON array (default
@@ -42,7 +60,8 @@ type PublisherOptions struct {
 	MaxBytes int
 	// Linger is how long an event may wait in an open batch (default
 	// 20 ms): a batch is sent when full, or Linger (and at most a quarter
-	// more) after its first event.
+	// more) after its first event; in partitioned mode, each campaign's
+	// batch on its own.
 	Linger time.Duration
 	// MaxPendingBytes bounds the bytes awaiting acknowledgement (default
 	// 64 MiB); past it Publish waits.
@@ -70,8 +89,8 @@ type PublisherOptions struct {
 
 // Settled is the outcome of one message.
 type Settled struct {
-	// Events is the message's event count; Tag is PublishRaw's tag (nil
-	// for batches of Publish).
+	// Events is the message's event count; Tag is PublishRaw's or
+	// PublishRawTo's tag (nil for batches of Publish).
 	Events int
 	Tag    any
 	// Err is nil when acknowledged, else the last error before giving up.
@@ -96,10 +115,8 @@ type Publisher struct {
 	js jetstream.JetStream // nil in core mode
 	o  PublisherOptions
 
-	mu      sync.Mutex // the open batch
-	buf     []byte
-	events  int
-	first   time.Time
+	mu      sync.Mutex // the open batches
+	open    batches
 	seq     uint64
 	scratch []byte
 	closed  bool
@@ -140,8 +157,9 @@ func NewPublisher(nc *nats.Conn, o PublisherOptions) (*Publisher, error) {
 	if nc == nil {
 		return nil, errors.New("bidpulse client: nil NATS connection")
 	}
-	if o.Subject == "" {
-		o.Subject = "bidpulse.events.client"
+	lookup, err := o.partitioned()
+	if err != nil {
+		return nil, err
 	}
 	if o.Mode == "" {
 		o.Mode = ModeAuto
@@ -175,7 +193,8 @@ func NewPublisher(nc *nats.Conn, o PublisherOptions) (*Publisher, error) {
 		_, _ = rand.Read(b[:])
 		o.MsgIDPrefix = hex.EncodeToString(b[:])
 	}
-	p := &Publisher{nc: nc, o: o, done: make(chan struct{}), lingerQ: make(chan struct{}), abort: make(chan struct{})}
+	p := &Publisher{nc: nc, o: o, done: make(chan struct{}), lingerQ: make(chan struct{}), abort: make(chan struct{}),
+		open: batches{byCampaign: make(map[string]*openBatch)}}
 	p.room = sync.NewCond(&p.flightMu)
 	switch o.Mode {
 	case ModeCore:
@@ -185,7 +204,7 @@ func NewPublisher(nc *nats.Conn, o PublisherOptions) (*Publisher, error) {
 			return nil, fmt.Errorf("bidpulse client: cannot use JetStream: %w", err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err = js.StreamNameBySubject(ctx, o.Subject)
+		_, err = js.StreamNameBySubject(ctx, lookup)
 		cancel()
 		switch {
 		case err == nil:
@@ -193,9 +212,9 @@ func NewPublisher(nc *nats.Conn, o PublisherOptions) (*Publisher, error) {
 		case o.Mode == ModeAuto && errors.Is(err, jetstream.ErrStreamNotFound):
 			// core NATS
 		case errors.Is(err, jetstream.ErrStreamNotFound):
-			return nil, fmt.Errorf("bidpulse client: no JetStream stream captures %s (bidpulse serve creates BIDPULSE_EVENTS in JetStream mode)", o.Subject)
+			return nil, fmt.Errorf("bidpulse client: no JetStream stream captures %s (bidpulse serve creates BIDPULSE_EVENTS in JetStream mode)", lookup)
 		default:
-			return nil, fmt.Errorf("bidpulse client: cannot look up the stream of %s: %w", o.Subject, err)
+			return nil, fmt.Errorf("bidpulse client: cannot look up the stream of %s: %w", lookup, err)
 		}
 	default:
 		return nil, fmt.Errorf("bidpulse client: invalid Mode %q: want auto, jetstream or core", o.Mode)
@@ -206,6 +225,36 @@ func NewPublisher(nc *nats.Conn, o PublisherOptions) (*Publisher, error) {
 	return p, nil
 }
 
+// partitioned checks the subject options and sets their defaults; it
+// returns the subject whose stream NewPublisher looks up: in partitioned
+// mode one the partitioned stream binds (<base>.*.>), with a placeholder
+// campaign.
+func (o *PublisherOptions) partitioned() (string, error) {
+	if o.PartitionedBase == "" {
+		if o.Subject == "" {
+			o.Subject = "bidpulse.events.client"
+		}
+		o.MaxOpenBatches = 1 // the one batch, keyed ""
+		return o.Subject, nil
+	}
+	if o.Subject != "" {
+		return "", fmt.Errorf("bidpulse client: Subject %q and PartitionedBase %q both set: partitioned subjects are <PartitionedBase>.<campaign>.<Producer>", o.Subject, o.PartitionedBase)
+	}
+	if _, err := partition.StreamTransform(1, o.PartitionedBase); err != nil {
+		return "", fmt.Errorf("bidpulse client: invalid PartitionedBase: %w", err)
+	}
+	if o.Producer == "" {
+		o.Producer = "client"
+	}
+	if partition.CheckCampaign(o.Producer) != nil {
+		return "", fmt.Errorf("bidpulse client: invalid Producer %q: want one subject token (no '.', no whitespace, not a wildcard)", o.Producer)
+	}
+	if o.MaxOpenBatches <= 0 {
+		o.MaxOpenBatches = 1024
+	}
+	return o.PartitionedBase + ".x." + o.Producer, nil
+}
+
 // JetStream reports whether messages are acknowledged by a stream (false:
 // core NATS, at most once).
 func (p *Publisher) JetStream() bool { return p.js != nil }
@@ -213,11 +262,20 @@ func (p *Publisher) JetStream() bool { return p.js != nil }
 // ErrPublisherClosed is returned by Publish after Close.
 var ErrPublisherClosed = errors.New("bidpulse client: publisher closed")
 
-// Publish adds ev to the open batch, sending the batch when it is full.
-// An event that bidpulse would refuse is refused here, with the reason.
+// Publish adds ev to the open batch (in partitioned mode, its campaign's),
+// sending the batch when it is full. An event that bidpulse would refuse
+// is refused here, with the reason; so is, in partitioned mode, an event
+// whose campaign is not one subject token.
 func (p *Publisher) Publish(ev *Event) error {
 	if err := ev.check(); err != nil {
 		return err
+	}
+	campaign := ""
+	if p.o.PartitionedBase != "" {
+		if err := partition.CheckCampaign(ev.Campaign); err != nil {
+			return fmt.Errorf("bidpulse client: event %q refused in partitioned mode: %w", ev.ID, err)
+		}
+		campaign = ev.Campaign
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -228,21 +286,28 @@ func (p *Publisher) Publish(ev *Event) error {
 	if len(p.scratch)+2 > p.o.MaxBytes {
 		return fmt.Errorf("bidpulse client: event %q is %d bytes, above MaxBytes %d", ev.ID, len(p.scratch), p.o.MaxBytes)
 	}
-	if p.events > 0 && len(p.buf)+1+len(p.scratch)+1 > p.o.MaxBytes {
-		if err := p.sendLocked(false, context.Background()); err != nil {
+	b, err := p.batchFor(campaign)
+	if err != nil {
+		return err
+	}
+	if b.events > 0 && len(b.buf)+1+len(p.scratch)+1 > p.o.MaxBytes {
+		if err := p.sendBatch(b, false, context.Background()); err != nil {
+			return err
+		}
+		if b, err = p.batchFor(campaign); err != nil {
 			return err
 		}
 	}
-	if p.events == 0 {
-		p.buf = append(p.buf[:0], '[')
-		p.first = time.Now()
+	if b.events == 0 {
+		b.buf = append(b.buf[:0], '[')
+		b.first = time.Now()
 	} else {
-		p.buf = append(p.buf, ',')
+		b.buf = append(b.buf, ',')
 	}
-	p.buf = append(p.buf, p.scratch...)
-	p.events++
-	if p.events >= p.o.MaxEvents {
-		return p.sendLocked(false, context.Background())
+	b.buf = append(b.buf, p.scratch...)
+	b.events++
+	if b.events >= p.o.MaxEvents {
+		return p.sendBatch(b, false, context.Background())
 	}
 	return nil
 }
@@ -256,7 +321,33 @@ const headerRoom = 256
 // batch. msgID is its Nats-Msg-Id ("" for the Publisher's own: prefix and
 // sequence); an id derived from the content lets the stream recognise the
 // same message published again. tag comes back in Settled. data is copied.
+// In partitioned mode it is refused: the message has no campaign, use
+// PublishRawTo.
 func (p *Publisher) PublishRaw(data []byte, events int, msgID string, tag any) error {
+	if p.o.PartitionedBase != "" {
+		return errors.New("bidpulse client: PublishRaw has no campaign to publish to in partitioned mode: use PublishRawTo")
+	}
+	return p.publishRaw("", data, events, msgID, tag)
+}
+
+// PublishRawTo is PublishRaw in partitioned mode, for callers that batch
+// events themselves: data goes to campaign's subject,
+// <PartitionedBase>.<campaign>.<Producer>, after campaign's open batch (the
+// messages of a campaign keep their order). Every event in data must be of
+// campaign: bidpulse checks the campaign of each event against its subject.
+// campaign must be one subject token (partition.CheckCampaign). Outside
+// partitioned mode it is refused.
+func (p *Publisher) PublishRawTo(campaign string, data []byte, events int, msgID string, tag any) error {
+	if p.o.PartitionedBase == "" {
+		return errors.New("bidpulse client: PublishRawTo needs PartitionedBase: use PublishRaw")
+	}
+	if err := partition.CheckCampaign(campaign); err != nil {
+		return fmt.Errorf("bidpulse client: a raw message refused in partitioned mode: %w", err)
+	}
+	return p.publishRaw(campaign, data, events, msgID, tag)
+}
+
+func (p *Publisher) publishRaw(campaign string, data []byte, events int, msgID string, tag any) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -265,29 +356,19 @@ func (p *Publisher) PublishRaw(data []byte, events int, msgID string, tag any) e
 	if n := int64(len(data) + len(msgID) + headerRoom); n > p.nc.MaxPayload() {
 		return fmt.Errorf("bidpulse client: a message of %d bytes and its headers, above the server's max_payload %d", len(data), p.nc.MaxPayload())
 	}
-	if p.events > 0 {
-		if err := p.sendLocked(false, context.Background()); err != nil {
+	if b := p.open.byCampaign[campaign]; b != nil {
+		if err := p.sendBatch(b, false, context.Background()); err != nil {
 			return err
 		}
 	}
-	return p.send(append([]byte(nil), data...), events, msgID, tag, false, context.Background())
-}
-
-// sendLocked sends the open batch; p.mu is held. final: Close's last
-// batch, sent within Close's ctx (see send).
-func (p *Publisher) sendLocked(final bool, ctx context.Context) error {
-	p.buf = append(p.buf, ']')
-	data := append([]byte(nil), p.buf...)
-	n := p.events
-	p.buf, p.events = p.buf[:0], 0
-	return p.send(data, n, "", nil, final, ctx)
+	return p.send(p.subjectOf(campaign), append([]byte(nil), data...), events, msgID, tag, false, context.Background())
 }
 
 // send hands one message to NATS; p.mu is held (so messages keep their
 // order). When MaxPendingBytes are unacknowledged it waits for room: a
-// Publish gives up when Close begins, Close's own last batch (final) when
-// ctx ends.
-func (p *Publisher) send(data []byte, events int, msgID string, tag any, final bool, ctx context.Context) error {
+// Publish gives up when Close begins, Close's own last batches (final)
+// when ctx ends.
+func (p *Publisher) send(subject string, data []byte, events int, msgID string, tag any, final bool, ctx context.Context) error {
 	p.flightMu.Lock()
 	for p.inflight > 0 && p.inflight+len(data) > p.o.MaxPendingBytes {
 		if !final && p.closing {
@@ -296,7 +377,7 @@ func (p *Publisher) send(data []byte, events int, msgID string, tag any, final b
 		}
 		if final && ctx.Err() != nil {
 			p.flightMu.Unlock()
-			return fmt.Errorf("bidpulse client: %d events of the last batch were not sent before Close's end: %w", events, ctx.Err())
+			return fmt.Errorf("bidpulse client: %d events of a last batch were not sent before Close's end: %w", events, ctx.Err())
 		}
 		p.room.Wait()
 	}
@@ -307,14 +388,14 @@ func (p *Publisher) send(data []byte, events int, msgID string, tag any, final b
 	p.st.messages.Add(1)
 	pm := &pendingMsg{events: events, tag: tag}
 	if p.js == nil {
-		pm.err = p.nc.Publish(p.o.Subject, data)
+		pm.err = p.nc.Publish(subject, data)
 		pm.msg = &nats.Msg{Data: data}
 	} else {
 		if msgID == "" {
 			p.seq++
 			msgID = p.o.MsgIDPrefix + "-" + strconv.FormatUint(p.seq, 36)
 		}
-		m := nats.NewMsg(p.o.Subject)
+		m := nats.NewMsg(subject)
 		m.Data = data
 		m.Header.Set(jetstream.MsgIDHeader, msgID)
 		pm.msg = m
@@ -334,8 +415,9 @@ func (p *Publisher) linger() {
 			return
 		case now := <-t.C:
 			p.mu.Lock()
-			if p.events > 0 && now.Sub(p.first) >= p.o.Linger {
-				_ = p.sendLocked(false, context.Background()) // an error (closing) is Close's to report
+			// The list is in the order of first events: the expired batches are at its head.
+			for b := p.open.head; b != nil && now.Sub(b.first) >= p.o.Linger; b = p.open.head {
+				_ = p.sendBatch(b, false, context.Background()) // an error (closing) is Close's to report
 			}
 			p.mu.Unlock()
 		}
@@ -432,14 +514,11 @@ func (p *Publisher) finish(pm *pendingMsg, err error, dup bool) {
 	}
 }
 
-// Flush sends the open batch and waits until every message sent before
+// Flush sends the open batches and waits until every message sent before
 // it is settled, or ctx ends. In core mode it also flushes the connection.
 func (p *Publisher) Flush(ctx context.Context) error {
 	p.mu.Lock()
-	var err error
-	if p.events > 0 {
-		err = p.sendLocked(false, context.Background())
-	}
+	err := p.sendAll(false, context.Background())
 	p.flightMu.Lock()
 	target := p.sent
 	p.flightMu.Unlock()
@@ -483,7 +562,7 @@ func (p *Publisher) flushConn(ctx context.Context) error {
 	return nil
 }
 
-// Close sends the open batch, waits for every acknowledgement (resending
+// Close sends the open batches, waits for every acknowledgement (resending
 // as needed) until ctx ends, and stops. A Publish waiting for room when
 // Close begins returns ErrPublisherClosed. Close returns an error naming
 // the events never acknowledged.
@@ -504,10 +583,7 @@ func (p *Publisher) Close(ctx context.Context) error {
 		p.mu.Unlock()
 		return ErrPublisherClosed
 	}
-	var err error
-	if p.events > 0 {
-		err = p.sendLocked(true, ctx)
-	}
+	err := p.sendAll(true, ctx)
 	p.closed = true
 	close(p.lingerQ)
 	p.mu.Unlock()
