@@ -50,6 +50,7 @@ func TestEnvName(t *testing.T) {
 	f("bench", "duration", "BIDPULSE_BENCH_DURATION")
 	f("simulate", "duration", "BIDPULSE_SIMULATE_DURATION")
 	f("publish", "nats-url", "BIDPULSE_NATS_URL")
+	f("publish", "partitioned", "BIDPULSE_PUBLISH_PARTITIONED")
 	f("dlq", "nats-password-file", "BIDPULSE_NATS_PASSWORD_FILE")
 	f("dlq", "from-seq", "BIDPULSE_DLQ_FROM_SEQ")
 }

@@ -34,6 +34,10 @@ type publishOptions struct {
 	jetstream string
 	retryFor  time.Duration
 	auth      *natsauth.Config
+	// partitioned: publish to <base>.<campaign>.<name> (partitionedSubject of subject), batches
+	// split by campaign.
+	partitioned bool
+	base, name  string
 }
 
 func runPublish(args []string) error {
@@ -41,10 +45,17 @@ func runPublish(args []string) error {
 	fs.Usage = usageWithEnv(fs, `Usage: bidpulse publish [flags]
 
 Publishes events to NATS: JSON (one object or an array) or NDJSON from
---file (default stdin), or --synthetic traffic at --rate for --duration.`)
+--file (default stdin), or --synthetic traffic at --rate for --duration.
+
+With --partitioned, for a stream partitioned by campaign (docs/SCALING.md):
+--subject <base>.<name> publishes each event to <base>.<campaign>.<name>
+(default bidpulse.events.<campaign>.publish), every message holding one
+campaign; an event with no campaign that can be a subject token is refused
+with a warning, and publish then fails naming how many.`)
 	var o publishOptions
 	fs.StringVar(&o.natsURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated: the embedded server of bidpulse serve by default")
 	fs.StringVar(&o.subject, "subject", "bidpulse.events.publish", "subject to publish on (under bidpulse.events.)")
+	fs.BoolVar(&o.partitioned, "partitioned", false, "publish for a stream partitioned by campaign: --subject <base>.<name> sends each event to <base>.<campaign>.<name>, batches split by campaign")
 	fs.StringVar(&o.file, "file", "-", "file of JSON or NDJSON events; - for stdin")
 	fs.IntVar(&o.batch, "batch", 100, "events per NATS message (a JSON array); 1 sends single objects")
 	fs.BoolVar(&o.synthetic, "synthetic", false, "publish synthetic traffic instead of reading events")
@@ -58,7 +69,8 @@ Publishes events to NATS: JSON (one object or an array) or NDJSON from
 	fs.StringVar(&o.jetstream, "jetstream", "auto", "auto: acknowledged JetStream publishes when a stream captures the subject, else core; true; false")
 	fs.DurationVar(&o.retryFor, "retry-for", 2*time.Minute, "how long to retry a JetStream publish that is not acknowledged (e.g. during a NATS restart)")
 	o.auth = natsClientFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
+	err := parseFlags(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
@@ -66,6 +78,11 @@ Publishes events to NATS: JSON (one object or an array) or NDJSON from
 	}
 	if o.batch < 1 || o.batch > 10000 {
 		return fmt.Errorf("invalid --batch %d: must be in 1..10000", o.batch)
+	}
+	if o.partitioned {
+		if o.base, o.name, err = partitionedSubject(o.subject); err != nil {
+			return err
+		}
 	}
 	if !strings.HasPrefix(o.subject, "bidpulse.events.") {
 		fmt.Fprintf(os.Stderr, "warning: subject %q is outside bidpulse.events.>; the default service subscription will not see it\n", o.subject)
@@ -108,7 +125,11 @@ func newEventPublisher(nc *nats.Conn, o *publishOptions) (*client.Publisher, err
 	if mode == "" {
 		return nil, fmt.Errorf("invalid --jetstream %q: want auto, true or false", o.jetstream)
 	}
-	pub, err := client.NewPublisher(nc, client.PublisherOptions{Subject: o.subject, Mode: mode, RetryFor: o.retryFor, MsgIDPrefix: o.runID})
+	po := client.PublisherOptions{Subject: o.subject, Mode: mode, RetryFor: o.retryFor, MsgIDPrefix: o.runID}
+	if o.partitioned {
+		po.Subject, po.PartitionedBase, po.Producer = "", o.base, o.name
+	}
+	pub, err := client.NewPublisher(nc, po)
 	if err != nil {
 		if o.jetstream == "true" {
 			return nil, fmt.Errorf("--jetstream=true: %w (is `bidpulse serve` running in JetStream mode?)", err)
@@ -116,11 +137,19 @@ func newEventPublisher(nc *nats.Conn, o *publishOptions) (*client.Publisher, err
 		return nil, err
 	}
 	if pub.JetStream() {
-		fmt.Fprintf(os.Stderr, "publishing to the stream that captures %s with acknowledged publishes\n", o.subject)
+		fmt.Fprintf(os.Stderr, "publishing to the stream that captures %s with acknowledged publishes\n", o.target())
 	} else if o.jetstream == "auto" {
-		fmt.Fprintf(os.Stderr, "no JetStream stream captures %q: publishing with core NATS (at-most-once)\n", o.subject)
+		fmt.Fprintf(os.Stderr, "no JetStream stream captures %q: publishing with core NATS (at-most-once)\n", o.target())
 	}
 	return pub, nil
+}
+
+// target names the subjects published to, for messages.
+func (o *publishOptions) target() string {
+	if o.partitioned {
+		return o.base + ".<campaign>." + o.name
+	}
+	return o.subject
 }
 
 func publishMode(pub *client.Publisher) string {
@@ -156,13 +185,20 @@ func publishSynthetic(pub *client.Publisher, nc *nats.Conn, o *publishOptions) e
 		Seed: o.seed, RunID: runID,
 	})
 	fmt.Fprintf(os.Stderr, "publishing synthetic traffic to %s on %s (%s): %d events/s for %s, batches of %d\n",
-		natsauth.Redact(nc.ConnectedUrl()), o.subject, publishMode(pub), o.rate, o.duration, o.batch)
+		natsauth.Redact(nc.ConnectedUrl()), o.target(), publishMode(pub), o.rate, o.duration, o.batch)
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	var sent, msgs, lastSent uint64
 	lastReport := start
 	var buf []byte
+	// Partitioned: each generated batch is split by campaign, and each campaign's part (at
+	// most --batch events) goes to its subject; ids stay derived from the run.
+	split := newCampaignBatcher(o.batch, func(campaign string, data []byte, _ string, events int) error {
+		err := pub.PublishRawTo(campaign, data, events, runID+"-"+strconv.FormatUint(msgs, 36), nil)
+		msgs++
+		return err
+	})
 	for {
 		now := <-tick.C
 		elapsed := now.Sub(start)
@@ -174,11 +210,20 @@ func publishSynthetic(pub *client.Publisher, nc *nats.Conn, o *publishOptions) e
 			n := min(int(target-sent), o.batch)
 			before := syn.Events()
 			buf = syn.AppendBatch(buf[:0], n, now.UnixMilli())
-			if err := pub.PublishRaw(buf, int(syn.Events()-before), runID+"-"+strconv.FormatUint(msgs, 36), nil); err != nil {
-				return err
+			if o.partitioned {
+				if err := split.addBatch(buf); err != nil {
+					return err
+				}
+			} else {
+				if err := pub.PublishRaw(buf, int(syn.Events()-before), runID+"-"+strconv.FormatUint(msgs, 36), nil); err != nil {
+					return err
+				}
+				msgs++
 			}
 			sent += syn.Events() - before
-			msgs++
+		}
+		if err := split.flush(); err != nil {
+			return err
 		}
 		if now.Sub(lastReport) >= time.Second || elapsed >= o.duration {
 			fmt.Fprintf(os.Stderr, "%6.1fs  %d events (%d/s)  %d messages  %s\n",
@@ -211,6 +256,9 @@ func publishFile(pub *client.Publisher, o *publishOptions) error {
 		defer f.Close()
 		r, name = f, o.file
 	}
+	if o.partitioned {
+		return publishFilePartitioned(pub, o, r, name)
+	}
 	p := &batcher{publish: func(data []byte, msgID string, events int) error {
 		return pub.PublishRaw(data, events, msgID, nil)
 	}, size: o.batch}
@@ -229,5 +277,46 @@ func publishFile(pub *client.Publisher, o *publishOptions) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "published %d events in %d messages to %s; %s\n", p.events, p.msgs, o.subject, publishProgress(pub))
+	return nil
+}
+
+// publishFilePartitioned publishes the events of r by campaign (campaignBatcher): each batch
+// holds one campaign's events and goes to its subject, with an id derived from its content. An
+// event with no campaign that can be a subject token (and a line that is not JSON) is refused
+// with a warning rather than sent: a partitioned stream has no subject for it. Every other event
+// is published, and the refusals are then returned as an error.
+func publishFilePartitioned(pub *client.Publisher, o *publishOptions, r io.Reader, name string) error {
+	cb := newCampaignBatcher(o.batch, func(campaign string, data []byte, msgID string, events int) error {
+		return pub.PublishRawTo(campaign, data, events, msgID, nil)
+	})
+	n, refused := 0, 0
+	err := readEventFile(r, name, func(v []byte) error {
+		n++
+		err := cb.add(v)
+		if errors.Is(err, errNoCampaign) {
+			refused++
+			fmt.Fprintf(os.Stderr, "warning: %s event %d refused: %v\n", name, n, err)
+			return nil
+		}
+		return err
+	}, func(line int, b []byte) error {
+		n++
+		refused++
+		fmt.Fprintf(os.Stderr, "warning: %s line %d is not valid JSON; refused (a partitioned stream has no campaign subject for it)\n", name, line)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := cb.flush(); err != nil {
+		return err
+	}
+	if err := pub.Flush(context.Background()); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "published %d events in %d messages to %s; %s\n", cb.events, cb.msgs, o.target(), publishProgress(pub))
+	if refused > 0 {
+		return fmt.Errorf("%d events of %s were refused, not published: no campaign that can be a subject token (see the warnings)", refused, name)
+	}
 	return nil
 }
