@@ -23,6 +23,12 @@
 // shortly after (its ingest lag, in /v1/stats), so a multiplier asked for
 // right after Close may not count it yet.
 //
+// For a stream partitioned by campaign (docs/SCALING.md), set
+// PublisherOptions.PartitionedBase: the Publisher then keeps one batch per
+// campaign and sends it to <PartitionedBase>.<campaign>.<Producer>, refuses
+// an event whose campaign is not one subject token, and PublishRawTo sends
+// a caller's own message to a campaign's subject.
+//
 // A bidder, against `make run`:
 //
 //	c, err := client.NewHTTP("http://127.0.0.1:8080", client.Options{Timeout: 5 * time.Millisecond})
