@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,5 +68,23 @@ func TestPartitionedEndToEnd(t *testing.T) {
 		if err != nil || a.Level != "campaign/placement" {
 			t.Fatalf("unexpected answer for camp-%d: %+v (%v)", i, a, err)
 		}
+	}
+}
+
+// TestPublisherRefusesUnpartitionedIntoPartitioned checks that a producer
+// without PartitionedBase is refused against a partitioned stream, in auto
+// mode too (it would otherwise publish with core NATS, beside the stream,
+// and every event would be lost).
+func TestPublisherRefusesUnpartitionedIntoPartitioned(t *testing.T) {
+	svc := startService(t, func(o *bidder.Options) { o.Partitions = 8 })
+	nc := connect(t, svc)
+	for _, mode := range []string{client.ModeAuto, client.ModeJetStream} {
+		_, err := client.NewPublisher(nc, client.PublisherOptions{Subject: "bidpulse.events.tracker", Mode: mode})
+		if err == nil || !strings.Contains(err.Error(), "is partitioned") || !strings.Contains(err.Error(), "PartitionedBase") {
+			t.Fatalf("mode %s: unexpected error %v; want a refusal naming the partitioned stream and PartitionedBase", mode, err)
+		}
+	}
+	if _, err := client.NewPublisher(nc, client.PublisherOptions{Subject: "bidpulse.events.tracker", Mode: client.ModeCore}); err != nil {
+		t.Fatalf("unexpected error in core mode (chosen by the caller): %v", err)
 	}
 }

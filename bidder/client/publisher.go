@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -205,6 +206,15 @@ func NewPublisher(nc *nats.Conn, o PublisherOptions) (*Publisher, error) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err = js.StreamNameBySubject(ctx, lookup)
+		if errors.Is(err, jetstream.ErrStreamNotFound) && o.PartitionedBase == "" {
+			// A partitioned stream binds <base>.<campaign>.<rest> only: a
+			// producer that is not partitioned would publish beside it,
+			// and in ModeAuto lose every event to core NATS.
+			if name, perr := partitionedStream(ctx, js, o.Subject); perr == nil {
+				cancel()
+				return nil, fmt.Errorf("bidpulse client: stream %s is partitioned (it binds %s.<campaign>.<producer>): publish with PartitionedBase (bidpulse publish --partitioned)", name, o.Subject[:strings.LastIndexByte(o.Subject, '.')])
+			}
+		}
 		cancel()
 		switch {
 		case err == nil:
@@ -223,6 +233,16 @@ func NewPublisher(nc *nats.Conn, o PublisherOptions) (*Publisher, error) {
 	go p.collect()
 	go p.linger()
 	return p, nil
+}
+
+// partitionedStream returns the stream that binds subject's partitioned
+// form: for "bidpulse.events.client", "bidpulse.events.x.client".
+func partitionedStream(ctx context.Context, js jetstream.JetStream, subject string) (string, error) {
+	i := strings.LastIndexByte(subject, '.')
+	if i <= 0 {
+		return "", jetstream.ErrStreamNotFound
+	}
+	return js.StreamNameBySubject(ctx, subject[:i]+".x"+subject[i:])
 }
 
 // partitioned checks the subject options and sets their defaults; it
