@@ -319,6 +319,10 @@ func (in *Ingester) Pause(fn func()) {
 func (in *Ingester) Apply(payload []byte, nowMs int64) {
 	in.applyMu.Lock()
 	defer in.applyMu.Unlock()
+	// No subject and no stream sequence: not those of the last consumed
+	// message (its dead letters' ids would collide with this one's).
+	in.applier.setSubject("")
+	in.applier.seq = 0
 	in.applier.apply(payload, nowMs)
 }
 
@@ -329,6 +333,7 @@ func (in *Ingester) ApplyOn(subject string, payload []byte, nowMs int64) {
 	in.applyMu.Lock()
 	defer in.applyMu.Unlock()
 	in.applier.setSubject(subject)
+	in.applier.seq = 0
 	in.applier.apply(payload, nowMs)
 }
 

@@ -169,7 +169,11 @@ func (j *jsIngest) ensureStreams(ctx context.Context) error {
 		ps.Apply(&cfg)
 		part = &ps
 	}
-	if old, err := j.js.Stream(ctx, o.Stream); err == nil {
+	old, err := j.js.Stream(ctx, o.Stream)
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("cannot read stream %s: %w", o.Stream, err)
+	}
+	if err == nil {
 		oc := old.CachedInfo().Config
 		if err := checkStreamPartitions(o, &oc, part); err != nil {
 			return err
@@ -180,7 +184,14 @@ func (j *jsIngest) ensureStreams(ctx context.Context) error {
 				Msg("migrating the event stream's retention: it buffers the backlog and what recovery needs, trimmed after each checkpoint kept in NATS")
 		}
 	}
-	st, err := j.js.CreateOrUpdateStream(ctx, cfg)
+	var st jetstream.Stream
+	if old == nil {
+		// CreateStream, not CreateOrUpdate: another instance that created
+		// it meanwhile with another configuration is refused, not rewritten.
+		st, err = j.js.CreateStream(ctx, cfg)
+	} else {
+		st, err = j.js.UpdateStream(ctx, cfg)
+	}
 	if err != nil {
 		return fmt.Errorf("cannot create or update stream %s on %v: %w", o.Stream, cfg.Subjects, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bidpulse/bidpulse/bidder/event"
 	"github.com/bidpulse/bidpulse/bidder/ingest"
 )
 
@@ -18,6 +19,10 @@ const (
 	skipFieldsOnly = "fields_only" // its payload was not kept; --from-fields not given
 	skipNoSubject  = "no_subject"  // the letter does not name the subject
 	skipDLQSubject = "dlq_subject" // it names the DLQ's own subject: it would loop
+	// skipWrongPartition: its event's campaign is not its subject's; sent to
+	// the same subject it would be rejected again (the producer must send it
+	// to its campaign's subject).
+	skipWrongPartition = "wrong_partition"
 )
 
 // dlqReplayReport is what a replay did, printed as text or JSON.
@@ -81,6 +86,8 @@ func dlqReplay(nc *nats.Conn, r *dlqReader, o *dlqOptions) error {
 			skip = skipNoSubject
 		case l.Subject == ingest.DLQSubject:
 			skip = skipDLQSubject
+		case l.Reason == event.WrongPartition.String():
+			skip = skipWrongPartition
 		case !l.raw() && !o.fromFields:
 			skip = skipFieldsOnly
 		}

@@ -23,12 +23,16 @@ const dlqTestNow = int64(1767323045000)
 // startDLQService starts a service in JetStream mode on an embedded NATS
 // server and the HTTP API, both on random loopback ports, driven by a
 // manual clock, and returns it with its clock and a client connection.
-func startDLQService(t *testing.T, raw bool) (*bidder.Service, *bidder.ManualClock, *nats.Conn) {
+func startDLQService(t *testing.T, raw bool, opts ...func(*bidder.Options)) (*bidder.Service, *bidder.ManualClock, *nats.Conn) {
 	t.Helper()
 	clock := bidder.NewManualClock(dlqTestNow)
-	svc, err := bidder.New(bidder.Options{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:-1", DataDir: t.TempDir(),
+	o := bidder.Options{HTTPAddr: "127.0.0.1:0", NATSAddr: "127.0.0.1:-1", DataDir: t.TempDir(),
 		Instance: "dlq", DedupSize: 32 << 20, JetStream: "true", DLQRaw: raw, Clock: clock,
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)})
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)}
+	for _, f := range opts {
+		f(&o)
+	}
+	svc, err := bidder.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,6 +243,31 @@ func TestDLQReplayRawOnce(t *testing.T) {
 		t.Fatalf("unexpected replay of letter 3 %+v", rep)
 	}
 	waitLetters(t, url, 4)
+}
+
+// TestDLQReplaySkipsWrongPartition checks that a wrong_partition letter is
+// skipped, with its reason, not published again to the subject that
+// refused it.
+func TestDLQReplaySkipsWrongPartition(t *testing.T) {
+	svc, _, nc := startDLQService(t, true, func(o *bidder.Options) { o.Partitions = 4 })
+	url := svc.NATSURL()
+	c := &child{http: "http://" + svc.HTTPAddr()}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	payload := fmt.Sprintf(`[{"id":"w1","type":"impression","campaign":"c1","ts":%d},{"id":"w2","type":"impression","campaign":"c2","ts":%d}]`, dlqTestNow, dlqTestNow)
+	if _, err := js.Publish(ctx, "bidpulse.events.c1.t", []byte(payload)); err != nil {
+		t.Fatal(err)
+	}
+	waitLetters(t, url, 1)
+	waitStat(t, c, "counted", 1)
+	rep := dlqJSON[dlqReplayReport](t, url, "replay")
+	if rep.Selected != 1 || rep.Replayed != 0 || rep.Skipped[skipWrongPartition] != 1 {
+		t.Fatalf("unexpected replay %+v; want the wrong_partition letter skipped", rep)
+	}
 }
 
 func TestEscapeControls(t *testing.T) {
