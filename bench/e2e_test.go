@@ -39,17 +39,24 @@ func (w *syncWriter) String() string {
 // ports, the given ingest mode, the process clock (the bench's events carry real times).
 func startService(t *testing.T, jetstream string) *bidder.Service {
 	t.Helper()
+	return startServiceWith(t, jetstream, 0)
+}
+
+// startServiceWith is startService with the service's partitions (bidder.Options.Partitions).
+func startServiceWith(t *testing.T, jetstream string, partitions uint32) *bidder.Service {
+	t.Helper()
 	clock := bidder.NewCachedClock(time.Millisecond)
 	t.Cleanup(clock.Stop)
 	svc, err := bidder.New(bidder.Options{
-		HTTPAddr:  "127.0.0.1:0",
-		NATSAddr:  "127.0.0.1:-1",
-		DataDir:   t.TempDir(),
-		Instance:  "bench-test",
-		DedupSize: 32 << 20,
-		JetStream: jetstream,
-		Logger:    zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-		Clock:     clock,
+		HTTPAddr:   "127.0.0.1:0",
+		NATSAddr:   "127.0.0.1:-1",
+		DataDir:    t.TempDir(),
+		Instance:   "bench-test",
+		DedupSize:  32 << 20,
+		JetStream:  jetstream,
+		Partitions: partitions,
+		Logger:     zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
+		Clock:      clock,
 	})
 	if err != nil {
 		t.Fatalf("cannot create the service: %v", err)

@@ -60,6 +60,12 @@ type Options struct {
 	Subject string
 	// Publish is PublishAuto (default), PublishJetStream or PublishCore.
 	Publish string
+	// Partitions, when > 0, load-tests a service partitioned by campaign (serve --partitions,
+	// docs/SCALING.md): the spawned service gets --partitions Partitions (an external one must
+	// run with it), and each batch is split by campaign and sent to
+	// <base>.<campaign>.<name>, Subject being <base>.<name> (bench/partitioned.go). It needs
+	// JetStream publishing.
+	Partitions uint32
 	// Spawn, when set, starts a bidpulse as a child process for the run and stops it after.
 	Spawn *SpawnOptions
 	// Pin is PinAuto (default), PinOff or "SERVICE_CPUS:GENERATOR_CPUS" (taskset lists).
@@ -208,6 +214,14 @@ func (o Options) withDefaults() (Options, error) {
 	case PublishAuto, PublishJetStream, PublishCore:
 	default:
 		return o, fmt.Errorf("invalid publish mode %q: want auto, jetstream or core", o.Publish)
+	}
+	if o.Partitions > 0 {
+		if o.Publish == PublishCore {
+			return o, errors.New("partitioned publishing needs JetStream: a partitioned service consumes only its stream, not core NATS")
+		}
+		if _, _, err := PartitionedSubject(o.Subject); err != nil {
+			return o, err
+		}
 	}
 	if o.Pin == "" {
 		o.Pin = PinAuto

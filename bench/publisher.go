@@ -47,6 +47,8 @@ const publishRetryFor = 24 * time.Hour
 type publisher struct {
 	p    *client.Publisher
 	core bool
+	// split, when set, splits each batch by campaign (partitioned mode, bench/partitioned.go).
+	split *batchSplitter
 
 	mu      sync.Mutex
 	acked   Tally
@@ -57,25 +59,40 @@ type publisher struct {
 }
 
 // newPublisher publishes on subject in mode (PublishJetStream or PublishCore). In JetStream
-// mode a stream must capture subject.
-func newPublisher(ctx context.Context, nc *nats.Conn, subject, runID, mode string) (*publisher, error) {
+// mode a stream must capture subject. partitioned publishes for a stream partitioned by
+// campaign: subject <base>.<name> (PartitionedSubject) sends each campaign's part of a batch
+// to <base>.<campaign>.<name>; it needs JetStream.
+func newPublisher(ctx context.Context, nc *nats.Conn, subject, runID, mode string, partitioned bool) (*publisher, error) {
 	pub := &publisher{core: mode == PublishCore}
-	cmode := client.ModeJetStream
+	po := client.PublisherOptions{
+		Subject: subject, Mode: client.ModeJetStream, MaxPendingBytes: maxPendingBytes, RetryFor: publishRetryFor,
+		MsgIDPrefix: runID + "-m", OnSettled: pub.settled,
+	}
+	lookup := subject
+	if partitioned {
+		if pub.core {
+			return nil, errors.New("partitioned publishing needs JetStream: a partitioned service consumes only its stream")
+		}
+		base, name, err := PartitionedSubject(subject)
+		if err != nil {
+			return nil, err
+		}
+		po.Subject, po.PartitionedBase, po.Producer = "", base, name
+		lookup = base + ".x." + name // a subject the partitioned stream binds, as the client looks it up
+		pub.split = &batchSplitter{}
+	}
 	if pub.core {
-		cmode = client.ModeCore
+		po.Mode = client.ModeCore
 	} else {
 		js, err := jetstream.New(nc)
 		if err != nil {
 			return nil, fmt.Errorf("cannot use JetStream: %w", err)
 		}
-		if _, err := streamFor(ctx, js, subject); err != nil {
+		if _, err := streamFor(ctx, js, lookup); err != nil {
 			return nil, err
 		}
 	}
-	p, err := client.NewPublisher(nc, client.PublisherOptions{
-		Subject: subject, Mode: cmode, MaxPendingBytes: maxPendingBytes, RetryFor: publishRetryFor,
-		MsgIDPrefix: runID + "-m", OnSettled: pub.settled,
-	})
+	p, err := client.NewPublisher(nc, po)
 	if err != nil {
 		return nil, err
 	}
@@ -117,9 +134,37 @@ func (p *publisher) settled(s client.Settled) {
 // publish sends data (which the publisher does not keep after return) holding the events
 // tallied in t.
 func (p *publisher) publish(data []byte, t *Tally) error {
+	if p.split != nil {
+		return p.publishSplit(data, t)
+	}
 	tag := *t
 	if err := p.p.PublishRaw(data, int(t.Events), "", &tag); err != nil {
 		return fmt.Errorf("cannot publish events: %w", err)
+	}
+	return nil
+}
+
+// publishSplit sends data split by campaign (batchSplitter.split): each campaign's part to
+// its subject, then the injected events to InjectedCampaign's, each with its share of t.
+func (p *publisher) publishSplit(data []byte, t *Tally) error {
+	parts, injected, err := p.split.split(data, t)
+	if err != nil {
+		return err
+	}
+	send := func(c *campaignPart) error {
+		tag := c.t
+		if err := p.p.PublishRawTo(c.campaign, c.data, int(c.t.Events), "", &tag); err != nil {
+			return fmt.Errorf("cannot publish events of campaign %s: %w", c.campaign, err)
+		}
+		return nil
+	}
+	for i := range parts {
+		if err := send(&parts[i]); err != nil {
+			return err
+		}
+	}
+	if injected != nil {
+		return send(injected)
 	}
 	return nil
 }

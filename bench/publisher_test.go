@@ -23,7 +23,7 @@ func TestPublisherTallies(t *testing.T) {
 			defer nc.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			p, err := newPublisher(ctx, nc, "bidpulse.events.bench", "tally-"+c.mode, c.mode)
+			p, err := newPublisher(ctx, nc, "bidpulse.events.bench", "tally-"+c.mode, c.mode, false)
 			if err != nil {
 				t.Fatalf("cannot create the publisher: %v", err)
 			}
@@ -53,7 +53,7 @@ func TestPublisherTallies(t *testing.T) {
 			}
 
 			// A publisher that a failed run never finishes stops with the run.
-			q, err := newPublisher(ctx, nc, "bidpulse.events.bench", "abandoned-"+c.mode, c.mode)
+			q, err := newPublisher(ctx, nc, "bidpulse.events.bench", "abandoned-"+c.mode, c.mode, false)
 			if err != nil {
 				t.Fatal(err)
 			}

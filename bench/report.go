@@ -30,6 +30,9 @@ type Report struct {
 	NATSURL   string  `json:"nats_url"`
 	// Publish is the event publish mode used: jetstream or core.
 	Publish string `json:"publish"`
+	// Partitions is the partitions of the service the run published for (each batch split by
+	// campaign, bench/partitioned.go); 0: not partitioned.
+	Partitions uint32 `json:"partitions"`
 	// ServiceMode is the ingest mode /v1/stats reported ("core", "jetstream" or "").
 	ServiceMode string  `json:"service_mode"`
 	Spawned     bool    `json:"spawned"`
@@ -362,6 +365,9 @@ func fmtRatios(r []float64) string {
 // outcome, the reconciliation verdicts, the service's figures and the notes.
 func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "\nbidpulse bench: scenario %s, run %s, %s publish, %s\n", r.Scenario, r.RunID, r.Publish, r.Target)
+	if r.Partitions > 0 {
+		fmt.Fprintf(w, "partitioned: %d partitions, each event batch split by campaign (duplicates and malformed events to campaign %s's subject)\n", r.Partitions, InjectedCampaign)
+	}
 	fmt.Fprintf(w, "machine: %d CPUs (%s), %s/%s, %s; pinning: %s\n", r.Machine.CPUs, r.Machine.CPUModel, r.Machine.OS, r.Machine.Arch, r.Machine.Go, r.Pinning)
 	if c := r.Capacity; c != nil {
 		fmt.Fprintf(w, "\ncapacity (closed loop, %d connections, %d x %.0fs each, GET /v1/multiplier answers of %d bytes):\n", c.Conns, c.Rounds, c.DurationS, c.BodyBytes)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -99,6 +100,9 @@ func (r *runner) setup(ctx context.Context) error {
 		if o.RemoteCheckpointInterval > 0 {
 			sp.Args = append(sp.Args, "--remote-checkpoint-interval="+o.RemoteCheckpointInterval.String())
 		}
+		if o.Partitions > 0 {
+			sp.Args = append(sp.Args, "--partitions="+strconv.FormatUint(uint64(o.Partitions), 10))
+		}
 		if r.svc, err = newSpawnedService(sp, r.pin.service); err != nil {
 			return err
 		}
@@ -172,6 +176,9 @@ func (r *runner) connectNATS(ctx context.Context) error {
 		return fmt.Errorf("cannot connect to NATS at %s: %w", natsauth.Redact(url), err)
 	}
 	mode := o.Publish
+	if mode == PublishAuto && o.Partitions > 0 {
+		mode = PublishJetStream // the only mode a partitioned service consumes
+	}
 	if mode == PublishAuto {
 		mode = PublishCore
 		js, err := jetstream.New(r.nc)
@@ -188,10 +195,14 @@ func (r *runner) connectNATS(ctx context.Context) error {
 		return fmt.Errorf("the %s scenario needs JetStream publishing, and no stream captures %s", o.Scenario, o.Subject)
 	}
 	r.pubMode = mode
-	if r.pub, err = newPublisher(ctx, r.nc, o.Subject, o.RunID, mode); err != nil {
+	if r.pub, err = newPublisher(ctx, r.nc, o.Subject, o.RunID, mode, o.Partitions > 0); err != nil {
 		return err
 	}
-	if mode == PublishJetStream {
+	if o.Partitions > 0 {
+		base, name, _ := PartitionedSubject(o.Subject)
+		r.notice("publish: JetStream, acknowledged, Nats-Msg-Id per message, partitioned (%d partitions): each batch split by campaign to %s.<campaign>.%s, its duplicates and malformed events to %s.%s.%s",
+			o.Partitions, base, name, base, InjectedCampaign, name)
+	} else if mode == PublishJetStream {
 		r.notice("publish: JetStream, acknowledged, Nats-Msg-Id per message, on %s", o.Subject)
 	}
 	return nil
@@ -222,7 +233,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 	o := &r.o
 	r.rep = &Report{
 		Version: ReportVersion, RunID: o.RunID, Scenario: o.Scenario, Started: time.Now().UTC(),
-		Target: r.target, NATSURL: natsauth.Redact(r.natsURL), Publish: r.pubMode, Spawned: r.svc != nil,
+		Target: r.target, NATSURL: natsauth.Redact(r.natsURL), Publish: r.pubMode, Partitions: o.Partitions, Spawned: r.svc != nil,
 		Pinning: r.pin.note, Settings: r.settings(), Notes: []string{},
 		Machine: Machine{CPUs: runtime.NumCPU(), CPUModel: cpuModel(), OS: runtime.GOOS, Arch: runtime.GOARCH,
 			Go: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0)},
@@ -381,7 +392,7 @@ func (r *runner) settings() map[string]any {
 		"ramp_from": o.RampFrom, "ramp_to": o.RampTo, "ramp_steps": o.RampSteps, "p99_threshold": o.P99Threshold.String(),
 		"dup_rate": o.DupRate, "bad_rate": o.BadRate,
 		"campaigns": o.Campaigns, "creatives": o.Creatives, "placements": o.Placements, "cells": r.keys.len(),
-		"skew": o.Skew, "seed": o.Seed, "subject": o.Subject, "publish": r.pubMode,
+		"skew": o.Skew, "seed": o.Seed, "subject": o.Subject, "publish": r.pubMode, "partitions": o.Partitions,
 		"restart_signal": o.RestartSignal, "restart_down": o.RestartDown.String(),
 		"keys": o.Keys, "batch_mix": o.BatchMix.String(),
 		"checkpoint_interval": o.CheckpointInterval.String(), "remote_checkpoint_interval": o.RemoteCheckpointInterval.String(),

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"strconv"
@@ -41,6 +42,7 @@ Examples:
   bidpulse bench --target http://127.0.0.1:8080 --nats-url nats://127.0.0.1:4222 --bid-rate 2000
   bidpulse bench --spawn --scenario spike --bid-rate 50% --duration 3s --spike-duration 3s --spike-rounds 5
   bidpulse bench --spawn --scenario capacity --baseline
+  bidpulse bench --spawn --partitions 8 --scenario steady --event-rate 20000
   bidpulse bench --spawn --scenario capacity --bid-batch 100 --capacity-rounds 3
   bidpulse bench --spawn --scenario capacity --bid-openrtb --capacity-rounds 3`
 
@@ -56,6 +58,8 @@ type benchFlags struct {
 	baseAddr  string
 	baseSize  int
 	batchMix  string
+	// partitions is bench.Options.Partitions, as serve reads its --partitions.
+	partitions uint
 }
 
 func runBench(args []string) error {
@@ -69,6 +73,7 @@ func runBench(args []string) error {
 	fs.StringVar(&o.NATSURL, "nats-url", "", "NATS server of the service (default: the spawned service's, or nats://127.0.0.1:4222); with --spawn, the service uses it too")
 	fs.StringVar(&o.Subject, "subject", "bidpulse.events.bench", "subject to publish events on")
 	natsClient := natsClientFlags(fs)
+	fs.UintVar(&f.partitions, "partitions", 0, "the service's --partitions: with --spawn, the spawned service gets it; with --target, say what the service runs with. Each event batch is split by campaign and sent to <base>.<campaign>.<name> for --subject <base>.<name>, its duplicates and malformed events to campaign "+bench.InjectedCampaign+"'s subject; needs JetStream (0: not partitioned)")
 	fs.StringVar(&o.Publish, "publish", bench.PublishAuto, "event publishing: auto (JetStream when a stream captures the subject), jetstream (acknowledged, Nats-Msg-Id) or core")
 	fs.BoolVar(&f.spawn, "spawn", false, "start a bidpulse serve child process on free loopback ports with a temporary data dir, and stop it after")
 	fs.StringVar(&f.spawnArgs, "spawn-args", "", "extra flags of the spawned `bidpulse serve`, space-separated")
@@ -193,6 +198,10 @@ func (f *benchFlags) apply(o *bench.Options) error {
 		return err
 	}
 	o.BatchMix = mix
+	if f.partitions > math.MaxInt32 {
+		return fmt.Errorf("invalid --partitions %d: want 0..%d", f.partitions, math.MaxInt32)
+	}
+	o.Partitions = uint32(f.partitions)
 	rate := strings.TrimSpace(f.bidRate)
 	if pct, ok := strings.CutSuffix(rate, "%"); ok {
 		v, err := strconv.ParseFloat(pct, 64)

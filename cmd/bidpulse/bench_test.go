@@ -216,6 +216,13 @@ func TestBenchFlags(t *testing.T) {
 	f([]string{"--endpoint", "openrtb", "--openrtb-candidates", "-1"}, "invalid OpenRTB candidates -1")
 	f([]string{"--scenario", "spike", "--spike-rounds", "-1", "--target", "http://127.0.0.1:1"}, "invalid spike rounds")
 	f([]string{"extra"}, "unexpected argument")
+	f([]string{"--partitions", "-1"}, "-partitions")
+	f([]string{"--partitions", "4294967296"}, "invalid --partitions")
+	f([]string{"--partitions", "8", "--publish", "core"}, "partitioned publishing needs JetStream")
+	f([]string{"--partitions", "8", "--subject", "bench"}, `invalid subject "bench" for a partitioned stream`)
+	// --partitions is read from BIDPULSE_BENCH_PARTITIONS too.
+	t.Setenv("BIDPULSE_BENCH_PARTITIONS", "8")
+	f([]string{"--publish", "core"}, "partitioned publishing needs JetStream")
 }
 
 // TestBenchSpawnRestart kills the spawned service with SIGKILL mid-run and restarts it:

@@ -3,10 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/valyala/fastjson"
 
+	"github.com/bidpulse/bidpulse/bench"
 	"github.com/bidpulse/bidpulse/bidder/partition"
 )
 
@@ -15,14 +15,14 @@ import (
 const maxOpenCampaigns = 1024
 
 // partitionedSubject splits --subject into the base and the producer name of partitioned
-// subjects: its last token is the name, the tokens before it the base, so that the default
-// bidpulse.events.publish publishes to bidpulse.events.<campaign>.publish.
+// subjects (bench.PartitionedSubject): the default bidpulse.events.publish publishes to
+// bidpulse.events.<campaign>.publish.
 func partitionedSubject(subject string) (base, name string, err error) {
-	i := strings.LastIndexByte(subject, '.')
-	if i <= 0 || i == len(subject)-1 {
-		return "", "", fmt.Errorf("invalid --subject %q with --partitioned: want <base>.<name> (e.g. bidpulse.events.publish), published as <base>.<campaign>.<name>", subject)
+	base, name, err = bench.PartitionedSubject(subject)
+	if err != nil {
+		return "", "", fmt.Errorf("--subject with --partitioned: %w", err)
 	}
-	return subject[:i], subject[i+1:], nil
+	return base, name, nil
 }
 
 // errNoCampaign marks an event that publish --partitioned refuses: it has no campaign that can
@@ -120,22 +120,15 @@ func (cb *campaignBatcher) flush() error {
 }
 
 // addBatch adds each element of a JSON array of events (a synthetic batch) to its campaign's
-// batch. Synthetic campaigns are always tokens; any other element is an error.
+// batch (bench.SplitByCampaign). Synthetic campaigns are always tokens; any other element is an
+// error.
 func (cb *campaignBatcher) addBatch(array []byte) error {
-	val, err := cb.jp.ParseBytes(array)
-	if err != nil {
-		return fmt.Errorf("BUG: synthetic batch is not JSON: %w", err)
-	}
 	var el []byte
-	for _, e := range val.GetArray() {
-		c := string(e.GetStringBytes("campaign"))
-		if err := partition.CheckCampaign(c); err != nil {
-			return fmt.Errorf("cannot publish a synthetic event partitioned: %w", err)
+	return bench.SplitByCampaign(&cb.jp, array, func(i int, c string, e *fastjson.Value) error {
+		if c == "" {
+			return fmt.Errorf("cannot publish synthetic event %d partitioned: no campaign that can be a subject token", i)
 		}
 		el = e.MarshalTo(el[:0])
-		if err := cb.addTo(c, el); err != nil {
-			return err
-		}
-	}
-	return nil
+		return cb.addTo(c, el)
+	})
 }
