@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -21,34 +20,13 @@ import (
 // into 8 partitions under bidpulse.events, as the service's partitioned mode creates it.
 func partitionedServer(t *testing.T) (*nats.Conn, jetstream.Stream) {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(5 * time.Second) {
-		t.Fatal("NATS server not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tr, err := partition.StreamTransform(8, "bidpulse.events")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := jetstream.StreamConfig{Name: "EV", Storage: jetstream.MemoryStorage}
 	tr.Apply(&cfg)
-	st, err := js.CreateStream(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, _, st := streamServer(t, cfg)
 	return nc, st
 }
 
