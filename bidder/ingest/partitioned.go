@@ -92,23 +92,14 @@ func (in *applier) setSubject(stored string) {
 	}
 	// The letters name the subject as published whenever the stored one
 	// starts with a partition token, even when the rest is refused below.
-	if i := strings.IndexByte(stored, '.'); i > 0 && digits(stored[:i]) && strings.HasPrefix(stored[i+1:], in.base+".") {
-		in.subject = stored[i+1:]
+	if _, published, ok := partition.Published(in.base, stored); ok {
+		in.subject = published
 	}
 	sp, campaign, ok := partition.FromSubject(in.base, stored)
 	if !ok || sp >= p || partition.OfString(p, campaign) != sp {
 		return
 	}
 	in.campaign = campaign
-}
-
-func digits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // wrongPartition reports whether the valid event ev may not be applied by a

@@ -68,6 +68,21 @@ func Filter(p uint32, base string) string {
 //
 // campaign is a substring of stored (no copy, no allocation).
 func FromSubject(base, stored string) (p uint32, campaign string, ok bool) {
+	p, published, ok := Published(base, stored)
+	if !ok {
+		return 0, "", false
+	}
+	campaign, rest, found := strings.Cut(published[len(base)+1:], ".")
+	if !found || CheckCampaign(campaign) != nil || !validRest(rest) {
+		return 0, "", false
+	}
+	return p, campaign, true
+}
+
+// Published splits a stored subject <p>.<base>.<...> into its partition
+// and the subject as the producer published it, <base>.<...>, whatever
+// follows the base (FromSubject checks that).
+func Published(base, stored string) (p uint32, published string, ok bool) {
 	ps, after, found := strings.Cut(stored, ".")
 	if !found {
 		return 0, "", false
@@ -76,15 +91,11 @@ func FromSubject(base, stored string) (p uint32, campaign string, ok bool) {
 	if !ok {
 		return 0, "", false
 	}
-	after, found = strings.CutPrefix(after, base)
-	if !found || base == "" || len(after) == 0 || after[0] != '.' {
+	rest, found := strings.CutPrefix(after, base)
+	if !found || base == "" || len(rest) < 2 || rest[0] != '.' {
 		return 0, "", false
 	}
-	campaign, rest, found := strings.Cut(after[1:], ".")
-	if !found || CheckCampaign(campaign) != nil || !validRest(rest) {
-		return 0, "", false
-	}
-	return p, campaign, true
+	return p, after, true
 }
 
 // parsePartition parses the decimal the server writes with strconv.Itoa: digits only, no leading
