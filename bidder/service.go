@@ -500,7 +500,13 @@ func (s *Service) Stop(ctx context.Context) error {
 			if err := s.httpSrv.ShutdownWithContext(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("HTTP shutdown: %w", err))
 			}
-			if err := <-s.httpDone; err != nil {
+			// fasthttp closes the listeners Serve has registered: a Stop
+			// right after Start can come before Serve's goroutine
+			// registers it, and Serve would then wait in Accept forever.
+			// Closing the listener here ends that Accept (Serve returns
+			// its error, a closed listener, which is no failure).
+			_ = s.httpLn.Close()
+			if err := <-s.httpDone; err != nil && !errors.Is(err, net.ErrClosed) {
 				errs = append(errs, fmt.Errorf("HTTP server: %w", err))
 			}
 			s.log.Info().Dur("took", time.Since(t0)).Msg("HTTP API stopped")
