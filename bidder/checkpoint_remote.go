@@ -38,6 +38,7 @@ func (s *Service) openCheckpointStore(ctx context.Context, js jetstream.JetStrea
 		Bucket:      CheckpointBucket,
 		Description: "bidpulse checkpoints, the last one of each instance",
 		Storage:     jetstream.FileStorage,
+		Replicas:    s.opts.Replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot create or open object store %s: %w", CheckpointBucket, err)
@@ -84,11 +85,25 @@ func (s *Service) uploadCheckpoint(ctx context.Context, seq uint64) error {
 // trimStream purges the stream's messages up to the oldest checkpoint kept
 // in NATS among the instances that share it: none of them needs those.
 func (s *Service) trimStream(ctx context.Context) error {
+	if s.opts.Unit {
+		// Its partition only, to its own checkpoint kept in NATS: the
+		// partition's previous owners wrote theirs under the same name.
+		return s.trimTo(ctx, s.ckpt.remoteSeq.Load())
+	}
 	floor, ok, err := s.retentionFloor(ctx)
 	if err != nil {
 		return fmt.Errorf("cannot read the instances' records: %w", err)
 	}
 	if !ok {
+		return nil
+	}
+	return s.trimTo(ctx, floor)
+}
+
+// trimTo purges what the stream holds up to seq (of this unit's partition,
+// for a partition unit).
+func (s *Service) trimTo(ctx context.Context, floor uint64) error {
+	if floor == 0 {
 		return nil
 	}
 	n, err := s.ingest.Trim(ctx, floor+1)
@@ -117,6 +132,10 @@ func (s *Service) newestRemote(ctx context.Context) (*jetstream.ObjectInfo, uint
 	var bestSeq uint64
 	for _, oi := range infos {
 		if !strings.HasSuffix(oi.Name, ".ckpt") || oi.Headers.Get(streamHeader) != s.opts.Stream {
+			continue
+		}
+		if s.opts.Unit && oi.Name != own {
+			// Another partition's state: a unit loads its partition's only.
 			continue
 		}
 		seq, err := strconv.ParseUint(oi.Headers.Get(seqHeader), 10, 64)

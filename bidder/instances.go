@@ -40,6 +40,10 @@ type instanceRecord struct {
 	CheckpointSeq uint64 `json:"checkpoint_seq"`
 	RemoteSeq     uint64 `json:"remote_seq"`
 	Stopped       bool   `json:"stopped"`
+	// Serving says a partition unit answers its partition's bids (it
+	// joined the partition's bid subject once caught up): the previous
+	// owner may leave the subject.
+	Serving bool `json:"serving,omitempty"`
 }
 
 // lease holds this instance's name in InstancesBucket: created or updated
@@ -65,6 +69,12 @@ func newOwnerID() string {
 // errNameInUse means another running instance holds the name.
 var errNameInUse = errors.New("instance name in use")
 
+// ErrNameInUse is what Start returns, wrapped, while another running
+// process holds the instance's name (for a partition unit: while the
+// partition's previous owner has not released it, or its lease has not
+// expired).
+var ErrNameInUse = errNameInUse
+
 // acquireLease takes this instance's name, refusing (errNameInUse) while
 // another process renews it, unless Options.Takeover.
 func (s *Service) acquireLease(ctx context.Context, js jetstream.JetStream) (*lease, error) {
@@ -73,6 +83,7 @@ func (s *Service) acquireLease(ctx context.Context, js jetstream.JetStream) (*le
 		Description: "bidpulse instances: leases on instance names and how far their checkpoints reach",
 		History:     1,
 		Storage:     jetstream.FileStorage,
+		Replicas:    s.opts.Replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cannot create or open KV bucket %s: %w", InstancesBucket, err)

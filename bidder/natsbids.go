@@ -88,6 +88,28 @@ func natsBidSubjects() []string {
 	return l
 }
 
+// UnitBidPrefix starts the subjects on which the owners of a partition
+// answer the bids the other members forward to them (bidder/node).
+const UnitBidPrefix = "bidpulse.bid."
+
+// UnitBidSubject is the subject on which the owners of partition p answer
+// the bid endpoint name ("multiplier", "multipliers" or "openrtb"), a queue
+// group of them: bidpulse.bid.<p>.<name>. The body and answer are those of
+// the service's own bid subjects (NATSBidSubjectMultiplier...).
+func UnitBidSubject(p uint32, name string) string {
+	return UnitBidPrefix + strconv.FormatUint(uint64(p), 10) + "." + name
+}
+
+// natsBidMetadata is the micro service's metadata: the instance, and the
+// partition of a partition unit.
+func natsBidMetadata(o *Options) map[string]string {
+	m := map[string]string{"instance": o.Instance}
+	if o.Unit {
+		m["partition"] = strconv.FormatUint(uint64(o.Partition), 10)
+	}
+	return m
+}
+
 // natsBidJob is one request, queued for a worker. data is the message's
 // payload: nats.go gives each delivered message a payload of its own, never
 // reused, so holding it until the worker answers is safe.
@@ -148,7 +170,7 @@ func (s *Service) startNATSBids(nc *nats.Conn) (*natsBids, error) {
 		Name:        NATSBidServiceName,
 		Version:     NATSBidServiceVersion,
 		Description: "bid multipliers over NATS request-reply: the answers of the HTTP bid routes",
-		Metadata:    map[string]string{"instance": s.opts.Instance},
+		Metadata:    natsBidMetadata(&s.opts),
 		StatsHandler: func(e *micro.Endpoint) any {
 			for i := range natsBidEndpoints {
 				if natsBidEndpoints[i].name == e.Name {
@@ -165,8 +187,12 @@ func (s *Service) startNATSBids(nc *nats.Conn) (*natsBids, error) {
 	nb.ms = ms
 	for i := range natsBidEndpoints {
 		ep := &natsBidEndpoints[i]
+		subject := ep.subject
+		if s.opts.Unit {
+			subject = UnitBidSubject(s.opts.Partition, ep.name)
+		}
 		err := ms.AddEndpoint(ep.name, micro.HandlerFunc(nb.enqueue(ep)),
-			micro.WithEndpointSubject(ep.subject),
+			micro.WithEndpointSubject(subject),
 			micro.WithEndpointMetadata(map[string]string{"http": ep.method + " " + ep.path}))
 		if err != nil {
 			nb.stop()

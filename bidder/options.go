@@ -85,6 +85,19 @@ type Options struct {
 	Partitions uint32
 	// Instance names this replica (default: the host name).
 	Instance string
+	// Unit makes this Service one partition unit of a cluster member
+	// (bidder/node): it consumes only partition Partition of the
+	// Partitions, with its own durable consumer, lease and checkpoints
+	// (named after Instance, which names the partition, not the member),
+	// loads only its own checkpoints from NATS, trims only its partition
+	// of the stream, serves no HTTP listener (the member calls ServeHTTP),
+	// and answers bids over NATS on UnitBidSubject(Partition).
+	Unit      bool
+	Partition uint32
+	// Replicas is the replica count of what bidpulse keeps in JetStream:
+	// the event and DLQ streams, the consumers, the KV buckets and the
+	// checkpoints' Object Store (0: 1; 3 on a 3-node cluster).
+	Replicas int
 	// AdminToken, when set, enables the admin API (overrides, policies,
 	// the kill switch, the audit log) with this one secret, named "admin" in
 	// the audit log. AdminTokens adds named secrets: comma-separated
@@ -250,6 +263,9 @@ const (
 	defaultMaxKeys   = 1_000_000
 	defaultDedupSize = 64 << 20
 	minDedupSize     = 32 << 20
+	// minUnitDedupSize is a partition unit's least dedup size: a
+	// member's dedup memory is shared by its units.
+	minUnitDedupSize = 1 << 20
 )
 
 // withDefaults returns o with every zero field set to its default, or an
@@ -307,7 +323,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.DedupSize == 0 {
 		o.DedupSize = defaultDedupSize
 	}
-	if o.DedupSize < minDedupSize {
+	if o.DedupSize < minDedupSize && !(o.Unit && o.DedupSize >= minUnitDedupSize) {
 		return o, fmt.Errorf("invalid dedup-size %d: must be at least %d bytes (32 MiB)", o.DedupSize, minDedupSize)
 	}
 	if o.PendingMsgs == 0 {

@@ -87,7 +87,10 @@ type Service struct {
 	ready    atomic.Bool
 	stopping atomic.Bool
 	stopOnce sync.Once
-	bg       sync.WaitGroup
+	// ingestOnce runs the ingest half of the stop once: by Stop, or
+	// earlier by Release (a partition unit handing its partition over).
+	ingestOnce sync.Once
+	bg         sync.WaitGroup
 	bgStop   chan struct{}
 	httpDone chan error
 }
@@ -142,7 +145,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s.control = control.New(control.Options{
 		Rollups: rollups, Policies: policy, DataDir: opts.DataDir, Key: controlKey(opts.ControlKey),
-		Now: s.clock.NowMs, Log: s.log, Metrics: s.metrics,
+		Now: s.clock.NowMs, Log: s.log, Metrics: s.metrics, Replicas: opts.Replicas,
 	})
 	s.brain = s.newBrain()
 	s.stats = newStats(s.metrics, time.UnixMilli(s.clock.NowMs()).UTC())
@@ -200,7 +203,8 @@ func (s *Service) newIngester(store *windows.Store) *ingest.Ingester {
 	return ingest.New(ingest.Options{
 		Store: store, Rollups: s.rollups, Clock: s.clock, Log: s.log, Warn: s.throttledLog, Metrics: s.metrics,
 		DedupSize: o.DedupSize, OnConversionDelay: s.recordDelay,
-		JetStream: o.JetStream, Subject: o.Subject, Partitions: o.Partitions, Stream: o.Stream, StreamMaxBytes: o.StreamMaxBytes,
+		JetStream: o.JetStream, Subject: o.Subject, Partitions: o.Partitions, OnePartition: o.Unit, Partition: o.Partition,
+		StreamReplicas: o.Replicas, Stream: o.Stream, StreamMaxBytes: o.StreamMaxBytes,
 		StreamMaxAge: o.StreamMaxAge, StreamDuplicates: o.StreamDuplicates, DLQMaxBytes: o.DLQMaxBytes, DLQRaw: o.DLQRaw,
 		Instance: o.Instance, Owner: s.owner, FetchBatch: o.FetchBatch, FetchBytes: o.FetchBytes,
 		AckWait: o.AckWait, StallAfter: o.StallAfter, StillOwner: s.stillOwner,
@@ -381,17 +385,19 @@ func (s *Service) Start() (err error) {
 			Str("mode", "core").Dur("took", time.Since(t0)).Msg("subscribed to events")
 	}
 
-	s.httpLn, err = net.Listen("tcp", s.opts.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("cannot listen on http-addr %s: %w", s.opts.HTTPAddr, err)
-	}
 	s.sse.start()
-	s.httpSrv = s.newHTTPServer()
-	s.httpDone = make(chan error, 1)
-	s.conns = newConnLimiter(s.httpLn, s.opts.HTTPMaxConns, s.opts.HTTPMaxConnsPerIP, s.metrics)
-	go func() { s.httpDone <- s.httpSrv.Serve(s.conns) }()
-	s.log.Info().Str("addr", s.httpLn.Addr().String()).Msg("HTTP API listening")
-	if s.opts.natsBids {
+	if !s.opts.Unit {
+		s.httpLn, err = net.Listen("tcp", s.opts.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("cannot listen on http-addr %s: %w", s.opts.HTTPAddr, err)
+		}
+		s.httpSrv = s.newHTTPServer()
+		s.httpDone = make(chan error, 1)
+		s.conns = newConnLimiter(s.httpLn, s.opts.HTTPMaxConns, s.opts.HTTPMaxConnsPerIP, s.metrics)
+		go func() { s.httpDone <- s.httpSrv.Serve(s.conns) }()
+		s.log.Info().Str("addr", s.httpLn.Addr().String()).Msg("HTTP API listening")
+	}
+	if s.opts.natsBids && !s.opts.Unit {
 		if s.natsBids, err = s.startNATSBids(s.nc); err != nil {
 			return err
 		}
@@ -522,6 +528,42 @@ func (s *Service) Stop(ctx context.Context) error {
 			}
 			s.log.Info().Dur("took", time.Since(t0)).Msg("bids over NATS stopped")
 		}
+		errs = append(errs, s.stopIngest(ctx)...)
+		s.control.Stop()
+		if s.nc != nil {
+			t0 := time.Now()
+			if err := s.drain(ctx); err != nil {
+				errs = append(errs, err)
+			}
+			s.log.Info().Dur("took", time.Since(t0)).Msg("NATS connection drained")
+		}
+		if s.natsSrv != nil {
+			t0 := time.Now()
+			s.natsSrv.Shutdown()
+			s.natsSrv.WaitForShutdown()
+			s.log.Info().Dur("took", time.Since(t0)).Msg("embedded NATS server stopped")
+		}
+		s.ingest.Release()
+	})
+	return errors.Join(errs...)
+}
+
+// Release ends this service's ingest as Stop does (the consumer stops, a
+// final checkpoint is written and kept in NATS, the lease is released, so
+// another process can take the name at once) but keeps answering: the
+// bids over NATS and ServeHTTP go on from the windows as they are, no
+// longer updated. A partition unit handing its partition over calls it,
+// then Stop once the new owner serves (ServedElsewhere).
+func (s *Service) Release(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ShutdownTimeout)
+	defer cancel()
+	return errors.Join(s.stopIngest(ctx)...)
+}
+
+// stopIngest is the ingest half of the stop, run once.
+func (s *Service) stopIngest(ctx context.Context) []error {
+	var errs []error
+	s.ingestOnce.Do(func() {
 		// An applier waiting for room in the dead-letter queue would hold
 		// up the checkpoint loop, and so the stop.
 		s.ingest.Unblock()
@@ -558,23 +600,8 @@ func (s *Service) Stop(ctx context.Context) error {
 		} else if n > 0 {
 			s.log.Error().Int("dead_letters", n).Msg("dead letters not published at stop (core mode keeps no checkpoint): lost")
 		}
-		s.control.Stop()
-		if s.nc != nil {
-			t0 := time.Now()
-			if err := s.drain(ctx); err != nil {
-				errs = append(errs, err)
-			}
-			s.log.Info().Dur("took", time.Since(t0)).Msg("NATS connection drained")
-		}
-		if s.natsSrv != nil {
-			t0 := time.Now()
-			s.natsSrv.Shutdown()
-			s.natsSrv.WaitForShutdown()
-			s.log.Info().Dur("took", time.Since(t0)).Msg("embedded NATS server stopped")
-		}
-		s.ingest.Release()
 	})
-	return errors.Join(errs...)
+	return errs
 }
 
 // drain drains the subscription (its pending messages are applied) and

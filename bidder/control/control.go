@@ -72,6 +72,9 @@ type Options struct {
 	Log zerolog.Logger
 	// Metrics receives the control plane's series.
 	Metrics *metrics.Set
+	// Replicas is the replica count of the KV bucket and the audit stream
+	// (0: 1).
+	Replicas int
 }
 
 // Control holds the control plane's tables. Its methods are safe for
@@ -84,6 +87,8 @@ type Control struct {
 	dataDir string
 	key     []byte
 	timeout time.Duration // of one KV write (kvTimeout; shorter in tests)
+	// replicas is Options.Replicas.
+	replicas int
 
 	js      jetstream.JetStream // nil: memory only
 	kv      jetstream.KeyValue  // nil: memory only
@@ -137,6 +142,7 @@ func New(opts Options) *Control {
 		parsed:    map[string]*models.CampaignPolicy{},
 		late:      map[string]lateWrite{},
 		timeout:   kvTimeout,
+		replicas:  opts.Replicas,
 	}
 	c.audit.c, c.audit.stop = c, make(chan struct{})
 	c.filePolicies.Store(opts.Policies)
@@ -193,6 +199,7 @@ func (c *Control) Start(ctx context.Context, nc *nats.Conn) error {
 		Description: "bidpulse overrides, campaign policies and kill switch",
 		History:     5,
 		Storage:     jetstream.FileStorage,
+		Replicas:    c.replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("cannot open KV bucket %s: %w", Bucket, err)
@@ -208,6 +215,7 @@ func (c *Control) Start(ctx context.Context, nc *nats.Conn) error {
 		// Instances that see the same change made outside the admin API
 		// each audit it under the same Nats-Msg-Id: one entry is kept.
 		Duplicates: 2 * time.Minute,
+		Replicas:   c.replicas,
 	}); err != nil {
 		return fmt.Errorf("cannot create stream %s: %w", AuditStream, err)
 	}
@@ -364,3 +372,8 @@ func (c *Control) remove(key string, tomb signer, audit func(rev uint64)) (uint6
 // IsStoreError reports whether err is the failure to store a change in the KV
 // bucket (a 503 for the admin API, not the caller's fault).
 func IsStoreError(err error) bool { return errors.Is(err, errStore) }
+
+// LoadOrCreateKey returns the control key kept in the file at path, made
+// (random, mode 0600) when the file does not exist. A cluster member
+// (bidder/node) gives its partition units the one key of its data dir.
+func LoadOrCreateKey(path string) ([]byte, error) { return loadOrCreateKey(path) }

@@ -95,7 +95,18 @@ type Options struct {
 	// under its campaign's partition and rejects the events of another
 	// campaign than their subject's (partitioned.go). It needs JetStream
 	// and a Subject ending in ".>"; it is fixed when the stream is created.
-	Partitions       uint32
+	Partitions uint32
+	// OnePartition makes this ingester consume only partition Partition
+	// of the Partitions (a partition unit of a cluster member,
+	// bidder/node): its durable consumer filters on that partition's
+	// stored subjects, its applied sequence is the last of that partition's
+	// messages applied, and Trim purges only that partition's messages.
+	OnePartition bool
+	Partition    uint32
+	// StreamReplicas is the replica count of the event and DLQ streams
+	// (0: 1). Raising it on an existing stream is an update the server
+	// makes on a cluster.
+	StreamReplicas   int
 	Stream           string
 	StreamMaxBytes   int64
 	StreamMaxAge     time.Duration
@@ -445,11 +456,16 @@ func (in *Ingester) Stream() (st StreamState, ok bool) {
 
 // Trim purges the stream's messages before seq (the service's retention:
 // nothing an instance sharing the stream needs to recover); it returns how
-// many went.
+// many went. With OnePartition it purges only that partition's messages:
+// each partition is trimmed by its owner, to its own checkpoint, so an idle
+// partition holds back no other.
 func (in *Ingester) Trim(ctx context.Context, seq uint64) (uint64, error) {
 	j := in.js
 	if j == nil {
 		return 0, errors.New("no stream in core mode")
+	}
+	if in.opts.OnePartition {
+		return j.trimPartition(ctx, seq)
 	}
 	first := j.streamFirst.Load()
 	if seq <= first {

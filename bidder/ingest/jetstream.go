@@ -64,6 +64,12 @@ type jsIngest struct {
 	// fresh is true until the first message after a start without a
 	// checkpoint: there is no previous sequence to continue from.
 	fresh atomic.Bool
+	// lastCseq is the consumer sequence of the last message handled from
+	// the current consumer (0: none yet), under the applier's lock. With
+	// OnePartition the stream sequences of one partition are not
+	// contiguous, so a dropped delivery shows as a jump of the consumer
+	// sequence, which counts every delivery, redeliveries included.
+	lastCseq uint64
 
 	// Figures refreshed by the housekeeping loop for /v1/stats.
 	numPending    atomic.Uint64
@@ -159,6 +165,7 @@ func (j *jsIngest) ensureStreams(ctx context.Context) error {
 		MaxBytes:    o.StreamMaxBytes,
 		Duplicates:  o.StreamDuplicates,
 		MaxMsgSize:  MaxMessageBytes,
+		Replicas:    o.StreamReplicas,
 	}
 	var part *partition.Stream
 	if o.Partitions > 0 {
@@ -214,6 +221,7 @@ func (j *jsIngest) ensureDLQ(ctx context.Context) error {
 		MaxAge:      7 * 24 * time.Hour,
 		MaxBytes:    o.DLQMaxBytes,
 		Duplicates:  time.Hour,
+		Replicas:    o.StreamReplicas,
 	})
 	if err != nil {
 		return fmt.Errorf("cannot create or update stream %s: %w", DLQStream, err)
@@ -240,7 +248,10 @@ func (j *jsIngest) start(ctx context.Context, fromSeq uint64) error {
 			return fmt.Errorf("%w: checkpoint sequence %d is past the stream's last sequence %d (was stream %s re-created?)",
 				ErrStreamReset, fromSeq-1, last, s.opts.Stream)
 		}
-		if first > fromSeq && info.State.Msgs > 0 {
+		if first > fromSeq && info.State.Msgs > 0 && !s.opts.OnePartition {
+			// (One partition: the stream's first message says nothing
+			// of that partition's, which the other partitions' trims
+			// do not touch.)
 			lost := first - fromSeq
 			s.stats.StreamGap.Add(int(lost))
 			// Counted here, not again as a gap by the first message.
@@ -271,6 +282,16 @@ func (j *jsIngest) start(ctx context.Context, fromSeq uint64) error {
 	if err := j.createAndConsume(ctx, cfg); err != nil {
 		return err
 	}
+	if s.opts.OnePartition {
+		// The stream's last message is likely another partition's: caught
+		// up is when the consumer has nothing pending (handle).
+		j.ccMu.Lock()
+		pending := j.cons.CachedInfo().NumPending
+		j.ccMu.Unlock()
+		if pending == 0 {
+			j.caughtUp.Store(true)
+		}
+	}
 	j.keepStop, j.keepDone = make(chan struct{}), make(chan struct{})
 	go j.keeper()
 	return nil
@@ -280,7 +301,7 @@ func (j *jsIngest) start(ctx context.Context, fromSeq uint64) error {
 // start position.
 func (j *jsIngest) consumerConfig() jetstream.ConsumerConfig {
 	s := j.ing
-	return jetstream.ConsumerConfig{
+	cfg := jetstream.ConsumerConfig{
 		Durable:       j.name,
 		Description:   "bidpulse instance " + s.opts.Instance,
 		AckPolicy:     jetstream.AckAllPolicy,
@@ -288,7 +309,12 @@ func (j *jsIngest) consumerConfig() jetstream.ConsumerConfig {
 		MaxAckPending: 1_000_000,
 		MaxDeliver:    -1,
 		Metadata:      map[string]string{"bidpulse_owner": s.opts.Owner},
+		Replicas:      s.opts.StreamReplicas,
 	}
+	if s.opts.OnePartition {
+		cfg.FilterSubject = gapSubject(&s.opts)
+	}
+	return cfg
 }
 
 // createAndConsume deletes this instance's consumer (the start position of
@@ -305,6 +331,9 @@ func (j *jsIngest) createAndConsume(ctx context.Context, cfg jetstream.ConsumerC
 		return fmt.Errorf("cannot create consumer %s: %w", j.name, err)
 	}
 	gen := j.gen.Load()
+	s.applyMu.Lock()
+	j.lastCseq = 0
+	s.applyMu.Unlock()
 	// Pulls are capped in bytes as well as in messages: a backlog of
 	// maximum-size messages must not overrun the connection's
 	// slow-consumer limits (the server cuts a connection whose outbound
@@ -429,7 +458,7 @@ var ErrStreamReset = errors.New("stream reset")
 // order.
 func (j *jsIngest) handle(msg jetstream.Msg, gen uint64) {
 	s := j.ing
-	seq, _, tsNs, pending, ok := parseAckReply(msg.Reply())
+	seq, cseq, _, tsNs, pending, ok := parseAckReply(msg.Reply())
 	if !ok {
 		s.throttledLog.Warn("jetstream-reply", "JetStream message without a valid reply subject; skipped", errors.New(msg.Reply()))
 		return
@@ -442,6 +471,8 @@ func (j *jsIngest) handle(msg jetstream.Msg, gen uint64) {
 		return
 	}
 	applied := j.applied.Load()
+	lastCseq := j.lastCseq
+	j.lastCseq = cseq
 	if seq <= applied {
 		// A redelivery of a message already applied.
 		s.applyMu.Unlock()
@@ -449,11 +480,23 @@ func (j *jsIngest) handle(msg jetstream.Msg, gen uint64) {
 		j.markApplied(msg, seq)
 		return
 	}
-	if applied > 0 && seq > applied+1 && !j.fresh.Load() {
+	// A gap: messages between the last applied one and this one that were
+	// not delivered. One partition's sequences are not contiguous: there,
+	// only a jump of the consumer sequence is one.
+	gap := applied > 0 && seq > applied+1 && !j.fresh.Load()
+	if s.opts.OnePartition {
+		gap = gap && lastCseq > 0 && cseq > lastCseq+1
+	}
+	if gap {
 		// Released while the stream is asked what became of the
 		// missing messages.
 		s.applyMu.Unlock()
 		lost, held := j.classifyGap(applied+1, seq-1)
+		if s.opts.OnePartition && !held {
+			// The stream no longer holds any of the partition's messages
+			// in between: the deliveries missed were of those.
+			lost = cseq - lastCseq - 1
+		}
 		if held {
 			// Still in the stream: dropped on the way (a slow
 			// consumer, a reconnect). Nothing past applied is
@@ -484,7 +527,7 @@ func (j *jsIngest) handle(msg jetstream.Msg, gen uint64) {
 	s.applier.applyMsg(msg.Data(), now, tsNs/1e6, pending > 0)
 	j.applied.Store(seq)
 	s.applyMu.Unlock()
-	if !j.caughtUp.Load() && seq >= j.targetSeq.Load() {
+	if !j.caughtUp.Load() && (seq >= j.targetSeq.Load() || s.opts.OnePartition && pending == 0) {
 		j.caughtUp.Store(true)
 		s.log.Info().Uint64("seq", seq).Uint64("counted", s.stats.Counted.Get()).Msg("caught up with the stream")
 	}
@@ -650,6 +693,10 @@ func (j *jsIngest) checkStall(gen uint64) {
 	// Not while NATS is away: a disconnection is no stall of ingest (it
 	// is reported on its own, and must not take every replica out).
 	waiting := j.streamLast.Load() > applied && j.streamMsgs.Load() > 0 && !s.consumeStopped.Load() && s.nc.IsConnected()
+	if s.opts.OnePartition {
+		// The stream's later messages are mostly other partitions'.
+		waiting = j.numPending.Load() > 0 && !s.consumeStopped.Load() && s.nc.IsConnected()
+	}
 	if applied != j.stallSeq || !waiting {
 		j.stallSeq = applied
 		j.stallSinceMs.Store(0)

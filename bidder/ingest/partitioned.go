@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,7 +19,8 @@ import (
 // <p>.<base>.<campaign>.<rest>, and every event of a message must be of the
 // campaign its subject names, else it is rejected wrong_partition: an owner
 // of some partitions (later) must never apply another partition's campaign.
-// One instance consumes every partition today.
+// One instance consumes every partition, or (OnePartition) a partition unit
+// of a cluster member consumes one.
 
 // Base returns the base subject of a partitioned stream: subject without
 // its trailing ".>" (bidpulse.events.> -> bidpulse.events), and false when
@@ -66,12 +69,17 @@ func checkStreamPartitions(o *Options, oc *jetstream.StreamConfig, want *partiti
 
 // gapSubject is the subject filter that selects every message of the events
 // stream (classifyGap): o.Subject unpartitioned, *.<base>.> partitioned,
-// where every stored subject starts with its partition.
+// where every stored subject starts with its partition, and <p>.<base>.>
+// for the one partition p of Options.OnePartition (also the consumer's
+// filter).
 func gapSubject(o *Options) string {
 	if o.Partitions == 0 {
 		return o.Subject
 	}
 	base, _ := Base(o.Subject)
+	if o.OnePartition {
+		return partition.Filter(o.Partition, base)
+	}
 	return "*." + base + ".>"
 }
 
@@ -118,4 +126,37 @@ func (in *applier) rejectWrongPartition(ev *event.Event, k int) {
 	in.out.rejected[event.WrongPartition]++
 	in.known = event.AppendJSON(in.known[:0], ev)
 	in.deadLetter(in.known, event.WrongPartition, k)
+}
+
+// trimPartition purges the messages of the one partition of
+// Options.OnePartition before seq, and returns how many went (the server's
+// count: the stream's own figures mix every partition's).
+func (j *jsIngest) trimPartition(ctx context.Context, seq uint64) (uint64, error) {
+	o := &j.ing.opts
+	req, _ := json.Marshal(struct {
+		Filter string `json:"filter"`
+		Seq    uint64 `json:"seq"`
+	}{gapSubject(o), seq})
+	resp, err := j.ing.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+o.Stream, req)
+	if err != nil {
+		return 0, fmt.Errorf("cannot trim partition %d before sequence %d: %w", o.Partition, seq, err)
+	}
+	var r struct {
+		Success bool   `json:"success"`
+		Purged  uint64 `json:"purged"`
+		Error   *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return 0, fmt.Errorf("cannot trim partition %d: unreadable answer: %w", o.Partition, err)
+	}
+	if r.Error != nil || !r.Success {
+		why := "refused"
+		if r.Error != nil {
+			why = r.Error.Description
+		}
+		return 0, fmt.Errorf("cannot trim partition %d before sequence %d: %s", o.Partition, seq, why)
+	}
+	return r.Purged, nil
 }

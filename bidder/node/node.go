@@ -1,0 +1,637 @@
+// Package node runs one member of a bidpulse cluster: an instance that owns
+// a share of the campaign partitions, each as a partition unit (a
+// bidder.Service with Options.Unit: its own consumer filtered on the
+// partition, its own windows, controllers, dedup set, lease and checkpoints,
+// as a Kafka Streams task owns its partition's state store), and answers
+// bids for every partition: its own in process, the others forwarded over
+// NATS to their owners.
+//
+// Membership and assignment come from bidder/cluster: members renew a lease
+// in a KV bucket, and every member computes the same rendezvous assignment
+// of partitions from the member list. When the assignment moves partition p
+// from member A to member B:
+//
+//  1. A releases its unit of p (bidder.Service.Release): the consumer stops,
+//     a final checkpoint is written and kept in NATS, the unit's lease is
+//     marked stopped. A's unit goes on answering p's bids from its windows
+//     as they were.
+//  2. B starts its unit of p under the same name: it takes the lease (it
+//     retries while A holds it, or until a crashed A's lease expires), loads
+//     the newest checkpoint of p kept in NATS (A's final one), replays p's
+//     messages after it, and once caught up joins p's bid subject
+//     (bidder.UnitBidSubject) and marks its lease serving.
+//  3. A sees B serving, leaves the bid subject and stops its unit.
+//
+// A campaign's keys and controller state live in one unit, so the state of
+// p moves whole, through its checkpoint, and exactly once: the checkpoint
+// holds the stream sequence it reflects, and the replay starts after it.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/bidpulse/bidpulse/bidder"
+	"github.com/bidpulse/bidpulse/bidder/cluster"
+	"github.com/bidpulse/bidpulse/bidder/control"
+	"github.com/bidpulse/bidpulse/bidder/ingest"
+)
+
+// DefaultBucket is the KV bucket of the members' leases.
+const DefaultBucket = "bidpulse_members"
+
+// DefaultForwardTimeout bounds a bid forwarded to another member: past it,
+// the bid is answered the neutral multiplier.
+const DefaultForwardTimeout = 5 * time.Millisecond
+
+// Options configure a Node.
+type Options struct {
+	// Unit is the template of the partition units' options: NATS (NATSURL
+	// is required: the members share a NATS server or cluster), Subject,
+	// Stream, Partitions (required, > 0), Config, Clock, Logger, tokens,
+	// limits. Each unit gets Unit, Partition, its Instance (UnitName), its
+	// DataDir (under DataDir/partitions) and a share of DedupSize.
+	Unit bidder.Options
+	// Member names this member in the cluster (default: Unit.Instance, or
+	// the host name).
+	Member string
+	// HTTPAddr is the member's API address (default ":8080").
+	HTTPAddr string
+	// Bucket is the membership KV bucket (default DefaultBucket).
+	Bucket string
+	// LeaseTTL is the membership lease (default Unit.LeaseTTL, else 15s):
+	// a member that stops renewing is gone after it, and its partitions
+	// move.
+	LeaseTTL time.Duration
+	// ForwardTimeout bounds a forwarded bid (default 5ms); a request's
+	// own deadline header is not read.
+	ForwardTimeout time.Duration
+	// HandoverWait bounds how long a member that gave a partition up keeps
+	// answering it while the new owner catches up (default 2m).
+	HandoverWait time.Duration
+}
+
+// Node is one running cluster member. Build it with New, then Start and
+// Stop it once each.
+type Node struct {
+	opts Options
+	log  zerolog.Logger
+	// parts is the number of partitions, Unit.Partitions.
+	parts uint32
+
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	kv  jetstream.KeyValue
+	mem *cluster.Membership
+
+	metrics *metrics.Set
+	stats   nodeStats
+
+	// mu guards units and the unit lifecycles' bookkeeping.
+	mu    sync.Mutex
+	units map[uint32]*unit
+	// serving is read on the bid path without a lock: index p holds the
+	// unit of p that answers here (nil: forward).
+	serving atomic.Pointer[[]*unit]
+	// view is the last assignment computed.
+	view atomic.Pointer[assignment]
+
+	httpSrv  *fasthttp.Server
+	httpLn   net.Listener
+	httpDone chan error
+
+	ready    atomic.Bool
+	stopping atomic.Bool
+	stopOnce sync.Once
+	bgStop   chan struct{}
+	bg       sync.WaitGroup
+}
+
+// assignment is one computation of the partitions' owners.
+type assignment struct {
+	members []cluster.Member
+	owners  [][]string // per partition, primary first
+	at      time.Time
+}
+
+// unit is one partition unit's lifecycle on this member.
+type unit struct {
+	p   uint32
+	svc atomic.Pointer[bidder.Service] // nil until started
+	// state: unitStarting, unitServing, unitReleasing.
+	state  atomic.Int32
+	cancel context.CancelFunc
+	done   chan struct{}
+	// startedAt and servingAt time the hand-over in.
+	startedAt time.Time
+	servingMs atomic.Int64
+}
+
+const (
+	unitStarting int32 = iota
+	unitServing
+	unitReleasing
+)
+
+var stateNames = [...]string{"starting", "serving", "releasing"}
+
+// New validates opts and builds a Node; nothing is started.
+func New(opts Options) (*Node, error) {
+	if opts.Unit.NATSURL == "" {
+		return nil, errors.New("cluster mode needs --nats-url: the members share a NATS server or cluster (the embedded one serves one process)")
+	}
+	if opts.Unit.Partitions == 0 {
+		return nil, errors.New("cluster mode needs --partitions P (P > 0): the members share the partitions of the stream")
+	}
+	if opts.Unit.RemoteCheckpointInterval < 0 {
+		return nil, errors.New("cluster mode needs checkpoints kept in NATS (--remote-checkpoint-interval > 0): a partition moves to its new owner through them")
+	}
+	if opts.Unit.Clock == nil {
+		return nil, errors.New("node: Unit.Clock is required")
+	}
+	if opts.Member == "" {
+		opts.Member = opts.Unit.Instance
+	}
+	if opts.Member == "" {
+		return nil, errors.New("cluster mode needs --instance: the member's name, stable across restarts (a StatefulSet pod name)")
+	}
+	if opts.HTTPAddr == "" {
+		opts.HTTPAddr = ":8080"
+	}
+	if opts.Bucket == "" {
+		opts.Bucket = DefaultBucket
+	}
+	if opts.LeaseTTL == 0 {
+		opts.LeaseTTL = opts.Unit.LeaseTTL
+	}
+	if opts.LeaseTTL == 0 {
+		opts.LeaseTTL = 15 * time.Second
+	}
+	if opts.LeaseTTL < cluster.MinTTL {
+		return nil, fmt.Errorf("lease TTL %s is below %s", opts.LeaseTTL, cluster.MinTTL)
+	}
+	opts.Unit.LeaseTTL = opts.LeaseTTL
+	if opts.ForwardTimeout == 0 {
+		opts.ForwardTimeout = DefaultForwardTimeout
+	}
+	if opts.ForwardTimeout < 0 {
+		return nil, fmt.Errorf("invalid forward timeout %s", opts.ForwardTimeout)
+	}
+	if opts.HandoverWait == 0 {
+		opts.HandoverWait = 2 * time.Minute
+	}
+	if opts.Unit.DataDir == "" {
+		opts.Unit.DataDir = "./data"
+	}
+	if opts.Unit.Stream == "" {
+		opts.Unit.Stream = "BIDPULSE_EVENTS"
+	}
+	if opts.Unit.Subject == "" {
+		opts.Unit.Subject = "bidpulse.events.>"
+	}
+	n := &Node{
+		opts:    opts,
+		log:     opts.Unit.Logger.With().Str("member", opts.Member).Logger(),
+		parts:   opts.Unit.Partitions,
+		units:   map[uint32]*unit{},
+		metrics: metrics.NewSet(),
+		bgStop:  make(chan struct{}),
+	}
+	empty := make([]*unit, n.parts)
+	n.serving.Store(&empty)
+	n.stats.init(n)
+	// Checked now, not at a partition's start: a unit's options are the
+	// template's with its own name, directory and dedup share.
+	if _, err := bidder.New(n.unitOptions(0)); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// UnitName is the instance name of partition p's unit in stream's cluster:
+// its lease, durable consumer and checkpoints are named after it, whichever
+// member runs it.
+func UnitName(stream string, p uint32) string {
+	return strings.ToLower(stream) + "-p" + strconv.FormatUint(uint64(p), 10)
+}
+
+// unitOptions returns the options of partition p's unit.
+func (n *Node) unitOptions(p uint32) bidder.Options {
+	o := n.opts.Unit
+	o.Unit, o.Partition = true, p
+	o.Instance = UnitName(o.Stream, p)
+	o.DataDir = filepath.Join(n.opts.Unit.DataDir, "partitions", "p"+strconv.FormatUint(uint64(p), 10))
+	o.Logger = n.log.With().Uint32("partition", p).Logger()
+	o.NATSBids = bidder.NATSBidsOff
+	// The member's dedup memory is shared by the units it is expected to
+	// own (P / members, at least one member's worth when alone): a unit
+	// sees only its partition's ids, so a share covers the same time.
+	dedup := o.DedupSize
+	if dedup == 0 {
+		dedup = 64 << 20
+	}
+	o.DedupSize = max(dedup/int(max(n.parts/3, 1)), 1<<20)
+	return o
+}
+
+// Start connects to NATS, joins the membership and starts the HTTP API; the
+// units start as the assignment gives this member their partitions.
+func (n *Node) Start() (err error) {
+	defer func() {
+		if err != nil {
+			n.Stop(context.Background())
+		}
+	}()
+	o := &n.opts
+	if o.Unit.ControlKey == "" {
+		// The units of this member sign with one key; members that share
+		// one (--control-key) audit each other's changes as their own.
+		if err := os.MkdirAll(o.Unit.DataDir, 0o700); err != nil {
+			return fmt.Errorf("cannot create data dir: %w", err)
+		}
+		k, err := control.LoadOrCreateKey(filepath.Join(o.Unit.DataDir, "control.key"))
+		if err != nil {
+			return err
+		}
+		o.Unit.ControlKey = string(k)
+	}
+	connOpts, err := o.Unit.NATSClient.Options()
+	if err != nil {
+		return err
+	}
+	connOpts = append(connOpts, nats.Name("bidpulse member "+o.Member), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
+	if n.nc, err = nats.Connect(o.Unit.NATSURL, connOpts...); err != nil {
+		return fmt.Errorf("cannot connect to NATS at %s: %w", o.Unit.NATSURL, err)
+	}
+	if n.js, err = jetstream.New(n.nc); err != nil {
+		return err
+	}
+	n.httpLn, err = net.Listen("tcp", o.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on http-addr %s: %w", o.HTTPAddr, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	replicas := max(o.Unit.Replicas, 1)
+	if n.kv, err = cluster.Bucket(ctx, n.js, o.Bucket, o.LeaseTTL, replicas); err != nil {
+		return err
+	}
+	if n.mem, err = cluster.Join(ctx, n.kv, cluster.Member{Instance: o.Member, Addr: n.httpLn.Addr().String()}); err != nil {
+		return err
+	}
+	n.httpSrv = n.newHTTPServer()
+	n.httpDone = make(chan error, 1)
+	go func() { n.httpDone <- n.httpSrv.Serve(n.httpLn) }()
+	n.log.Info().Str("addr", n.httpLn.Addr().String()).Uint32("partitions", n.parts).Str("bucket", o.Bucket).
+		Dur("lease", o.LeaseTTL).Msg("cluster member started")
+	n.bg.Add(1)
+	go n.reconcileLoop()
+	n.ready.Store(true)
+	return nil
+}
+
+// HTTPAddr returns the address the member's API listens on.
+func (n *Node) HTTPAddr() string {
+	if n.httpLn == nil {
+		return ""
+	}
+	return n.httpLn.Addr().String()
+}
+
+// reconcileLoop moves the units toward the assignment on every change of
+// the member list, and every 250ms (a unit waiting for a lease, or for its
+// catch-up, moves on).
+func (n *Node) reconcileLoop() {
+	defer n.bg.Done()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		n.reconcile()
+		select {
+		case <-n.bgStop:
+			return
+		case <-n.mem.Changes():
+		case <-t.C:
+		}
+	}
+}
+
+// reconcile computes the assignment and starts or releases units.
+func (n *Node) reconcile() {
+	members := n.mem.Members()
+	names := make([]string, len(members))
+	for i, m := range members {
+		names[i] = m.Instance
+	}
+	if !slices.Contains(names, n.opts.Member) {
+		// Our own lease is being renewed (or taken again): until we see
+		// ourselves, own nothing new, but give nothing up either.
+		return
+	}
+	owners := cluster.Assign(n.parts, names, 1)
+	n.view.Store(&assignment{members: members, owners: owners, at: time.Now()})
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopping.Load() {
+		return
+	}
+	for p := range n.parts {
+		mine := slices.Contains(owners[p], n.opts.Member)
+		u := n.units[p]
+		switch {
+		case mine && u == nil:
+			n.startUnit(p)
+		case !mine && u != nil && u.state.Load() != unitReleasing:
+			n.releaseUnit(u)
+		}
+	}
+}
+
+// startUnit starts partition p's unit on its own goroutine. Under n.mu.
+func (n *Node) startUnit(p uint32) {
+	ctx, cancel := context.WithCancel(context.Background())
+	u := &unit{p: p, cancel: cancel, done: make(chan struct{}), startedAt: time.Now()}
+	n.units[p] = u
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		defer close(u.done)
+		n.runUnit(ctx, u)
+	}()
+}
+
+// runUnit starts u's service (retrying while the partition's previous owner
+// holds its lease), waits for its catch-up, then serves its bids.
+func (n *Node) runUnit(ctx context.Context, u *unit) {
+	log := n.log.With().Uint32("partition", u.p).Logger()
+	var svc *bidder.Service
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		if ctx.Err() != nil {
+			return
+		}
+		s, err := bidder.New(n.unitOptions(u.p))
+		if err == nil {
+			err = s.Start()
+		}
+		if err == nil {
+			svc = s
+			break
+		}
+		if errors.Is(err, bidder.ErrNameInUse) {
+			// The previous owner has not released it yet, or crashed
+			// and its lease has not expired.
+			wait = 100 * time.Millisecond
+		} else {
+			n.stats.unitErrors.Inc()
+			log.Warn().Err(err).Dur("retry_in", wait).Msg("cannot start the partition's unit")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+	u.svc.Store(svc)
+	for !svc.UnitState().Ready {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := svc.ServeBids(sctx)
+	cancel()
+	if err != nil {
+		log.Warn().Err(err).Msg("cannot join the partition's bid subject (its bids are answered by forwarding until it can)")
+	}
+	if !u.state.CompareAndSwap(unitStarting, unitServing) {
+		return
+	}
+	u.servingMs.Store(time.Since(u.startedAt).Milliseconds())
+	n.setServing(u.p, u)
+	n.stats.handoversIn.Inc()
+	st := svc.UnitState()
+	log.Info().Uint64("applied_seq", st.AppliedSeq).Int("keys", st.Keys).Str("from_checkpoint", st.FromCheckpoint).
+		Dur("took", time.Since(u.startedAt)).Msg("partition taken: caught up and serving its bids")
+}
+
+// releaseUnit hands u's partition over: its ingest stops with a final
+// checkpoint kept in NATS, then it answers the partition's bids until the
+// new owner serves them (or HandoverWait), then it stops. Under n.mu.
+func (n *Node) releaseUnit(u *unit) {
+	prev := u.state.Swap(unitReleasing)
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		log := n.log.With().Uint32("partition", u.p).Logger()
+		if prev == unitStarting {
+			// Not serving yet: nothing to hand over but its lease.
+			u.cancel()
+			<-u.done
+			if svc := u.svc.Load(); svc != nil {
+				n.stopUnit(svc, log)
+			}
+			n.forget(u)
+			return
+		}
+		<-u.done
+		svc := u.svc.Load()
+		t0 := time.Now()
+		if err := svc.Release(context.Background()); err != nil {
+			log.Warn().Err(err).Msg("partition released with errors (its new owner replays from its last checkpoint kept in NATS)")
+		}
+		deadline := time.Now().Add(n.opts.HandoverWait)
+		for time.Now().Before(deadline) && !n.stopping.Load() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			ok, _ := svc.ServedElsewhere(ctx)
+			cancel()
+			if ok {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		n.setServing(u.p, nil)
+		n.stopUnit(svc, log)
+		n.forget(u)
+		n.stats.handoversOut.Inc()
+		log.Info().Dur("took", time.Since(t0)).Msg("partition handed over")
+	}()
+}
+
+// stopUnit stops a unit's service.
+func (n *Node) stopUnit(svc *bidder.Service, log zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := svc.Stop(ctx); err != nil {
+		log.Warn().Err(err).Msg("partition unit stopped with errors")
+	}
+}
+
+// forget removes u from the units.
+func (n *Node) forget(u *unit) {
+	n.mu.Lock()
+	if n.units[u.p] == u {
+		delete(n.units, u.p)
+	}
+	n.mu.Unlock()
+}
+
+// setServing makes u the unit answering partition p here (nil: none).
+func (n *Node) setServing(p uint32, u *unit) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	cur := *n.serving.Load()
+	next := slices.Clone(cur)
+	next[p] = u
+	n.serving.Store(&next)
+}
+
+// servingUnit returns the service answering partition p here, or nil.
+func (n *Node) servingUnit(p uint32) *bidder.Service {
+	u := (*n.serving.Load())[p]
+	if u == nil {
+		return nil
+	}
+	return u.svc.Load()
+}
+
+// anyServing returns a service answering some partition here, or nil.
+func (n *Node) anyServing() *bidder.Service {
+	for _, u := range *n.serving.Load() {
+		if u != nil {
+			return u.svc.Load()
+		}
+	}
+	return nil
+}
+
+// isReady reports whether the member is started, in its own member list,
+// and serves every partition the assignment gives it.
+func (n *Node) isReady() (bool, string) {
+	if !n.ready.Load() || n.stopping.Load() {
+		return false, "not started or stopping"
+	}
+	v := n.view.Load()
+	if v == nil {
+		return false, "no assignment yet"
+	}
+	serving := *n.serving.Load()
+	waiting := 0
+	for p, owners := range v.owners {
+		if slices.Contains(owners, n.opts.Member) && serving[p] == nil {
+			waiting++
+		}
+	}
+	if waiting > 0 {
+		return false, strconv.Itoa(waiting) + " owned partitions not caught up yet"
+	}
+	return true, ""
+}
+
+// Stop leaves the cluster: the membership lease is deleted (the others take
+// this member's partitions at once), every unit stops with a final
+// checkpoint kept in NATS and releases its lease, the HTTP API stops.
+func (n *Node) Stop(ctx context.Context) error {
+	var errs []error
+	n.stopOnce.Do(func() {
+		n.stopping.Store(true)
+		n.ready.Store(false)
+		if n.mem != nil {
+			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := n.mem.Leave(lctx); err != nil {
+				errs = append(errs, err)
+			}
+			cancel()
+		}
+		close(n.bgStop)
+		n.mu.Lock()
+		units := make([]*unit, 0, len(n.units))
+		for _, u := range n.units {
+			units = append(units, u)
+		}
+		n.mu.Unlock()
+		var wg sync.WaitGroup
+		for _, u := range units {
+			u.cancel()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-u.done
+				if svc := u.svc.Load(); svc != nil {
+					if err := svc.Stop(ctx); err != nil {
+						errs = append(errs, err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		n.bg.Wait()
+		if n.httpSrv != nil {
+			if err := n.httpSrv.ShutdownWithContext(ctx); err != nil {
+				errs = append(errs, err)
+			}
+			_ = n.httpLn.Close()
+			<-n.httpDone
+		} else if n.httpLn != nil {
+			n.httpLn.Close()
+		}
+		if n.nc != nil {
+			n.nc.Close()
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// Kill stops the member as a crash would (tests): no lease is released, no
+// final checkpoint is written; the others take its partitions once its
+// leases expire.
+func (n *Node) Kill() {
+	n.stopOnce.Do(func() {
+		n.stopping.Store(true)
+		close(n.bgStop)
+		n.mu.Lock()
+		units := make([]*unit, 0, len(n.units))
+		for _, u := range n.units {
+			units = append(units, u)
+		}
+		n.mu.Unlock()
+		for _, u := range units {
+			u.cancel()
+			<-u.done
+			if svc := u.svc.Load(); svc != nil {
+				svc.Kill()
+			}
+		}
+		// A closed connection ends the membership without deleting the
+		// member's record: it expires after the lease, as a crash's.
+		n.nc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = n.mem.Leave(ctx)
+		cancel()
+		n.bg.Wait()
+		n.httpLn.Close()
+	})
+}
+
+// ingestConsumer is the durable consumer name of partition p's unit (for
+// operators: `nats consumer info <stream> <name>`).
+func (n *Node) ingestConsumer(p uint32) string {
+	return ingest.ConsumerName(UnitName(n.opts.Unit.Stream, p))
+}

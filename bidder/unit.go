@@ -1,0 +1,106 @@
+package bidder
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// ServeHTTP answers one HTTP request with the service's router and
+// handlers: the checks of the route table, then the route's handler. A
+// cluster member (bidder/node) calls it for the partition units it owns,
+// which have no listener of their own (Options.Unit).
+func (s *Service) ServeHTTP(ctx *fasthttp.RequestCtx) { s.serveHTTP(ctx) }
+
+// UnitState is what a cluster member reports of one of its partition
+// units.
+type UnitState struct {
+	// Ready: caught up with the partition and consuming.
+	Ready bool `json:"ready"`
+	// AppliedSeq is the stream sequence of the partition's last applied
+	// message; CheckpointSeq and RemoteSeq those of its last checkpoint,
+	// local and kept in NATS.
+	AppliedSeq    uint64 `json:"applied_seq"`
+	CheckpointSeq uint64 `json:"checkpoint_seq"`
+	RemoteSeq     uint64 `json:"remote_seq"`
+	// Pending is the partition's messages not yet delivered to its
+	// consumer (as of the last refresh, every second).
+	Pending uint64 `json:"pending"`
+	// LagSeconds is now minus the newest applied event's time.
+	LagSeconds float64 `json:"lag_seconds"`
+	Keys       int     `json:"keys"`
+	Counted    uint64  `json:"counted"`
+	Rejected   uint64  `json:"rejected"`
+	Duplicates uint64  `json:"duplicates"`
+	// FromCheckpoint names the checkpoint kept in NATS it started from
+	// ("" when it started from a local one or none).
+	FromCheckpoint string `json:"from_checkpoint,omitempty"`
+}
+
+// UnitState returns the unit's state (any Service in JetStream mode).
+func (s *Service) UnitState() UnitState {
+	st, _ := s.ingest.Stream()
+	is := s.ingest.Stats()
+	from, _ := s.ckpt.fromRemote.Load().(string)
+	return UnitState{
+		Ready: s.isReady(), AppliedSeq: s.ingest.Applied(),
+		CheckpointSeq: s.ckpt.lastSeq.Load(), RemoteSeq: s.ckpt.remoteSeq.Load(),
+		Pending: st.ConsumerPending, LagSeconds: float64(s.ingestLagMs()) / 1e3,
+		Keys: s.store.Len(), Counted: is.Counted.Get(), Rejected: is.RejectedTotal(),
+		Duplicates: is.Duplicates.Get(), FromCheckpoint: from,
+	}
+}
+
+// ServeBids joins a partition unit's bid subjects (UnitBidSubject), a
+// queue group of the partition's owners, and records in the unit's lease
+// that it serves. A cluster member calls it once the unit is caught up
+// (UnitState().Ready). Once only; any Service with Options.Unit.
+func (s *Service) ServeBids(ctx context.Context) error {
+	if !s.opts.Unit {
+		return errors.New("ServeBids is for partition units (Options.Unit)")
+	}
+	if s.natsBids != nil {
+		return nil
+	}
+	nb, err := s.startNATSBids(s.nc)
+	if err != nil {
+		return err
+	}
+	s.natsBids = nb
+	if s.lease == nil {
+		return nil
+	}
+	return s.lease.update(ctx, func(r *instanceRecord) { r.Serving = true })
+}
+
+// ServedElsewhere reports whether another process holds this unit's name
+// and serves its bids (see ServeBids): the partition's new owner, after a
+// Release.
+func (s *Service) ServedElsewhere(ctx context.Context) (bool, error) {
+	if s.lease == nil {
+		return false, nil
+	}
+	e, err := s.lease.kv.Get(ctx, s.lease.key)
+	if err != nil {
+		return false, err
+	}
+	var r instanceRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return false, err
+	}
+	return r.Owner != s.owner && !r.Stopped && r.Serving, nil
+}
+
+// Kill stops the service as a crash would, for tests of a member's loss:
+// no final checkpoint, the lease is not released (it expires after
+// LeaseTTL), and the state since the last checkpoint kept in NATS is
+// replayed by whoever takes the name next.
+func (s *Service) Kill() {
+	s.opts.noFinalCheckpoint = true
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.Stop(ctx)
+}
