@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bidpulse/bidpulse/bidder/ingest"
+	"github.com/bidpulse/bidpulse/bidder/internal/jsensure"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -34,12 +35,23 @@ const (
 )
 
 func (s *Service) openCheckpointStore(ctx context.Context, js jetstream.JetStream) (jetstream.ObjectStore, error) {
-	obs, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+	cfg := jetstream.ObjectStoreConfig{
 		Bucket:      CheckpointBucket,
 		Description: "bidpulse checkpoints, the last one of each instance",
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.opts.Replicas,
-	})
+	}
+	var obs jetstream.ObjectStore
+	var err error
+	if s.opts.Unit {
+		// Bound, not updated: see control.Options.OpenExisting.
+		obs, err = jsensure.Bind(ctx,
+			func(ctx context.Context) (jetstream.ObjectStore, error) { return js.ObjectStore(ctx, CheckpointBucket) },
+			func(ctx context.Context) (jetstream.ObjectStore, error) { return js.CreateObjectStore(ctx, cfg) },
+			func(err error) bool { return errors.Is(err, jetstream.ErrBucketNotFound) })
+	} else {
+		obs, err = js.CreateOrUpdateObjectStore(ctx, cfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot create or open object store %s: %w", CheckpointBucket, err)
 	}

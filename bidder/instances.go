@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/bidpulse/bidpulse/bidder/ingest"
+	"github.com/bidpulse/bidpulse/bidder/internal/jsensure"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -78,13 +80,24 @@ var ErrNameInUse = errNameInUse
 // acquireLease takes this instance's name, refusing (errNameInUse) while
 // another process renews it, unless Options.Takeover.
 func (s *Service) acquireLease(ctx context.Context, js jetstream.JetStream) (*lease, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	cfg := jetstream.KeyValueConfig{
 		Bucket:      InstancesBucket,
 		Description: "bidpulse instances: leases on instance names and how far their checkpoints reach",
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.opts.Replicas,
-	})
+	}
+	var kv jetstream.KeyValue
+	var err error
+	if s.opts.Unit {
+		// Bound, not updated: see control.Options.OpenExisting.
+		kv, err = jsensure.Bind(ctx,
+			func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, InstancesBucket) },
+			func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) },
+			func(err error) bool { return errors.Is(err, jetstream.ErrBucketNotFound) })
+	} else {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot create or open KV bucket %s: %w", InstancesBucket, err)
 	}
@@ -93,6 +106,12 @@ func (s *Service) acquireLease(ctx context.Context, js jetstream.JetStream) (*le
 	l.rec = instanceRecord{Instance: s.opts.Instance, Owner: s.owner, Host: host, PID: os.Getpid(),
 		PIDNS: pidNamespace(), Started: time.Now().UTC(), Stream: s.opts.Stream}
 	e, err := kv.Get(ctx, l.key)
+	for errors.Is(err, nats.ErrNoResponders) && ctx.Err() == nil {
+		// A replicated bucket just created: its servers answer direct
+		// gets once its stream is up on them.
+		time.Sleep(50 * time.Millisecond)
+		e, err = kv.Get(ctx, l.key)
+	}
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		l.rev, err = kv.Create(ctx, l.key, l.encode())

@@ -94,6 +94,12 @@ type Options struct {
 	// and answers bids over NATS on UnitBidSubject(Partition).
 	Unit      bool
 	Partition uint32
+	// StartTimeout bounds Start's requests to NATS and JetStream (default
+	// 30s). A JetStream request that gets no reply (sent while a cluster
+	// elects a leader, or racing another's creation of the same stream)
+	// waits all of it: a cluster member starting many units retries with a
+	// short one instead.
+	StartTimeout time.Duration
 	// Replicas is the replica count of what bidpulse keeps in JetStream:
 	// the event and DLQ streams, the consumers, the KV buckets and the
 	// checkpoints' Object Store (0: 1; 3 on a 3-node cluster).

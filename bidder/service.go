@@ -91,8 +91,8 @@ type Service struct {
 	// earlier by Release (a partition unit handing its partition over).
 	ingestOnce sync.Once
 	bg         sync.WaitGroup
-	bgStop   chan struct{}
-	httpDone chan error
+	bgStop     chan struct{}
+	httpDone   chan error
 }
 
 // New validates opts and builds a Service; nothing is started.
@@ -146,6 +146,7 @@ func New(opts Options) (*Service, error) {
 	s.control = control.New(control.Options{
 		Rollups: rollups, Policies: policy, DataDir: opts.DataDir, Key: controlKey(opts.ControlKey),
 		Now: s.clock.NowMs, Log: s.log, Metrics: s.metrics, Replicas: opts.Replicas,
+		OpenExisting: opts.Unit,
 	})
 	s.brain = s.newBrain()
 	s.stats = newStats(s.metrics, time.UnixMilli(s.clock.NowMs()).UTC())
@@ -336,7 +337,11 @@ func (s *Service) Start() (err error) {
 		return fmt.Errorf("cannot connect to NATS at %s: %w", natsauth.Redact(url), err)
 	}
 	s.ingest.Connected(s.nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	startTimeout := s.opts.StartTimeout
+	if startTimeout <= 0 {
+		startTimeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	if err := s.control.Start(ctx, s.nc); err != nil {
 		return err
@@ -581,7 +586,9 @@ func (s *Service) stopIngest(ctx context.Context) []error {
 			if n > 0 {
 				s.log.Warn().Int("dead_letters", n).Msg("DLQ not answering at stop: the dead letters not yet stored are kept in the checkpoint")
 			}
-			if !s.opts.noFinalCheckpoint {
+			// Without a lease the name was never ours (a Start refused):
+			// nothing was consumed, and the checkpoint is the holder's.
+			if !s.opts.noFinalCheckpoint && s.lease != nil {
 				if err := s.writeCheckpoint(); err != nil {
 					errs = append(errs, err)
 				} else {

@@ -35,6 +35,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bidpulse/bidpulse/bidder/internal/cowmap"
+	"github.com/bidpulse/bidpulse/bidder/internal/jsensure"
 	"github.com/bidpulse/bidpulse/bidder/logthrottle"
 	"github.com/bidpulse/bidpulse/models"
 	"github.com/bidpulse/bidpulse/windows"
@@ -75,6 +76,11 @@ type Options struct {
 	// Replicas is the replica count of the KV bucket and the audit stream
 	// (0: 1).
 	Replicas int
+	// OpenExisting binds to the bucket and the audit stream when they
+	// exist, without the update that Start makes otherwise (the many
+	// partition units of a cluster member start at once; one update of a
+	// replicated stream each is a queue at the meta leader).
+	OpenExisting bool
 }
 
 // Control holds the control plane's tables. Its methods are safe for
@@ -88,7 +94,8 @@ type Control struct {
 	key     []byte
 	timeout time.Duration // of one KV write (kvTimeout; shorter in tests)
 	// replicas is Options.Replicas.
-	replicas int
+	replicas     int
+	openExisting bool
 
 	js      jetstream.JetStream // nil: memory only
 	kv      jetstream.KeyValue  // nil: memory only
@@ -143,6 +150,8 @@ func New(opts Options) *Control {
 		late:      map[string]lateWrite{},
 		timeout:   kvTimeout,
 		replicas:  opts.Replicas,
+
+		openExisting: opts.OpenExisting,
 	}
 	c.audit.c, c.audit.stop = c, make(chan struct{})
 	c.filePolicies.Store(opts.Policies)
@@ -194,17 +203,14 @@ func (c *Control) Start(ctx context.Context, nc *nats.Conn) error {
 		close(c.done)
 		return nil
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kvCfg := jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "bidpulse overrides, campaign policies and kill switch",
 		History:     5,
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("cannot open KV bucket %s: %w", Bucket, err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	auditCfg := jetstream.StreamConfig{
 		Name:        AuditStream,
 		Description: "bidpulse audit log: changes that move money",
 		Subjects:    []string{AuditSubject},
@@ -216,11 +222,40 @@ func (c *Control) Start(ctx context.Context, nc *nats.Conn) error {
 		// each audit it under the same Nats-Msg-Id: one entry is kept.
 		Duplicates: 2 * time.Minute,
 		Replicas:   c.replicas,
-	}); err != nil {
-		return fmt.Errorf("cannot create stream %s: %w", AuditStream, err)
+	}
+	var kv jetstream.KeyValue
+	if c.openExisting {
+		kv, err = jsensure.Bind(ctx,
+			func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, Bucket) },
+			func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, kvCfg) },
+			func(err error) bool { return errors.Is(err, jetstream.ErrBucketNotFound) })
+		if err != nil {
+			return fmt.Errorf("cannot open KV bucket %s: %w", Bucket, err)
+		}
+		_, err = jsensure.Bind(ctx,
+			func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, AuditStream) },
+			func(ctx context.Context) (jetstream.Stream, error) { return js.CreateStream(ctx, auditCfg) },
+			func(err error) bool { return errors.Is(err, jetstream.ErrStreamNotFound) })
+		if err != nil {
+			return fmt.Errorf("cannot open stream %s: %w", AuditStream, err)
+		}
+	} else {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, kvCfg)
+		if err != nil {
+			return fmt.Errorf("cannot open KV bucket %s: %w", Bucket, err)
+		}
+		if _, err := js.CreateOrUpdateStream(ctx, auditCfg); err != nil {
+			return fmt.Errorf("cannot create stream %s: %w", AuditStream, err)
+		}
 	}
 	c.js, c.kv = js, kv
 	c.audit.startDelayed()
+	return c.startWatch(ctx)
+}
+
+// startWatch watches the bucket and applies its records before it returns.
+func (c *Control) startWatch(ctx context.Context) (err error) {
+	kv := c.kv
 	c.watcher, err = kv.WatchAll(context.Background())
 	if err != nil {
 		return fmt.Errorf("cannot watch KV bucket %s: %w", Bucket, err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bidpulse/bidpulse/bidder/internal/jsensure"
 	"github.com/bidpulse/bidpulse/bidder/partition"
 )
 
@@ -176,6 +177,9 @@ func (j *jsIngest) ensureStreams(ctx context.Context) error {
 		ps.Apply(&cfg)
 		part = &ps
 	}
+	if o.OnePartition {
+		return j.bindStreams(ctx, cfg, part)
+	}
 	old, err := j.js.Stream(ctx, o.Stream)
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("cannot read stream %s: %w", o.Stream, err)
@@ -210,8 +214,48 @@ func (j *jsIngest) ensureStreams(ctx context.Context) error {
 // enough that dead letters saved in a checkpoint and published again after
 // a restart are stored once.
 func (j *jsIngest) ensureDLQ(ctx context.Context) error {
+	_, err := j.js.CreateOrUpdateStream(ctx, j.dlqConfig())
+	if err != nil {
+		return fmt.Errorf("cannot create or update stream %s: %w", DLQStream, err)
+	}
+	return nil
+}
+
+// bindStreams is ensureStreams for a partition unit (OnePartition): it binds
+// to the event and DLQ streams the partitions share, creating them when they
+// do not exist, but never updates them. The many units of a member start at
+// once, and on a cluster concurrent creations of one stream leave all but
+// one without an answer (jsensure).
+func (j *jsIngest) bindStreams(ctx context.Context, cfg jetstream.StreamConfig, part *partition.Stream) error {
 	o := &j.ing.opts
-	_, err := j.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	notFound := func(err error) bool { return errors.Is(err, jetstream.ErrStreamNotFound) }
+	st, err := jsensure.Bind(ctx,
+		func(ctx context.Context) (jetstream.Stream, error) { return j.js.Stream(ctx, o.Stream) },
+		func(ctx context.Context) (jetstream.Stream, error) { return j.js.CreateStream(ctx, cfg) },
+		notFound)
+	if err != nil {
+		return fmt.Errorf("cannot open stream %s: %w", o.Stream, err)
+	}
+	oc := st.CachedInfo().Config
+	if err := checkStreamPartitions(o, &oc, part); err != nil {
+		return err
+	}
+	j.stream = st
+	dlq := j.dlqConfig()
+	_, err = jsensure.Bind(ctx,
+		func(ctx context.Context) (jetstream.Stream, error) { return j.js.Stream(ctx, DLQStream) },
+		func(ctx context.Context) (jetstream.Stream, error) { return j.js.CreateStream(ctx, dlq) },
+		notFound)
+	if err != nil {
+		return fmt.Errorf("cannot open stream %s: %w", DLQStream, err)
+	}
+	return nil
+}
+
+// dlqConfig is the DLQ stream's configuration.
+func (j *jsIngest) dlqConfig() jetstream.StreamConfig {
+	o := &j.ing.opts
+	return jetstream.StreamConfig{
 		Name:        DLQStream,
 		Description: "bidpulse dead letters: rejected events with their reason",
 		Subjects:    []string{DLQSubject},
@@ -222,11 +266,7 @@ func (j *jsIngest) ensureDLQ(ctx context.Context) error {
 		MaxBytes:    o.DLQMaxBytes,
 		Duplicates:  time.Hour,
 		Replicas:    o.StreamReplicas,
-	})
-	if err != nil {
-		return fmt.Errorf("cannot create or update stream %s: %w", DLQStream, err)
 	}
-	return nil
 }
 
 // start creates this instance's durable consumer at the sequence after the

@@ -111,6 +111,15 @@ type Node struct {
 	serving atomic.Pointer[[]*unit]
 	// view is the last assignment computed.
 	view atomic.Pointer[assignment]
+	// starts bounds the units starting at once: each start is a handful
+	// of JetStream API calls, and a restart of a member owning 64
+	// partitions must not queue hundreds at once.
+	starts chan struct{}
+	// warm is set once a unit has started here: the shared streams and
+	// buckets exist. Until then units start one at a time (warmMu), so
+	// that they are created once, not raced for.
+	warm   atomic.Bool
+	warmMu sync.Mutex
 
 	httpSrv  *fasthttp.Server
 	httpLn   net.Listener
@@ -212,6 +221,7 @@ func New(opts Options) (*Node, error) {
 		units:   map[uint32]*unit{},
 		metrics: metrics.NewSet(),
 		bgStop:  make(chan struct{}),
+		starts:  make(chan struct{}, 4),
 	}
 	empty := make([]*unit, n.parts)
 	n.serving.Store(&empty)
@@ -239,6 +249,11 @@ func (n *Node) unitOptions(p uint32) bidder.Options {
 	o.DataDir = filepath.Join(n.opts.Unit.DataDir, "partitions", "p"+strconv.FormatUint(uint64(p), 10))
 	o.Logger = n.log.With().Uint32("partition", p).Logger()
 	o.NATSBids = bidder.NATSBidsOff
+	if o.StartTimeout == 0 {
+		// Retried (runUnit): a request that got no reply costs this, not
+		// 30s.
+		o.StartTimeout = 5 * time.Second
+	}
 	// The member's dedup memory is shared by the units it is expected to
 	// own (P / members, at least one member's worth when alone): a unit
 	// sees only its partition's ids, so a share covers the same time.
@@ -385,10 +400,26 @@ func (n *Node) runUnit(ctx context.Context, u *unit) {
 		if ctx.Err() != nil {
 			return
 		}
+		select {
+		case n.starts <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		cold := !n.warm.Load()
+		if cold {
+			n.warmMu.Lock()
+		}
 		s, err := bidder.New(n.unitOptions(u.p))
 		if err == nil {
 			err = s.Start()
 		}
+		if cold {
+			if err == nil {
+				n.warm.Store(true)
+			}
+			n.warmMu.Unlock()
+		}
+		<-n.starts
 		if err == nil {
 			svc = s
 			break
@@ -397,6 +428,7 @@ func (n *Node) runUnit(ctx context.Context, u *unit) {
 			// The previous owner has not released it yet, or crashed
 			// and its lease has not expired.
 			wait = 100 * time.Millisecond
+			log.Debug().Err(err).Msg("waiting for the partition's previous owner")
 		} else {
 			n.stats.unitErrors.Inc()
 			log.Warn().Err(err).Dur("retry_in", wait).Msg("cannot start the partition's unit")

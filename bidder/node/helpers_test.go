@@ -1,0 +1,444 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	natstest "github.com/nats-io/nats-server/v2/test"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/bidpulse/bidpulse/bidder"
+)
+
+// testNow is the units' clock: the events are a minute older.
+const testNow = int64(1767323045000)
+
+// natsCluster is the package's 3-node JetStream cluster on loopback, shared
+// by the tests (each uses its own stream and membership bucket).
+type natsCluster struct {
+	mu      sync.Mutex
+	servers []*server.Server
+	opts    []*server.Options
+	url     string
+}
+
+var cluster3 *natsCluster
+
+func TestMain(m *testing.M) {
+	c, err := startNATSCluster()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cannot start the 3-node NATS cluster:", err)
+		os.Exit(1)
+	}
+	cluster3 = c
+	code := m.Run()
+	c.shutdown()
+	os.Exit(code)
+}
+
+// freePort returns a free loopback TCP port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startNATSCluster starts three JetStream servers routed to each other
+// (nats-server's test.RunServer), and waits until JetStream answers with a
+// meta leader, polling with short per-attempt deadlines.
+func startNATSCluster() (*natsCluster, error) {
+	c := &natsCluster{}
+	var routes []string
+	ports := make([]int, 3)
+	for i := range ports {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = p
+		routes = append(routes, "nats-route://127.0.0.1:"+strconv.Itoa(p))
+	}
+	var urls []string
+	for i := range 3 {
+		dir, err := os.MkdirTemp("", "bidpulse-node-js")
+		if err != nil {
+			return nil, err
+		}
+		o := natstest.DefaultTestOptions
+		o.Port = -1
+		o.ServerName = "n" + strconv.Itoa(i)
+		o.JetStream = true
+		o.StoreDir = dir
+		o.Cluster.Name = "bidpulse-test"
+		o.Cluster.Host = "127.0.0.1"
+		o.Cluster.Port = ports[i]
+		o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		o.MaxPayload = 8 << 20
+		o.NoLog, o.NoSigs = true, true
+		s := natstest.RunServer(&o)
+		c.servers = append(c.servers, s)
+		c.opts = append(c.opts, &o)
+		urls = append(urls, s.ClientURL())
+	}
+	c.url = strings.Join(urls, ",")
+	nc, err := nats.Connect(c.url)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no JetStream meta leader after 30s: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (c *natsCluster) shutdown() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, s := range c.servers {
+		if s != nil {
+			s.Shutdown()
+			s.WaitForShutdown()
+		}
+		os.RemoveAll(c.opts[i].StoreDir)
+	}
+}
+
+// testLogger discards the logs, or writes them to stderr when
+// BIDPULSE_TEST_LOG is set (a failing test's story).
+func testLogger(member string) zerolog.Logger {
+	if os.Getenv("BIDPULSE_TEST_LOG") == "" {
+		return zerolog.New(io.Discard)
+	}
+	return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "05.000", NoColor: true}).With().Timestamp().Str("m", member).Logger()
+}
+
+// testCluster is one test's members over cluster3.
+type testCluster struct {
+	t       *testing.T
+	stream  string
+	bucket  string
+	parts   uint32
+	clock   *bidder.ManualClock
+	members map[string]*Node
+	dirs    map[string]string
+	edit    func(o *Options)
+}
+
+// newTestCluster returns a test's cluster of no members yet, over its own
+// stream and membership bucket.
+func newTestCluster(t *testing.T, parts uint32, edit func(o *Options)) *testCluster {
+	name := strings.ToUpper(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name()))
+	tc := &testCluster{t: t, stream: "BP_" + name, bucket: "bp_members_" + strings.ToLower(name), parts: parts,
+		clock: bidder.NewManualClock(testNow), members: map[string]*Node{}, dirs: map[string]string{}, edit: edit}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, n := range tc.members {
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = n.Stop(ctx) }()
+		}
+		wg.Wait()
+	})
+	return tc
+}
+
+// options returns member name's options.
+func (tc *testCluster) options(name string) Options {
+	dir, ok := tc.dirs[name]
+	if !ok {
+		dir = tc.t.TempDir()
+		tc.dirs[name] = dir
+	}
+	o := Options{
+		Member:   name,
+		HTTPAddr: "127.0.0.1:0",
+		Bucket:   tc.bucket,
+		LeaseTTL: 2 * time.Second,
+		// Forwarding crosses the test process's own connections; under
+		// the race detector an answer can take milliseconds.
+		ForwardTimeout: 2 * time.Second,
+		Unit: bidder.Options{
+			NATSURL:                  cluster3.url,
+			DataDir:                  dir,
+			Stream:                   tc.stream,
+			Partitions:               tc.parts,
+			Replicas:                 3,
+			Clock:                    tc.clock,
+			Logger:                   testLogger(name),
+			DedupSize:                32 << 20,
+			CheckpointInterval:       200 * time.Millisecond,
+			RemoteCheckpointInterval: 300 * time.Millisecond,
+			AdminToken:               "admin-secret",
+			ControlKey:               "cluster-test-control-key",
+			ShutdownTimeout:          10 * time.Second,
+		},
+	}
+	if tc.edit != nil {
+		tc.edit(&o)
+	}
+	return o
+}
+
+// start starts member name (again, with its data dir, after a stop).
+func (tc *testCluster) start(name string) *Node {
+	tc.t.Helper()
+	n, err := New(tc.options(name))
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		tc.t.Fatal(err)
+	}
+	tc.members[name] = n
+	return n
+}
+
+// stop stops member name gracefully.
+func (tc *testCluster) stop(name string) {
+	tc.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := tc.members[name].Stop(ctx); err != nil {
+		tc.t.Fatalf("stop %s: %v", name, err)
+	}
+	delete(tc.members, name)
+}
+
+// kill stops member name as a crash would.
+func (tc *testCluster) kill(name string) {
+	tc.members[name].Kill()
+	delete(tc.members, name)
+}
+
+// waitStable waits until every member is ready and they all see the same
+// members, the given number, and serve disjoint partitions covering all.
+func (tc *testCluster) waitStable(members int, within time.Duration) {
+	tc.t.Helper()
+	deadline := time.Now().Add(within)
+	var why string
+	for time.Now().Before(deadline) {
+		why = tc.stableWhy(members)
+		if why == "" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tc.t.Fatalf("cluster not stable after %s: %s", within, why)
+}
+
+func (tc *testCluster) stableWhy(members int) string {
+	served := make([]string, tc.parts)
+	for name, n := range tc.members {
+		if ok, why := n.isReady(); !ok {
+			return name + " not ready: " + why
+		}
+		v := n.view.Load()
+		if len(v.members) != members {
+			return fmt.Sprintf("%s sees %d members", name, len(v.members))
+		}
+		for p, u := range *n.serving.Load() {
+			if u == nil {
+				continue
+			}
+			if served[p] != "" {
+				return fmt.Sprintf("partition %d served by %s and %s", p, served[p], name)
+			}
+			served[p] = name
+		}
+		n.mu.Lock()
+		k := len(n.units)
+		n.mu.Unlock()
+		if k != len(n.owned()) {
+			return fmt.Sprintf("%s has %d units for %d owned partitions", name, k, len(n.owned()))
+		}
+	}
+	for p, s := range served {
+		if s == "" {
+			return fmt.Sprintf("partition %d served by nobody", p)
+		}
+	}
+	return ""
+}
+
+// counted returns the events counted by all members' units.
+func (tc *testCluster) counted() uint64 {
+	var sum uint64
+	for _, n := range tc.members {
+		for _, u := range n.unitReports() {
+			sum += u.Counted
+		}
+	}
+	return sum
+}
+
+// waitCounted waits until the members' units have counted want events in
+// all and stay there (a double count would pass it).
+func (tc *testCluster) waitCounted(want uint64, within time.Duration) {
+	tc.t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if tc.counted() == want && tc.stableWhy(len(tc.members)) == "" {
+			time.Sleep(300 * time.Millisecond)
+			if got := tc.counted(); got != want {
+				tc.t.Fatalf("counted moved past the events sent: %d, want %d", got, want)
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tc.t.Fatalf("counted %d events after %s; want %d (%s)", tc.counted(), within, want, tc.stableWhy(len(tc.members)))
+}
+
+// get does GET path on member n and returns the status and decoded body.
+func get(t *testing.T, n *Node, path string) (int, map[string]any) {
+	t.Helper()
+	code, b := do(t, n, "GET", path, "", "")
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("GET %s: not a JSON object: %s", path, b)
+	}
+	return code, m
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// do sends one request to member n.
+func do(t *testing.T, n *Node, method, path, token, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+n.HTTPAddr()+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b
+}
+
+// publisher publishes events to the test's stream, acknowledged.
+type publisher struct {
+	t    *testing.T
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	sent map[string]int // impressions acknowledged per campaign
+	n    int
+}
+
+func newPublisher(t *testing.T) *publisher {
+	nc, err := nats.Connect(cluster3.url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &publisher{t: t, nc: nc, js: js, sent: map[string]int{}}
+}
+
+// publish sends a batch of k impressions of campaign (placements p0..p2),
+// retrying until acknowledged (a NATS node may be down) for 30s; it
+// returns false if it never was.
+func (p *publisher) publish(campaign string, k int) bool {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i := range k {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"id":"%s-%d-%d","type":"impression","campaign":%q,"placement":"p%d","ts":%d}`,
+			campaign, p.n, i, campaign, i%3, testNow-60_000)
+	}
+	b.WriteByte(']')
+	m := &nats.Msg{Subject: "bidpulse.events." + campaign + ".t", Data: []byte(b.String()), Header: nats.Header{}}
+	m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-%d", campaign, p.n))
+	p.n++
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := p.js.PublishMsg(ctx, m)
+		cancel()
+		if err == nil {
+			p.sent[campaign] += k
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+// total is the impressions acknowledged.
+func (p *publisher) total() uint64 {
+	var s uint64
+	for _, k := range p.sent {
+		s += uint64(k)
+	}
+	return s
+}
+
+// checkRates asks each campaign's 1h impressions of the member that owns
+// it and compares them with what was acknowledged.
+func (tc *testCluster) checkRates(sent map[string]int) {
+	tc.t.Helper()
+	for campaign, want := range sent {
+		answered := 0
+		for _, n := range tc.members {
+			code, m := get(tc.t, n, "/v1/rates?campaign="+campaign)
+			if code == 421 {
+				continue
+			}
+			if code != 200 {
+				tc.t.Fatalf("rates of %s: %d %v", campaign, code, m)
+			}
+			got := m["windows"].(map[string]any)["1h"].(map[string]any)["impressions"].(float64)
+			if int(got) != want {
+				tc.t.Fatalf("impressions of %s at its owner: %v; want %d", campaign, got, want)
+			}
+			answered++
+		}
+		if answered != 1 {
+			tc.t.Fatalf("%d members hold campaign %s; want 1", answered, campaign)
+		}
+	}
+}
