@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +38,9 @@ type natsCluster struct {
 }
 
 var cluster3 *natsCluster
+
+// runs numbers the test clusters of this process.
+var runs atomic.Int32
 
 func TestMain(m *testing.M) {
 	c, err := startNATSCluster()
@@ -146,6 +151,8 @@ func testLogger(member string) zerolog.Logger {
 type testCluster struct {
 	t       *testing.T
 	stream  string
+	base    string // the events' base subject: streams may not overlap
+	root    string // the members' data dirs are in it
 	bucket  string
 	parts   uint32
 	clock   *bidder.ManualClock
@@ -157,9 +164,14 @@ type testCluster struct {
 // newTestCluster returns a test's cluster of no members yet, over its own
 // stream and membership bucket.
 func newTestCluster(t *testing.T, parts uint32, edit func(o *Options)) *testCluster {
-	name := strings.ToUpper(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name()))
-	tc := &testCluster{t: t, stream: "BP_" + name, bucket: "bp_members_" + strings.ToLower(name), parts: parts,
-		clock: bidder.NewManualClock(testNow), members: map[string]*Node{}, dirs: map[string]string{}, edit: edit}
+	// Unique per run (-count): the cluster, its buckets and the
+	// checkpoints kept in it outlive a test.
+	// First: removed after the members stopped (cleanups run last first).
+	root := t.TempDir()
+	run := strconv.Itoa(int(runs.Add(1)))
+	name := strings.ToUpper(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name())) + "_" + run
+	tc := &testCluster{t: t, stream: "BP_" + name, base: "bp" + run + ".events", bucket: "bp_members_" + strings.ToLower(name), parts: parts,
+		clock: bidder.NewManualClock(testNow), members: map[string]*Node{}, dirs: map[string]string{}, edit: edit, root: root}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -177,7 +189,7 @@ func newTestCluster(t *testing.T, parts uint32, edit func(o *Options)) *testClus
 func (tc *testCluster) options(name string) Options {
 	dir, ok := tc.dirs[name]
 	if !ok {
-		dir = tc.t.TempDir()
+		dir = filepath.Join(tc.root, name)
 		tc.dirs[name] = dir
 	}
 	o := Options{
@@ -192,6 +204,7 @@ func (tc *testCluster) options(name string) Options {
 			NATSURL:                  cluster3.url,
 			DataDir:                  dir,
 			Stream:                   tc.stream,
+			Subject:                  tc.base + ".>",
 			Partitions:               tc.parts,
 			Replicas:                 3,
 			Clock:                    tc.clock,
@@ -360,11 +373,13 @@ type publisher struct {
 	t    *testing.T
 	nc   *nats.Conn
 	js   jetstream.JetStream
+	base string
 	sent map[string]int // impressions acknowledged per campaign
 	n    int
 }
 
-func newPublisher(t *testing.T) *publisher {
+func (tc *testCluster) newPublisher() *publisher {
+	t := tc.t
 	nc, err := nats.Connect(cluster3.url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -374,7 +389,7 @@ func newPublisher(t *testing.T) *publisher {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &publisher{t: t, nc: nc, js: js, sent: map[string]int{}}
+	return &publisher{t: t, nc: nc, js: js, base: tc.base, sent: map[string]int{}}
 }
 
 // publish sends a batch of k impressions of campaign (placements p0..p2),
@@ -391,7 +406,7 @@ func (p *publisher) publish(campaign string, k int) bool {
 			campaign, p.n, i, campaign, i%3, testNow-60_000)
 	}
 	b.WriteByte(']')
-	m := &nats.Msg{Subject: "bidpulse.events." + campaign + ".t", Data: []byte(b.String()), Header: nats.Header{}}
+	m := &nats.Msg{Subject: p.base + "." + campaign + ".t", Data: []byte(b.String()), Header: nats.Header{}}
 	m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s-%d", campaign, p.n))
 	p.n++
 	deadline := time.Now().Add(30 * time.Second)

@@ -600,6 +600,7 @@ func (n *Node) Stop(ctx context.Context) error {
 		}
 		n.mu.Unlock()
 		var wg sync.WaitGroup
+		var errMu sync.Mutex
 		for _, u := range units {
 			u.cancel()
 			wg.Add(1)
@@ -608,7 +609,9 @@ func (n *Node) Stop(ctx context.Context) error {
 				<-u.done
 				if svc := u.svc.Load(); svc != nil {
 					if err := svc.Stop(ctx); err != nil {
-						errs = append(errs, err)
+						errMu.Lock()
+						errs = append(errs, fmt.Errorf("partition %d: %w", u.p, err))
+						errMu.Unlock()
 					}
 				}
 			}()

@@ -3,8 +3,12 @@ package node
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"net/http"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,7 +34,7 @@ func TestClusterDisjointUnion(t *testing.T) {
 		tc.start(m)
 	}
 	tc.waitStable(3, 30*time.Second)
-	pub := newPublisher(t)
+	pub := tc.newPublisher()
 	cs := campaigns(40)
 	for round := range 3 {
 		for i, c := range cs {
@@ -147,5 +151,259 @@ func TestClusterDisjointUnion(t *testing.T) {
 		if fw != uint64(len(cs)-own) {
 			t.Fatalf("%s forwarded %d single bids; want %d", name, fw, len(cs)-own)
 		}
+	}
+}
+
+// bidLoop asks bids for every campaign through the members in alive, round
+// robin, until stop or 20,000 requests: each must be answered 200 with a
+// multiplier (by the owner or neutrally).
+type bidLoop struct {
+	mu      sync.Mutex
+	alive   []*Node
+	stop    chan struct{}
+	done    chan struct{}
+	asked   atomic.Int64
+	neutral atomic.Int64
+	err     atomic.Pointer[string]
+}
+
+func startBidLoop(t *testing.T, cs []string, alive []*Node) *bidLoop {
+	b := &bidLoop{alive: slices.Clone(alive), stop: make(chan struct{}), done: make(chan struct{})}
+	client := &http.Client{Timeout: 5 * time.Second}
+	go func() {
+		defer close(b.done)
+		for i := 0; i < 20_000; i++ {
+			select {
+			case <-b.stop:
+				return
+			default:
+			}
+			b.mu.Lock()
+			n := b.alive[i%len(b.alive)]
+			b.mu.Unlock()
+			c := cs[i%len(cs)]
+			resp, err := client.Get("http://" + n.HTTPAddr() + "/v1/multiplier?campaign=" + c)
+			if err != nil {
+				msg := fmt.Sprintf("bid %s at %s: %v", c, n.opts.Member, err)
+				b.err.CompareAndSwap(nil, &msg)
+				return
+			}
+			var a map[string]any
+			err = json.NewDecoder(resp.Body).Decode(&a)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 || a["multiplier"] == nil {
+				msg := fmt.Sprintf("bid %s at %s: %d %v %v", c, n.opts.Member, resp.StatusCode, a, err)
+				b.err.CompareAndSwap(nil, &msg)
+				return
+			}
+			b.asked.Add(1)
+			if a["neutral"] != nil {
+				b.neutral.Add(1)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return b
+}
+
+// without stops sending to n (before n goes).
+func (b *bidLoop) without(n *Node) {
+	b.mu.Lock()
+	b.alive = slices.DeleteFunc(b.alive, func(x *Node) bool { return x == n })
+	b.mu.Unlock()
+}
+
+func (b *bidLoop) finish(t *testing.T) {
+	t.Helper()
+	close(b.stop)
+	<-b.done
+	if e := b.err.Load(); e != nil {
+		t.Fatal(*e)
+	}
+	t.Logf("bids during the test: %d, %d of them neutral", b.asked.Load(), b.neutral.Load())
+	if b.asked.Load() == 0 {
+		t.Fatal("no bid was answered")
+	}
+}
+
+func (tc *testCluster) nodes() []*Node {
+	var out []*Node
+	for _, name := range slices.Sorted(maps.Keys(tc.members)) {
+		out = append(out, tc.members[name])
+	}
+	return out
+}
+
+// TestClusterMemberKilled: a member dies mid-stream; its partitions move to
+// the others from their checkpoints kept in NATS, every acknowledged event
+// is counted exactly once, and bids are answered throughout.
+func TestClusterMemberKilled(t *testing.T) {
+	const parts = 16
+	tc := newTestCluster(t, parts, nil)
+	for _, m := range []string{"m0", "m1", "m2"} {
+		tc.start(m)
+	}
+	tc.waitStable(3, 30*time.Second)
+	cs := campaigns(40)
+	bids := startBidLoop(t, cs, tc.nodes())
+	pub := tc.newPublisher()
+	for round := range 6 {
+		for i, c := range cs {
+			if !pub.publish(c, 1+(i+round)%7) {
+				t.Fatal("publish not acknowledged")
+			}
+		}
+		if round == 2 {
+			// Checkpoints kept in NATS every 300ms: let one or two go by
+			// so the new owners restore one, then replay after it.
+			time.Sleep(700 * time.Millisecond)
+			victim := tc.members["m1"]
+			lost := len(victim.owned())
+			bids.without(victim)
+			t0 := time.Now()
+			tc.kill("m1")
+			tc.waitStable(2, 30*time.Second)
+			t.Logf("m1 (%d partitions) killed: the others serve all partitions after %s", lost, time.Since(t0).Round(time.Millisecond))
+			var in uint64
+			for _, n := range tc.members {
+				in += n.stats.handoversIn.Get()
+			}
+			if want := uint64(parts); in != want {
+				t.Fatalf("%d partitions taken in all; want %d (the first assignment's, then m1's)", in, want)
+			}
+		}
+	}
+	tc.waitCounted(pub.total(), 30*time.Second)
+	tc.checkRates(pub.sent)
+	bids.finish(t)
+	// The units that took m1's partitions started from a checkpoint kept
+	// in NATS, not from the stream's start.
+	from := 0
+	for _, n := range tc.members {
+		for _, u := range n.unitReports() {
+			if u.FromCheckpoint != "" {
+				from++
+			}
+		}
+	}
+	if from == 0 {
+		t.Fatal("no unit started from a checkpoint kept in NATS")
+	}
+}
+
+// TestClusterGrowShrink: 2 -> 3 -> 2 members. Only the partitions the
+// assignment moves are handed over, and the counts stay exact.
+func TestClusterGrowShrink(t *testing.T) {
+	const parts = 16
+	tc := newTestCluster(t, parts, nil)
+	tc.start("m0")
+	tc.start("m1")
+	tc.waitStable(2, 30*time.Second)
+	cs := campaigns(60)
+	pub := tc.newPublisher()
+	publish := func(round int) {
+		for i, c := range cs {
+			if !pub.publish(c, 1+(i+round)%4) {
+				t.Fatal("publish not acknowledged")
+			}
+		}
+	}
+	publish(0)
+	tc.waitCounted(pub.total(), 30*time.Second)
+	moves := func(before, after []string) int {
+		a, b := cluster.Assign(parts, before, 1), cluster.Assign(parts, after, 1)
+		k := 0
+		for p := range a {
+			if a[p][0] != b[p][0] {
+				k++
+			}
+		}
+		return k
+	}
+	// Per member, kept after a member stops.
+	taken, given := map[string]uint64{}, map[string]uint64{}
+	handovers := func() (in, out uint64) {
+		for name, n := range tc.members {
+			taken[name], given[name] = n.stats.handoversIn.Get(), n.stats.handoversOut.Get()
+		}
+		for name := range taken {
+			in += taken[name]
+			out += given[name]
+		}
+		return in, out
+	}
+	in0, out0 := handovers()
+	tc.start("m2")
+	tc.waitStable(3, 30*time.Second)
+	publish(1)
+	tc.waitCounted(pub.total(), 30*time.Second)
+	in1, out1 := handovers()
+	want := moves([]string{"m0", "m1"}, []string{"m0", "m1", "m2"})
+	if int(in1-in0) != want || int(out1-out0) != want {
+		t.Fatalf("2 -> 3: %d partitions taken, %d given up; want %d each (the assignment's moves)", in1-in0, out1-out0, want)
+	}
+	if got := len(tc.members["m2"].owned()); got != want {
+		t.Fatalf("m2 owns %d partitions; want %d", got, want)
+	}
+	tc.checkRates(pub.sent)
+	// m0 leaves gracefully: its partitions go to m1 and m2 at once (its
+	// membership key is deleted), from the final checkpoints it kept.
+	m0Owned := len(tc.members["m0"].owned())
+	handovers()
+	tc.stop("m0")
+	tc.waitStable(2, 30*time.Second)
+	publish(2)
+	tc.waitCounted(pub.total(), 30*time.Second)
+	in2, _ := handovers()
+	if want := moves([]string{"m0", "m1", "m2"}, []string{"m1", "m2"}); int(in2-in1) != want || want != m0Owned {
+		t.Fatalf("3 -> 2: %d partitions taken; want %d (m0 owned %d)", in2-in1, want, m0Owned)
+	}
+	tc.checkRates(pub.sent)
+}
+
+// TestClusterOverrideReachesAll: an override set through one member is
+// answered by every member that owns the campaign, through the control
+// plane's KV watch.
+func TestClusterOverrideReachesAll(t *testing.T) {
+	const parts = 8
+	tc := newTestCluster(t, parts, nil)
+	for _, m := range []string{"m0", "m1", "m2"} {
+		tc.start(m)
+	}
+	tc.waitStable(3, 30*time.Second)
+	// A campaign owned by each member.
+	owned := map[string]string{}
+	for i := 0; len(owned) < 3; i++ {
+		c := "ov" + strconv.Itoa(i)
+		owner, _ := tc.members["m0"].ownerOf(partition.OfString(parts, c))
+		if _, ok := owned[owner]; !ok {
+			owned[owner] = c
+		}
+	}
+	via := tc.members["m0"]
+	var worst time.Duration
+	for owner, c := range owned {
+		t0 := time.Now()
+		code, b := do(t, via, "PUT", "/v1/overrides", "admin-secret", `{"campaign":"`+c+`","multiplier":1.7}`)
+		if code != 200 {
+			t.Fatalf("override through m0: %d %s", code, b)
+		}
+		n := tc.members[owner]
+		for {
+			_, a := get(t, n, "/v1/multiplier?campaign="+c)
+			if a["multiplier"].(float64) == 1.7 {
+				break
+			}
+			if time.Since(t0) > 5*time.Second {
+				t.Fatalf("override of %s not answered by its owner %s after 5s: %v", c, owner, a)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		d := time.Since(t0)
+		worst = max(worst, d)
+		t.Logf("override of %s set through m0, answered by its owner %s after %s", c, owner, d)
+	}
+	if worst > time.Second {
+		t.Fatalf("an override took %s to reach its owner; want well under a second", worst)
 	}
 }
