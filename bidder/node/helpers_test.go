@@ -457,3 +457,71 @@ func (tc *testCluster) checkRates(sent map[string]int) {
 		}
 	}
 }
+
+// streamLeader returns the index of the server leading stream.
+func (c *natsCluster) streamLeader(t *testing.T, stream string) int {
+	t.Helper()
+	nc, err := nats.Connect(c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := st.CachedInfo().Cluster.Leader
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, s := range c.servers {
+		if s != nil && s.Name() == leader {
+			return i
+		}
+	}
+	t.Fatalf("stream %s's leader %q is none of the servers", stream, leader)
+	return -1
+}
+
+// stopServer shuts server i down, its store kept.
+func (c *natsCluster) stopServer(i int) {
+	c.mu.Lock()
+	s := c.servers[i]
+	c.servers[i] = nil
+	c.mu.Unlock()
+	s.Shutdown()
+	s.WaitForShutdown()
+}
+
+// restartServer starts server i again on its store, and waits until
+// JetStream answers with a meta leader.
+func (c *natsCluster) restartServer(t *testing.T, i int) {
+	c.mu.Lock()
+	o := *c.opts[i]
+	c.mu.Unlock()
+	o.Port = c.opts[i].Port
+	s := natstest.RunServer(&o)
+	c.mu.Lock()
+	c.servers[i] = s
+	c.mu.Unlock()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Error("the restarted NATS node has no JetStream after 30s")
+}

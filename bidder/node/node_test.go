@@ -407,3 +407,35 @@ func TestClusterOverrideReachesAll(t *testing.T) {
 		t.Fatalf("an override took %s to reach its owner; want well under a second", worst)
 	}
 }
+
+// TestClusterNATSLeaderKilled: the NATS node leading the event stream dies
+// mid-stream; the members reconnect to the others, and every acknowledged
+// event is counted exactly once. The node is started again at the end.
+func TestClusterNATSLeaderKilled(t *testing.T) {
+	const parts = 8
+	tc := newTestCluster(t, parts, nil)
+	for _, m := range []string{"m0", "m1", "m2"} {
+		tc.start(m)
+	}
+	tc.waitStable(3, 30*time.Second)
+	cs := campaigns(30)
+	pub := tc.newPublisher()
+	for round := range 6 {
+		for i, c := range cs {
+			if !pub.publish(c, 1+(i+round)%3) {
+				t.Fatal("publish not acknowledged")
+			}
+		}
+		if round == 2 {
+			i := cluster3.streamLeader(t, tc.stream)
+			t0 := time.Now()
+			cluster3.stopServer(i)
+			t.Cleanup(func() { cluster3.restartServer(t, i) })
+			t.Logf("NATS node n%d, the stream's leader, stopped in %s", i, time.Since(t0).Round(time.Millisecond))
+		}
+	}
+	t.Logf("published and acknowledged: %d events", pub.total())
+	tc.waitCounted(pub.total(), 60*time.Second)
+	tc.checkRates(pub.sent)
+	t.Log("every acknowledged event counted once")
+}
