@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bidpulse/bidpulse/bidder"
+	"github.com/bidpulse/bidpulse/bidder/node"
 )
 
 func runServe(args []string) error {
@@ -37,7 +38,12 @@ func runServe(args []string) error {
 		"fixed when the stream is created (another value is refused at start: use a new --stream or delete the stream); "+
 		"producers then publish to bidpulse.events.<campaign>.<anything>, and an event of another campaign than its subject's is rejected wrong_partition. "+
 		"0: one partition, any subject under --subject")
-	fs.StringVar(&o.Instance, "instance", "", "name of this replica (default: the host name)")
+	fs.StringVar(&o.Instance, "instance", "", "name of this replica (default: the host name); in --cluster mode the member's name, stable across restarts")
+	clusterMode := fs.Bool("cluster", false, "run as one member of a cluster (docs/SCALING.md): the members share the --partitions of the stream, each owning a share, "+
+		"and answer bids for every campaign, forwarding those of the others' partitions over NATS; needs --nats-url and --partitions")
+	clusterBucket := fs.String("cluster-bucket", node.DefaultBucket, "KV bucket of the cluster members' leases (--cluster)")
+	forwardTimeout := fs.Duration("forward-timeout", node.DefaultForwardTimeout, "--cluster: how long a bid forwarded to its partition's owner may take; past it the neutral multiplier is answered, marked and counted")
+	fs.IntVar(&o.Replicas, "nats-replicas", 1, "replicas of what bidpulse keeps in JetStream: the streams, consumers, KV buckets and checkpoints (3 on a 3-node NATS cluster)")
 	configPath := fs.String("config", "", "YAML config file: rollups, resolutions, policy (default: built-in defaults)")
 	fs.StringVar(&o.AdminToken, "admin-token", "", "bearer token of the admin API (overrides, policies, kill switch, audit), named \"admin\"; prefer the environment (BIDPULSE_ADMIN_TOKEN) or --admin-token-file to the command line; empty: admin API disabled")
 	fs.StringVar(&o.AdminTokens, "admin-tokens", "", "named admin tokens, comma-separated name:secret pairs, each audited under its name")
@@ -141,6 +147,10 @@ func runServe(args []string) error {
 	o.Clock = clock
 	o.Logger = log
 
+	if *clusterMode {
+		return runMember(node.Options{Unit: o, Member: o.Instance, HTTPAddr: o.HTTPAddr, Bucket: *clusterBucket,
+			LeaseTTL: o.LeaseTTL, ForwardTimeout: *forwardTimeout}, log)
+	}
 	t0 := time.Now()
 	svc, err := bidder.New(o)
 	if err != nil {
@@ -177,6 +187,39 @@ func runServe(args []string) error {
 		return err
 	}
 	log.Info().Dur("took", time.Since(t0)).Msg("bidpulse stopped")
+	return nil
+}
+
+// runMember runs one cluster member until SIGINT or SIGTERM.
+func runMember(o node.Options, log zerolog.Logger) error {
+	t0 := time.Now()
+	n, err := node.New(o)
+	if err != nil {
+		return err
+	}
+	if err := n.Start(); err != nil {
+		return err
+	}
+	log.Info().Str("http", n.HTTPAddr()).Str("member", o.Member).Dur("took", time.Since(t0)).Msg("bidpulse cluster member started")
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	var sig os.Signal
+	for sig = range sigs {
+		if sig != syscall.SIGHUP {
+			break
+		}
+		log.Warn().Msg("SIGHUP: a cluster member does not reload its config yet; restart it")
+	}
+	signal.Stop(sigs)
+	log.Info().Str("signal", sig.String()).Msg("stopping: leaving the cluster")
+	t0 = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := n.Stop(ctx); err != nil {
+		log.Error().Err(err).Msg("stopped with errors")
+		return err
+	}
+	log.Info().Dur("took", time.Since(t0)).Msg("bidpulse cluster member stopped")
 	return nil
 }
 
