@@ -370,6 +370,18 @@ func (j *jsIngest) createAndConsume(ctx context.Context, cfg jetstream.ConsumerC
 	if err != nil {
 		return fmt.Errorf("cannot create consumer %s: %w", j.name, err)
 	}
+	// A replicated consumer answers pulls once its leader is elected: a
+	// pull sent before gets "no responders", and the consumption then
+	// waits for a missed heartbeat (up to 30s) before it pulls again.
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		ictx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := cons.Info(ictx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(wait)
+	}
 	gen := j.gen.Load()
 	s.applyMu.Lock()
 	j.lastCseq = 0
@@ -379,8 +391,15 @@ func (j *jsIngest) createAndConsume(ctx context.Context, cfg jetstream.ConsumerC
 	// slow-consumer limits (the server cuts a connection whose outbound
 	// buffer passes its max_pending, 64 MiB by default; the dropped
 	// deliveries look like a sequence gap).
+	pullOpts := []jetstream.PullConsumeOpt{jetstream.PullMaxMessagesWithBytesLimit(s.opts.FetchBatch, s.opts.FetchBytes)}
+	if s.opts.OnePartition {
+		// A pull lost on the way (a leader change of the replicated
+		// consumer) is noticed by the missed heartbeat: within seconds,
+		// not the default 30s expiry's.
+		pullOpts = append(pullOpts, jetstream.PullExpiry(5*time.Second))
+	}
 	cc, err := cons.Consume(func(m jetstream.Msg) { j.handle(m, gen) },
-		jetstream.PullMaxMessagesWithBytesLimit(s.opts.FetchBatch, s.opts.FetchBytes),
+		append(pullOpts,
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if s.stopping.Load() {
 				return
@@ -390,7 +409,7 @@ func (j *jsIngest) createAndConsume(ctx context.Context, cfg jetstream.ConsumerC
 				return
 			}
 			s.throttledLog.Warn("jetstream", "JetStream consume error (consumption resumes by itself)", err)
-		}))
+		}))...)
 	if err != nil {
 		return fmt.Errorf("cannot consume %s: %w", s.opts.Stream, err)
 	}

@@ -197,6 +197,8 @@ func (tc *testCluster) options(name string) Options {
 		HTTPAddr: "127.0.0.1:0",
 		Bucket:   tc.bucket,
 		LeaseTTL: 2 * time.Second,
+		// The members of a test start one after the other.
+		InitialSettle: -1,
 		// Forwarding crosses the test process's own connections; under
 		// the race detector an answer can take milliseconds.
 		ForwardTimeout: 2 * time.Second,

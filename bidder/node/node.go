@@ -82,6 +82,13 @@ type Options struct {
 	// ForwardTimeout bounds a forwarded bid (default 5ms); a request's
 	// own deadline header is not read.
 	ForwardTimeout time.Duration
+	// InitialSettle is how long a starting member waits for the member
+	// list to settle before it takes partitions (default 1s; negative:
+	// not at all): members started together then take their own share at
+	// once, instead of the first one taking everything and handing most of
+	// it over a moment later. Kafka's group.initial.rebalance.delay.ms, 3s
+	// by default, does the same.
+	InitialSettle time.Duration
 	// HandoverWait bounds how long a member that gave a partition up keeps
 	// answering it while the new owner catches up (default 2m).
 	HandoverWait time.Duration
@@ -201,6 +208,9 @@ func New(opts Options) (*Node, error) {
 	}
 	if opts.ForwardTimeout < 0 {
 		return nil, fmt.Errorf("invalid forward timeout %s", opts.ForwardTimeout)
+	}
+	if opts.InitialSettle == 0 {
+		opts.InitialSettle = time.Second
 	}
 	if opts.HandoverWait == 0 {
 		opts.HandoverWait = 2 * time.Minute
@@ -334,6 +344,13 @@ func (n *Node) HTTPAddr() string {
 // catch-up, moves on).
 func (n *Node) reconcileLoop() {
 	defer n.bg.Done()
+	if n.opts.InitialSettle > 0 {
+		select {
+		case <-n.bgStop:
+			return
+		case <-time.After(n.opts.InitialSettle):
+		}
+	}
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
