@@ -203,10 +203,13 @@ func (tc *testCluster) options(name string) Options {
 		// the race detector an answer can take milliseconds.
 		ForwardTimeout: 2 * time.Second,
 		Unit: bidder.Options{
-			NATSURL:                  cluster3.url,
-			DataDir:                  dir,
-			Stream:                   tc.stream,
-			Subject:                  tc.base + ".>",
+			NATSURL: cluster3.url,
+			DataDir: dir,
+			Stream:  tc.stream,
+			Subject: tc.base + ".>",
+			// JetStream reserves a stream's MaxBytes on every replica's
+			// server: the tests' streams share one cluster.
+			StreamMaxBytes:           256 << 20,
 			Partitions:               tc.parts,
 			Replicas:                 3,
 			Clock:                    tc.clock,
