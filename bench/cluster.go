@@ -41,7 +41,8 @@ type ClusterOptions struct {
 	// Partitions is the stream's --partitions (default 16).
 	Partitions uint32
 	// Events is how many events each ingest run applies (default 400,000), in batches of
-	// 500 events of one campaign over Campaigns campaigns (default 200).
+	// 500 events of one campaign over Campaigns campaigns (default 200), each campaign over
+	// 1,000 placements (up to 200,000 campaign/placement keys).
 	Events    int
 	Campaigns int
 	// Bids is how many bids of each kind, local and forwarded, the latency run asks, one at
@@ -76,6 +77,9 @@ type ClusterReport struct {
 	// ForwardP99OverheadMs is forwarded p99 minus local p99 (aim: at most 0.5 ms).
 	ForwardP99OverheadMs float64 `json:"forward_p99_overhead_ms"`
 	Neutral              int     `json:"neutral"`
+	// Checkpoints are the partitions' last checkpoints in the scaled run, written after
+	// the backlog was applied.
+	Checkpoints ClusterCheckpoints `json:"checkpoints"`
 	// Failover is the death of the last member: how many partitions it held and how long
 	// until the others served them all; CountedAfter is the events the survivors counted
 	// (Events: nothing lost, nothing twice).
@@ -105,6 +109,67 @@ type LatencySummary struct {
 	Max   float64 `json:"max_ms"`
 	Mean  float64 `json:"mean_ms"`
 	Total float64 `json:"-"`
+}
+
+// ClusterCheckpoints summarise the partitions' checkpoints.
+type ClusterCheckpoints struct {
+	Partitions  int     `json:"partitions"`
+	Keys        int     `json:"keys"`
+	MeanBytes   float64 `json:"mean_bytes"`
+	MaxBytes    int64   `json:"max_bytes"`
+	BytesPerKey float64 `json:"bytes_per_key"`
+	MaxWriteMs  int64   `json:"max_write_ms"`
+	MeanWriteMs float64 `json:"mean_write_ms"`
+}
+
+// checkpoints waits for a checkpoint written after the backlog in every partition and
+// summarises them.
+func (r *clusterRun) checkpoints(rep *ClusterReport) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var c ClusterCheckpoints
+		complete := true
+		for _, m := range r.members {
+			_, body, err := getBody(m.hc, "/v1/stats", time.Second)
+			if err != nil {
+				return err
+			}
+			var v struct {
+				Units []struct {
+					AppliedSeq, CheckpointSeq uint64
+					Keys                      int
+					CheckpointBytes           int64 `json:"checkpoint_bytes"`
+					CheckpointWriteMs         int64 `json:"checkpoint_write_ms"`
+				} `json:"units"`
+			}
+			if err := json.Unmarshal(body, &v); err != nil {
+				return err
+			}
+			for _, u := range v.Units {
+				if u.CheckpointSeq != u.AppliedSeq || u.CheckpointBytes == 0 {
+					complete = false
+				}
+				c.Partitions++
+				c.Keys += u.Keys
+				c.MeanBytes += float64(u.CheckpointBytes)
+				c.MaxBytes = max(c.MaxBytes, u.CheckpointBytes)
+				c.MeanWriteMs += float64(u.CheckpointWriteMs)
+				c.MaxWriteMs = max(c.MaxWriteMs, u.CheckpointWriteMs)
+			}
+		}
+		if complete && c.Partitions == int(r.o.Partitions) {
+			total := c.MeanBytes
+			c.MeanBytes /= float64(c.Partitions)
+			c.MeanWriteMs /= float64(c.Partitions)
+			if c.Keys > 0 {
+				c.BytesPerKey = total / float64(c.Keys)
+			}
+			rep.Checkpoints = c
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return errors.New("no checkpoint of every partition after the backlog within 30s")
 }
 
 // ClusterFailover is the death of a member.
@@ -249,7 +314,9 @@ func (r *clusterRun) startMember(i int) (*member, error) {
 		"--nats-url", r.url, "--nats-replicas", "3", "--jetstream=true", "--stream", r.stream, "--subject", r.base + ".>",
 		"--cluster-bucket", r.bucket, "--instance", name, "--http-addr", addr,
 		"--data-dir", filepath.Join(r.dir, name), "--lease-ttl", r.o.LeaseTTL.String(), "--log-format", "json",
-		"--control-key-file", filepath.Join(r.dir, "control.key")}
+		"--control-key-file", filepath.Join(r.dir, "control.key"),
+		// Checkpoints often enough to be measured within the run.
+		"--checkpoint-interval", "2s", "--remote-checkpoint-interval", "4s"}
 	if r.o.ForwardTimeout > 0 {
 		args = append(args, "--forward-timeout", r.o.ForwardTimeout.String())
 	}
@@ -371,7 +438,7 @@ func (r *clusterRun) publish(js jetstream.JetStream) error {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = fmt.Appendf(b, `{"id":"%d-%d","type":"impression","campaign":"%s","placement":"p%d","ts":%d}`, k, i, c, i%20, now-int64(i))
+			b = fmt.Appendf(b, `{"id":"%d-%d","type":"impression","campaign":"%s","placement":"p%d","ts":%d}`, k, i, c, (7*k+i)%1000, now-int64(i))
 		}
 		b = append(b, ']')
 		m := &nats.Msg{Subject: r.base + "." + c + ".bench", Data: slices.Clone(b), Header: nats.Header{}}
@@ -609,6 +676,9 @@ func RunCluster(o ClusterOptions, w io.Writer) (*ClusterReport, error) {
 	if rep.Ingest[0].EventsPerCS > 0 {
 		rep.PerCoreRatio = rep.Ingest[1].EventsPerCS / rep.Ingest[0].EventsPerCS
 	}
+	if err := scaled.checkpoints(rep); err != nil {
+		return nil, fmt.Errorf("checkpoints: %w", err)
+	}
 	fmt.Fprintf(w, "bids: %d local and %d forwarded through member m0...\n", o.Bids, o.Bids)
 	if err := scaled.bids(rep); err != nil {
 		return nil, fmt.Errorf("bids: %w", err)
@@ -632,6 +702,9 @@ func writeClusterReport(w io.Writer, r *ClusterReport) {
 	fmt.Fprintf(w, "  per core, %d members against 1: %.2fx (aim: at least 0.8x)\n", r.Ingest[len(r.Ingest)-1].Members, r.PerCoreRatio)
 	fmt.Fprintf(w, "bids through m0, one at a time (ms): local p50 %.3f p99 %.3f p99.9 %.3f | forwarded p50 %.3f p99 %.3f p99.9 %.3f; p99 overhead %.3f ms (aim: at most 0.5); neutral %d\n",
 		r.Local.P50, r.Local.P99, r.Local.P999, r.Forwarded.P50, r.Forwarded.P99, r.Forwarded.P999, r.ForwardP99OverheadMs, r.Neutral)
+	c := r.Checkpoints
+	fmt.Fprintf(w, "checkpoints after the backlog: %d partitions, %d keys; per partition %.0f bytes on average (max %d), %.0f bytes per key; write %.1f ms on average (max %d)\n",
+		c.Partitions, c.Keys, c.MeanBytes, c.MaxBytes, c.BytesPerKey, c.MeanWriteMs, c.MaxWriteMs)
 	fmt.Fprintf(w, "failover: %s (SIGKILL, %d partitions) -> every partition served by the others after %.2fs; counted after: %d of %d\n",
 		r.Failover.Member, r.Failover.Partitions, r.Failover.Seconds, r.Failover.CountedAfter, r.Events)
 }

@@ -35,6 +35,10 @@ type UnitState struct {
 	Counted    uint64  `json:"counted"`
 	Rejected   uint64  `json:"rejected"`
 	Duplicates uint64  `json:"duplicates"`
+	// CheckpointBytes and CheckpointWriteMs are the size and write time of
+	// the last checkpoint (0: none yet).
+	CheckpointBytes   int64 `json:"checkpoint_bytes"`
+	CheckpointWriteMs int64 `json:"checkpoint_write_ms"`
 	// FromCheckpoint names the checkpoint kept in NATS it started from
 	// ("" when it started from a local one or none).
 	FromCheckpoint string `json:"from_checkpoint,omitempty"`
@@ -51,6 +55,7 @@ func (s *Service) UnitState() UnitState {
 		Pending: st.ConsumerPending, LagSeconds: float64(s.ingestLagMs()) / 1e3,
 		Keys: s.store.Len(), Counted: is.Counted.Get(), Rejected: is.RejectedTotal(),
 		Duplicates: is.Duplicates.Get(), FromCheckpoint: from,
+		CheckpointBytes: s.ckpt.lastSize.Load(), CheckpointWriteMs: s.ckpt.lastWriteMs.Load(),
 	}
 }
 
