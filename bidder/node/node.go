@@ -267,11 +267,19 @@ func (n *Node) unitOptions(p uint32) bidder.Options {
 	// The member's dedup memory is shared by the units it is expected to
 	// own (P / members, at least one member's worth when alone): a unit
 	// sees only its partition's ids, so a share covers the same time.
+	share := int(max(n.parts/3, 1))
 	dedup := o.DedupSize
 	if dedup == 0 {
 		dedup = 64 << 20
 	}
-	o.DedupSize = max(dedup/int(max(n.parts/3, 1)), 1<<20)
+	o.DedupSize = max(dedup/share, 1<<20)
+	// The key cap likewise: a member holds about --max-keys over the units
+	// it expects, at most P/share times that when it owns every partition.
+	keys := o.MaxKeys
+	if keys == 0 {
+		keys = 1_000_000
+	}
+	o.MaxKeys = max(keys/share, 1000)
 	return o
 }
 
