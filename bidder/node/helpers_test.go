@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bidpulse/bidpulse/bidder"
+	"github.com/bidpulse/bidpulse/bidder/partition"
 )
 
 // testNow is the units' clock: the events are a minute older.
@@ -379,7 +380,9 @@ type publisher struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	base string
-	sent map[string]int // impressions acknowledged per campaign
+	sent map[string]int
+	// byPlacement is the impressions acknowledged per campaign and placement.
+	byPlacement map[[2]string]int // impressions acknowledged per campaign
 	n    int
 }
 
@@ -394,7 +397,7 @@ func (tc *testCluster) newPublisher() *publisher {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &publisher{t: t, nc: nc, js: js, base: tc.base, sent: map[string]int{}}
+	return &publisher{t: t, nc: nc, js: js, base: tc.base, sent: map[string]int{}, byPlacement: map[[2]string]int{}}
 }
 
 // publish sends a batch of k impressions of campaign (placements p0..p2),
@@ -421,6 +424,9 @@ func (p *publisher) publish(campaign string, k int) bool {
 		cancel()
 		if err == nil {
 			p.sent[campaign] += k
+			for i := range k {
+				p.byPlacement[[2]string{campaign, "p" + strconv.Itoa(i%3)}]++
+			}
 			return true
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -437,10 +443,23 @@ func (p *publisher) total() uint64 {
 	return s
 }
 
-// checkRates asks each campaign's 1h impressions of the member that owns
-// it and compares them with what was acknowledged.
-func (tc *testCluster) checkRates(sent map[string]int) {
+// checkRates asks each campaign's and each campaign/placement's 1h
+// impressions of the member that owns it and compares them with what was
+// acknowledged: key by key, what a single instance given the same events
+// would answer.
+func (tc *testCluster) checkRates(pub *publisher) {
 	tc.t.Helper()
+	sent := pub.sent
+	for key, want := range pub.byPlacement {
+		n := tc.members[tc.ownerName(key[0])]
+		code, m := get(tc.t, n, "/v1/rates?campaign="+key[0]+"&placement="+key[1])
+		if code != 200 {
+			tc.t.Fatalf("rates of %v at its owner: %d %v", key, code, m)
+		}
+		if got := m["windows"].(map[string]any)["1h"].(map[string]any)["impressions"].(float64); int(got) != want {
+			tc.t.Fatalf("impressions of %v at its owner: %v; want %d", key, got, want)
+		}
+	}
 	for campaign, want := range sent {
 		answered := 0
 		for _, n := range tc.members {
@@ -529,4 +548,15 @@ func (c *natsCluster) restartServer(t *testing.T, i int) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Error("the restarted NATS node has no JetStream after 30s")
+}
+
+// ownerName returns the member that owns campaign, as the members see it.
+func (tc *testCluster) ownerName(campaign string) string {
+	tc.t.Helper()
+	for _, n := range tc.members {
+		owner, _ := n.ownerOf(partition.OfString(tc.parts, campaign))
+		return owner
+	}
+	tc.t.Fatal("no member")
+	return ""
 }

@@ -44,7 +44,7 @@ func TestClusterDisjointUnion(t *testing.T) {
 		}
 	}
 	tc.waitCounted(pub.total(), 30*time.Second)
-	tc.checkRates(pub.sent)
+	tc.checkRates(pub)
 
 	// The assignment every member computed is Assign's, and each member
 	// serves exactly its own partitions.
@@ -274,7 +274,7 @@ func TestClusterMemberKilled(t *testing.T) {
 		}
 	}
 	tc.waitCounted(pub.total(), 30*time.Second)
-	tc.checkRates(pub.sent)
+	tc.checkRates(pub)
 	bids.finish(t)
 	// The units that took m1's partitions started from a checkpoint kept
 	// in NATS, not from the stream's start.
@@ -345,7 +345,7 @@ func TestClusterGrowShrink(t *testing.T) {
 	if got := len(tc.members["m2"].owned()); got != want {
 		t.Fatalf("m2 owns %d partitions; want %d", got, want)
 	}
-	tc.checkRates(pub.sent)
+	tc.checkRates(pub)
 	// m0 leaves gracefully: its partitions go to m1 and m2 at once (its
 	// membership key is deleted), from the final checkpoints it kept.
 	m0Owned := len(tc.members["m0"].owned())
@@ -358,7 +358,7 @@ func TestClusterGrowShrink(t *testing.T) {
 	if want := moves([]string{"m0", "m1", "m2"}, []string{"m1", "m2"}); int(in2-in1) != want || want != m0Owned {
 		t.Fatalf("3 -> 2: %d partitions taken; want %d (m0 owned %d)", in2-in1, want, m0Owned)
 	}
-	tc.checkRates(pub.sent)
+	tc.checkRates(pub)
 }
 
 // TestClusterOverrideReachesAll: an override set through one member is
@@ -436,6 +436,6 @@ func TestClusterNATSLeaderKilled(t *testing.T) {
 	}
 	t.Logf("published and acknowledged: %d events", pub.total())
 	tc.waitCounted(pub.total(), 60*time.Second)
-	tc.checkRates(pub.sent)
+	tc.checkRates(pub)
 	t.Log("every acknowledged event counted once")
 }
