@@ -15,6 +15,12 @@ import (
 // which have no listener of their own (Options.Unit).
 func (s *Service) ServeHTTP(ctx *fasthttp.RequestCtx) { s.serveHTTP(ctx) }
 
+// CheckRead answers 401 and returns false unless the request may read (the
+// read token, or an admin token, when Options.ReadToken is set): a cluster
+// member guards its own read routes (/v1/stats, /v1/cluster, /metrics) as
+// the service does. It works on a Service that was never started.
+func (s *Service) CheckRead(ctx *fasthttp.RequestCtx) bool { return s.checkRead(ctx) }
+
 // UnitState is what a cluster member reports of one of its partition
 // units.
 type UnitState struct {

@@ -46,7 +46,9 @@ func (n *Node) serveHTTP(ctx *fasthttp.RequestCtx) {
 	case "/v1/openrtb/multipliers":
 		writeError(ctx, fasthttp.StatusNotImplemented, "OpenRTB requests are not routed by a cluster member yet: send them to a single instance, or ask /v1/multipliers with each candidate's campaign")
 	case "/v1/cluster":
-		n.serveCluster(ctx)
+		if n.auth.CheckRead(ctx) {
+			n.serveCluster(ctx)
+		}
 	case "/healthz":
 		writeJSON(ctx, fasthttp.StatusOK, []byte(`{"status":"ok"}`))
 	case "/readyz":
@@ -56,9 +58,13 @@ func (n *Node) serveHTTP(ctx *fasthttp.RequestCtx) {
 		}
 		writeJSON(ctx, fasthttp.StatusOK, []byte(`{"status":"ready"}`))
 	case "/metrics":
-		n.serveMetrics(ctx)
+		if n.auth.CheckRead(ctx) {
+			n.serveMetrics(ctx)
+		}
 	case "/v1/stats":
-		n.serveStats(ctx)
+		if n.auth.CheckRead(ctx) {
+			n.serveStats(ctx)
+		}
 	case "/v1/overrides", "/v1/policies", "/v1/killswitch", "/v1/audit":
 		// The control plane is shared through KV: any unit writes it, and
 		// every unit of every member sees it.

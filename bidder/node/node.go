@@ -109,6 +109,8 @@ type Node struct {
 
 	metrics *metrics.Set
 	stats   nodeStats
+	// auth checks the read token of the member's own read routes.
+	auth *bidder.Service
 
 	// mu guards units and the unit lifecycles' bookkeeping.
 	mu    sync.Mutex
@@ -238,9 +240,12 @@ func New(opts Options) (*Node, error) {
 	n.stats.init(n)
 	// Checked now, not at a partition's start: a unit's options are the
 	// template's with its own name, directory and dedup share.
-	if _, err := bidder.New(n.unitOptions(0)); err != nil {
+	auth, err := bidder.New(n.unitOptions(0))
+	if err != nil {
 		return nil, err
 	}
+	// Never started: it checks the read token of the member's own routes.
+	n.auth = auth
 	return n, nil
 }
 

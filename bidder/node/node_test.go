@@ -439,3 +439,25 @@ func TestClusterNATSLeaderKilled(t *testing.T) {
 	tc.checkRates(pub)
 	t.Log("every acknowledged event counted once")
 }
+
+// TestClusterReadToken: with --read-token, a member's own read routes ask
+// for it, as a single instance's do; the bid routes stay open.
+func TestClusterReadToken(t *testing.T) {
+	tc := newTestCluster(t, 4, func(o *Options) { o.Unit.ReadToken = "read-secret" })
+	n := tc.start("m0")
+	tc.waitStable(1, 30*time.Second)
+	for _, path := range []string{"/v1/stats", "/v1/cluster", "/metrics", "/v1/rates?campaign=c1"} {
+		if code, b := do(t, n, "GET", path, "", ""); code != 401 {
+			t.Fatalf("GET %s without the read token: %d %s; want 401", path, code, b)
+		}
+		if code, b := do(t, n, "GET", path, "read-secret", ""); code != 200 {
+			t.Fatalf("GET %s with the read token: %d %s; want 200", path, code, b)
+		}
+		if code, b := do(t, n, "GET", path, "admin-secret", ""); code != 200 {
+			t.Fatalf("GET %s with an admin token: %d %s; want 200", path, code, b)
+		}
+	}
+	if code, b := do(t, n, "GET", "/v1/multiplier?campaign=c1", "", ""); code != 200 {
+		t.Fatalf("bid without a token: %d %s; want 200", code, b)
+	}
+}
