@@ -400,16 +400,16 @@ func (j *jsIngest) createAndConsume(ctx context.Context, cfg jetstream.ConsumerC
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) { j.handle(m, gen) },
 		append(pullOpts,
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if s.stopping.Load() {
-				return
-			}
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-				j.requestRestart(gen, "consumer deleted from outside")
-				return
-			}
-			s.throttledLog.Warn("jetstream", "JetStream consume error (consumption resumes by itself)", err)
-		}))...)
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				if s.stopping.Load() {
+					return
+				}
+				if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+					j.requestRestart(gen, "consumer deleted from outside")
+					return
+				}
+				s.throttledLog.Warn("jetstream", "JetStream consume error (consumption resumes by itself)", err)
+			}))...)
 	if err != nil {
 		return fmt.Errorf("cannot consume %s: %w", s.opts.Stream, err)
 	}
