@@ -383,7 +383,7 @@ type publisher struct {
 	sent map[string]int
 	// byPlacement is the impressions acknowledged per campaign and placement.
 	byPlacement map[[2]string]int // impressions acknowledged per campaign
-	n    int
+	n           int
 }
 
 func (tc *testCluster) newPublisher() *publisher {
