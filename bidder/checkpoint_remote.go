@@ -77,6 +77,13 @@ func (s *Service) uploadCheckpoint(ctx context.Context, seq uint64) error {
 		return err
 	}
 	defer dd.Close()
+	if s.opts.Unit {
+		// The object is the partition's, shared by its owners over time:
+		// a unit that lost its name must not replace the new owner's.
+		if err := s.lease.update(ctx, nil); err != nil {
+			return fmt.Errorf("not keeping the checkpoint: %w", err)
+		}
+	}
 	h := nats.Header{}
 	h.Set(seqHeader, strconv.FormatUint(seq, 10))
 	h.Set(streamHeader, s.opts.Stream)

@@ -264,6 +264,9 @@ func (s *Service) retentionFloor(ctx context.Context) (floor uint64, ok bool, er
 
 // releaseLease marks the record stopped, so the name is free at once.
 func (s *Service) releaseLease(ctx context.Context) {
+	if s.killed {
+		return
+	}
 	liveOwners.Delete(s.owner)
 	if s.lease == nil || s.leaseLost.Load() || s.opts.noFinalCheckpoint {
 		return

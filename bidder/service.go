@@ -86,6 +86,9 @@ type Service struct {
 
 	ready    atomic.Bool
 	stopping atomic.Bool
+	// killed is set by Kill (tests): the stop leaves the lease as a crash
+	// would.
+	killed   bool
 	stopOnce sync.Once
 	// ingestOnce runs the ingest half of the stop once: by Stop, or
 	// earlier by Release (a partition unit handing its partition over).

@@ -26,6 +26,9 @@ func (s *Service) CheckRead(ctx *fasthttp.RequestCtx) bool { return s.checkRead(
 type UnitState struct {
 	// Ready: caught up with the partition and consuming.
 	Ready bool `json:"ready"`
+	// LeaseLost: another process took the unit's name (it stopped
+	// consuming for good; the member replaces it).
+	LeaseLost bool `json:"lease_lost,omitempty"`
 	// AppliedSeq is the stream sequence of the partition's last applied
 	// message; CheckpointSeq and RemoteSeq those of its last checkpoint,
 	// local and kept in NATS.
@@ -56,7 +59,7 @@ func (s *Service) UnitState() UnitState {
 	is := s.ingest.Stats()
 	from, _ := s.ckpt.fromRemote.Load().(string)
 	return UnitState{
-		Ready: s.isReady(), AppliedSeq: s.ingest.Applied(),
+		Ready: s.isReady(), LeaseLost: s.leaseLost.Load(), AppliedSeq: s.ingest.Applied(),
 		CheckpointSeq: s.ckpt.lastSeq.Load(), RemoteSeq: s.ckpt.remoteSeq.Load(),
 		Pending: st.ConsumerPending, LagSeconds: float64(s.ingestLagMs()) / 1e3,
 		Keys: s.store.Len(), Counted: is.Counted.Get(), Rejected: is.RejectedTotal(),
@@ -111,6 +114,9 @@ func (s *Service) ServedElsewhere(ctx context.Context) (bool, error) {
 // replayed by whoever takes the name next.
 func (s *Service) Kill() {
 	s.opts.noFinalCheckpoint = true
+	// As a dead process's: this process does not vouch that the name is
+	// free (deadOnThisHost), so the next owner waits for the lease.
+	s.killed = true
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.Stop(ctx)

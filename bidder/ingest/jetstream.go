@@ -544,7 +544,9 @@ func (j *jsIngest) handle(msg jetstream.Msg, gen uint64) {
 	// only a jump of the consumer sequence is one.
 	gap := applied > 0 && seq > applied+1 && !j.fresh.Load()
 	if s.opts.OnePartition {
-		gap = gap && lastCseq > 0 && cseq > lastCseq+1
+		// A new consumer's first delivery is consumer sequence 1
+		// (lastCseq 0): past it, deliveries were dropped too.
+		gap = gap && cseq > lastCseq+1
 	}
 	if gap {
 		// Released while the stream is asked what became of the

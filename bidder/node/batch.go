@@ -83,6 +83,7 @@ func (n *Node) serveBatch(ctx *fasthttp.RequestCtx) {
 	query := ctx.QueryArgs().QueryString()
 	auth := ctx.Request.Header.Peek("Authorization")
 	var wg sync.WaitGroup
+	forwarded := false
 	for _, bp := range parts {
 		bp.body = append(bp.body, ']')
 		if svc := n.servingUnit(bp.p); svc != nil {
@@ -90,6 +91,7 @@ func (n *Node) serveBatch(ctx *fasthttp.RequestCtx) {
 			n.askLocal(svc, bp, query, auth)
 			continue
 		}
+		forwarded = true
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -120,6 +122,9 @@ func (n *Node) serveBatch(ctx *fasthttp.RequestCtx) {
 	out = append(out, ']')
 	if neutral >= 0 {
 		ctx.Response.Header.Set("Bidpulse-Neutral", neutralNames[neutral])
+	}
+	if forwarded {
+		ctx.Response.Header.Set("Bidpulse-Forwarded", "1")
 	}
 	writeJSON(ctx, fasthttp.StatusOK, out)
 }

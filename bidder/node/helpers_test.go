@@ -537,17 +537,22 @@ func (c *natsCluster) restartServer(t *testing.T, i int) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	deadline := time.Now().Add(30 * time.Second)
+	// Back when a replicated stream can be placed on all three nodes again
+	// (the meta leader may still count the restarted node offline).
+	probe := "RESTART_PROBE_" + strconv.Itoa(int(runs.Add(1)))
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		_, err := js.AccountInfo(ctx)
-		cancel()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: probe, Subjects: []string{strings.ToLower(probe)}, Replicas: 3, MaxBytes: 1 << 20})
 		if err == nil {
+			_ = js.DeleteStream(ctx, probe)
+			cancel()
 			return
 		}
-		time.Sleep(100 * time.Millisecond)
+		cancel()
+		time.Sleep(200 * time.Millisecond)
 	}
-	t.Error("the restarted NATS node has no JetStream after 30s")
+	t.Error("the restarted NATS node takes no replica after 60s")
 }
 
 // ownerName returns the member that owns campaign, as the members see it.

@@ -404,6 +404,12 @@ func (n *Node) reconcile() {
 			n.startUnit(p)
 		case !mine && u != nil && u.state.Load() != unitReleasing:
 			n.releaseUnit(u)
+		case u != nil && u.state.Load() == unitServing && u.leaseLost():
+			// Another process took the unit's name (this member was
+			// away from NATS longer than the lease): the unit stopped
+			// consuming for good. Drop it; a new one starts on the next
+			// pass if the partition is still ours (waiting for the lease).
+			n.dropUnit(u)
 		}
 	}
 }
@@ -477,13 +483,21 @@ func (n *Node) runUnit(ctx context.Context, u *unit) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err := svc.ServeBids(sctx)
-	cancel()
-	if err != nil {
-		log.Warn().Err(err).Msg("cannot join the partition's bid subject (its bids are answered by forwarding until it can)")
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := svc.ServeBids(sctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		log.Warn().Err(err).Dur("retry_in", wait).Msg("cannot join the partition's bid subject (its bids are forwarded to the previous owner meanwhile)")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
 	}
-	if !u.state.CompareAndSwap(unitStarting, unitServing) {
+	if ctx.Err() != nil || !u.state.CompareAndSwap(unitStarting, unitServing) {
 		return
 	}
 	u.servingMs.Store(time.Since(u.startedAt).Milliseconds())
@@ -521,6 +535,11 @@ func (n *Node) releaseUnit(u *unit) {
 		}
 		deadline := time.Now().Add(n.opts.HandoverWait)
 		for time.Now().Before(deadline) && !n.stopping.Load() {
+			if n.mine(u.p) {
+				// The partition came back to this member before anyone
+				// took it: stop waiting, a new unit takes it up.
+				break
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			ok, _ := svc.ServedElsewhere(ctx)
 			cancel()
@@ -534,6 +553,36 @@ func (n *Node) releaseUnit(u *unit) {
 		n.forget(u)
 		n.stats.handoversOut.Inc()
 		log.Info().Dur("took", time.Since(t0)).Msg("partition handed over")
+	}()
+}
+
+// mine reports whether the last assignment gives partition p to this member.
+func (n *Node) mine(p uint32) bool {
+	v := n.view.Load()
+	return v != nil && slices.Contains(v.owners[p], n.opts.Member)
+}
+
+// leaseLost reports whether the unit's service lost its name.
+func (u *unit) leaseLost() bool {
+	svc := u.svc.Load()
+	return svc != nil && svc.UnitState().LeaseLost
+}
+
+// dropUnit stops a unit that lost its lease and forgets it. Under n.mu.
+func (n *Node) dropUnit(u *unit) {
+	u.state.Store(unitReleasing)
+	n.stats.unitErrors.Inc()
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		log := n.log.With().Uint32("partition", u.p).Logger()
+		log.Error().Msg("the partition's unit lost its lease to another process: replacing it")
+		n.setServing(u.p, nil)
+		<-u.done
+		if svc := u.svc.Load(); svc != nil {
+			n.stopUnit(svc, log)
+		}
+		n.forget(u)
 	}()
 }
 
@@ -597,7 +646,12 @@ func (n *Node) isReady() (bool, string) {
 	serving := *n.serving.Load()
 	waiting := 0
 	for p, owners := range v.owners {
-		if slices.Contains(owners, n.opts.Member) && serving[p] == nil {
+		if !slices.Contains(owners, n.opts.Member) {
+			continue
+		}
+		// A unit still answering a partition it gave up, or one that
+		// lost its lease, is not this member serving it.
+		if u := serving[p]; u == nil || u.state.Load() != unitServing || u.leaseLost() {
 			waiting++
 		}
 	}
