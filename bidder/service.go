@@ -470,7 +470,19 @@ func (s *Service) housekeeping() {
 			s.evict()
 		case <-ckpt.C:
 			if s.writeCheckpoint() == nil {
-				withTimeout(2*time.Minute, func(ctx context.Context) { s.keepCheckpoint(ctx, false) })
+				// Ended by the stop too: a JetStream request that finds no
+				// leader gets no reply and would hold the stop for minutes
+				// (the stop keeps a final checkpoint of its own).
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				go func() {
+					select {
+					case <-s.bgStop:
+						cancel()
+					case <-ctx.Done():
+					}
+				}()
+				s.keepCheckpoint(ctx, false)
+				cancel()
 			}
 		}
 	}

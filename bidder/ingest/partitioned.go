@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -137,6 +138,11 @@ func (j *jsIngest) trimPartition(ctx context.Context, seq uint64) (uint64, error
 		Filter string `json:"filter"`
 		Seq    uint64 `json:"seq"`
 	}{gapSubject(o), seq})
+	// Its own deadline: a JetStream request that finds no leader (a node
+	// of the cluster just died) gets no reply at all, and the caller's
+	// context may be minutes long.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	resp, err := j.ing.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+o.Stream, req)
 	if err != nil {
 		return 0, fmt.Errorf("cannot trim partition %d before sequence %d: %w", o.Partition, seq, err)

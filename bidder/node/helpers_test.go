@@ -145,7 +145,7 @@ func testLogger(member string) zerolog.Logger {
 	if os.Getenv("BIDPULSE_TEST_LOG") == "" {
 		return zerolog.New(io.Discard)
 	}
-	return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "05.000", NoColor: true}).With().Timestamp().Str("m", member).Logger()
+	return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "04:05.000", NoColor: true}).With().Timestamp().Str("m", member).Logger()
 }
 
 // testCluster is one test's members over cluster3.
@@ -154,6 +154,7 @@ type testCluster struct {
 	stream  string
 	base    string // the events' base subject: streams may not overlap
 	root    string // the members' data dirs are in it
+	nats    *natsCluster
 	bucket  string
 	parts   uint32
 	clock   *bidder.ManualClock
@@ -172,7 +173,7 @@ func newTestCluster(t *testing.T, parts uint32, edit func(o *Options)) *testClus
 	run := strconv.Itoa(int(runs.Add(1)))
 	name := strings.ToUpper(strings.NewReplacer("/", "_", "-", "_").Replace(t.Name())) + "_" + run
 	tc := &testCluster{t: t, stream: "BP_" + name, base: "bp" + run + ".events", bucket: "bp_members_" + strings.ToLower(name), parts: parts,
-		clock: bidder.NewManualClock(testNow), members: map[string]*Node{}, dirs: map[string]string{}, edit: edit, root: root}
+		clock: bidder.NewManualClock(testNow), members: map[string]*Node{}, dirs: map[string]string{}, edit: edit, root: root, nats: cluster3}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -204,7 +205,7 @@ func (tc *testCluster) options(name string) Options {
 		// the race detector an answer can take milliseconds.
 		ForwardTimeout: 2 * time.Second,
 		Unit: bidder.Options{
-			NATSURL: cluster3.url,
+			NATSURL: tc.nats.url,
 			DataDir: dir,
 			Stream:  tc.stream,
 			Subject: tc.base + ".>",
@@ -388,7 +389,7 @@ type publisher struct {
 
 func (tc *testCluster) newPublisher() *publisher {
 	t := tc.t
-	nc, err := nats.Connect(cluster3.url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(tc.nats.url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,41 +520,6 @@ func (c *natsCluster) stopServer(i int) {
 	s.WaitForShutdown()
 }
 
-// restartServer starts server i again on its store, and waits until
-// JetStream answers with a meta leader.
-func (c *natsCluster) restartServer(t *testing.T, i int) {
-	c.mu.Lock()
-	o := *c.opts[i]
-	c.mu.Unlock()
-	o.Port = c.opts[i].Port
-	s := natstest.RunServer(&o)
-	c.mu.Lock()
-	c.servers[i] = s
-	c.mu.Unlock()
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	// Back when a replicated stream can be placed on all three nodes again
-	// (the meta leader may still count the restarted node offline).
-	probe := "RESTART_PROBE_" + strconv.Itoa(int(runs.Add(1)))
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: probe, Subjects: []string{strings.ToLower(probe)}, Replicas: 3, MaxBytes: 1 << 20})
-		if err == nil {
-			_ = js.DeleteStream(ctx, probe)
-			cancel()
-			return
-		}
-		cancel()
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Error("the restarted NATS node takes no replica after 60s")
-}
 
 // ownerName returns the member that owns campaign, as the members see it.
 func (tc *testCluster) ownerName(campaign string) string {

@@ -32,7 +32,7 @@ func TestClusterUnitLeaseLost(t *testing.T) {
 	n := tc.start("m0")
 	tc.waitStable(1, 30*time.Second)
 	p := partition.OfString(2, "c1")
-	nc, err := nats.Connect(cluster3.url)
+	nc, err := nats.Connect(tc.nats.url)
 	if err != nil {
 		t.Fatal(err)
 	}
