@@ -292,6 +292,24 @@ type member struct {
 	hc   *fasthttp.HostClient
 }
 
+// serving returns the partitions the member serves (GET /v1/cluster).
+func (m *member) serving() ([]uint32, error) {
+	code, body, err := getBody(m.hc, "/v1/cluster", time.Second)
+	if err != nil {
+		return nil, err
+	}
+	if code != 200 {
+		return nil, fmt.Errorf("GET /v1/cluster: %d %.200s", code, body)
+	}
+	var v struct {
+		Serving []uint32 `json:"serving"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return nil, err
+	}
+	return v.Serving, nil
+}
+
 // clusterRun is one set of members over one stream.
 type clusterRun struct {
 	o       *ClusterOptions
@@ -342,19 +360,12 @@ func (r *clusterRun) waitStable(timeout time.Duration) error {
 				}
 				continue
 			}
-			code, body, err := getBody(m.hc, "/v1/cluster", time.Second)
-			if err != nil || code != 200 {
-				ready, why = false, fmt.Sprintf("%s: %v %d", m.name, err, code)
+			serving, err := m.serving()
+			if err != nil {
+				ready, why = false, fmt.Sprintf("%s: %v", m.name, err)
 				break
 			}
-			var v struct {
-				Serving []uint32 `json:"serving"`
-			}
-			if json.Unmarshal(body, &v) != nil {
-				ready = false
-				break
-			}
-			served += len(v.Serving)
+			served += len(serving)
 			if code, _, _ := getBody(m.hc, "/readyz", time.Second); code != 200 {
 				ready, why = false, m.name+" not ready"
 			}
@@ -528,20 +539,14 @@ func (r *clusterRun) ingest(js jetstream.JetStream, n int) (ClusterIngest, error
 // interleaved, one at a time.
 func (r *clusterRun) bids(rep *ClusterReport) error {
 	m0 := r.members[0]
-	_, body, err := getBody(m0.hc, "/v1/cluster", time.Second)
+	serving, err := m0.serving()
 	if err != nil {
-		return err
-	}
-	var v struct {
-		Serving []uint32 `json:"serving"`
-	}
-	if err := json.Unmarshal(body, &v); err != nil {
 		return err
 	}
 	var local, remote []string
 	for k := range r.o.Campaigns {
 		c := "c" + strconv.Itoa(k)
-		if slices.Contains(v.Serving, partition.OfString(r.o.Partitions, c)) {
+		if slices.Contains(serving, partition.OfString(r.o.Partitions, c)) {
 			local = append(local, c)
 		} else {
 			remote = append(remote, c)
@@ -592,17 +597,11 @@ func summarize(ms []float64) LatencySummary {
 // failover kills the last member and times until the others serve every partition.
 func (r *clusterRun) failover(rep *ClusterReport) error {
 	victim := r.members[len(r.members)-1]
-	_, body, err := getBody(victim.hc, "/v1/cluster", time.Second)
+	serving, err := victim.serving()
 	if err != nil {
 		return err
 	}
-	var v struct {
-		Serving []uint32 `json:"serving"`
-	}
-	if err := json.Unmarshal(body, &v); err != nil {
-		return err
-	}
-	rep.Failover.Member, rep.Failover.Partitions = victim.name, len(v.Serving)
+	rep.Failover.Member, rep.Failover.Partitions = victim.name, len(serving)
 	t0 := time.Now()
 	if err := victim.signal(syscall.SIGKILL, 10*time.Second); err != nil {
 		return err
