@@ -520,7 +520,6 @@ func (c *natsCluster) stopServer(i int) {
 	s.WaitForShutdown()
 }
 
-
 // ownerName returns the member that owns campaign, as the members see it.
 func (tc *testCluster) ownerName(campaign string) string {
 	tc.t.Helper()
