@@ -1,11 +1,15 @@
 package bidder
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 )
 
@@ -120,4 +124,32 @@ func (s *Service) Kill() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.Stop(ctx)
+}
+
+// FrontServer returns an HTTP server with this service's limits and
+// refusals (request line and header sizes, per-route body limits, read and
+// idle timeouts, JSON answers to what fasthttp cannot read) around handler:
+// a cluster member's own API, in front of its units. The refusals are
+// counted in bidpulse_http_requests_refused_total (WriteFrontMetrics).
+func (s *Service) FrontServer(handler fasthttp.RequestHandler) *fasthttp.Server {
+	srv := s.newHTTPServer()
+	srv.Handler = handler
+	return srv
+}
+
+// LimitConns wraps ln with this service's connection caps
+// (Options.HTTPMaxConns, HTTPMaxConnsPerIP), counted in set.
+func (s *Service) LimitConns(ln net.Listener, set *metrics.Set) net.Listener {
+	return newConnLimiter(ln, s.opts.HTTPMaxConns, s.opts.HTTPMaxConnsPerIP, set)
+}
+
+// WriteFrontMetrics writes the series of the refusals FrontServer counts.
+func (s *Service) WriteFrontMetrics(w io.Writer) {
+	var b bytes.Buffer
+	s.metrics.WritePrometheus(&b)
+	for line := range bytes.Lines(b.Bytes()) {
+		if bytes.Contains(line, []byte("bidpulse_http_requests_refused_total")) {
+			w.Write(line)
+		}
+	}
 }

@@ -15,24 +15,6 @@ import (
 	"github.com/bidpulse/bidpulse/bidder/partition"
 )
 
-// maxBodySize bounds a request body, as the service does.
-const maxBodySize = 1 << 20
-
-func (n *Node) newHTTPServer() *fasthttp.Server {
-	return &fasthttp.Server{
-		Handler:                      n.serveHTTP,
-		Name:                         "bidpulse",
-		MaxRequestBodySize:           maxBodySize,
-		ReadTimeout:                  10 * time.Second,
-		WriteTimeout:                 10 * time.Second,
-		IdleTimeout:                  time.Minute,
-		NoDefaultContentType:         true,
-		CloseOnShutdown:              true,
-		DisablePreParseMultipartForm: true,
-		SecureErrorLogMessage:        true,
-	}
-}
-
 // serveHTTP routes a request: the bid routes to the owner of the campaign's
 // partition (here, in process, or forwarded over NATS), the member's own
 // routes, and every other route that names a campaign to the unit that

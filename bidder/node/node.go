@@ -333,9 +333,12 @@ func (n *Node) Start() (err error) {
 	if n.mem, err = cluster.Join(ctx, n.kv, cluster.Member{Instance: o.Member, Addr: n.httpLn.Addr().String()}); err != nil {
 		return err
 	}
-	n.httpSrv = n.newHTTPServer()
+	// The single instance's limits: header and body sizes, timeouts, JSON
+	// refusals, connection caps.
+	n.httpSrv = n.auth.FrontServer(n.serveHTTP)
 	n.httpDone = make(chan error, 1)
-	go func() { n.httpDone <- n.httpSrv.Serve(n.httpLn) }()
+	ln := n.auth.LimitConns(n.httpLn, n.metrics)
+	go func() { n.httpDone <- n.httpSrv.Serve(ln) }()
 	n.log.Info().Str("addr", n.httpLn.Addr().String()).Uint32("partitions", n.parts).Str("bucket", o.Bucket).
 		Dur("lease", o.LeaseTTL).Msg("cluster member started")
 	n.bg.Add(1)

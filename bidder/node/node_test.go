@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -465,5 +467,62 @@ func TestClusterReadToken(t *testing.T) {
 	}
 	if code, b := do(t, n, "GET", "/v1/multiplier?campaign=c1", "", ""); code != 200 {
 		t.Fatalf("bid without a token: %d %s; want 200", code, b)
+	}
+}
+
+// TestClusterFrontDoorLimits: a member's API refuses what a single
+// instance's refuses, with the same JSON answers and counters: a header
+// block past the limit, a body past the route's, more connections from one
+// address than allowed.
+func TestClusterFrontDoorLimits(t *testing.T) {
+	tc := newTestCluster(t, 4, func(o *Options) { o.Unit.HTTPMaxConnsPerIP = 2 })
+	n := tc.start("m0")
+	tc.waitStable(1, 30*time.Second)
+	big := strings.Repeat("x", 20<<10)
+	code, b := do(t, n, "GET", "/v1/multiplier?campaign=c1&placement="+big, "", "")
+	if code != 431 || !strings.Contains(string(b), `"error"`) {
+		t.Fatalf("a 20 KiB query: %d %s; want a JSON 431", code, b)
+	}
+	code, b = do(t, n, "POST", "/v1/multipliers", "", "["+strings.Repeat(`{"campaign":"c1"},`, 70_000)+`{"campaign":"c1"}]`)
+	if code != 413 {
+		t.Fatalf("a 1.2 MiB batch: %d %.200s; want 413", code, b)
+	}
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	refused := false
+	for range 4 {
+		c, err := net.Dial("tcp", n.HTTPAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		var buf [512]byte
+		if k, _ := c.Read(buf[:]); k > 0 && strings.Contains(string(buf[:k]), "429") {
+			refused = true
+		}
+	}
+	if !refused {
+		t.Fatal("4 connections from one address with a cap of 2: none refused")
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	var m []byte
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var code int
+		if code, m = do(t, n, "GET", "/metrics", "", ""); code == 200 {
+			break
+		}
+	}
+	for _, want := range []string{`bidpulse_http_connections_refused_total{reason="per_ip"}`, `bidpulse_http_requests_refused_total{reason="headers_too_large"}`} {
+		if !strings.Contains(string(m), want) {
+			t.Fatalf("/metrics has no %s", want)
+		}
 	}
 }

@@ -195,6 +195,7 @@ func (n *Node) serveCluster(ctx *fasthttp.RequestCtx) {
 func (n *Node) serveMetrics(ctx *fasthttp.RequestCtx) {
 	var b bytes.Buffer
 	n.metrics.WritePrometheus(&b)
+	n.auth.WriteFrontMetrics(&b)
 	units := n.unitReports()
 	series := []struct {
 		name, help string
