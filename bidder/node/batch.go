@@ -131,37 +131,15 @@ func (n *Node) serveBatch(ctx *fasthttp.RequestCtx) {
 
 // askLocal answers bp with svc, in process.
 func (n *Node) askLocal(svc *bidder.Service, bp *batchPart, query, auth []byte) {
-	var ctx fasthttp.RequestCtx
-	var req fasthttp.Request
-	req.Header.SetMethod(fasthttp.MethodPost)
-	uri := "/v1/multipliers"
-	if len(query) > 0 {
-		uri += "?" + string(query)
-	}
-	req.SetRequestURI(uri)
-	if len(auth) > 0 {
-		req.Header.SetBytesV("Authorization", auth)
-	}
-	req.Header.SetContentType("application/json")
-	req.SetBodyRaw(bp.body)
-	ctx.Init(&req, nil, nil)
-	svc.ServeHTTP(&ctx)
-	n.readPart(bp, ctx.Response.StatusCode(), ctx.Response.Body())
+	code, body := askLocalRaw(svc, "/v1/multipliers", bp.body, query, auth)
+	n.readPart(bp, code, body)
 }
 
 // askRemote forwards bp to its partition's owners.
 func (n *Node) askRemote(bp *batchPart, query, auth []byte) {
 	m := nats.NewMsg(bidder.UnitBidSubject(bp.p, "multipliers"))
 	m.Data = bp.body
-	if len(query) > 0 || len(auth) > 0 {
-		m.Header = nats.Header{}
-		if len(query) > 0 {
-			m.Header.Set(bidder.NATSBidQueryHeader, string(query))
-		}
-		if len(auth) > 0 {
-			m.Header.Set(bidder.NATSBidAuthHeader, string(auth))
-		}
-	}
+	setBidHeaders(m, query, auth)
 	n.stats.forwarded[epMultipliers].Inc()
 	resp, err := n.nc.RequestMsg(m, n.opts.ForwardTimeout)
 	if err != nil {

@@ -26,7 +26,7 @@ func (n *Node) serveHTTP(ctx *fasthttp.RequestCtx) {
 	case "/v1/multipliers":
 		n.serveBatch(ctx)
 	case "/v1/openrtb/multipliers":
-		writeError(ctx, fasthttp.StatusNotImplemented, "OpenRTB requests are not routed by a cluster member yet: send them to a single instance, or ask /v1/multipliers with each candidate's campaign")
+		n.serveOpenRTB(ctx)
 	case "/v1/cluster":
 		if n.auth.CheckRead(ctx) {
 			n.serveCluster(ctx)
@@ -118,10 +118,11 @@ func (n *Node) serveMultiplier(ctx *fasthttp.RequestCtx) {
 const (
 	epMultiplier = iota
 	epMultipliers
+	epOpenRTB
 	numEndpoints
 )
 
-var epNames = [numEndpoints]string{"multiplier", "multipliers"}
+var epNames = [numEndpoints]string{"multiplier", "multipliers", "openrtb"}
 
 // Neutral answers' reasons.
 const (

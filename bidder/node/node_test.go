@@ -535,3 +535,91 @@ func TestClusterFrontDoorLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterOpenRTB: an OpenRTB request whose candidates' campaigns live
+// in several partitions is answered by every member, each candidate as
+// GET /v1/multiplier answers its campaign and placement; format=prebid is
+// answered for one partition and refused for several.
+func TestClusterOpenRTB(t *testing.T) {
+	const parts = 8
+	tc := newTestCluster(t, parts, nil)
+	for _, m := range []string{"m0", "m1", "m2"} {
+		tc.start(m)
+	}
+	tc.waitStable(3, 30*time.Second)
+	pub := tc.newPublisher()
+	cs := campaigns(8)
+	for i, c := range cs {
+		if !pub.publish(c, 5+i) {
+			t.Fatal("publish not acknowledged")
+		}
+	}
+	tc.waitCounted(pub.total(), 30*time.Second)
+	owners := map[uint32]bool{}
+	for _, c := range cs {
+		owners[partition.OfString(parts, c)] = true
+	}
+	if len(owners) < 2 {
+		t.Fatalf("the campaigns are in %d partition(s); the test needs several", len(owners))
+	}
+	body := `{"id":"a1","imp":[
+		{"id":"1","tagid":"p1","ext":{"bidpulse":{"candidates":[{"campaign":"c0"},{"campaign":"c1"},{"campaign":"c2"},{"campaign":"c3"}]}}},
+		{"id":"2","tagid":"p2"}],
+		"ext":{"bidpulse":{"candidates":[{"campaign":"c7"},{"campaign":"c4"},{"campaign":"c5"},{"campaign":"c6"}]}}}`
+	want := func(n *Node, campaign, placement string) (float64, string) {
+		_, a := get(t, n, "/v1/multiplier?campaign="+campaign+"&placement="+placement)
+		return a["multiplier"].(float64), a["level"].(string)
+	}
+	for name, n := range tc.members {
+		code, b := do(t, n, "POST", "/v1/openrtb/multipliers", "", body)
+		if code != 200 {
+			t.Fatalf("OpenRTB at %s: %d %s", name, code, b)
+		}
+		var ans struct {
+			Imp []struct {
+				ID         string           `json:"id"`
+				Candidates []map[string]any `json:"candidates"`
+			} `json:"imp"`
+		}
+		if err := json.Unmarshal(b, &ans); err != nil {
+			t.Fatal(err)
+		}
+		placements := []string{"p1", "p2"}
+		sizes := []int{4, 4}
+		if len(ans.Imp) != 2 {
+			t.Fatalf("OpenRTB at %s: %d impressions; want 2: %s", name, len(ans.Imp), b)
+		}
+		for i, imp := range ans.Imp {
+			if len(imp.Candidates) != sizes[i] {
+				t.Fatalf("OpenRTB at %s: imp %d has %d candidates: %s", name, i, len(imp.Candidates), b)
+			}
+			for _, c := range imp.Candidates {
+				campaign := c["campaign"].(string)
+				m, level := want(n, campaign, placements[i])
+				if c["multiplier"].(float64) != m || c["level"].(string) != level || c["neutral"] != nil {
+					t.Fatalf("OpenRTB at %s: %s on %s answered %v; GET answers %v at %s", name, campaign, placements[i], c, m, level)
+				}
+				if level == "none" {
+					t.Fatalf("OpenRTB at %s: %s on %s has no data: the test sent some", name, campaign, placements[i])
+				}
+			}
+		}
+	}
+	// format=prebid: several partitions refused, one answered.
+	prebid := `{"id":"a2","imp":[{"id":"1","tagid":"p1","banner":{"w":300,"h":250}}],"ext":{"bidpulse":{"candidates":[%s]}}}`
+	n := tc.members["m0"]
+	code, b := do(t, n, "POST", "/v1/openrtb/multipliers?format=prebid", "", fmt.Sprintf(prebid, `{"campaign":"c0","bidder":"b0"},{"campaign":"c1","bidder":"b1"},{"campaign":"c2","bidder":"b2"},{"campaign":"c3","bidder":"b3"}`))
+	if code != 501 {
+		t.Fatalf("format=prebid over several partitions: %d %s; want 501", code, b)
+	}
+	for _, c := range cs {
+		code, b = do(t, n, "POST", "/v1/openrtb/multipliers?format=prebid", "", fmt.Sprintf(prebid, `{"campaign":"`+c+`","bidder":"b0"}`))
+		if code != 200 || !strings.Contains(string(b), "bidadjustments") {
+			t.Fatalf("format=prebid of %s alone: %d %s", c, code, b)
+		}
+	}
+	// A request the owners refuse is refused as a single instance does.
+	if code, b = do(t, n, "POST", "/v1/openrtb/multipliers", "", `{"id":"x","imp":[]}`); code != 400 {
+		t.Fatalf("no impressions: %d %s; want 400", code, b)
+	}
+}
