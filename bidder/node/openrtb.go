@@ -1,6 +1,7 @@
 package node
 
 import (
+	"strconv"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -178,7 +179,7 @@ func (n *Node) mergeOpenRTB(ctx *fasthttp.RequestCtx, answers []openRTBPart) {
 			campaign, _ := c.Get("campaign").StringBytes()
 			p := partition.Of(n.parts, campaign)
 			if v, ok := parsed[p]; ok {
-				if other := v.Get("imp", itoa(i), "candidates", itoa(k)); other != nil {
+				if other := v.Get("imp", strconv.Itoa(i), "candidates", strconv.Itoa(k)); other != nil {
 					imp.Get("candidates").SetArrayItem(k, other)
 				}
 				continue
@@ -259,12 +260,4 @@ func askLocalRaw(svc *bidder.Service, path string, body, query, auth []byte) (in
 	ctx.Init(&req, nil, nil)
 	svc.ServeHTTP(&ctx)
 	return ctx.Response.StatusCode(), append([]byte(nil), ctx.Response.Body()...)
-}
-
-func itoa(i int) string {
-	const digits = "0123456789"
-	if i < 10 {
-		return digits[i : i+1]
-	}
-	return itoa(i/10) + digits[i%10:i%10+1]
 }
