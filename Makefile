@@ -2,6 +2,11 @@
 export GOTOOLCHAIN := local
 GO ?= go
 PKGS := ./...
+# The cluster tests (bidder/node) run a 3-node JetStream cluster and several members in one
+# process: they run after the other packages, alone, so that their load does not slow the
+# others' NATS round trips past their deadlines.
+CLUSTER_PKGS := ./bidder/node
+OTHER_PKGS = $(shell $(GO) list ./... | grep -v '/bidder/node$$')
 BIN := bin/bidpulse
 
 .PHONY: all build run test test-short race bench fuzz lint clean
@@ -17,14 +22,16 @@ run: build
 
 ## test: the whole suite, with the race detector.
 test: lint
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(OTHER_PKGS)
+	$(GO) test -race -count=1 -timeout 10m $(CLUSTER_PKGS)
 	@# Allocation tests skip themselves under -race (sync.Pool drops items there), and the held-walk
 	@# test runs at full size only without it: run them again without -race.
 	$(GO) test -count=1 -run 'Alloc|WalksAreHeld' $(PKGS)
 
 ## race: the whole suite with the race detector only (no lint, no allocation re-run).
 race:
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m $(OTHER_PKGS)
+	$(GO) test -race -count=1 -timeout 10m $(CLUSTER_PKGS)
 
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
