@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -27,6 +28,13 @@ func (n *Node) serveHTTP(ctx *fasthttp.RequestCtx) {
 		n.serveBatch(ctx)
 	case "/v1/openrtb/multipliers":
 		n.serveOpenRTB(ctx)
+	case "/", "/index.html":
+		// The member's page: its partitions, the members, its bids (from
+		// /v1/cluster and /v1/stats, which ask for the read token).
+		ctx.Response.Header.Set("Cache-Control", "no-cache")
+		ctx.Response.Header.Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+		ctx.SetContentType("text/html; charset=utf-8")
+		ctx.SetBody(memberPage)
 	case "/v1/cluster":
 		if n.auth.CheckRead(ctx) {
 			n.serveCluster(ctx)
@@ -68,6 +76,9 @@ func (n *Node) serveHTTP(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusNotFound, "not found on a cluster member: the bid routes, /v1/cluster, /v1/stats, /metrics, /healthz, /readyz, the control routes, and the read routes with a campaign (answered by its partition's owner)")
 	}
 }
+
+//go:embed web/member.html
+var memberPage []byte
 
 // serveOwned answers a route of one campaign from the unit that holds it,
 // or says which member does.
