@@ -48,7 +48,7 @@ func TestMemberPageBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Once the page has drawn every partition.
-	const rowsJS = `(() => { const rows = Array.from(document.querySelectorAll('#units tbody tr')).map(tr => {
+	rowsJS := `(() => { const rows = Array.from(document.querySelectorAll('#units tbody tr')).map(tr => {
 		const o = {}; tr.querySelectorAll('td[data-col]').forEach(td => o[td.dataset.col] = td.textContent); return o; });
 		return rows.length === ` + strconv.Itoa(parts) + ` ? JSON.stringify(rows) : null; })()`
 	js, err := chromedp.Run(tab, chromedp.Poll[string](rowsJS, chromedp.WithPollingTimeout(20*time.Second)))
