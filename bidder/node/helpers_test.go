@@ -244,6 +244,16 @@ func (tc *testCluster) start(name string) *Node {
 	return n
 }
 
+// startMembers starts members m0..m(k-1) and waits until they serve every
+// partition between them.
+func (tc *testCluster) startMembers(k int) {
+	tc.t.Helper()
+	for i := range k {
+		tc.start("m" + strconv.Itoa(i))
+	}
+	tc.waitStable(k, 30*time.Second)
+}
+
 // stop stops member name gracefully.
 func (tc *testCluster) stop(name string) {
 	tc.t.Helper()

@@ -32,10 +32,7 @@ func campaigns(n int) []string {
 func TestClusterDisjointUnion(t *testing.T) {
 	const parts = 8
 	tc := newTestCluster(t, parts, nil)
-	for _, m := range []string{"m0", "m1", "m2"} {
-		tc.start(m)
-	}
-	tc.waitStable(3, 30*time.Second)
+	tc.startMembers(3)
 	pub := tc.newPublisher()
 	cs := campaigns(40)
 	for round := range 3 {
@@ -242,10 +239,7 @@ func (tc *testCluster) nodes() []*Node {
 func TestClusterMemberKilled(t *testing.T) {
 	const parts = 16
 	tc := newTestCluster(t, parts, nil)
-	for _, m := range []string{"m0", "m1", "m2"} {
-		tc.start(m)
-	}
-	tc.waitStable(3, 30*time.Second)
+	tc.startMembers(3)
 	cs := campaigns(40)
 	bids := startBidLoop(t, cs, tc.nodes())
 	pub := tc.newPublisher()
@@ -369,10 +363,7 @@ func TestClusterGrowShrink(t *testing.T) {
 func TestClusterOverrideReachesAll(t *testing.T) {
 	const parts = 8
 	tc := newTestCluster(t, parts, nil)
-	for _, m := range []string{"m0", "m1", "m2"} {
-		tc.start(m)
-	}
-	tc.waitStable(3, 30*time.Second)
+	tc.startMembers(3)
 	// A campaign owned by each member.
 	owned := map[string]string{}
 	for i := 0; len(owned) < 3; i++ {
@@ -423,10 +414,7 @@ func TestClusterNATSLeaderKilled(t *testing.T) {
 	t.Cleanup(own.shutdown)
 	tc := newTestCluster(t, parts, nil)
 	tc.nats = own
-	for _, m := range []string{"m0", "m1", "m2"} {
-		tc.start(m)
-	}
-	tc.waitStable(3, 30*time.Second)
+	tc.startMembers(3)
 	cs := campaigns(30)
 	pub := tc.newPublisher()
 	for round := range 6 {
@@ -543,10 +531,7 @@ func TestClusterFrontDoorLimits(t *testing.T) {
 func TestClusterOpenRTB(t *testing.T) {
 	const parts = 8
 	tc := newTestCluster(t, parts, nil)
-	for _, m := range []string{"m0", "m1", "m2"} {
-		tc.start(m)
-	}
-	tc.waitStable(3, 30*time.Second)
+	tc.startMembers(3)
 	pub := tc.newPublisher()
 	cs := campaigns(8)
 	for i, c := range cs {
