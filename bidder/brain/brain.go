@@ -71,6 +71,10 @@ type Options struct {
 	MaxKeys, MaxCampaigns int
 	// Metrics, if set, gets the brain's series (bidpulse_brain_*).
 	Metrics *metrics.Set
+	// Follower makes this brain a replica's: it computes no controller
+	// state of its own (Publish gives no first tick; the service runs no
+	// Tick) and takes the states a primary computed (Adopt).
+	Follower bool
 }
 
 // Brain is the controller state of one service. Safe for concurrent use.
@@ -92,8 +96,11 @@ type Brain struct {
 	campaignsInvalid *metrics.Counter
 	ticks            *metrics.Counter
 	tickMs           atomic.Int64 // duration of the last tick
-	campaignStates   atomic.Int64 // campaigns with controller state
-	wanting          atomic.Int64 // campaigns marked wantState
+	// gen counts the changes of the controller states: each Tick, each
+	// Publish that gave campaigns their first tick, each Adopt.
+	gen            atomic.Uint64
+	campaignStates atomic.Int64 // campaigns with controller state
+	wanting        atomic.Int64 // campaigns marked wantState
 
 	// WalkHook, when set (tests only), is called by the walks of Tick and
 	// Snapshot every walkHookEvery entries, with the walk's name, while
@@ -282,7 +289,7 @@ func (b *Brain) Publish(nowMs int64) {
 	var p pace.Pacer
 	b.keys.Flush(nil, nil, p.Check)
 	b.campaigns.Flush(nil, nil, p.Check)
-	if b.wanting.Load() == 0 {
+	if b.wanting.Load() == 0 || b.opts.Follower {
 		return
 	}
 	var t *campaignTicker
@@ -301,7 +308,14 @@ func (b *Brain) Publish(nowMs int64) {
 		p.Step()
 		return true
 	}, nil)
+	if t != nil {
+		b.gen.Add(1)
+	}
 }
+
+// Gen returns the generation of the controller states: it moves on each
+// change (Tick, a first tick in Publish, Adopt).
+func (b *Brain) Gen() uint64 { return b.gen.Load() }
 
 // wantState marks an answered campaign without controller state for
 // Publish (once: the flag is set with a compare-and-swap).
@@ -401,6 +415,7 @@ func (b *Brain) Tick(nowMs int64) {
 		return true
 	}, nil)
 	b.ticks.Add(1)
+	b.gen.Add(1)
 	b.tickMs.Store(time.Since(start).Milliseconds())
 }
 

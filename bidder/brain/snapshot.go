@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
 
 	"github.com/bidpulse/bidpulse/internal/pace"
 	"github.com/bidpulse/bidpulse/models"
@@ -15,6 +17,10 @@ import (
 type snapshot struct {
 	Campaigns map[string]campaignSnapshot `json:"campaigns"`
 	Keys      map[string]models.KeyState  `json:"keys,omitempty"`
+	// Strengths are the fitted prior strengths by parent hash (hex);
+	// absent from checkpoints written before they were kept (the next
+	// tick fits them again).
+	Strengths map[string]models.Strength `json:"strengths,omitempty"`
 }
 
 type campaignSnapshot struct {
@@ -126,6 +132,18 @@ func (b *Brain) Snapshot(w io.Writer) SnapshotResult {
 		sep = ','
 		return true
 	}, nil)
+	buf.WriteString(`},"strengths":{`)
+	sep = 0
+	var hexKey [18]byte
+	for h, st := range *b.strengths.Load() {
+		hk := strconv.AppendQuote(hexKey[:0], strconv.FormatUint(h, 16))
+		if err := put(sep, hk, st); err != nil {
+			leftOut("strength", hk, err)
+			continue
+		}
+		emit()
+		sep = ','
+	}
 	buf.WriteString(`}}`)
 	emit()
 	return res
@@ -190,6 +208,9 @@ func (b *Brain) Restore(raw json.RawMessage, nowMs int64) error {
 	}
 	b.keys.Flush(nil, nil, nil)
 	b.campaigns.Flush(nil, nil, nil)
+	if len(snap.Strengths) > 0 {
+		b.strengths.Store(decodeStrengths(snap.Strengths))
+	}
 	n := int64(0)
 	b.campaigns.Range(func(_ string, c *campaign) bool {
 		if c.state.Load() != nil {
@@ -202,6 +223,165 @@ func (b *Brain) Restore(raw json.RawMessage, nowMs int64) error {
 		return fmt.Errorf("%d controller states out of range left out (they start afresh); the first: %w", invalid, first)
 	}
 	return nil
+}
+
+// decodeStrengths returns the strengths of a snapshot by parent hash,
+// leaving out those with a bad hash or out of range.
+func decodeStrengths(in map[string]models.Strength) *map[uint64]models.Strength {
+	out := make(map[uint64]models.Strength, len(in))
+	for k, st := range in {
+		h, err := strconv.ParseUint(k, 16, 64)
+		if err != nil || !(st.CTR >= 0) || !(st.CVR >= 0) || math.IsInf(st.CTR, 0) || math.IsInf(st.CVR, 0) {
+			continue
+		}
+		out[h] = st
+	}
+	return &out
+}
+
+// Adopt makes the controller states of a snapshot another brain wrote (a
+// partition's primary) this brain's: every campaign and key in it gets its
+// state, every other one here loses its state (the primary has not ticked
+// it yet: it answers as a new one, as on the primary), and the prior
+// strengths are replaced. What this brain learned from the events itself
+// is kept: the delay histograms (a replica applies the same events) and
+// when each entry was last answered here, by which idle entries are
+// forgotten as a Tick would. The entries it adds count as last answered at
+// usedMs: 0 on a replica (they were not answered here, and are not reported
+// back as such), nowMs on a primary taking its predecessor's states. A state out of range is left out, as Restore
+// does, and the others are adopted; the error names the first one.
+func (b *Brain) Adopt(raw []byte, nowMs, usedMs int64) error {
+	var snap snapshot
+	if err := json.Unmarshal(raw, &snap); err != nil {
+		return err
+	}
+	b.tickMu.Lock()
+	defer b.tickMu.Unlock()
+	var invalid int
+	var first error
+	leftOut := func(what, name string, err error) {
+		if invalid++; first == nil {
+			first = fmt.Errorf("%s %q: %w", what, name, err)
+		}
+	}
+	campaigns := make(map[string]*models.CampaignState, len(snap.Campaigns))
+	for name, cs := range snap.Campaigns {
+		if cs.State == nil {
+			continue
+		}
+		if err := cs.State.Check(); err != nil {
+			leftOut("campaign", name, err)
+			continue
+		}
+		if cs.State.Delay.Ready && cs.State.Delay.DelayModel == nil {
+			continue // no model: answered as the primary's first tick would
+		}
+		campaigns[name] = cs.State
+	}
+	keys := make(map[string]*models.KeyState, len(snap.Keys))
+	for k, ks := range snap.Keys {
+		key, err := base64.RawURLEncoding.DecodeString(k)
+		if err != nil || len(key) == 0 {
+			continue
+		}
+		if err := ks.Check(); err != nil {
+			leftOut("key", k, err)
+			continue
+		}
+		st := ks
+		keys[string(key)] = &st
+	}
+	var p pace.Pacer
+	keyIdle := KeyIdle.Milliseconds()
+	b.keys.Flush(func(key string, k *keyCtl) bool {
+		_, ok := keys[key]
+		return ok || nowMs-k.lastUsed.Load() <= keyIdle
+	}, nil, p.Check)
+	forget := CampaignForget.Milliseconds()
+	b.campaigns.Flush(func(name string, c *campaign) bool {
+		_, ok := campaigns[name]
+		return ok || nowMs-c.lastSeen.Load() <= forget
+	}, nil, p.Check)
+	b.keys.Range(func(key string, k *keyCtl) bool {
+		p.Step()
+		st := keys[key]
+		k.state.Store(st)
+		if st != nil {
+			delete(keys, key)
+		}
+		return true
+	}, nil)
+	states := int64(0)
+	b.campaigns.Range(func(name string, c *campaign) bool {
+		p.Step()
+		st := campaigns[name]
+		c.state.Store(st)
+		if st != nil {
+			delete(campaigns, name)
+			states++
+		}
+		return true
+	}, nil)
+	// The primary's entries this brain does not hold yet.
+	for key, st := range keys {
+		if k := b.keys.Add([]byte(key), newKey, b.opts.MaxKeys); k != nil {
+			k.state.Store(st)
+			k.lastUsed.Store(usedMs)
+		} else {
+			b.keysFull.Add(1)
+		}
+	}
+	for name, st := range campaigns {
+		if c := b.campaigns.Add([]byte(name), newCampaign, b.opts.MaxCampaigns); c != nil {
+			c.state.Store(st)
+			c.lastUsed.Store(usedMs)
+			c.lastSeen.Store(usedMs)
+			states++
+		} else {
+			b.campaignsFull.Add(1)
+		}
+	}
+	b.keys.Flush(nil, nil, nil)
+	b.campaigns.Flush(nil, nil, nil)
+	b.campaignStates.Store(states)
+	b.strengths.Store(decodeStrengths(snap.Strengths))
+	b.gen.Add(1)
+	if invalid > 0 {
+		return fmt.Errorf("%d controller states out of range left out; the first: %w", invalid, first)
+	}
+	return nil
+}
+
+// Used calls fn with the keys and the campaigns (campaign true) answered
+// here at sinceMs or later (a key adopted, never answered here, is not): a replica reports
+// them to its primary, whose states they then get (see Touch).
+func (b *Brain) Used(sinceMs int64, fn func(name string, campaign bool)) {
+	var p pace.Pacer
+	b.keys.Range(func(key string, k *keyCtl) bool {
+		p.Step()
+		if k.lastUsed.Load() >= sinceMs {
+			fn(key, false)
+		}
+		return true
+	}, nil)
+	b.campaigns.Range(func(name string, c *campaign) bool {
+		p.Step()
+		if c.lastUsed.Load() >= sinceMs {
+			fn(name, true)
+		}
+		return true
+	}, nil)
+}
+
+// Touch counts a key (or a campaign) as answered at nowMs, as a bid here
+// would: a primary calls it for the keys its replicas answered, so that
+// they get states and are not forgotten as idle.
+func (b *Brain) Touch(name []byte, campaign bool, nowMs int64) {
+	if campaign {
+		b.Campaign(name, nowMs, true)
+		return
+	}
+	b.Key(name, nowMs, true)
 }
 
 // SetCampaign publishes a campaign's controller state (nil: none) and
