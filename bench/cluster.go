@@ -53,6 +53,9 @@ type ClusterOptions struct {
 	LeaseTTL time.Duration
 	// ForwardTimeout is the members' --forward-timeout (default: serve's).
 	ForwardTimeout time.Duration
+	// Replicas is the members' --replicas, R (default 1): with 2, a dead member's partitions
+	// are answered by their replicas while their new primaries start.
+	Replicas int
 	// Keep keeps the temporary directory (NATS stores, data dirs, logs).
 	Keep bool
 }
@@ -66,6 +69,7 @@ type ClusterReport struct {
 	Partitions uint32    `json:"partitions"`
 	Events     int       `json:"events"`
 	LeaseTTL   string    `json:"lease_ttl"`
+	Replicas   int       `json:"replicas"`
 	// Ingest has one run per member count (1, then Members).
 	Ingest []ClusterIngest `json:"ingest"`
 	// PerCoreRatio is the scaled run's events per member CPU-second over the single
@@ -178,6 +182,10 @@ type ClusterFailover struct {
 	Partitions   int     `json:"partitions"`
 	Seconds      float64 `json:"seconds"`
 	CountedAfter uint64  `json:"counted_after"`
+	// Bids were asked through member 0 from the kill until every partition was owned
+	// again, NeutralBids of them answered neutrally (no owner answered in time).
+	Bids        int `json:"bids"`
+	NeutralBids int `json:"neutral_bids"`
 }
 
 func (o *ClusterOptions) defaults() error {
@@ -198,6 +206,9 @@ func (o *ClusterOptions) defaults() error {
 	}
 	if o.Bids == 0 {
 		o.Bids = 20_000
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
 	}
 	if o.LeaseTTL == 0 {
 		o.LeaseTTL = 3 * time.Second
@@ -338,6 +349,9 @@ func (r *clusterRun) startMember(i int) (*member, error) {
 	if r.o.ForwardTimeout > 0 {
 		args = append(args, "--forward-timeout", r.o.ForwardTimeout.String())
 	}
+	if r.o.Replicas > 1 {
+		args = append(args, "--replicas", strconv.Itoa(r.o.Replicas))
+	}
 	m := &member{child: &child{name: "member " + name, argv: args, logPath: filepath.Join(r.dir, name+".log"), gc: &gcStats{}},
 		name: name, addr: addr, hc: &fasthttp.HostClient{Addr: addr, MaxConns: 4}}
 	if err := m.start(); err != nil {
@@ -352,7 +366,7 @@ func (r *clusterRun) waitStable(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var why string
 	for time.Now().Before(deadline) {
-		served, ready := 0, true
+		served, ready, alive := 0, true, 0
 		for _, m := range r.members {
 			if !m.running() {
 				if len(m.unexpectedExits()) > 0 {
@@ -360,6 +374,7 @@ func (r *clusterRun) waitStable(timeout time.Duration) error {
 				}
 				continue
 			}
+			alive++
 			serving, err := m.serving()
 			if err != nil {
 				ready, why = false, fmt.Sprintf("%s: %v", m.name, err)
@@ -370,11 +385,12 @@ func (r *clusterRun) waitStable(timeout time.Duration) error {
 				ready, why = false, m.name+" not ready"
 			}
 		}
-		if ready && served == int(r.o.Partitions) {
+		want := int(r.o.Partitions) * min(r.o.Replicas, alive)
+		if ready && served == want {
 			return nil
 		}
 		if ready {
-			why = fmt.Sprintf("%d of %d partitions served", served, r.o.Partitions)
+			why = fmt.Sprintf("%d of %d partition places served", served, want)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -602,19 +618,58 @@ func (r *clusterRun) failover(rep *ClusterReport) error {
 		return err
 	}
 	rep.Failover.Member, rep.Failover.Partitions = victim.name, len(serving)
+	// Bids for every campaign through m0, one at a time, from the kill until the others
+	// own every partition: how many were answered neutrally.
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- r.failoverBids(rep, stop) }()
 	t0 := time.Now()
 	if err := victim.signal(syscall.SIGKILL, 10*time.Second); err != nil {
+		close(stop)
+		<-done
 		return err
 	}
-	if err := r.waitStable(2 * time.Minute); err != nil {
-		return err
-	}
+	err = r.waitStable(2 * time.Minute)
 	rep.Failover.Seconds = time.Since(t0).Seconds()
+	close(stop)
+	if berr := <-done; err == nil {
+		err = berr
+	}
+	if err != nil {
+		return err
+	}
 	deadline := time.Now().Add(time.Minute)
 	for rep.Failover.CountedAfter = r.counted(); rep.Failover.CountedAfter != uint64(r.o.Events) && time.Now().Before(deadline); rep.Failover.CountedAfter = r.counted() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
+}
+
+// failoverBids asks bids for every campaign through member 0, one at a time, until stop,
+// counting them and the neutral answers.
+func (r *clusterRun) failoverBids(rep *ClusterReport, stop chan struct{}) error {
+	m0 := r.members[0]
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		req.SetRequestURI("http://" + m0.addr + "/v1/multiplier?campaign=c" + strconv.Itoa(i%r.o.Campaigns) + "&placement=p1")
+		if err := m0.hc.DoTimeout(req, resp, time.Second); err != nil {
+			return err
+		}
+		if resp.StatusCode() != 200 {
+			return fmt.Errorf("bid answered %d during the failover: %s", resp.StatusCode(), resp.Body())
+		}
+		rep.Failover.Bids++
+		if len(resp.Header.Peek("Bidpulse-Neutral")) > 0 {
+			rep.Failover.NeutralBids++
+		}
+	}
 }
 
 // RunCluster runs the cluster scenario and writes its report to w.
@@ -646,7 +701,7 @@ func RunCluster(o ClusterOptions, w io.Writer) (*ClusterReport, error) {
 		return nil, err
 	}
 	rep := &ClusterReport{Scenario: ScenarioCluster, Started: time.Now().UTC(), CPU: cpuModel(), Cores: runtime.NumCPU(),
-		Partitions: o.Partitions, Events: o.Events, LeaseTTL: o.LeaseTTL.String()}
+		Partitions: o.Partitions, Events: o.Events, LeaseTTL: o.LeaseTTL.String(), Replicas: o.Replicas}
 	var scaled *clusterRun
 	for _, n := range []int{1, o.Members} {
 		r := &clusterRun{o: &o, dir: filepath.Join(dir, "run"+strconv.Itoa(n)), url: trio.url,
@@ -691,8 +746,8 @@ func RunCluster(o ClusterOptions, w io.Writer) (*ClusterReport, error) {
 }
 
 func writeClusterReport(w io.Writer, r *ClusterReport) {
-	fmt.Fprintf(w, "\nbidpulse bench --scenario cluster: %d partitions, 3-node NATS cluster (R3), %d cores (%s), lease %s\n",
-		r.Partitions, r.Cores, r.CPU, r.LeaseTTL)
+	fmt.Fprintf(w, "\nbidpulse bench --scenario cluster: %d partitions, --replicas %d, 3-node NATS cluster (R3), %d cores (%s), lease %s\n",
+		r.Partitions, r.Replicas, r.Cores, r.CPU, r.LeaseTTL)
 	fmt.Fprintln(w, "ingest (a backlog published before the members start; time and CPU from the first event counted to the last):")
 	for _, in := range r.Ingest {
 		fmt.Fprintf(w, "  %d member(s): %d events in %.2fs = %.0f events/s; member CPU %.2fs = %.0f events per CPU-second (start: %.2f CPU-s)\n",
@@ -704,8 +759,8 @@ func writeClusterReport(w io.Writer, r *ClusterReport) {
 	c := r.Checkpoints
 	fmt.Fprintf(w, "checkpoints after the backlog: %d partitions, %d keys; per partition %.0f bytes on average (max %d), %.0f bytes per key; write %.1f ms on average (max %d)\n",
 		c.Partitions, c.Keys, c.MeanBytes, c.MaxBytes, c.BytesPerKey, c.MeanWriteMs, c.MaxWriteMs)
-	fmt.Fprintf(w, "failover: %s (SIGKILL, %d partitions) -> every partition served by the others after %.2fs; counted after: %d of %d\n",
-		r.Failover.Member, r.Failover.Partitions, r.Failover.Seconds, r.Failover.CountedAfter, r.Events)
+	fmt.Fprintf(w, "failover: %s (SIGKILL, %d partitions) -> every partition served by the others after %.2fs; counted after: %d of %d; bids meanwhile: %d, neutral %d\n",
+		r.Failover.Member, r.Failover.Partitions, r.Failover.Seconds, r.Failover.CountedAfter, r.Events, r.Failover.Bids, r.Failover.NeutralBids)
 }
 
 // controlKey returns a random control key (hex of 32 bytes).

@@ -105,9 +105,17 @@ func (s *Service) uploadCheckpoint(ctx context.Context, seq uint64) error {
 // in NATS among the instances that share it: none of them needs those.
 func (s *Service) trimStream(ctx context.Context) error {
 	if s.opts.Unit {
-		// Its partition only, to its own checkpoint kept in NATS: the
-		// partition's previous owners wrote theirs under the same name.
-		return s.trimTo(ctx, s.ckpt.remoteSeq.Load())
+		// Its partition only, to its own checkpoint kept in NATS (the
+		// partition's previous owners wrote theirs under the same name),
+		// and no further than its replicas applied.
+		floor, ok, err := s.unitFloor(ctx)
+		if err != nil {
+			return fmt.Errorf("cannot read the replicas' records: %w", err)
+		}
+		if !ok {
+			return nil
+		}
+		return s.trimTo(ctx, floor)
 	}
 	floor, ok, err := s.retentionFloor(ctx)
 	if err != nil {
@@ -146,7 +154,7 @@ func (s *Service) newestRemote(ctx context.Context) (*jetstream.ObjectInfo, uint
 	if err != nil {
 		return nil, 0, fmt.Errorf("cannot list %s: %w", CheckpointBucket, err)
 	}
-	own := ingest.ConsumerName(s.opts.Instance) + ".ckpt"
+	own := ingest.ConsumerName(s.primaryName()) + ".ckpt"
 	var best *jetstream.ObjectInfo
 	var bestSeq uint64
 	for _, oi := range infos {
@@ -223,7 +231,7 @@ func (s *Service) fetchRemoteCheckpoint(ctx context.Context, name string, seq ui
 // checkpoint and the stream trimmed up to it (a new instance then starts
 // from what the stream holds).
 func (s *Service) keepCheckpoint(ctx context.Context, final bool) {
-	if s.lease == nil || s.leaseLost.Load() {
+	if s.lease == nil || s.leaseLost.Load() || s.opts.Replica {
 		return
 	}
 	seq := s.ckpt.lastSeq.Load()

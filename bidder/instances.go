@@ -103,6 +103,9 @@ func (s *Service) acquireLease(ctx context.Context, js jetstream.JetStream) (*le
 	}
 	host, _ := os.Hostname()
 	l := &lease{kv: kv, key: ingest.ConsumerName(s.opts.Instance), ttl: s.opts.LeaseTTL}
+	if s.opts.Replica {
+		l.key = ReplicaLeaseKey(s.opts.Primary, s.opts.Instance)
+	}
 	l.rec = instanceRecord{Instance: s.opts.Instance, Owner: s.owner, Host: host, PID: os.Getpid(),
 		PIDNS: pidNamespace(), Started: time.Now().UTC(), Stream: s.opts.Stream}
 	e, err := kv.Get(ctx, l.key)
@@ -127,7 +130,11 @@ func (s *Service) acquireLease(ctx context.Context, js jetstream.JetStream) (*le
 	if json.Unmarshal(e.Value(), &old) == nil {
 		// Keep how far the previous run's checkpoints reach until this
 		// run writes its own.
-		l.rec.CheckpointSeq, l.rec.RemoteSeq = old.CheckpointSeq, old.RemoteSeq
+		if !s.opts.Replica {
+			// (A replica holds nothing until it loaded a checkpoint:
+			// RemoteSeq 0 stops its primary's trims.)
+			l.rec.CheckpointSeq, l.rec.RemoteSeq = old.CheckpointSeq, old.RemoteSeq
+		}
 		age := time.Since(e.Created())
 		if !old.Stopped && age < l.ttl && old.Owner != s.owner && !deadOnThisHost(old, host) {
 			if !s.opts.Takeover {
@@ -211,7 +218,22 @@ func (s *Service) renewLease(ctx context.Context) {
 	if s.lease == nil || s.leaseLost.Load() {
 		return
 	}
-	err := s.lease.update(ctx, nil)
+	last := s.lastRenewed.Load()
+	if s.opts.Replica && last != 0 && time.Since(time.Unix(0, last)) > s.opts.LeaseTTL {
+		// Its record expired meanwhile: its primary may have trimmed what
+		// it had not applied yet. It stops; its member starts it again
+		// from the primary's newest checkpoint.
+		err := fmt.Errorf("%w: the replica's record was not renewed for %s (more than the lease)", errLeaseLost, time.Since(time.Unix(0, last)).Round(time.Millisecond))
+		s.leaseLost.Store(true)
+		s.leaseLostWhy.Store(err.Error())
+		s.log.Error().Err(err).Msg("replica stops consuming")
+		s.ingest.StopConsuming()
+		return
+	}
+	err := s.lease.update(ctx, s.replicaHold())
+	if err == nil {
+		s.lastRenewed.Store(time.Now().UnixNano())
+	}
 	if errors.Is(err, errLeaseLost) {
 		s.leaseLost.Store(true)
 		s.leaseLostWhy.Store(err.Error())

@@ -94,6 +94,15 @@ type Options struct {
 	// and answers bids over NATS on UnitBidSubject(Partition).
 	Unit      bool
 	Partition uint32
+	// Replica makes a partition unit one of its partition's replicas
+	// (replica.go): it consumes the partition and answers its bids as the
+	// primary does, but runs no controllers (it adopts the states the
+	// primary publishes), writes no checkpoint and trims nothing; it
+	// starts from the newest checkpoint of Primary, the instance name of
+	// the partition's primary unit. Its own Instance names its consumer and
+	// its record (ReplicaLeaseKey), which holds the stream for it.
+	Replica bool
+	Primary string
 	// StartTimeout bounds Start's requests to NATS and JetStream (default
 	// 30s). A JetStream request that gets no reply (sent while a cluster
 	// elects a leader, or racing another's creation of the same stream)
@@ -328,6 +337,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.DedupSize == 0 {
 		o.DedupSize = defaultDedupSize
+	}
+	if err := checkReplicaOptions(&o); err != nil {
+		return o, err
 	}
 	if o.DedupSize < minDedupSize && !(o.Unit && o.DedupSize >= minUnitDedupSize) {
 		return o, fmt.Errorf("invalid dedup-size %d: must be at least %d bytes (32 MiB)", o.DedupSize, minDedupSize)

@@ -68,6 +68,10 @@ type Service struct {
 	// ingest stops and /readyz says so.
 	leaseLost    atomic.Bool
 	leaseLostWhy atomic.Value // string
+	// lastRenewed is the time of the last renewal of the lease (Unix ns).
+	lastRenewed atomic.Int64
+	// repl is a partition unit's replication (replica.go).
+	repl replication
 	// ckptStore keeps checkpoints in NATS (nil: RemoteCheckpointInterval < 0).
 	ckptStore jetstream.ObjectStore
 	// lastKept is when a checkpoint was last kept in NATS (by the
@@ -211,7 +215,7 @@ func (s *Service) newIngester(store *windows.Store) *ingest.Ingester {
 		StreamReplicas: o.Replicas, Stream: o.Stream, StreamMaxBytes: o.StreamMaxBytes,
 		StreamMaxAge: o.StreamMaxAge, StreamDuplicates: o.StreamDuplicates, DLQMaxBytes: o.DLQMaxBytes, DLQRaw: o.DLQRaw,
 		Instance: o.Instance, Owner: s.owner, FetchBatch: o.FetchBatch, FetchBytes: o.FetchBytes,
-		AckWait: o.AckWait, StallAfter: o.StallAfter, StillOwner: s.stillOwner,
+		AckWait: o.AckWait, StallAfter: o.StallAfter, StillOwner: s.stillOwner, ConsumerInactive: replicaConsumerInactive(o),
 		PendingMsgs: o.PendingMsgs, PendingBytes: o.PendingBytes, ApplyHook: o.applyHook,
 	})
 }
@@ -368,6 +372,9 @@ func (s *Service) Start() (err error) {
 		if err != nil {
 			return err
 		}
+		if err := s.startUnitState(ctx, from); err != nil {
+			return err
+		}
 		err = s.ingest.Consume(ctx, from)
 		if errors.Is(err, ingest.ErrStreamReset) {
 			s.checkpointLoadFailed(s.checkpointPath(), err)
@@ -385,6 +392,9 @@ func (s *Service) Start() (err error) {
 		s.log.Info().Str("url", natsauth.Redact(s.nc.ConnectedUrl())).Str("stream", s.opts.Stream).Str("subject", s.opts.Subject).
 			Str("consumer", st.Consumer).Uint64("from_seq", st.StartSeq).Uint64("to_seq", st.TargetSeq).
 			Str("mode", "jetstream").Dur("took", time.Since(t0)).Msg("consuming events")
+		if err := s.startReplication(); err != nil {
+			return err
+		}
 	} else {
 		if err := s.ingest.Consume(ctx, 0); err != nil {
 			return err
@@ -420,7 +430,10 @@ func (s *Service) Start() (err error) {
 	// lease, and the control tick does not wait for either.
 	s.every(time.Second, func() { withTimeout(2*time.Second, s.ingest.Refresh) })
 	s.every(max(s.opts.LeaseTTL/3, 10*time.Millisecond), func() { withTimeout(s.opts.LeaseTTL/3, s.renewLease) })
-	s.every(s.opts.ControlInterval, func() { s.brain.Tick(s.clock.NowMs()) })
+	if !s.opts.Replica {
+		// A replica's controller states are its primary's (replica.go).
+		s.every(s.opts.ControlInterval, func() { s.brain.Tick(s.clock.NowMs()) })
+	}
 	s.every(time.Second, func() { s.brain.Publish(s.clock.NowMs()) })
 	// Ready once started; in JetStream mode /readyz also waits for the
 	// catch-up (see isReady).
@@ -469,6 +482,9 @@ func (s *Service) housekeeping() {
 		case <-evict.C:
 			s.evict()
 		case <-ckpt.C:
+			if s.opts.Replica {
+				continue // it starts from its primary's checkpoints
+			}
 			if s.writeCheckpoint() == nil {
 				// Ended by the stop too: a JetStream request that finds no
 				// leader gets no reply and would hold the stop for minutes
@@ -589,6 +605,7 @@ func (s *Service) stopIngest(ctx context.Context) []error {
 		s.ingest.Unblock()
 		close(s.bgStop)
 		s.bg.Wait()
+		s.stopReplication()
 		t0 := time.Now()
 		// The consumer stops (JetStream: the messages fetched are applied,
 		// the last acknowledged; core: the subscription drains), then the
@@ -603,7 +620,7 @@ func (s *Service) stopIngest(ctx context.Context) []error {
 			}
 			// Without a lease the name was never ours (a Start refused):
 			// nothing was consumed, and the checkpoint is the holder's.
-			if !s.opts.noFinalCheckpoint && s.lease != nil {
+			if !s.opts.noFinalCheckpoint && s.lease != nil && !s.opts.Replica {
 				if err := s.writeCheckpoint(); err != nil {
 					errs = append(errs, err)
 				} else {
@@ -684,7 +701,7 @@ func (s *Service) newBrain() *brain.Brain {
 		Store: s.store, Rollups: s.rollups,
 		Policies: s.control.Policies, Now: s.clock.NowMs,
 		MaxKeys: s.opts.MaxKeyStates, MaxCampaigns: s.opts.MaxCampaignStates,
-		Metrics: s.metrics,
+		Metrics: s.metrics, Follower: s.opts.Replica,
 	})
 }
 

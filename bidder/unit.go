@@ -55,6 +55,9 @@ type UnitState struct {
 	// FromCheckpoint names the checkpoint kept in NATS it started from
 	// ("" when it started from a local one or none).
 	FromCheckpoint string `json:"from_checkpoint,omitempty"`
+	// Replication is the unit's role and its controller states' path
+	// from primary to replicas (replica.go).
+	Replication ReplicationState `json:"replication"`
 }
 
 // UnitState returns the unit's state (any Service in JetStream mode).
@@ -69,6 +72,7 @@ func (s *Service) UnitState() UnitState {
 		Keys: s.store.Len(), Counted: is.Counted.Get(), Rejected: is.RejectedTotal(),
 		Duplicates: is.Duplicates.Get(), FromCheckpoint: from,
 		CheckpointBytes: s.ckpt.lastSize.Load(), CheckpointWriteMs: s.ckpt.lastWriteMs.Load(),
+		Replication: s.replicationState(),
 	}
 }
 

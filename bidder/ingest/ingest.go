@@ -124,6 +124,10 @@ type Options struct {
 	FetchBytes int
 	AckWait    time.Duration
 	StallAfter time.Duration
+	// ConsumerInactive, when above 0, lets the server delete the durable
+	// consumer after that long without a pull: a partition replica's,
+	// named after its member, is not used again once the replica moves.
+	ConsumerInactive time.Duration
 	// StillOwner is asked before the consumer is re-created; false means
 	// another instance took the name over (see StopConsuming).
 	StillOwner func(ctx context.Context) bool

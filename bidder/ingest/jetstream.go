@@ -354,6 +354,7 @@ func (j *jsIngest) consumerConfig() jetstream.ConsumerConfig {
 	if s.opts.OnePartition {
 		cfg.FilterSubject = gapSubject(&s.opts)
 	}
+	cfg.InactiveThreshold = s.opts.ConsumerInactive
 	return cfg
 }
 

@@ -288,8 +288,10 @@ func (tc *testCluster) waitStable(members int, within time.Duration) {
 }
 
 func (tc *testCluster) stableWhy(members int) string {
-	served := make([]string, tc.parts)
+	served := make([][]string, tc.parts)
+	want := 1
 	for name, n := range tc.members {
+		want = min(n.opts.Replicas, members)
 		if ok, why := n.isReady(); !ok {
 			return name + " not ready: " + why
 		}
@@ -301,10 +303,7 @@ func (tc *testCluster) stableWhy(members int) string {
 			if u == nil {
 				continue
 			}
-			if served[p] != "" {
-				return fmt.Sprintf("partition %d served by %s and %s", p, served[p], name)
-			}
-			served[p] = name
+			served[p] = append(served[p], name)
 		}
 		n.mu.Lock()
 		k := len(n.units)
@@ -314,19 +313,22 @@ func (tc *testCluster) stableWhy(members int) string {
 		}
 	}
 	for p, s := range served {
-		if s == "" {
-			return fmt.Sprintf("partition %d served by nobody", p)
+		if len(s) != want {
+			return fmt.Sprintf("partition %d served by %v, want %d members", p, s, want)
 		}
 	}
 	return ""
 }
 
-// counted returns the events counted by all members' units.
+// counted returns the events counted by all members' primary units (a
+// replica counts its primary's events again).
 func (tc *testCluster) counted() uint64 {
 	var sum uint64
 	for _, n := range tc.members {
 		for _, u := range n.unitReports() {
-			sum += u.Counted
+			if u.Role == "primary" {
+				sum += u.Counted
+			}
 		}
 	}
 	return sum

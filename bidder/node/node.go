@@ -92,6 +92,13 @@ type Options struct {
 	// HandoverWait bounds how long a member that gave a partition up keeps
 	// answering it while the new owner catches up (default 2m).
 	HandoverWait time.Duration
+	// Replicas is R, the members that own each partition (default 1): the
+	// first in the assignment is its primary, which runs its controllers
+	// and writes its checkpoints; the others are replicas, which consume it
+	// too, answer its bids from the controller states the primary
+	// publishes, and take over at once when the primary goes (see
+	// bidder.Options.Replica).
+	Replicas int
 }
 
 // Node is one running cluster member. Build it with New, then Start and
@@ -114,7 +121,7 @@ type Node struct {
 
 	// mu guards units and the unit lifecycles' bookkeeping.
 	mu    sync.Mutex
-	units map[uint32]*unit
+	units map[unitKey]*unit
 	// serving is read on the bid path without a lock: index p holds the
 	// unit of p that answers here (nil: forward).
 	serving atomic.Pointer[[]*unit]
@@ -148,10 +155,24 @@ type assignment struct {
 	at      time.Time
 }
 
+// unitKey names a unit of this member: a partition has at most a primary
+// and a replica unit here (both while a replica here becomes the primary,
+// or the primary here becomes a replica).
+type unitKey struct {
+	p       uint32
+	replica bool
+}
+
 // unit is one partition unit's lifecycle on this member.
 type unit struct {
-	p   uint32
-	svc atomic.Pointer[bidder.Service] // nil until started
+	p       uint32
+	replica bool
+	// name is its instance name (UnitName or ReplicaName).
+	name string
+	svc  atomic.Pointer[bidder.Service] // nil until started
+	// gone: stopped or stopping for good (dropped, a replica no longer
+	// wanted); it answers nothing.
+	gone atomic.Bool
 	// state: unitStarting, unitServing, unitReleasing.
 	state  atomic.Int32
 	cancel context.CancelFunc
@@ -217,6 +238,12 @@ func New(opts Options) (*Node, error) {
 	if opts.HandoverWait == 0 {
 		opts.HandoverWait = 2 * time.Minute
 	}
+	if opts.Replicas == 0 {
+		opts.Replicas = 1
+	}
+	if opts.Replicas < 0 {
+		return nil, fmt.Errorf("invalid replicas %d: the members that own each partition, at least 1", opts.Replicas)
+	}
 	if opts.Unit.DataDir == "" {
 		opts.Unit.DataDir = "./data"
 	}
@@ -230,7 +257,7 @@ func New(opts Options) (*Node, error) {
 		opts:    opts,
 		log:     opts.Unit.Logger.With().Str("member", opts.Member).Logger(),
 		parts:   opts.Unit.Partitions,
-		units:   map[uint32]*unit{},
+		units:   map[unitKey]*unit{},
 		metrics: metrics.NewSet(),
 		bgStop:  make(chan struct{}),
 		starts:  make(chan struct{}, 4),
@@ -240,7 +267,7 @@ func New(opts Options) (*Node, error) {
 	n.stats.init(n)
 	// Checked now, not at a partition's start: a unit's options are the
 	// template's with its own name, directory and dedup share.
-	auth, err := bidder.New(n.unitOptions(0))
+	auth, err := bidder.New(n.unitOptions(0, false))
 	if err != nil {
 		return nil, err
 	}
@@ -256,13 +283,26 @@ func UnitName(stream string, p uint32) string {
 	return strings.ToLower(stream) + "-p" + strconv.FormatUint(uint64(p), 10)
 }
 
-// unitOptions returns the options of partition p's unit.
-func (n *Node) unitOptions(p uint32) bidder.Options {
+// ReplicaName is the instance name of member's replica unit of partition p:
+// its consumer and its record are its own, its checkpoints its primary's.
+func ReplicaName(stream string, p uint32, member string) string {
+	return UnitName(stream, p) + "-r-" + member
+}
+
+// unitOptions returns the options of partition p's unit (its replica unit
+// with replica).
+func (n *Node) unitOptions(p uint32, replica bool) bidder.Options {
 	o := n.opts.Unit
 	o.Unit, o.Partition = true, p
 	o.Instance = UnitName(o.Stream, p)
-	o.DataDir = filepath.Join(n.opts.Unit.DataDir, "partitions", "p"+strconv.FormatUint(uint64(p), 10))
-	o.Logger = n.log.With().Uint32("partition", p).Logger()
+	dir := "p" + strconv.FormatUint(uint64(p), 10)
+	if replica {
+		o.Replica, o.Primary = true, o.Instance
+		o.Instance = ReplicaName(o.Stream, p, n.opts.Member)
+		dir += "-replica"
+	}
+	o.DataDir = filepath.Join(n.opts.Unit.DataDir, "partitions", dir)
+	o.Logger = n.log.With().Uint32("partition", p).Bool("replica", replica).Logger()
 	o.NATSBids = bidder.NATSBidsOff
 	if o.StartTimeout == 0 {
 		// Retried (runUnit): a request that got no reply costs this, not
@@ -270,9 +310,9 @@ func (n *Node) unitOptions(p uint32) bidder.Options {
 		o.StartTimeout = 5 * time.Second
 	}
 	// The member's dedup memory is shared by the units it is expected to
-	// own (P / members, at least one member's worth when alone): a unit
-	// sees only its partition's ids, so a share covers the same time.
-	share := int(max(n.parts/3, 1))
+	// own (R x P / 3 members, at least one member's worth when alone): a
+	// unit sees only its partition's ids, so a share covers the same time.
+	share := int(max(n.parts*uint32(n.opts.Replicas)/3, 1))
 	dedup := o.DedupSize
 	if dedup == 0 {
 		dedup = 64 << 20
@@ -392,7 +432,7 @@ func (n *Node) reconcile() {
 		// ourselves, own nothing new, but give nothing up either.
 		return
 	}
-	owners := cluster.Assign(n.parts, names, 1)
+	owners := cluster.Assign(n.parts, names, n.opts.Replicas)
 	n.view.Store(&assignment{members: members, owners: owners, at: time.Now()})
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -400,28 +440,44 @@ func (n *Node) reconcile() {
 		return
 	}
 	for p := range n.parts {
-		mine := slices.Contains(owners[p], n.opts.Member)
-		u := n.units[p]
+		primary := len(owners[p]) > 0 && owners[p][0] == n.opts.Member
+		replica := !primary && slices.Contains(owners[p], n.opts.Member)
+		pu, ru := n.units[unitKey{p, false}], n.units[unitKey{p, true}]
 		switch {
-		case mine && u == nil:
-			n.startUnit(p)
-		case !mine && u != nil && u.state.Load() != unitReleasing:
-			n.releaseUnit(u)
-		case u != nil && u.state.Load() == unitServing && u.leaseLost():
+		case primary && pu == nil:
+			n.startUnit(p, false)
+		case !primary && pu != nil && pu.state.Load() != unitReleasing:
+			n.releaseUnit(pu)
+		case pu != nil && pu.state.Load() == unitServing && pu.leaseLost():
 			// Another process took the unit's name (this member was
 			// away from NATS longer than the lease): the unit stopped
 			// consuming for good. Drop it; a new one starts on the next
 			// pass if the partition is still ours (waiting for the lease).
-			n.dropUnit(u)
+			n.dropUnit(pu)
+		}
+		// A replica that becomes the primary here answers until the
+		// primary unit serves (it waits for the old primary's lease).
+		promoting := primary && (pu == nil || pu.state.Load() != unitServing)
+		switch {
+		case replica && ru == nil:
+			n.startUnit(p, true)
+		case ru != nil && !ru.gone.Load() && !replica && !promoting:
+			n.stopReplica(ru)
+		case ru != nil && !ru.gone.Load() && ru.leaseLost():
+			// Its record expired (away from NATS longer than the lease):
+			// it restarts from the primary's newest checkpoint.
+			n.dropUnit(ru)
 		}
 	}
 }
 
-// startUnit starts partition p's unit on its own goroutine. Under n.mu.
-func (n *Node) startUnit(p uint32) {
+// startUnit starts partition p's unit (its replica unit with replica) on
+// its own goroutine. Under n.mu.
+func (n *Node) startUnit(p uint32, replica bool) {
 	ctx, cancel := context.WithCancel(context.Background())
-	u := &unit{p: p, cancel: cancel, done: make(chan struct{}), startedAt: time.Now()}
-	n.units[p] = u
+	u := &unit{p: p, replica: replica, cancel: cancel, done: make(chan struct{}), startedAt: time.Now()}
+	u.name = n.unitOptions(p, replica).Instance
+	n.units[unitKey{p, replica}] = u
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
@@ -433,7 +489,7 @@ func (n *Node) startUnit(p uint32) {
 // runUnit starts u's service (retrying while the partition's previous owner
 // holds its lease), waits for its catch-up, then serves its bids.
 func (n *Node) runUnit(ctx context.Context, u *unit) {
-	log := n.log.With().Uint32("partition", u.p).Logger()
+	log := n.log.With().Uint32("partition", u.p).Bool("replica", u.replica).Logger()
 	var svc *bidder.Service
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		if ctx.Err() != nil {
@@ -448,7 +504,7 @@ func (n *Node) runUnit(ctx context.Context, u *unit) {
 		if cold {
 			n.warmMu.Lock()
 		}
-		s, err := bidder.New(n.unitOptions(u.p))
+		s, err := bidder.New(n.unitOptions(u.p, u.replica))
 		if err == nil {
 			err = s.Start()
 		}
@@ -479,7 +535,9 @@ func (n *Node) runUnit(ctx context.Context, u *unit) {
 		}
 	}
 	u.svc.Store(svc)
-	for !svc.UnitState().Ready {
+	// A replica answers once it has the primary's controller states (or
+	// found none published).
+	for st := svc.UnitState(); !st.Ready || !st.Replication.Checked; st = svc.UnitState() {
 		select {
 		case <-ctx.Done():
 			return
@@ -504,9 +562,15 @@ func (n *Node) runUnit(ctx context.Context, u *unit) {
 		return
 	}
 	u.servingMs.Store(time.Since(u.startedAt).Milliseconds())
-	n.setServing(u.p, u)
-	n.stats.handoversIn.Inc()
+	n.refreshServing(u.p)
 	st := svc.UnitState()
+	if u.replica {
+		n.stats.replicasIn.Inc()
+		log.Info().Uint64("applied_seq", st.AppliedSeq).Int("keys", st.Keys).Str("from_checkpoint", st.FromCheckpoint).
+			Dur("took", time.Since(u.startedAt)).Msg("partition replica caught up: serving its bids")
+		return
+	}
+	n.stats.handoversIn.Inc()
 	log.Info().Uint64("applied_seq", st.AppliedSeq).Int("keys", st.Keys).Str("from_checkpoint", st.FromCheckpoint).
 		Dur("took", time.Since(u.startedAt)).Msg("partition taken: caught up and serving its bids")
 }
@@ -531,6 +595,7 @@ func (n *Node) releaseUnit(u *unit) {
 			return
 		}
 		<-u.done
+		n.refreshServing(u.p)
 		svc := u.svc.Load()
 		t0 := time.Now()
 		if err := svc.Release(context.Background()); err != nil {
@@ -551,7 +616,8 @@ func (n *Node) releaseUnit(u *unit) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		n.setServing(u.p, nil)
+		u.gone.Store(true)
+		n.refreshServing(u.p)
 		n.stopUnit(svc, log)
 		n.forget(u)
 		n.stats.handoversOut.Inc()
@@ -559,10 +625,29 @@ func (n *Node) releaseUnit(u *unit) {
 	}()
 }
 
-// mine reports whether the last assignment gives partition p to this member.
+// mine reports whether the last assignment makes this member partition
+// p's primary.
 func (n *Node) mine(p uint32) bool {
 	v := n.view.Load()
-	return v != nil && slices.Contains(v.owners[p], n.opts.Member)
+	return v != nil && len(v.owners[p]) > 0 && v.owners[p][0] == n.opts.Member
+}
+
+// stopReplica stops a replica unit no longer wanted here. Under n.mu.
+func (n *Node) stopReplica(u *unit) {
+	u.gone.Store(true)
+	u.state.Store(unitReleasing)
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		n.refreshServing(u.p)
+		u.cancel()
+		<-u.done
+		if svc := u.svc.Load(); svc != nil {
+			n.stopUnit(svc, n.log.With().Uint32("partition", u.p).Bool("replica", true).Logger())
+		}
+		n.forget(u)
+		n.stats.replicasOut.Inc()
+	}()
 }
 
 // leaseLost reports whether the unit's service lost its name.
@@ -573,14 +658,16 @@ func (u *unit) leaseLost() bool {
 
 // dropUnit stops a unit that lost its lease and forgets it. Under n.mu.
 func (n *Node) dropUnit(u *unit) {
+	u.gone.Store(true)
 	u.state.Store(unitReleasing)
 	n.stats.unitErrors.Inc()
 	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
-		log := n.log.With().Uint32("partition", u.p).Logger()
-		log.Error().Msg("the partition's unit lost its lease to another process: replacing it")
-		n.setServing(u.p, nil)
+		log := n.log.With().Uint32("partition", u.p).Bool("replica", u.replica).Logger()
+		log.Error().Msg("the partition's unit lost its lease: replacing it")
+		n.refreshServing(u.p)
+		u.cancel()
 		<-u.done
 		if svc := u.svc.Load(); svc != nil {
 			n.stopUnit(svc, log)
@@ -601,19 +688,44 @@ func (n *Node) stopUnit(svc *bidder.Service, log zerolog.Logger) {
 // forget removes u from the units.
 func (n *Node) forget(u *unit) {
 	n.mu.Lock()
-	if n.units[u.p] == u {
-		delete(n.units, u.p)
+	defer n.mu.Unlock()
+	k := unitKey{u.p, u.replica}
+	if n.units[k] == u {
+		delete(n.units, k)
 	}
-	n.mu.Unlock()
+	n.refreshServingLocked(u.p)
 }
 
-// setServing makes u the unit answering partition p here (nil: none).
-func (n *Node) setServing(p uint32, u *unit) {
+// refreshServing picks the unit answering partition p here: the primary
+// unit serving, else the replica unit serving, else a primary unit that
+// released p and answers from its windows until the new primary serves;
+// none: p's bids are forwarded.
+func (n *Node) refreshServing(p uint32) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.refreshServingLocked(p)
+}
+
+func (n *Node) refreshServingLocked(p uint32) {
+	var pick *unit
+	pu, ru := n.units[unitKey{p, false}], n.units[unitKey{p, true}]
+	usable := func(u *unit, state int32) bool {
+		return u != nil && !u.gone.Load() && u.state.Load() == state && u.svc.Load() != nil
+	}
+	switch {
+	case usable(pu, unitServing):
+		pick = pu
+	case usable(ru, unitServing):
+		pick = ru
+	case usable(pu, unitReleasing):
+		pick = pu
+	}
 	cur := *n.serving.Load()
+	if cur[p] == pick {
+		return
+	}
 	next := slices.Clone(cur)
-	next[p] = u
+	next[p] = pick
 	n.serving.Store(&next)
 }
 
@@ -647,19 +759,21 @@ func (n *Node) isReady() (bool, string) {
 		return false, "no assignment yet"
 	}
 	serving := *n.serving.Load()
-	waiting := 0
+	var waiting []int
 	for p, owners := range v.owners {
-		if !slices.Contains(owners, n.opts.Member) {
+		i := slices.Index(owners, n.opts.Member)
+		if i < 0 {
 			continue
 		}
-		// A unit still answering a partition it gave up, or one that
-		// lost its lease, is not this member serving it.
-		if u := serving[p]; u == nil || u.state.Load() != unitServing || u.leaseLost() {
-			waiting++
+		// A unit still answering a partition it gave up, a replica
+		// answering for the primary unit catching up, or one that lost
+		// its lease, is not this member serving it as the assignment says.
+		if u := serving[p]; u == nil || u.state.Load() != unitServing || u.leaseLost() || u.replica != (i > 0) {
+			waiting = append(waiting, p)
 		}
 	}
-	if waiting > 0 {
-		return false, strconv.Itoa(waiting) + " owned partitions not caught up yet"
+	if len(waiting) > 0 {
+		return false, fmt.Sprintf("%d owned partitions not caught up yet: %v", len(waiting), waiting)
 	}
 	return true, ""
 }
@@ -752,8 +866,8 @@ func (n *Node) Kill() {
 	})
 }
 
-// ingestConsumer is the durable consumer name of partition p's unit (for
-// operators: `nats consumer info <stream> <name>`).
-func (n *Node) ingestConsumer(p uint32) string {
-	return ingest.ConsumerName(UnitName(n.opts.Unit.Stream, p))
+// ingestConsumer is the durable consumer name of unit u (for operators:
+// `nats consumer info <stream> <name>`).
+func (u *unit) ingestConsumer() string {
+	return ingest.ConsumerName(u.name)
 }

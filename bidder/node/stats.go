@@ -21,6 +21,8 @@ type nodeStats struct {
 	forwardLatency *metrics.Histogram
 	handoversIn    *metrics.Counter
 	handoversOut   *metrics.Counter
+	replicasIn     *metrics.Counter
+	replicasOut    *metrics.Counter
 	unitErrors     *metrics.Counter
 }
 
@@ -36,6 +38,8 @@ func (s *nodeStats) init(n *Node) {
 	s.forwardLatency = ms.NewHistogram(`bidpulse_cluster_forward_seconds`)
 	s.handoversIn = ms.NewCounter(`bidpulse_cluster_handovers_total{direction="in"}`)
 	s.handoversOut = ms.NewCounter(`bidpulse_cluster_handovers_total{direction="out"}`)
+	s.replicasIn = ms.NewCounter(`bidpulse_cluster_replicas_total{direction="in"}`)
+	s.replicasOut = ms.NewCounter(`bidpulse_cluster_replicas_total{direction="out"}`)
 	s.unitErrors = ms.NewCounter(`bidpulse_cluster_unit_start_errors_total`)
 	ms.NewGauge(`bidpulse_cluster_members`, func() float64 {
 		if v := n.view.Load(); v != nil {
@@ -80,8 +84,10 @@ func (n *Node) owned() []uint32 {
 // unitReport is one unit in /v1/stats.
 type unitReport struct {
 	Partition uint32 `json:"partition"`
-	State     string `json:"state"`
-	Consumer  string `json:"consumer"`
+	// Role is "primary" or "replica".
+	Role     string `json:"role"`
+	State    string `json:"state"`
+	Consumer string `json:"consumer"`
 	// TookMs is how long the unit took from its start to serving.
 	TookMs int64 `json:"took_ms,omitempty"`
 	bidder.UnitState
@@ -95,10 +101,19 @@ func (n *Node) unitReports() []unitReport {
 		units = append(units, u)
 	}
 	n.mu.Unlock()
-	slices.SortFunc(units, func(a, b *unit) int { return int(a.p) - int(b.p) })
+	slices.SortFunc(units, func(a, b *unit) int {
+		if a.p != b.p {
+			return int(a.p) - int(b.p)
+		}
+		return b2i(a.replica) - b2i(b.replica)
+	})
 	out := make([]unitReport, 0, len(units))
 	for _, u := range units {
-		r := unitReport{Partition: u.p, State: stateNames[u.state.Load()], Consumer: n.ingestConsumer(u.p), TookMs: u.servingMs.Load()}
+		role := "primary"
+		if u.replica {
+			role = "replica"
+		}
+		r := unitReport{Partition: u.p, Role: role, State: stateNames[u.state.Load()], Consumer: u.ingestConsumer(), TookMs: u.servingMs.Load()}
 		if svc := u.svc.Load(); svc != nil {
 			r.UnitState = svc.UnitState()
 		}
@@ -113,8 +128,11 @@ func (n *Node) serveStats(ctx *fasthttp.RequestCtx) {
 	units := n.unitReports()
 	var counted, keys uint64
 	for _, u := range units {
-		counted += u.Counted
-		keys += uint64(u.Keys)
+		// A replica counts its primary's events again: not summed.
+		if u.Role == "primary" {
+			counted += u.Counted
+			keys += uint64(u.Keys)
+		}
 	}
 	fw := map[string]uint64{}
 	for i, name := range epNames {
@@ -138,6 +156,7 @@ func (n *Node) serveStats(ctx *fasthttp.RequestCtx) {
 			"local": n.stats.local.Get(), "forwarded": fw, "neutral": neutral,
 		},
 		"handovers": map[string]uint64{"in": n.stats.handoversIn.Get(), "out": n.stats.handoversOut.Get()},
+		"replicas":  map[string]uint64{"in": n.stats.replicasIn.Get(), "out": n.stats.replicasOut.Get()},
 	})
 	writeJSON(ctx, fasthttp.StatusOK, body)
 }
@@ -157,10 +176,14 @@ func (n *Node) serveCluster(ctx *fasthttp.RequestCtx) {
 		Partitions uint32         `json:"partitions"`
 		Replicas   int            `json:"replicas"`
 		Members    []memberReport `json:"members"`
-		Owners     []string       `json:"owners"`
-		Serving    []uint32       `json:"serving"`
-		ComputedAt time.Time      `json:"computed_at"`
-	}{Member: n.opts.Member, Partitions: n.parts, Replicas: 1, Members: []memberReport{}, Owners: []string{}, Serving: []uint32{}}
+		// Owners are the partitions' primaries; Replicas their other
+		// owners, per partition.
+		Owners     []string   `json:"owners"`
+		ReplicasOf [][]string `json:"replicas_of"`
+		Serving    []uint32   `json:"serving"`
+		ComputedAt time.Time  `json:"computed_at"`
+	}{Member: n.opts.Member, Partitions: n.parts, Replicas: n.opts.Replicas, Members: []memberReport{}, Owners: []string{},
+		ReplicasOf: [][]string{}, Serving: []uint32{}}
 	if v != nil {
 		out.ComputedAt = v.at.UTC()
 		for _, m := range v.members {
@@ -175,8 +198,10 @@ func (n *Node) serveCluster(ctx *fasthttp.RequestCtx) {
 		for _, owners := range v.owners {
 			if len(owners) > 0 {
 				out.Owners = append(out.Owners, owners[0])
+				out.ReplicasOf = append(out.ReplicasOf, append([]string{}, owners[1:]...))
 			} else {
 				out.Owners = append(out.Owners, "")
+				out.ReplicasOf = append(out.ReplicasOf, []string{})
 			}
 		}
 	}
@@ -216,9 +241,22 @@ func (n *Node) serveMetrics(ctx *fasthttp.RequestCtx) {
 	for _, s := range series {
 		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n", s.name, s.help, s.name)
 		for i := range units {
-			fmt.Fprintf(&b, "%s{partition=\"%d\"} %g\n", s.name, units[i].Partition, s.get(&units[i]))
+			fmt.Fprintf(&b, "%s{partition=\"%d\",role=\"%s\"} %g\n", s.name, units[i].Partition, units[i].Role, s.get(&units[i]))
+		}
+	}
+	fmt.Fprintf(&b, "# HELP bidpulse_partition_controllers_lag_seconds a replica's lag behind its primary's controller states: publication to adoption, the last one\n# TYPE bidpulse_partition_controllers_lag_seconds gauge\n")
+	for i := range units {
+		if units[i].Role == "replica" {
+			fmt.Fprintf(&b, "bidpulse_partition_controllers_lag_seconds{partition=\"%d\"} %g\n", units[i].Partition, float64(units[i].Replication.ControllersLagMs)/1e3)
 		}
 	}
 	ctx.Response.Header.SetContentType("text/plain; version=0.0.4")
 	ctx.SetBody(b.Bytes())
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

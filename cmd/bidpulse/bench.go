@@ -70,12 +70,13 @@ func runBench(args []string) error {
 	var f benchFlags
 	prod := bench.ProductionDefaults()
 	fs.StringVar(&o.Scenario, "scenario", bench.ScenarioSteady, "scenario: "+strings.Join(bench.Scenarios, ", ")+", "+bench.ScenarioCluster+
-		" (members over a 3-node NATS cluster started by the bench: ingest per core with 1 and --members members, forwarded-bid latency, failover; --partitions, --cluster-events, --cluster-bids, --cluster-lease-ttl, --json)")
+		" (members over a 3-node NATS cluster started by the bench: ingest per core with 1 and --members members, forwarded-bid latency, failover; --partitions, --cluster-events, --cluster-bids, --cluster-lease-ttl, --replicas, --json)")
 	var co bench.ClusterOptions
 	fs.IntVar(&co.Members, "members", 3, "cluster scenario: members of the scaled run")
 	fs.IntVar(&co.Events, "cluster-events", 400_000, "cluster scenario: events of each ingest run")
 	fs.IntVar(&co.Bids, "cluster-bids", 20_000, "cluster scenario: bids of each kind (local, forwarded)")
 	fs.DurationVar(&co.LeaseTTL, "cluster-lease-ttl", 3*time.Second, "cluster scenario: the members' --lease-ttl")
+	fs.IntVar(&co.Replicas, "replicas", 1, "cluster scenario: the members' --replicas")
 	fs.StringVar(&o.Target, "target", "http://127.0.0.1:8080", "base URL of a running bidpulse (ignored with --spawn)")
 	fs.StringVar(&o.NATSURL, "nats-url", "", "NATS server of the service (default: the spawned service's, or nats://127.0.0.1:4222); with --spawn, the service uses it too")
 	fs.StringVar(&o.Subject, "subject", "bidpulse.events.bench", "subject to publish events on")

@@ -43,6 +43,8 @@ func runServe(args []string) error {
 		"and answer bids for every campaign, forwarding those of the others' partitions over NATS; needs --nats-url and --partitions")
 	clusterBucket := fs.String("cluster-bucket", node.DefaultBucket, "KV bucket of the cluster members' leases (--cluster)")
 	forwardTimeout := fs.Duration("forward-timeout", node.DefaultForwardTimeout, "--cluster: how long a bid forwarded to its partition's owner may take; past it the neutral multiplier is answered, marked and counted")
+	replicas := fs.Int("replicas", 1, "--cluster: R, the members that own each partition: its primary runs its controllers and writes its checkpoints, "+
+		"R-1 replicas consume it too and answer its bids from the controller states the primary publishes, and take over at once when it goes")
 	fs.IntVar(&o.Replicas, "nats-replicas", 1, "replicas of what bidpulse keeps in JetStream: the streams, consumers, KV buckets and checkpoints (3 on a 3-node NATS cluster)")
 	configPath := fs.String("config", "", "YAML config file: rollups, resolutions, policy (default: built-in defaults)")
 	fs.StringVar(&o.AdminToken, "admin-token", "", "bearer token of the admin API (overrides, policies, kill switch, audit), named \"admin\"; prefer the environment (BIDPULSE_ADMIN_TOKEN) or --admin-token-file to the command line; empty: admin API disabled")
@@ -147,9 +149,12 @@ func runServe(args []string) error {
 	o.Clock = clock
 	o.Logger = log
 
+	if *replicas != 1 && !*clusterMode {
+		return fmt.Errorf("--replicas %d needs --cluster: a single instance owns every partition alone", *replicas)
+	}
 	if *clusterMode {
 		return runMember(node.Options{Unit: o, Member: o.Instance, HTTPAddr: o.HTTPAddr, Bucket: *clusterBucket,
-			LeaseTTL: o.LeaseTTL, ForwardTimeout: *forwardTimeout}, log)
+			LeaseTTL: o.LeaseTTL, ForwardTimeout: *forwardTimeout, Replicas: *replicas}, log)
 	}
 	t0 := time.Now()
 	svc, err := bidder.New(o)
