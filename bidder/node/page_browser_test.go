@@ -74,7 +74,7 @@ func TestMemberPageBrowser(t *testing.T) {
 	var sum int
 	for _, u := range n.unitReports() {
 		r := byPartition[strconv.Itoa(int(u.Partition))]
-		if r == nil || r["state"] != "serving" || r["counted"] != strconv.FormatUint(u.Counted, 10) || r["applied_seq"] != strconv.FormatUint(u.AppliedSeq, 10) {
+		if r == nil || r["state"] != "serving" || r["role"] != u.Role || r["counted"] != strconv.FormatUint(u.Counted, 10) || r["applied_seq"] != strconv.FormatUint(u.AppliedSeq, 10) {
 			t.Fatalf("partition %d on the page: %v; /v1/stats: state %s counted %d applied %d", u.Partition, r, u.State, u.Counted, u.AppliedSeq)
 		}
 		c, _ := strconv.Atoi(r["counted"])

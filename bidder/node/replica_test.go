@@ -3,14 +3,18 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bidpulse/bidpulse/bidder"
 	"github.com/bidpulse/bidpulse/bidder/partition"
 )
 
@@ -249,4 +253,113 @@ func (p *publisher) publishCost(campaign string, k int, cost float64) bool {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return false
+}
+
+// TestClusterReplicaHoldsStream: a primary trims its partition no further
+// than its live replicas applied. A replica's record that says it applied
+// the first message, not the second, lets the primary's checkpoints trim the
+// first and keeps the second; once the record moves on, the next
+// checkpoint trims it too.
+func TestClusterReplicaHoldsStream(t *testing.T) {
+	const parts = 2
+	tc := newTestCluster(t, parts, func(o *Options) { o.Replicas = 2 })
+	tc.startMembers(2)
+	var c string
+	for i := 0; ; i++ {
+		if c = "h" + strconv.Itoa(i); partition.OfString(parts, c) == 0 {
+			break
+		}
+	}
+	nc, err := nats.Connect(tc.nats.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, bidder.InstancesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A replica's record, renewed as a live one is, holding from 0.
+	key := bidder.ReplicaLeaseKey(UnitName(tc.stream, 0), "held")
+	var hold atomic.Uint64
+	write := func() {
+		rec := fmt.Sprintf(`{"instance":"held","owner":"test","stream":%q,"remote_seq":%d}`, tc.stream, hold.Load())
+		if _, err := kv.Put(ctx, key, []byte(rec)); err != nil {
+			t.Error(err)
+		}
+	}
+	write()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+				write()
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	stream, err := js.Stream(ctx, tc.stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubOne := func(i int) uint64 {
+		body := fmt.Sprintf(`{"id":"%s-%d","type":"impression","campaign":%q,"placement":"p0","ts":%d}`, c, i, c, testNow-60_000)
+		ack, err := js.Publish(ctx, tc.base+"."+c+".t", []byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence
+	}
+	held := func(seq uint64) bool {
+		_, err := stream.GetMsg(ctx, seq)
+		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	applied := pubOne(0)
+	hold.Store(applied) // it applied that one, not the next
+	first := pubOne(1)
+	// Several checkpoints kept in NATS go by (every 300ms), each after a
+	// new event: the primary would trim past first without the hold.
+	var last uint64
+	for i := 2; i <= 9; i++ {
+		last = pubOne(i)
+		time.Sleep(200 * time.Millisecond)
+	}
+	tc.waitCounted(10, 30*time.Second)
+	time.Sleep(time.Second)
+	primary := tc.members[tc.ownerName(c)]
+	svc := primary.servingUnit(0)
+	if st := svc.UnitState(); st.RemoteSeq < last {
+		t.Fatalf("the primary kept a checkpoint of sequence %d in NATS; want %d", st.RemoteSeq, last)
+	}
+	if !held(first) {
+		t.Fatalf("message %d trimmed past the hold of a live replica", first)
+	}
+	if held(applied) {
+		t.Fatalf("message %d, applied by every owner and older than the checkpoint, not trimmed", applied)
+	}
+	// The replica applied everything: the next checkpoint trims.
+	hold.Store(last + 1)
+	write()
+	pubOne(10)
+	deadline := time.Now().Add(10 * time.Second)
+	for held(first) {
+		if time.Now().After(deadline) {
+			t.Fatalf("message %d still held 10s after the replica's record moved on", first)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

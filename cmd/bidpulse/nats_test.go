@@ -2,7 +2,6 @@ package main
 
 import (
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,8 +68,8 @@ func TestServeRefusesOpenNATS(t *testing.T) {
 // environment: counted; without it: refused.
 func TestServeAuthPublish(t *testing.T) {
 	dir := t.TempDir()
-	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	c := startChild(t, "--nats-addr", natsAddr, "--nats-auth", "on", "--data-dir", dir)
+	c := startChild(t, "--nats-addr", "127.0.0.1:-1", "--nats-auth", "on", "--data-dir", dir)
+	natsAddr := c.natsAddr(t)
 	events := filepath.Join(t.TempDir(), "events.ndjson")
 	if err := os.WriteFile(events, []byte(`{"id":"a1","type":"impression","campaign":"c1"}`+"\n"+
 		`{"id":"a2","type":"impression","campaign":"c1"}`+"\n"), 0o600); err != nil {

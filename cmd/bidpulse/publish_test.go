@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,8 +11,8 @@ import (
 // recognised by the stream's duplicate window (same run id, same message
 // ids) and stored nowhere.
 func TestPublishSyntheticOnce(t *testing.T) {
-	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	c := startChild(t, "--nats-addr", natsAddr, "--data-dir", t.TempDir())
+	c := startChild(t, "--nats-addr", "127.0.0.1:-1", "--data-dir", t.TempDir())
+	natsAddr := c.natsAddr(t)
 	args := []string{"--nats-url", "nats://" + natsAddr, "--synthetic", "--rate", "2000", "--duration", "1s",
 		"--batch", "50", "--run-id", "once", "--jetstream", "true"}
 	if err := runPublish(args); err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -68,17 +69,19 @@ type child struct {
 
 func startChild(t *testing.T, args ...string) *child {
 	t.Helper()
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	logf, err := os.CreateTemp(t.TempDir(), "serve-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bidpulseBinary(t), append([]string{"serve", "--http-addr", httpAddr, "--log-level", "info"}, args...)...)
+	// Port 0, read back from the log: a port found free and released
+	// before the child binds it can be taken by another test's server,
+	// whose answers this test would then read.
+	cmd := exec.Command(bidpulseBinary(t), append([]string{"serve", "--http-addr", "127.0.0.1:0", "--log-level", "info"}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{cmd: cmd, http: "http://" + httpAddr, log: logf}
+	c := &child{cmd: cmd, log: logf}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			cmd.Process.Kill()
@@ -87,6 +90,13 @@ func startChild(t *testing.T, args ...string) *child {
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
+		if c.http == "" {
+			if addr := logAddr(logf.Name(), "HTTP API listening"); addr != "" {
+				c.http = "http://" + addr
+			}
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
 		if resp, err := http.Get(c.http + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -98,6 +108,34 @@ func startChild(t *testing.T, args ...string) *child {
 	logs, _ := os.ReadFile(logf.Name())
 	t.Fatalf("bidpulse not ready after 30s; log:\n%s", logs)
 	return nil
+}
+
+// addrRE finds the addr field of a log line, console or JSON.
+var addrRE = regexp.MustCompile(`"?addr"?[=:]"?([0-9.]+:[0-9]+)`)
+
+// logAddr returns the address in the first line of the log at path that
+// contains msg, or "".
+func logAddr(path, msg string) string {
+	b, _ := os.ReadFile(path)
+	for line := range strings.Lines(string(b)) {
+		if strings.Contains(line, msg) {
+			if m := addrRE.FindStringSubmatch(line); m != nil {
+				return m[1]
+			}
+		}
+	}
+	return ""
+}
+
+// natsAddr returns the address of the child's embedded NATS server (started
+// with --nats-addr 127.0.0.1:-1).
+func (c *child) natsAddr(t *testing.T) string {
+	t.Helper()
+	addr := logAddr(c.log.Name(), "embedded NATS server started")
+	if addr == "" {
+		t.Fatal("no embedded NATS address in the log")
+	}
+	return addr
 }
 
 func (c *child) stats(t *testing.T) map[string]any {
