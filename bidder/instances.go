@@ -122,6 +122,7 @@ func (s *Service) acquireLease(ctx context.Context, js jetstream.JetStream) (*le
 			return nil, fmt.Errorf("cannot take instance name %q: %w", s.opts.Instance, err)
 		}
 		liveOwners.Store(s.owner, struct{}{})
+		s.lastRenewed.Store(time.Now().UnixNano())
 		return l, nil
 	case err != nil:
 		return nil, fmt.Errorf("cannot read the record of instance %q: %w", s.opts.Instance, err)
@@ -149,6 +150,7 @@ func (s *Service) acquireLease(ctx context.Context, js jetstream.JetStream) (*le
 		return nil, fmt.Errorf("cannot take instance name %q (another instance took it at the same time?): %w", s.opts.Instance, err)
 	}
 	liveOwners.Store(s.owner, struct{}{})
+	s.lastRenewed.Store(time.Now().UnixNano())
 	return l, nil
 }
 

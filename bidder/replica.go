@@ -114,7 +114,11 @@ func (s *Service) startReplication() error {
 			return err
 		}
 		r.usedSub = sub
-		s.every(250*time.Millisecond, func() { withTimeout(30*time.Second, s.publishControllers) })
+		s.every(250*time.Millisecond, func() {
+			ctx, cancel := s.stopContext(30 * time.Second)
+			defer cancel()
+			s.publishControllers(ctx)
+		})
 		return nil
 	}
 	r.notify = make(chan struct{}, 1)
@@ -128,6 +132,9 @@ func (s *Service) startReplication() error {
 		return err
 	}
 	r.notifySub = sub
+	// The first report covers what is answered from now on, not what
+	// the checkpoint restored (the primary has those already).
+	r.lastUsed = s.clock.NowMs()
 	s.bg.Add(1)
 	go s.adoptLoop()
 	s.every(time.Second, func() { s.reportUsed() })
@@ -148,7 +155,9 @@ func (s *Service) stopReplication() {
 func (s *Service) publishControllers(ctx context.Context) {
 	r := &s.repl
 	gen := s.brain.Gen()
-	if gen == r.pubGen || s.leaseLost.Load() {
+	if gen == r.pubGen || s.leaseLost.Load() || !s.ingest.Ready() {
+		// (Not before the catch-up: states ticked on a partial replay
+		// would be adopted by replicas that serve.)
 		return
 	}
 	seq := s.ingest.Applied()
@@ -213,7 +222,7 @@ func (s *Service) adoptLoop() {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := s.stopContext(5 * time.Second)
 		err := s.adoptControllers(ctx)
 		cancel()
 		retry := (<-chan time.Time)(nil)
@@ -342,30 +351,40 @@ func (s *Service) primaryName() string {
 
 // unitFloor is how far a primary may trim its partition: to its own
 // checkpoint kept in NATS, and no further than any live replica applied
-// (ok false: one has not said yet).
+// (ok false: one has not said yet, or a record could not be read). A
+// replica's record counts as live for two leases after its last renewal: a
+// replica stops itself once it has not renewed for one lease (renewLease),
+// so none still consumes when its record stops counting.
 func (s *Service) unitFloor(ctx context.Context) (uint64, bool, error) {
 	floor := s.ckpt.remoteSeq.Load()
 	lister, err := s.lease.kv.ListKeysFiltered(ctx, ingest.ConsumerName(s.opts.Instance)+".replica.>")
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return floor, floor > 0, nil
-	}
 	if err != nil {
 		return 0, false, err
 	}
 	ok := floor > 0
 	for key := range lister.Keys() {
 		e, err := s.lease.kv.Get(ctx, key)
-		if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 			continue
 		}
+		if err != nil {
+			return 0, false, err
+		}
 		var r instanceRecord
-		if json.Unmarshal(e.Value(), &r) != nil || r.Stream != s.opts.Stream || r.Stopped || time.Since(e.Created()) > s.opts.LeaseTTL {
+		if err := json.Unmarshal(e.Value(), &r); err != nil {
+			return 0, false, fmt.Errorf("replica record %s: %w", key, err)
+		}
+		if r.Stream != s.opts.Stream || r.Stopped || time.Since(e.Created()) > 2*s.opts.LeaseTTL {
 			continue
 		}
 		if r.RemoteSeq == 0 {
 			ok = false
 		}
 		floor = min(floor, r.RemoteSeq)
+	}
+	if err := ctx.Err(); err != nil {
+		// The listing ends quietly with its context: it may be partial.
+		return 0, false, err
 	}
 	return floor, ok, nil
 }
@@ -468,4 +487,19 @@ func replicaConsumerInactive(o *Options) time.Duration {
 		return 0
 	}
 	return max(10*o.LeaseTTL, 5*time.Minute)
+}
+
+// stopContext returns a context that ends after d or when the service's
+// background work stops (bgStop), whichever comes first: a stop or a
+// release does not wait out a slow JetStream request.
+func (s *Service) stopContext(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	go func() {
+		select {
+		case <-s.bgStop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }

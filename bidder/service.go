@@ -379,6 +379,7 @@ func (s *Service) Start() (err error) {
 		if errors.Is(err, ingest.ErrStreamReset) {
 			s.checkpointLoadFailed(s.checkpointPath(), err)
 			s.resetState()
+			s.repl.baseSeq = 0
 			// What this instance kept in NATS is of the old stream.
 			if err := s.lease.update(ctx, func(r *instanceRecord) { r.RemoteSeq, r.CheckpointSeq = 0, 0 }); err != nil {
 				return err
@@ -432,7 +433,15 @@ func (s *Service) Start() (err error) {
 	s.every(max(s.opts.LeaseTTL/3, 10*time.Millisecond), func() { withTimeout(s.opts.LeaseTTL/3, s.renewLease) })
 	if !s.opts.Replica {
 		// A replica's controller states are its primary's (replica.go).
-		s.every(s.opts.ControlInterval, func() { s.brain.Tick(s.clock.NowMs()) })
+		s.every(s.opts.ControlInterval, func() {
+			if s.opts.Unit && !s.ingest.Ready() {
+				// A partition unit replaying after a hand-over keeps the
+				// states it started from until it is caught up: a tick on
+				// a partial replay would see too little spend.
+				return
+			}
+			s.brain.Tick(s.clock.NowMs())
+		})
 	}
 	s.every(time.Second, func() { s.brain.Publish(s.clock.NowMs()) })
 	// Ready once started; in JetStream mode /readyz also waits for the

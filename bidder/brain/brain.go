@@ -320,6 +320,9 @@ func (b *Brain) Gen() uint64 { return b.gen.Load() }
 // wantState marks an answered campaign without controller state for
 // Publish (once: the flag is set with a compare-and-swap).
 func (b *Brain) wantState(c *campaign) {
+	if b.opts.Follower {
+		return // its states are adopted, never ticked here
+	}
 	if !c.wantState.Load() && c.wantState.CompareAndSwap(false, true) {
 		b.wanting.Add(1)
 	}

@@ -585,7 +585,10 @@ func (n *Node) releaseUnit(u *unit) {
 		defer n.bg.Done()
 		log := n.log.With().Uint32("partition", u.p).Logger()
 		if prev == unitStarting {
-			// Not serving yet: nothing to hand over but its lease.
+			// Not serving yet: nothing to hand over but its lease, and
+			// nothing to answer from (a partial replay).
+			u.gone.Store(true)
+			n.refreshServing(u.p)
 			u.cancel()
 			<-u.done
 			if svc := u.svc.Load(); svc != nil {
