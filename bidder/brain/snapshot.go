@@ -167,13 +167,8 @@ func (b *Brain) Restore(raw json.RawMessage, nowMs int64) error {
 	}
 	b.tickMu.Lock()
 	defer b.tickMu.Unlock()
-	var invalid int
-	var first error
-	leftOut := func(what, name string, err error) {
-		if invalid++; first == nil {
-			first = fmt.Errorf("%s %q: %w", what, name, err)
-		}
-	}
+	var lo leftOuts
+	leftOut := lo.add
 	for name, cs := range snap.Campaigns {
 		err := cs.Delays.Check()
 		if err == nil && cs.State != nil {
@@ -219,10 +214,7 @@ func (b *Brain) Restore(raw json.RawMessage, nowMs int64) error {
 		return true
 	}, nil)
 	b.campaignStates.Store(n)
-	if invalid > 0 {
-		return fmt.Errorf("%d controller states out of range left out (they start afresh); the first: %w", invalid, first)
-	}
-	return nil
+	return lo.err("(they start afresh)")
 }
 
 // decodeStrengths returns the strengths of a snapshot by parent hash,
@@ -248,8 +240,9 @@ func decodeStrengths(in map[string]models.Strength) *map[uint64]models.Strength 
 // when each entry was last answered here, by which idle entries are
 // forgotten as a Tick would. The entries it adds count as last answered at
 // usedMs: 0 on a replica (they were not answered here, and are not reported
-// back as such), nowMs on a primary taking its predecessor's states. A state out of range is left out, as Restore
-// does, and the others are adopted; the error names the first one.
+// back as such), nowMs on a primary taking its predecessor's states. A
+// state out of range is left out, as Restore does, and the others are
+// adopted; the error names the first one.
 func (b *Brain) Adopt(raw []byte, nowMs, usedMs int64) error {
 	var snap snapshot
 	if err := json.Unmarshal(raw, &snap); err != nil {
@@ -257,13 +250,8 @@ func (b *Brain) Adopt(raw []byte, nowMs, usedMs int64) error {
 	}
 	b.tickMu.Lock()
 	defer b.tickMu.Unlock()
-	var invalid int
-	var first error
-	leftOut := func(what, name string, err error) {
-		if invalid++; first == nil {
-			first = fmt.Errorf("%s %q: %w", what, name, err)
-		}
-	}
+	var lo leftOuts
+	leftOut := lo.add
 	campaigns := make(map[string]*models.CampaignState, len(snap.Campaigns))
 	for name, cs := range snap.Campaigns {
 		if cs.State == nil {
@@ -346,10 +334,30 @@ func (b *Brain) Adopt(raw []byte, nowMs, usedMs int64) error {
 	b.campaignStates.Store(states)
 	b.strengths.Store(decodeStrengths(snap.Strengths))
 	b.gen.Add(1)
-	if invalid > 0 {
-		return fmt.Errorf("%d controller states out of range left out; the first: %w", invalid, first)
+	return lo.err("")
+}
+
+// leftOuts collects the states a restore or an adoption left out.
+type leftOuts struct {
+	n     int
+	first error
+}
+
+func (l *leftOuts) add(what, name string, err error) {
+	if l.n++; l.first == nil {
+		l.first = fmt.Errorf("%s %q: %w", what, name, err)
 	}
-	return nil
+}
+
+// err names how many were left out and the first, or is nil.
+func (l *leftOuts) err(why string) error {
+	if l.n == 0 {
+		return nil
+	}
+	if why != "" {
+		why = " " + why
+	}
+	return fmt.Errorf("%d controller states out of range left out%s; the first: %w", l.n, why, l.first)
 }
 
 // Used calls fn with the keys and the campaigns (campaign true) answered
