@@ -104,7 +104,10 @@ func TestPersonalDataLeavesNoTrace(t *testing.T) {
 	// 1. The DLQ does not store (a stream that refuses every letter holds
 	// its subject): the letters stay queued, so the checkpoints hold them.
 	e := startTestService(t, opts)
-	js, err := jetstream.New(e.nc)
+	// A long default timeout: the checks walk every stream message by
+	// message, and under the race detector on a loaded machine one request
+	// has taken past the default 5s.
+	js, err := jetstream.New(e.nc, jetstream.WithDefaultTimeout(30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +149,7 @@ func TestPersonalDataLeavesNoTrace(t *testing.T) {
 	// 2. The DLQ answers again: the letters of the checkpoint are stored.
 	unblockDLQ(t, dir)
 	e = startTestService(t, opts)
-	js, _ = jetstream.New(e.nc)
+	js, _ = jetstream.New(e.nc, jetstream.WithDefaultTimeout(30*time.Second))
 	letters := dlqMessages(t, js, rejected)
 	key, err := loadDLQKey(dir)
 	if err != nil {
@@ -192,7 +195,7 @@ func TestPersonalDataLeavesNoTrace(t *testing.T) {
 	// the checks above can see it.
 	e = startTestService(t, func(o *Options) { o.DLQRaw = true })
 	jsPublish(t, e.nc, "raw", payloads)
-	js, _ = jetstream.New(e.nc)
+	js, _ = jetstream.New(e.nc, jetstream.WithDefaultTimeout(30*time.Second))
 	var all []byte
 	for _, m := range dlqMessages(t, js, rejected) {
 		if m.Header.Get(ingest.BodyHeader) != ingest.BodyRaw {

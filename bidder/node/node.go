@@ -118,6 +118,8 @@ type Node struct {
 	stats   nodeStats
 	// auth checks the read token of the member's own read routes.
 	auth *bidder.Service
+	// cfg is the config the units start with, replaced by Reload.
+	cfg atomic.Pointer[bidder.Config]
 
 	// mu guards units and the unit lifecycles' bookkeeping.
 	mu    sync.Mutex
@@ -293,6 +295,9 @@ func ReplicaName(stream string, p uint32, member string) string {
 // with replica).
 func (n *Node) unitOptions(p uint32, replica bool) bidder.Options {
 	o := n.opts.Unit
+	if cfg := n.cfg.Load(); cfg != nil {
+		o.Config = *cfg
+	}
 	o.Unit, o.Partition = true, p
 	o.Instance = UnitName(o.Stream, p)
 	dir := "p" + strconv.FormatUint(uint64(p), 10)
@@ -626,6 +631,42 @@ func (n *Node) releaseUnit(u *unit) {
 		n.stats.handoversOut.Inc()
 		log.Info().Dur("took", time.Since(t0)).Msg("partition handed over")
 	}()
+}
+
+// Reload applies cfg's policies to every unit of this member and to the
+// units it starts later (SIGHUP), as bidder.Service.Reload does for a
+// single instance: a config that changes the rollups or the resolutions,
+// or does not build, is refused and the running one stays.
+func (n *Node) Reload(cfg bidder.Config) error {
+	o := n.unitOptions(0, false)
+	o.Config = cfg
+	if _, err := bidder.New(o); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	var svcs []*bidder.Service
+	for _, u := range n.units {
+		if svc := u.svc.Load(); svc != nil {
+			svcs = append(svcs, svc)
+		}
+	}
+	n.mu.Unlock()
+	// The units share one config: the first refusal refuses it for all.
+	if len(svcs) > 0 {
+		if err := svcs[0].Reload(cfg); err != nil {
+			return err
+		}
+	} else if cur := n.unitOptions(0, false).Config; !slices.Equal(cfg.Rollups, cur.Rollups) || !slices.Equal(cfg.Resolutions, cur.Resolutions) {
+		return errors.New("rollups or resolutions changed: they need a restart")
+	}
+	n.cfg.Store(&cfg)
+	var errs []error
+	for _, svc := range svcs[min(1, len(svcs)):] {
+		if err := svc.Reload(cfg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // mine reports whether the last assignment makes this member partition

@@ -6,6 +6,8 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bidpulse/bidpulse/bidder"
 	"github.com/bidpulse/bidpulse/bidder/cluster"
 	"github.com/bidpulse/bidpulse/bidder/partition"
 )
@@ -607,4 +610,61 @@ func TestClusterOpenRTB(t *testing.T) {
 	if code, b = do(t, n, "POST", "/v1/openrtb/multipliers", "", `{"id":"x","imp":[]}`); code != 400 {
 		t.Fatalf("no impressions: %d %s; want 400", code, b)
 	}
+}
+
+// TestClusterReload: a member's Reload (SIGHUP) applies the new policies
+// to each of its units, and to the units it starts after it; a config that
+// changes the rollups is refused and the running one stays.
+func TestClusterReload(t *testing.T) {
+	const parts = 4
+	tc := newTestCluster(t, parts, nil)
+	tc.startMembers(2)
+	cs := campaigns(8)
+	pub := tc.newPublisher()
+	for _, c := range cs {
+		if !pub.publish(c, 3) {
+			t.Fatal("publish not acknowledged")
+		}
+	}
+	tc.waitCounted(pub.total(), 30*time.Second)
+	dir := t.TempDir()
+	load := func(name, yaml string) bidder.Config {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := bidder.LoadConfig(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	halve := load("halve.yaml", "policies:\n  default:\n    modifiers: {device: {mobile: 0.5}}\n")
+	for _, name := range []string{"m0", "m1"} {
+		if err := tc.members[name].Reload(halve); err != nil {
+			t.Fatalf("reload of %s: %v", name, err)
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		for name, n := range tc.members {
+			for _, c := range cs {
+				_, m := get(t, n, "/v1/multiplier?campaign="+c+"&device=mobile")
+				if m["multiplier"] != 0.5 {
+					t.Fatalf("%s: %s answers %s on mobile %v; want 0.5", when, name, c, m)
+				}
+			}
+		}
+	}
+	check("after the reload")
+	bad := load("bad.yaml", "rollups: [campaign]\n")
+	if err := tc.members["m0"].Reload(bad); err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("a rollup change must be refused; got %v", err)
+	}
+	check("after a refused reload")
+	// m0 takes m1's partitions: its new units start with the reloaded
+	// policies.
+	tc.stop("m1")
+	tc.waitStable(1, 30*time.Second)
+	check("after m0 took every partition")
 }

@@ -154,7 +154,7 @@ func runServe(args []string) error {
 	}
 	if *clusterMode {
 		return runMember(node.Options{Unit: o, Member: o.Instance, HTTPAddr: o.HTTPAddr, Bucket: *clusterBucket,
-			LeaseTTL: o.LeaseTTL, ForwardTimeout: *forwardTimeout, Replicas: *replicas}, log)
+			LeaseTTL: o.LeaseTTL, ForwardTimeout: *forwardTimeout, Replicas: *replicas}, *configPath, log)
 	}
 	t0 := time.Now()
 	svc, err := bidder.New(o)
@@ -196,7 +196,7 @@ func runServe(args []string) error {
 }
 
 // runMember runs one cluster member until SIGINT or SIGTERM.
-func runMember(o node.Options, log zerolog.Logger) error {
+func runMember(o node.Options, configPath string, log zerolog.Logger) error {
 	t0 := time.Now()
 	n, err := node.New(o)
 	if err != nil {
@@ -213,7 +213,17 @@ func runMember(o node.Options, log zerolog.Logger) error {
 		if sig != syscall.SIGHUP {
 			break
 		}
-		log.Warn().Msg("SIGHUP: a cluster member does not reload its config yet; restart it")
+		// SIGHUP reloads the policies of every unit; a bad file keeps the
+		// running ones.
+		cfg, err := bidder.LoadConfig(configPath)
+		if err == nil {
+			err = n.Reload(cfg)
+		}
+		if err != nil {
+			log.Error().Err(err).Str("config", configPath).Msg("reload refused; the running config stays")
+		} else {
+			log.Info().Str("config", configPath).Msg("config reloaded on every partition unit")
+		}
 	}
 	signal.Stop(sigs)
 	log.Info().Str("signal", sig.String()).Msg("stopping: leaving the cluster")
