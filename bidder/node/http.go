@@ -55,6 +55,12 @@ func (n *Node) serveHTTP(ctx *fasthttp.RequestCtx) {
 		if n.auth.CheckRead(ctx) {
 			n.serveStats(ctx)
 		}
+	case "/v1/snapshot":
+		if c := ctx.QueryArgs().Peek("campaign"); c != nil {
+			n.serveOwned(ctx, c)
+			return
+		}
+		n.serveSnapshot(ctx)
 	case "/v1/overrides", "/v1/policies", "/v1/killswitch", "/v1/audit":
 		// The control plane is shared through KV: any unit writes it, and
 		// every unit of every member sees it.
@@ -73,7 +79,7 @@ func (n *Node) serveHTTP(ctx *fasthttp.RequestCtx) {
 			n.serveOwned(ctx, c)
 			return
 		}
-		writeError(ctx, fasthttp.StatusNotFound, "not found on a cluster member: the bid routes, /v1/cluster, /v1/stats, /metrics, /healthz, /readyz, the control routes, and the read routes with a campaign (answered by its partition's owner)")
+		writeError(ctx, fasthttp.StatusNotFound, "not found on a cluster member: the bid routes, /v1/cluster, /v1/stats, /v1/snapshot (the top keys of its partitions), /metrics, /healthz, /readyz, the control routes, and the read routes with a campaign (answered by its partition's owner)")
 	}
 }
 

@@ -668,3 +668,68 @@ func TestClusterReload(t *testing.T) {
 	tc.waitStable(1, 30*time.Second)
 	check("after m0 took every partition")
 }
+
+// TestClusterSnapshot: GET /v1/snapshot without a campaign on a member
+// answers the top keys of the partitions it serves, merged from its units
+// in the query's order; the members' answers together are every key once.
+func TestClusterSnapshot(t *testing.T) {
+	const parts = 4
+	tc := newTestCluster(t, parts, nil)
+	tc.startMembers(2)
+	cs := campaigns(10)
+	pub := tc.newPublisher()
+	for i, c := range cs {
+		if !pub.publish(c, 1+i) {
+			t.Fatal("publish not acknowledged")
+		}
+	}
+	tc.waitCounted(pub.total(), 30*time.Second)
+	seen := map[string]int{}
+	for name, n := range tc.members {
+		code, b := do(t, n, "GET", "/v1/snapshot?level=campaign&sort=impressions&limit=1000", "", "")
+		var a struct {
+			Sort       string   `json:"sort"`
+			Member     string   `json:"member"`
+			Partitions []uint32 `json:"partitions"`
+			Keys       []struct {
+				Key         map[string]string `json:"key"`
+				Impressions int               `json:"impressions"`
+			} `json:"keys"`
+		}
+		if code != 200 || json.Unmarshal(b, &a) != nil || a.Member != name || a.Sort != "impressions" {
+			t.Fatalf("snapshot of %s: %d %s", name, code, b)
+		}
+		for i, k := range a.Keys {
+			c := k.Key["campaign"]
+			if !slices.Contains(a.Partitions, partition.OfString(parts, c)) {
+				t.Fatalf("%s answers %s, of a partition it does not serve (%v)", name, c, a.Partitions)
+			}
+			if k.Impressions != pub.sent[c] {
+				t.Fatalf("%s: %s has %d impressions; %d were sent", name, c, k.Impressions, pub.sent[c])
+			}
+			if i > 0 && a.Keys[i-1].Impressions < k.Impressions {
+				t.Fatalf("%s: keys not in impressions order: %s", name, b)
+			}
+			seen[c]++
+		}
+		// The limit cuts the merged answer.
+		code, b = do(t, n, "GET", "/v1/snapshot?level=campaign&sort=impressions&limit=2", "", "")
+		var top struct {
+			Keys []struct {
+				Key map[string]string `json:"key"`
+			} `json:"keys"`
+		}
+		if code != 200 || json.Unmarshal(b, &top) != nil || len(top.Keys) != min(2, len(a.Keys)) ||
+			len(a.Keys) > 0 && top.Keys[0].Key["campaign"] != a.Keys[0].Key["campaign"] {
+			t.Fatalf("snapshot of %s, limit 2: %d %s", name, code, b)
+		}
+		if code, b := do(t, n, "GET", "/v1/snapshot?sort=nope", "", ""); code != 400 || !strings.Contains(string(b), "unknown sort") {
+			t.Fatalf("a bad sort on %s: %d %s", name, code, b)
+		}
+	}
+	for _, c := range cs {
+		if seen[c] != 1 {
+			t.Fatalf("campaign %s answered by %d members; want 1 (%v)", c, seen[c], seen)
+		}
+	}
+}

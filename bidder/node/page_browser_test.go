@@ -15,7 +15,8 @@ import (
 const chromiumPath = "/usr/bin/chromium"
 
 // TestMemberPageBrowser: a member's page, in a real headless chromium,
-// lists the member's partitions with what /v1/stats says of each.
+// lists the member's partitions with what /v1/stats says of each, and the
+// top campaigns of its partitions with what was sent.
 func TestMemberPageBrowser(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("CI") != "" {
@@ -82,5 +83,26 @@ func TestMemberPageBrowser(t *testing.T) {
 	}
 	if uint64(sum) != pub.total() {
 		t.Fatalf("the page's counted events add up to %d; %d were acknowledged", sum, pub.total())
+	}
+	// The top campaigns: every campaign (one member serves all), most
+	// impressions first, with what was sent.
+	topJS := `(() => { const rows = Array.from(document.querySelectorAll('#top tbody tr')).map(tr => {
+		const o = {}; tr.querySelectorAll('td[data-col]').forEach(td => o[td.dataset.col] = td.textContent); return o; });
+		return rows.length === 6 ? JSON.stringify(rows) : null; })()`
+	js, err = chromedp.Run(tab, chromedp.Poll[string](topJS, chromedp.WithPollingTimeout(20*time.Second)))
+	if err != nil {
+		t.Fatalf("the page did not list the 6 campaigns: %v", err)
+	}
+	var top []map[string]string
+	if err := json.Unmarshal([]byte(js), &top); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range top {
+		if want := strconv.Itoa(pub.sent[r["campaign"]]); r["impressions"] != want {
+			t.Fatalf("top campaign %d on the page: %v; %s impressions were sent", i, r, want)
+		}
+		if i > 0 && pub.sent[top[i-1]["campaign"]] < pub.sent[r["campaign"]] {
+			t.Fatalf("the top campaigns are not in impressions order: %v", top)
+		}
 	}
 }
