@@ -25,6 +25,14 @@
 // A campaign's keys and controller state live in one unit, so the state of
 // p moves whole, through its checkpoint, and exactly once: the checkpoint
 // holds the stream sequence it reflects, and the replay starts after it.
+//
+// With Options.Replicas R > 1 each partition has R owners: the first in the
+// assignment is its primary (the unit above), the others run a replica unit
+// (bidder.Options.Replica) that consumes the partition too, answers its
+// bids from the controller states the primary publishes, and goes on
+// answering while a dead primary's partition moves: a member that becomes
+// the primary of a partition it replicates keeps its replica unit serving
+// until its new primary unit serves (units.go).
 package node
 
 import (
