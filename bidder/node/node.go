@@ -401,15 +401,8 @@ func (n *Node) Reload(cfg bidder.Config) error {
 	if _, err := bidder.New(o); err != nil {
 		return err
 	}
-	n.mu.Lock()
-	var svcs []*bidder.Service
-	for _, u := range n.units {
-		if svc := u.svc.Load(); svc != nil {
-			svcs = append(svcs, svc)
-		}
-	}
-	n.mu.Unlock()
 	// The units share one config: the first refusal refuses it for all.
+	svcs := n.unitServices()
 	if len(svcs) > 0 {
 		if err := svcs[0].Reload(cfg); err != nil {
 			return err
@@ -417,14 +410,32 @@ func (n *Node) Reload(cfg bidder.Config) error {
 	} else if cur := n.unitOptions(0, false).Config; !slices.Equal(cfg.Rollups, cur.Rollups) || !slices.Equal(cfg.Resolutions, cur.Resolutions) {
 		return errors.New("rollups or resolutions changed: they need a restart")
 	}
+	// Stored first, then the units listed again: a unit built from the
+	// old config that is not listed yet reloads itself (runUnit).
 	n.cfg.Store(&cfg)
 	var errs []error
-	for _, svc := range svcs[min(1, len(svcs)):] {
+	for _, svc := range n.unitServices() {
+		if len(svcs) > 0 && svc == svcs[0] {
+			continue
+		}
 		if err := svc.Reload(cfg); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// unitServices returns the services of this member's units started so far.
+func (n *Node) unitServices() []*bidder.Service {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var svcs []*bidder.Service
+	for _, u := range n.units {
+		if svc := u.svc.Load(); svc != nil {
+			svcs = append(svcs, svc)
+		}
+	}
+	return svcs
 }
 
 // isReady reports whether the member is started, in its own member list,

@@ -130,6 +130,9 @@ func (n *Node) startUnit(p uint32, replica bool) {
 func (n *Node) runUnit(ctx context.Context, u *unit) {
 	log := n.log.With().Uint32("partition", u.p).Bool("replica", u.replica).Logger()
 	var svc *bidder.Service
+	// cfg is the reloaded config the unit was built with (nil: the
+	// options' own).
+	var cfg *bidder.Config
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		if ctx.Err() != nil {
 			return
@@ -143,6 +146,7 @@ func (n *Node) runUnit(ctx context.Context, u *unit) {
 		if cold {
 			n.warmMu.Lock()
 		}
+		cfg = n.cfg.Load()
 		s, err := bidder.New(n.unitOptions(u.p, u.replica))
 		if err == nil {
 			err = s.Start()
@@ -174,6 +178,12 @@ func (n *Node) runUnit(ctx context.Context, u *unit) {
 		}
 	}
 	u.svc.Store(svc)
+	if cur := n.cfg.Load(); cur != cfg {
+		// Reloaded while this unit was built from the config before.
+		if err := svc.Reload(*cur); err != nil {
+			log.Error().Err(err).Msg("the reloaded config is refused by this unit: it runs the one it started with")
+		}
+	}
 	// A replica answers once it has the primary's controller states (or
 	// found none published).
 	for st := svc.UnitState(); !st.Ready || !st.Replication.Checked; st = svc.UnitState() {
