@@ -370,11 +370,14 @@ func (s *Service) unitFloor(ctx context.Context) (uint64, bool, error) {
 		if err != nil {
 			return 0, false, err
 		}
+		if time.Since(e.Created()) > 2*s.opts.LeaseTTL {
+			continue // not renewed: its replica has stopped consuming
+		}
 		var r instanceRecord
 		if err := json.Unmarshal(e.Value(), &r); err != nil {
 			return 0, false, fmt.Errorf("replica record %s: %w", key, err)
 		}
-		if r.Stream != s.opts.Stream || r.Stopped || time.Since(e.Created()) > 2*s.opts.LeaseTTL {
+		if r.Stream != s.opts.Stream || r.Stopped {
 			continue
 		}
 		if r.RemoteSeq == 0 {

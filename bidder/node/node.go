@@ -123,8 +123,10 @@ type Node struct {
 	stats   nodeStats
 	// auth checks the read token of the member's own read routes.
 	auth *bidder.Service
-	// cfg is the config the units start with, replaced by Reload.
-	cfg atomic.Pointer[bidder.Config]
+	// cfg is the config the units start with, replaced by Reload;
+	// reloadMu serialises the reloads (Reload, and a unit's own in runUnit).
+	cfg      atomic.Pointer[bidder.Config]
+	reloadMu sync.Mutex
 
 	// mu guards units and the unit lifecycles' bookkeeping.
 	mu    sync.Mutex
@@ -396,23 +398,32 @@ func (n *Node) reconcile() {
 // single instance: a config that changes the rollups or the resolutions,
 // or does not build, is refused and the running one stays.
 func (n *Node) Reload(cfg bidder.Config) error {
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
 	o := n.unitOptions(0, false)
 	o.Config = cfg
 	if _, err := bidder.New(o); err != nil {
 		return err
 	}
+	// Only the policies change: the units started later keep the rollups
+	// and resolutions of the running ones (and of their checkpoints).
+	next := n.unitOptions(0, false).Config
+	if next.Rollups == nil {
+		next = bidder.DefaultConfig() // what the units run without one
+	}
+	next.Policies = cfg.Policies
 	// The units share one config: the first refusal refuses it for all.
 	svcs := n.unitServices()
 	if len(svcs) > 0 {
 		if err := svcs[0].Reload(cfg); err != nil {
 			return err
 		}
-	} else if cur := n.unitOptions(0, false).Config; !slices.Equal(cfg.Rollups, cur.Rollups) || !slices.Equal(cfg.Resolutions, cur.Resolutions) {
+	} else if len(cfg.Rollups) > 0 && !slices.Equal(cfg.Rollups, next.Rollups) || len(cfg.Resolutions) > 0 && !slices.Equal(cfg.Resolutions, next.Resolutions) {
 		return errors.New("rollups or resolutions changed: they need a restart")
 	}
 	// Stored first, then the units listed again: a unit built from the
 	// old config that is not listed yet reloads itself (runUnit).
-	n.cfg.Store(&cfg)
+	n.cfg.Store(&next)
 	var errs []error
 	for _, svc := range n.unitServices() {
 		if len(svcs) > 0 && svc == svcs[0] {

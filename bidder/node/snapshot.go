@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/json"
 	"slices"
@@ -43,8 +42,9 @@ func (n *Node) serveSnapshot(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	limit := 100
-	if v := ctx.QueryArgs().Peek("limit"); v != nil {
-		if k, err := strconv.Atoi(string(v)); err == nil && k >= 1 && k <= 1000 {
+	if vs := ctx.QueryArgs().PeekMulti("limit"); len(vs) > 0 {
+		// The last, as the units read it.
+		if k, err := strconv.Atoi(string(vs[len(vs)-1])); err == nil && k >= 1 && k <= 1000 {
 			limit = k
 		} // else the units refuse it
 	}
@@ -84,6 +84,10 @@ func (n *Node) serveSnapshot(ctx *fasthttp.RequestCtx) {
 		out.Keys = append(out.Keys, a.Keys...)
 		partitions = append(partitions, uint32(p))
 	}
+	if len(partitions) == 0 {
+		writeError(ctx, fasthttp.StatusServiceUnavailable, "this member serves no partition yet; ask another member")
+		return
+	}
 	by := func(e *snapEntry) float64 {
 		switch out.Sort {
 		case "clicks":
@@ -99,15 +103,9 @@ func (n *Node) serveSnapshot(ctx *fasthttp.RequestCtx) {
 		}
 		return float64(e.Impressions)
 	}
-	slices.SortStableFunc(out.Keys, func(a, b snapEntry) int {
-		if c := cmp.Compare(by(&b), by(&a)); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(b.Impressions, a.Impressions); c != 0 {
-			return c
-		}
-		return bytes.Compare(a.Key, b.Key)
-	})
+	// By the metric only, and stable: keys that tie keep their unit's
+	// order (its own tie-break), so the cut is the top of the units' tops.
+	slices.SortStableFunc(out.Keys, func(a, b snapEntry) int { return cmp.Compare(by(&b), by(&a)) })
 	out.Keys = out.Keys[:min(limit, len(out.Keys))]
 	body, _ := json.Marshal(struct {
 		snapAnswer

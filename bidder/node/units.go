@@ -107,6 +107,16 @@ func (n *Node) unitOptions(p uint32, replica bool) bidder.Options {
 		keys = 1_000_000
 	}
 	o.MaxKeys = max(keys/share, 1000)
+	// And the snapshot scan budget (keys visited per second), so that a
+	// member's scans cost what a single instance's do; a unit may still
+	// scan all the keys it may hold once a second.
+	if o.SnapshotScanRate >= 0 {
+		rate := o.SnapshotScanRate
+		if rate == 0 {
+			rate = bidder.DefaultSnapshotScanRate
+		}
+		o.SnapshotScanRate = max(rate/share, o.MaxKeys)
+	}
 	return o
 }
 
@@ -178,12 +188,14 @@ func (n *Node) runUnit(ctx context.Context, u *unit) {
 		}
 	}
 	u.svc.Store(svc)
+	n.reloadMu.Lock()
 	if cur := n.cfg.Load(); cur != cfg {
 		// Reloaded while this unit was built from the config before.
 		if err := svc.Reload(*cur); err != nil {
 			log.Error().Err(err).Msg("the reloaded config is refused by this unit: it runs the one it started with")
 		}
 	}
+	n.reloadMu.Unlock()
 	// A replica answers once it has the primary's controller states (or
 	// found none published).
 	for st := svc.UnitState(); !st.Ready || !st.Replication.Checked; st = svc.UnitState() {

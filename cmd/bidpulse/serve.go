@@ -202,12 +202,14 @@ func runMember(o node.Options, configPath string, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Before the start: a SIGHUP meanwhile (systemd's ExecReload) must not
+	// end the process; it is handled once started.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	if err := n.Start(); err != nil {
 		return err
 	}
 	log.Info().Str("http", n.HTTPAddr()).Str("member", o.Member).Dur("took", time.Since(t0)).Msg("bidpulse cluster member started")
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	var sig os.Signal
 	for sig = range sigs {
 		if sig != syscall.SIGHUP {
