@@ -535,8 +535,18 @@ func (s *Service) loadCheckpoint(ctx context.Context) (uint64, error) {
 			local = h.Seq
 		}
 		best, seq, lerr := s.newestRemote(ctx)
-		if lerr == nil && best != nil && seq > local {
-			lerr = s.fetchRemoteCheckpoint(ctx, best.Name, seq)
+		for try := 1; lerr == nil && best != nil && seq > local; try++ {
+			// Its own deadline, and again on failure: an object replaced
+			// while it is read (its owner keeping a newer checkpoint)
+			// loses the chunks being read, and the read waits for them.
+			fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			lerr = s.fetchRemoteCheckpoint(fctx, best.Name, seq)
+			cancel()
+			if lerr != nil && try < 3 && ctx.Err() == nil {
+				s.log.Warn().Err(lerr).Str("object", best.Name).Msg("cannot read the checkpoint kept in NATS: reading the newest again")
+				best, seq, lerr = s.newestRemote(ctx)
+				continue
+			}
 			if lerr == nil {
 				from := strings.TrimSuffix(best.Name, ".ckpt")
 				s.ckpt.fromRemote.Store(from)
@@ -546,6 +556,7 @@ func (s *Service) loadCheckpoint(ctx context.Context) (uint64, error) {
 					err = s.checkCompatible(h)
 				}
 			}
+			break
 		}
 		if lerr != nil {
 			if local == 0 {

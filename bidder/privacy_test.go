@@ -358,7 +358,7 @@ func checkNATS(t *testing.T, js jetstream.JetStream) {
 			t.Fatal(err)
 		}
 		for _, oi := range list {
-			b, err := obs.GetBytes(ctx, oi.Name)
+			b, err := getObject(obs, oi.Name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -399,4 +399,21 @@ func checkFiles(t *testing.T, dir string) {
 	if !seen {
 		t.Errorf("no file names the campaign: nothing checked?")
 	}
+}
+
+// getObject reads object name, again when a read fails: the service
+// replaces its checkpoint object while it runs, and a read of the object it
+// replaces waits for chunks that are purged (until its deadline).
+func getObject(obs jetstream.ObjectStore, name string) ([]byte, error) {
+	var err error
+	for range 10 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var b []byte
+		b, err = obs.GetBytes(ctx, name)
+		cancel()
+		if err == nil || errors.Is(err, jetstream.ErrObjectNotFound) {
+			return b, err
+		}
+	}
+	return nil, err
 }
