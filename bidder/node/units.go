@@ -250,12 +250,7 @@ func (n *Node) releaseUnit(u *unit) {
 			// nothing to answer from (a partial replay).
 			u.gone.Store(true)
 			n.refreshServing(u.p)
-			u.cancel()
-			<-u.done
-			if svc := u.svc.Load(); svc != nil {
-				n.stopUnit(svc, log)
-			}
-			n.forget(u)
+			n.endUnit(u, log)
 			return
 		}
 		<-u.done
@@ -304,12 +299,7 @@ func (n *Node) stopReplica(u *unit) {
 	go func() {
 		defer n.bg.Done()
 		n.refreshServing(u.p)
-		u.cancel()
-		<-u.done
-		if svc := u.svc.Load(); svc != nil {
-			n.stopUnit(svc, n.log.With().Uint32("partition", u.p).Bool("replica", true).Logger())
-		}
-		n.forget(u)
+		n.endUnit(u, n.log.With().Uint32("partition", u.p).Bool("replica", true).Logger())
 		n.stats.replicasOut.Inc()
 	}()
 }
@@ -331,13 +321,19 @@ func (n *Node) dropUnit(u *unit) {
 		log := n.log.With().Uint32("partition", u.p).Bool("replica", u.replica).Logger()
 		log.Error().Msg("the partition's unit lost its lease: replacing it")
 		n.refreshServing(u.p)
-		u.cancel()
-		<-u.done
-		if svc := u.svc.Load(); svc != nil {
-			n.stopUnit(svc, log)
-		}
-		n.forget(u)
+		n.endUnit(u, log)
 	}()
+}
+
+// endUnit ends u's start (or its wait for the catch-up), stops its
+// service if it has one, and forgets it.
+func (n *Node) endUnit(u *unit, log zerolog.Logger) {
+	u.cancel()
+	<-u.done
+	if svc := u.svc.Load(); svc != nil {
+		n.stopUnit(svc, log)
+	}
+	n.forget(u)
 }
 
 // stopUnit stops a unit's service.
