@@ -94,6 +94,7 @@ type replication struct {
 	lastUsed  int64 // replica: the brain time of the last report
 	usedSent  atomic.Uint64
 	usedTaken atomic.Uint64 // primary: names taken from the replicas
+	usedBad   atomic.Uint64 // primary: reports that did not decode
 }
 
 // startReplication starts the primary's publications and its intake of
@@ -322,7 +323,8 @@ func (s *Service) reportUsed() {
 }
 
 // takeUsed counts the names a replica reports as answered here (primary).
-// A report that does not decode is dropped whole and counted.
+// The rest of a report from where it does not decode is dropped, and the
+// report counted (used_reports_refused).
 func (s *Service) takeUsed(m *nats.Msg) {
 	now := s.clock.NowMs()
 	b := m.Data
@@ -330,7 +332,7 @@ func (s *Service) takeUsed(m *nats.Msg) {
 		kind := b[0]
 		n, k := binary.Uvarint(b[1:])
 		if k <= 0 || uint64(len(b)-1-k) < n || kind != 'k' && kind != 'c' {
-			s.repl.pubErrors.Add(1)
+			s.repl.usedBad.Add(1)
 			return
 		}
 		name := b[1+k : 1+k+int(n)]
@@ -413,6 +415,7 @@ type ReplicationState struct {
 	Published     uint64 `json:"controllers_published,omitempty"`
 	PublishErrors uint64 `json:"controllers_publish_errors,omitempty"`
 	UsedTaken     uint64 `json:"used_names_taken,omitempty"`
+	UsedRefused   uint64 `json:"used_reports_refused,omitempty"`
 	// Replica: publications adopted, failures, the stream sequence of the
 	// last (the primary's applied one when it published), and its lag
 	// from publication to adoption.
@@ -430,7 +433,7 @@ func (s *Service) replicationState() ReplicationState {
 	r := &s.repl
 	if !s.opts.Replica {
 		return ReplicationState{Role: "primary", Published: r.published.Load(), PublishErrors: r.pubErrors.Load(),
-			UsedTaken: r.usedTaken.Load(), Checked: true}
+			UsedTaken: r.usedTaken.Load(), UsedRefused: r.usedBad.Load(), Checked: true}
 	}
 	return ReplicationState{Role: "replica", Adopted: r.adoptions.Load(), AdoptErrors: r.adoptErrs.Load(),
 		ControllersSeq: r.adoptedSeq.Load(), ControllersLagMs: r.adoptLagMs.Load(), UsedReports: r.usedSent.Load(),
